@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Full-tree scan: kmodsim against kmod's depmod, in one run, on the same machine and page cache.
+
+For each tree (Debian 6.1: plain .ko; Debian 6.12: .ko.xz), rounds interleave:
+  depmod   ``depmod -b <hardlinked copy> <kver>`` (reads every module, writes modules.*)
+  cold     ``kmodsim scan --no-cache <tree>``     (every module parsed, all cores)
+  warm     ``kmodsim scan <tree>`` with a primed cache
+Each is a fresh process; the page cache is warm for all (one untimed read first). Medians are
+reported with their ratio to depmod and the peak RSS of the whole process tree (ru_maxrss of the
+biggest process: the parent or a worker).
+
+    python bench/scan_bench.py [--rounds 5] [--tree 6.1] [--tree 6.12] [--tree /path/to/lib/modules/KVER]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
+
+
+def timed(cmd: list[str], env=None) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode()
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}): {err.strip()[-500:]}")
+    return dt, ru.ru_maxrss  # KiB; for the parent. Workers are measured by RUSAGE_CHILDREN below.
+
+
+def peak_children_rss(cmd: list[str], env=None) -> int:
+    """Peak RSS (KiB) of any process of the tree, from a sub-interpreter's RUSAGE_CHILDREN."""
+    code = ("import resource,subprocess,sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env, check=True)
+    return int(out.stdout.strip())
+
+
+def resolve_tree(spec: str) -> str:
+    if os.path.isdir(spec):
+        return spec
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+    from kmodsim.debian import DebianKernel, depends_of, image_package
+
+    if spec == "6.1":
+        return DebianKernel(image_package("linux-image-amd64")).modules_dir
+    if spec == "6.12":
+        pkg = next(d for d in depends_of("linux-image-6.12-amd64") if d.startswith("linux-image-6.12"))
+        return DebianKernel(pkg).modules_dir
+    sys.exit(f"unknown tree {spec!r}")
+
+
+def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) -> dict:
+    kver = os.path.basename(tree.rstrip("/"))
+    work = tempfile.mkdtemp(prefix="kmodsim-bench-")
+    try:
+        base = os.path.join(work, "root")
+        os.makedirs(os.path.join(base, "lib", "modules"))
+        # hard links: depmod writes its outputs into the copy, never into the original tree
+        subprocess.run(["cp", "-al", tree, os.path.join(base, "lib", "modules", kver)], check=True)
+        cache = os.path.join(work, "cache")
+        env = dict(os.environ, KMODSIM_CACHE=cache)
+        cmds = {
+            "depmod": [depmod, "-b", base, kver],
+            "cold": [kmodsim, "scan", "--no-cache", tree],
+            "warm": [kmodsim, "scan", tree],
+        }
+        subprocess.run(cmds["depmod"], check=True)  # warm the page cache, untimed
+        subprocess.run(cmds["warm"], check=True, env=env, stdout=subprocess.DEVNULL)  # prime kmodsim's cache
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        for _ in range(rounds):
+            for k, cmd in cmds.items():
+                times[k].append(timed(cmd, env)[0])
+        rss = {k: peak_children_rss(cmd, env) for k, cmd in cmds.items()}
+        n = sum(1 for _d, _s, fs in os.walk(tree) for f in fs if ".ko" in f)
+        return {"label": label, "tree": tree, "modules": n,
+                "median": {k: statistics.median(v) for k, v in times.items()},
+                "all": times, "rss_kib": rss}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tree", action="append", help="6.1, 6.12, or a lib/modules/<kver> directory")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    kmodsim = shutil.which("kmodsim") or sys.exit("kmodsim is not on PATH (run scripts/setup.sh, use .venv)")
+    depmod = shutil.which("depmod") or "/usr/sbin/depmod"
+    print(f"machine: {os.cpu_count()} cores; depmod: {subprocess.run([depmod, '--version'], capture_output=True, text=True).stdout.split()[2]}")
+    print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"
+          f"{'warm s':>9}{'ratio':>7}{'target':>8}{'RSS MiB depmod/cold/warm':>28}")
+    for spec in args.tree or ["6.1", "6.12"]:
+        r = bench_tree(spec, resolve_tree(spec), args.rounds, kmodsim, depmod)
+        m = r["median"]
+        t = TARGETS.get(spec, {"cold": float("nan"), "warm": float("nan")})
+        rc, rw = m["cold"] / m["depmod"], m["warm"] / m["depmod"]
+        rss = "/".join(f"{r['rss_kib'][k] / 1024:.0f}" for k in ("depmod", "cold", "warm"))
+        print(f"{spec:<8}{r['modules']:>8}{m['depmod']:>10.3f}{m['cold']:>9.3f}{rc:>7.2f}{t['cold']:>8}"
+              f"{m['warm']:>9.3f}{rw:>7.3f}{t['warm']:>8}{rss:>28}")
+
+
+if __name__ == "__main__":
+    main()

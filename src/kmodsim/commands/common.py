@@ -1,0 +1,55 @@
+"""What every command shares: exit codes, one-line errors, common options."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def error(msg: str) -> None:
+    """One line on stderr: ``kmodsim: <file>: <problem>``."""
+    print(f"kmodsim: {msg}", file=sys.stderr)
+
+
+def dump_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+def parse_size(text: str) -> int:
+    """``1G``, ``512M``, ``4096``... (binary units)."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    try:
+        if t and t[-1] in mult:
+            return int(float(t[:-1]) * mult[t[-1]])
+        return int(t)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a size (e.g. 1G, 512M, 4096)") from None
+
+
+def max_size_option(f):
+    return click.option(
+        "--max-decompressed", "max_size", default="1G", show_default=True,
+        callback=lambda ctx, param, v: parse_size(v),
+        help="Refuse compressed modules that expand past this size.")(f)
+
+
+def kernel_option(required: bool = True):
+    return click.option(
+        "--kernel", "-k", "kernel_path", required=required, metavar="KDIR|Module.symvers|vmlinux",
+        help="Target kernel: a headers/build directory, a Module.symvers, a vmlinux or a vmlinuz.")
+
+
+def load_kernel(path: str):
+    from ..kernel import Kernel, KernelError
+
+    try:
+        return Kernel.load(path)
+    except KernelError as exc:
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None

@@ -1,0 +1,295 @@
+"""A small, bounds-checked ELF reader: headers, sections, symbols, relocations.
+
+This is kmodsim's hot path (every module of a tree goes through it), so it is written with
+``struct`` over a ``bytes``/``mmap`` buffer instead of a general ELF library; pyelftools is used
+only by the tests, as an independent oracle.
+
+Structures are kept apart from meaning (as pyelftools does): this module knows ELF, not kernel
+modules. Every offset read from the file is checked against the buffer length before use, and
+every problem raises :class:`ElfError` with a message that names the structure at fault, so a
+malformed file can never cause an ``IndexError``/``struct.error`` traceback or a hang.
+
+Both classes (ELF32, ELF64) and both byte orders are supported; nothing assumes x86-64.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from array import array
+from collections.abc import Iterator
+from typing import NamedTuple
+
+ELFMAG = b"\x7fELF"
+ELFCLASS32, ELFCLASS64 = 1, 2
+ELFDATA2LSB, ELFDATA2MSB = 1, 2
+
+ET_REL, ET_EXEC, ET_DYN = 1, 2, 3
+ET_NAMES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
+
+SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
+SHT_NOBITS, SHT_REL, SHT_SYMTAB_SHNDX = 8, 9, 18
+
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+
+SHN_UNDEF, SHN_LORESERVE, SHN_ABS, SHN_COMMON, SHN_XINDEX = 0, 0xFF00, 0xFFF1, 0xFFF2, 0xFFFF
+
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+
+# e_machine values of the architectures Linux builds modules for (elf.h).
+MACHINE_NAMES = {
+    2: "SPARC", 3: "i386", 8: "MIPS", 15: "PA-RISC", 20: "PowerPC", 21: "PowerPC64",
+    22: "S/390", 40: "ARM", 42: "SuperH", 43: "SPARC v9", 50: "IA-64", 62: "x86-64",
+    183: "AArch64", 243: "RISC-V", 258: "LoongArch",
+}
+
+
+class ElfError(Exception):
+    """The buffer is not a well-formed ELF file; the message says what is wrong."""
+
+
+class Section(NamedTuple):
+    index: int
+    name: str
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    addralign: int
+    entsize: int
+
+    @property
+    def file_size(self) -> int:
+        """Bytes the section occupies in the file (NOBITS occupy none)."""
+        return 0 if self.type == SHT_NOBITS else self.size
+
+
+class Symbol(NamedTuple):
+    index: int
+    name: str
+    value: int
+    size: int
+    bind: int
+    type: int
+    shndx: int
+
+
+class Relocation(NamedTuple):
+    offset: int
+    sym: int
+    type: int
+    addend: int | None  # None for SHT_REL: the addend is in the relocated field
+
+
+class ElfFile:
+    """A parsed ELF header and section table over ``buf`` (bytes, bytearray or mmap).
+
+    Section contents are read lazily with :meth:`data`.
+    """
+
+    __slots__ = (
+        "buf", "size", "ei_class", "little", "e", "type", "machine", "shoff", "sections",
+        "_by_name", "_sym_fmt", "_sym_size",
+    )
+
+    def __init__(self, buf) -> None:
+        self.buf = buf
+        self.size = n = len(buf)
+        if n < 16 or buf[:4] != ELFMAG:
+            raise ElfError("not an ELF file (bad magic)")
+        ei_class, ei_data = buf[4], buf[5]
+        if ei_class not in (ELFCLASS32, ELFCLASS64):
+            raise ElfError(f"invalid ELF class {ei_class}")
+        if ei_data not in (ELFDATA2LSB, ELFDATA2MSB):
+            raise ElfError(f"invalid ELF data encoding {ei_data}")
+        self.ei_class = ei_class
+        self.little = ei_data == ELFDATA2LSB
+        e = self.e = "<" if self.little else ">"
+        if ei_class == ELFCLASS64:
+            hdr_fmt, sh_fmt = e + "HHIQQQIHHHHHH", e + "IIQQQQIIQQ"
+            self._sym_fmt, self._sym_size = e + "IBBHQQ", 24
+        else:
+            hdr_fmt, sh_fmt = e + "HHIIIIIHHHHHH", e + "IIIIIIIIII"
+            self._sym_fmt, self._sym_size = e + "IIIBBH", 16
+        hdr_size = 16 + struct.calcsize(hdr_fmt)
+        if n < hdr_size:
+            raise ElfError(f"truncated ELF header ({n} bytes, need {hdr_size})")
+        (self.type, self.machine, _ver, _entry, _phoff, shoff, _flags, _ehsize, _phentsize,
+         _phnum, shentsize, shnum, shstrndx) = struct.unpack_from(hdr_fmt, buf, 16)
+        self.shoff = shoff
+        sh_size = struct.calcsize(sh_fmt)
+        if shoff == 0:
+            raise ElfError("no section header table")
+        if shentsize != sh_size:
+            raise ElfError(f"section header entry size {shentsize}, expected {sh_size}")
+        if shoff + sh_size > n:
+            raise ElfError(f"section header table at {shoff:#x} is past the end of the file ({n:#x} bytes)")
+        first = struct.unpack_from(sh_fmt, buf, shoff)
+        if shnum == 0:  # more than SHN_LORESERVE sections: the count is in section 0
+            shnum = first[5]
+        if shstrndx == SHN_XINDEX:
+            shstrndx = first[6]
+        end = shoff + shnum * sh_size
+        if end > n:
+            raise ElfError(
+                f"section header table ({shnum} entries at {shoff:#x}) extends past the end of the file "
+                f"({n:#x} bytes)")
+        raw = list(struct.iter_unpack(sh_fmt, buf[shoff:end]))
+        if not 0 < shstrndx < shnum:
+            raise ElfError(f"section name string table index {shstrndx} out of range")
+        names_sh = raw[shstrndx]
+        names = self._checked(names_sh[4], names_sh[5], f"section name string table (section {shstrndx})")
+        sections = []
+        names = names.decode("latin-1")
+        for i, (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size_, sh_link, sh_info,
+                sh_addralign, sh_entsize) in enumerate(raw):
+            end = names.find("\0", sh_name)
+            if end < 0:
+                raise ElfError(f"section {i} name at {sh_name:#x} is outside the section name table")
+            name = names[sh_name:end]
+            if sh_offset + sh_size_ > n and sh_type != SHT_NOBITS and sh_type != SHT_NULL:
+                raise ElfError(
+                    f"section {i} ({name}) at {sh_offset:#x} size {sh_size_:#x} extends past the end "
+                    f"of the file ({n:#x} bytes)")
+            sections.append(_new(Section, (i, name, sh_type, sh_flags, sh_addr, sh_offset, sh_size_, sh_link,
+                                  sh_info, sh_addralign, sh_entsize)))
+        self.sections = sections
+        by_name: dict[str, Section] = {}
+        for s in sections:
+            by_name.setdefault(s.name, s)
+        self._by_name = by_name
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _checked(self, offset: int, size: int, what: str) -> bytes:
+        if offset < 0 or size < 0 or offset + size > self.size:
+            raise ElfError(f"{what} at {offset:#x} size {size:#x} extends past the end of the file")
+        return self.buf[offset:offset + size]
+
+    @property
+    def is64(self) -> bool:
+        return self.ei_class == ELFCLASS64
+
+    @property
+    def machine_name(self) -> str:
+        return MACHINE_NAMES.get(self.machine, f"machine {self.machine}")
+
+    def section(self, name: str) -> Section | None:
+        return self._by_name.get(name)
+
+    def section_at(self, index: int) -> Section:
+        if not 0 <= index < len(self.sections):
+            raise ElfError(f"section index {index} out of range")
+        return self.sections[index]
+
+    def data(self, sec: Section) -> bytes:
+        """The section's bytes (empty for NOBITS); bounds were checked when the table was read."""
+        if sec.type == SHT_NOBITS or sec.type == SHT_NULL:
+            return b""
+        return self.buf[sec.offset:sec.offset + sec.size]
+
+    def u32(self, data: bytes, off: int) -> int:
+        if off < 0 or off + 4 > len(data):
+            raise ElfError(f"read of 4 bytes at {off:#x} is outside a {len(data):#x}-byte section")
+        return struct.unpack_from(self.e + "I", data, off)[0]
+
+    # -- symbols -------------------------------------------------------------------------------
+    def symtab(self) -> Section | None:
+        for s in self.sections:
+            if s.type == SHT_SYMTAB:
+                return s
+        return None
+
+    def _symtab_parts(self, symtab: Section) -> tuple[bytes, bytes]:
+        if symtab.entsize != self._sym_size:
+            raise ElfError(f"symbol table entry size {symtab.entsize}, expected {self._sym_size}")
+        if symtab.size % self._sym_size:
+            raise ElfError(f"symbol table size {symtab.size:#x} is not a multiple of its entry size")
+        strtab = self.data(self.section_at(symtab.link))
+        return self.data(symtab), strtab
+
+    def symbol_columns(self, symtab: Section | None = None) -> tuple[list[int], bytes, str]:
+        """The symbol table as columns: (st_shndx of every symbol, raw symtab bytes, string table).
+
+        The hot path of :mod:`kmodsim.module`: section indices of all symbols come out of one C-level
+        array slice, so callers can pick the few symbols they need before decoding anything else
+        (with :meth:`symbol_at`). The string table is decoded once as latin-1, which maps every byte
+        to one character, so string offsets stay valid and no name is ever altered.
+        """
+        symtab = symtab or self.symtab()
+        if symtab is None:
+            return [], b"", ""
+        data, strtab = self._symtab_parts(symtab)
+        halves = array("H")
+        halves.frombytes(data)
+        if self.little != _HOST_LITTLE:
+            halves.byteswap()
+        shndx = halves[3::12] if self.is64 else halves[7::8]
+        return shndx.tolist(), data, strtab.decode("latin-1")
+
+    def symbol_at(self, data: bytes, i: int) -> tuple[int, int, int, int, int]:
+        """(st_name, st_value, st_size, st_info, st_shndx) of symbol ``i`` of ``data``."""
+        if self.is64:
+            nm, info, _o, shndx, val, sz = struct.unpack_from(self._sym_fmt, data, i * 24)
+        else:
+            nm, val, sz, info, _o, shndx = struct.unpack_from(self._sym_fmt, data, i * 16)
+        return nm, val, sz, info, shndx
+
+    def symbols(self, symtab: Section | None = None) -> Iterator[Symbol]:
+        """Every symbol, decoded (the general, slower interface)."""
+        symtab = symtab or self.symtab()
+        if symtab is None:
+            return
+        data, strtab = self._symtab_parts(symtab)
+        for i in range(len(data) // self._sym_size):
+            nm, val, sz, info, shndx = self.symbol_at(data, i)
+            yield Symbol(i, _cstr(strtab, nm, "symbol name"), val, sz, info >> 4, info & 0xF, shndx)
+
+    # -- relocations ---------------------------------------------------------------------------
+    def relocation_sections(self, target: Section) -> list[Section]:
+        """The SHT_REL/SHT_RELA sections that apply to ``target``."""
+        return [s for s in self.sections if s.type in (SHT_REL, SHT_RELA) and s.info == target.index]
+
+    def relocations(self, relsec: Section) -> Iterator[Relocation]:
+        rela = relsec.type == SHT_RELA
+        e = self.e
+        if self.is64:
+            fmt = e + ("QQq" if rela else "QQ")
+        else:
+            fmt = e + ("IIi" if rela else "II")
+        size = struct.calcsize(fmt)
+        if relsec.size % size:
+            raise ElfError(f"relocation section {relsec.name} size is not a multiple of {size}")
+        for row in struct.iter_unpack(fmt, self.data(relsec)):
+            info = row[1]
+            if self.is64:
+                sym, typ = info >> 32, info & 0xFFFFFFFF
+            else:
+                sym, typ = info >> 8, info & 0xFF
+            yield Relocation(row[0], sym, typ, row[2] if rela else None)
+
+
+_HOST_LITTLE = sys.byteorder == "little"
+_new = tuple.__new__
+
+
+def _cstr(table: bytes | str, offset: int, what: str) -> str:
+    """The NUL-terminated string at ``offset`` of a string table."""
+    if offset >= len(table):
+        if offset == 0:
+            return ""
+        raise ElfError(f"{what} offset {offset:#x} is outside its string table ({len(table):#x} bytes)")
+    if isinstance(table, str):
+        end = table.find("\0", offset)
+        if end < 0:
+            raise ElfError(f"{what} at {offset:#x} is not NUL-terminated")
+        return table[offset:end]
+    end = table.find(b"\0", offset)
+    if end < 0:
+        raise ElfError(f"{what} at {offset:#x} is not NUL-terminated")
+    return table[offset:end].decode("latin-1")
+
+
+cstr = _cstr

@@ -1,0 +1,88 @@
+"""Resolving a module's imports against a kernel and a set of modules.
+
+The kernel's ``find_symbol()`` (kernel/module/main.c) looks in vmlinux's export tables first and
+then in every loaded module, in list order, and takes the first match by name; the GPL flag and
+the namespace are checked after the match. :class:`SymbolIndex` keeps all providers of each name
+in that order, so callers can both resolve like the kernel and see every other exporter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from .kernel import Kernel, check_version, license_is_gpl_compatible
+from .module import Module
+
+
+class Provider(NamedTuple):
+    owner: str  # "vmlinux" or a module name
+    path: str  # module file, or the Module.symvers module path, or "" for vmlinux
+    gpl: bool
+    namespace: str
+    crc: int | None
+
+
+class SymbolIndex:
+    """Every exporter of every name: vmlinux first, then modules in the order given."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, list[Provider]] = {}
+
+    def add(self, name: str, p: Provider) -> None:
+        self.by_name.setdefault(name, []).append(p)
+
+    @classmethod
+    def build(cls, kernel: Kernel | None, modules: Iterable[Module] = (),
+              symvers_modules: bool = False) -> SymbolIndex:
+        """Index vmlinux's exports, then ``modules``; with ``symvers_modules`` also the module rows
+        of the kernel's Module.symvers (used when no module tree is given)."""
+        idx = cls()
+        if kernel is not None:
+            for e in kernel.exports.values():
+                idx.add(e.name, Provider("vmlinux", "", e.gpl, e.namespace, e.crc))
+        for m in modules:
+            for e in m.exports:
+                idx.add(e.name, Provider(m.name, m.path, e.gpl, e.namespace, e.crc))
+        if symvers_modules and kernel is not None:
+            for e in kernel.module_rows:
+                owner = e.module.rsplit("/", 1)[-1].replace("-", "_")
+                idx.add(e.name, Provider(owner, e.module, e.gpl, e.namespace, e.crc))
+        return idx
+
+    def providers(self, name: str, exclude: str = "") -> list[Provider]:
+        return [p for p in self.by_name.get(name, ()) if p.owner != exclude]
+
+
+class Resolution(NamedTuple):
+    symbol: str
+    expected_crc: int | None  # from the module's __versions
+    weak: bool
+    provider: Provider | None
+    others: tuple[Provider, ...]  # further exporters of the same name
+    crc: str  # check_version() verdict, "" when unresolved
+    gpl_ok: bool  # False: GPL-only export, module license not GPL-compatible
+    namespace_ok: bool  # False: namespaced export without MODULE_IMPORT_NS
+
+    @property
+    def ok(self) -> bool:
+        return (self.provider is not None or self.weak) and self.crc != "mismatch" and self.gpl_ok \
+            and self.namespace_ok
+
+
+def resolve(module: Module, index: SymbolIndex) -> list[Resolution]:
+    """Resolve every import of ``module`` as the kernel would (first provider wins)."""
+    versions = dict(module.versions) if module.versions else None
+    gpl_ok_license = license_is_gpl_compatible(module.license)
+    imported_ns = set(module.import_ns)
+    out = []
+    for imp in module.imports:
+        provs = index.providers(imp.name, exclude=module.name)
+        if not provs:
+            out.append(Resolution(imp.name, imp.crc, imp.weak, None, (), "", True, True))
+            continue
+        p = provs[0]
+        out.append(Resolution(
+            imp.name, imp.crc, imp.weak, p, tuple(provs[1:]), check_version(versions, imp.name, p.crc),
+            gpl_ok_license or not p.gpl, not p.namespace or p.namespace in imported_ns))
+    return out

@@ -1,0 +1,565 @@
+"""A kernel module file (``.ko``, ``.ko.xz``, ``.ko.zst``, ``.ko.gz``) read into a :class:`Module`.
+
+What is read, and where the kernel keeps it (see ../shared/notes/kernel-modules.md):
+
+* exports: every symbol named ``__ksymtab_<S>`` defined in ``__ksymtab`` (plain) or
+  ``__ksymtab_gpl`` (GPL-only). This holds for every entry layout the kernel has used — absolute
+  16/24-byte ``struct kernel_symbol`` entries, PREL32 8-byte (4.19-5.3) and 12-byte (5.4+) ones —
+  because the symbol labels the entry, whatever its size. ``__export_symbol_<S>`` symbols in a
+  leftover ``.export_symbol`` section (6.5-6.9) are not exports and are ignored.
+* namespace: the string in ``__ksymtab_strings`` at ``__kstrtabns_<S>`` (5.4+; absent means none).
+* CRC: ``__crc_<S>``, an absolute symbol whose value is the CRC (before 5.19), or a u32 at the
+  symbol's offset in ``__kcrctab``/``__kcrctab_gpl`` (5.19+, commit f292d875d0dc).
+* imports: named symbols with ``st_shndx == SHN_UNDEF`` (what ``readelf -s`` lists as UND), with
+  the CRC the module expects from ``__versions`` — or from ``__version_ext_crcs``/
+  ``__version_ext_names`` when present (6.14+, which the kernel then prefers).
+* ``.modinfo``: NUL-separated ``key=value`` strings, all kept in order (keys repeat).
+* the appended signature: ``struct module_signature`` + ``~Module signature appended~\\n``.
+
+Compressed modules are decompressed whole in memory (``.ko.xz`` is one xz block), with a limit on
+the expanded size so that a hostile file cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import mmap
+import os
+import stat
+import struct
+import sys
+import zlib
+from array import array
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .elf import ET_NAMES, ET_REL, SHN_ABS, SHN_UNDEF, SHT_NOBITS, ElfError, ElfFile, cstr
+
+_new = tuple.__new__  # builds a NamedTuple from a tuple at C speed (the hot path makes ~10^5 a tree)
+
+MODULE_SIG_STRING = b"~Module signature appended~\n"
+PKEY_ID_TYPES = {0: "PGP", 1: "X.509", 2: "PKCS#7"}
+DEFAULT_MAX_SIZE = 1 << 30  # expanded-size limit for compressed modules: 1 GiB
+
+MODULE_SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+
+# ksymtab section -> export kind. "gpl_future" and "unused*" existed until 5.12/5.13.
+KSYMTAB_KINDS = {
+    "__ksymtab": "",
+    "__ksymtab_gpl": "gpl",
+    "__ksymtab_gpl_future": "gpl_future",
+    "__ksymtab_unused": "unused",
+    "__ksymtab_unused_gpl": "unused_gpl",
+}
+KCRCTAB_SECTIONS = ("__kcrctab", "__kcrctab_gpl", "__kcrctab_gpl_future", "__kcrctab_unused",
+                    "__kcrctab_unused_gpl")
+
+
+class ModuleError(Exception):
+    """A module file cannot be read; ``str()`` is one line naming the file and the problem."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class Export(NamedTuple):
+    name: str
+    gpl: bool
+    namespace: str = ""
+    crc: int | None = None
+    kind: str = ""  # "", "gpl", "gpl_future", "unused", "unused_gpl"
+
+
+class Import(NamedTuple):
+    name: str
+    crc: int | None = None
+    weak: bool = False
+
+
+class SectionInfo(NamedTuple):
+    name: str
+    type: int
+    flags: int
+    size: int
+    align: int
+    entsize: int
+
+
+class Param(NamedTuple):
+    name: str
+    type: str
+    description: str
+
+
+class Signature(NamedTuple):
+    id_type: str
+    algo: int
+    hash: int
+    signer_len: int
+    key_id_len: int
+    sig_len: int
+
+
+@dataclass(slots=True)
+class Module:
+    path: str
+    name: str
+    exports: list[Export]
+    imports: list[Import]
+    modinfo: list[tuple[str, str]]
+    sections: list[SectionInfo]
+    signature: Signature | None
+    versions: list[tuple[str, int]]  # every __versions record, in file order (incl. module_layout)
+    machine: int
+    ei_class: int  # 1 = ELF32, 2 = ELF64
+    little_endian: bool
+    compression: str = ""  # "", "xz", "zstd", "gzip"
+    file_size: int = 0
+    elf_size: int = 0
+    _info: dict[str, list[str]] | None = field(default=None, repr=False)
+
+    # -- modinfo views -----------------------------------------------------------------------
+    def info(self, key: str) -> list[str]:
+        """All values of a ``.modinfo`` key, in file order."""
+        if self._info is None:
+            d: dict[str, list[str]] = {}
+            for k, v in self.modinfo:
+                d.setdefault(k, []).append(v)
+            self._info = d
+        return self._info.get(key, [])
+
+    def info1(self, key: str, default: str = "") -> str:
+        v = self.info(key)
+        return v[0] if v else default
+
+    @property
+    def vermagic(self) -> str:
+        return self.info1("vermagic")
+
+    @property
+    def license(self) -> str:
+        return self.info1("license")
+
+    @property
+    def depends(self) -> list[str]:
+        """``depends=`` split on commas (modpost writes one, possibly empty, key)."""
+        out: list[str] = []
+        for v in self.info("depends"):
+            out.extend(d for d in v.split(",") if d)
+        return out
+
+    @property
+    def import_ns(self) -> list[str]:
+        return self.info("import_ns")
+
+    @property
+    def aliases(self) -> list[str]:
+        return self.info("alias")
+
+    @property
+    def softdeps(self) -> list[str]:
+        return self.info("softdep")
+
+    @property
+    def params(self) -> list[Param]:
+        """Parameters from ``parm=name:desc`` and ``parmtype=name:type``, in first-seen order."""
+        types: dict[str, str] = {}
+        descs: dict[str, str] = {}
+        order: list[str] = []
+        for k, v in self.modinfo:
+            if k not in ("parm", "parmtype"):
+                continue
+            pname, _, rest = v.partition(":")
+            if pname not in types and pname not in descs:
+                order.append(pname)
+            (types if k == "parmtype" else descs)[pname] = rest
+        return [Param(p, types.get(p, ""), descs.get(p, "")) for p in order]
+
+    @property
+    def signed(self) -> bool:
+        return self.signature is not None
+
+    @property
+    def machine_name(self) -> str:
+        from .elf import MACHINE_NAMES
+
+        return MACHINE_NAMES.get(self.machine, f"machine {self.machine}")
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        """The stable ``inspect --json`` object (documented in README.md)."""
+        return {
+            "name": self.name,
+            "path": self.path,
+            "vermagic": self.vermagic,
+            "license": self.license,
+            "depends": self.depends,
+            "machine": self.machine_name,
+            "elf_class": 64 if self.ei_class == 2 else 32,
+            "endian": "little" if self.little_endian else "big",
+            "compression": self.compression,
+            "signed": self.signed,
+            "signature": None if self.signature is None else {
+                "id_type": self.signature.id_type, "sig_len": self.signature.sig_len},
+            "exports": [{"name": e.name, "gpl": e.gpl, "namespace": e.namespace, "crc": e.crc}
+                        for e in self.exports],
+            "imports": [{"name": i.name, "crc": i.crc} for i in self.imports],
+            "modinfo": _modinfo_json(self.modinfo),
+            "params": [{"name": p.name, "type": p.type, "description": p.description}
+                       for p in self.params],
+            "sections": [{"name": s.name, "size": s.size, "align": s.align, "flags": s.flags,
+                          "type": s.type} for s in self.sections],
+        }
+
+    def to_record(self) -> tuple:
+        """A compact tuple of builtins (marshal-able, cheap to pickle) for the scan cache and for
+        worker processes: each column is one NUL-joined string or one packed integer array, so a
+        module costs a dozen objects instead of thousands. Inverse of :meth:`from_record`."""
+        ex, im, se, ve = self.exports, self.imports, self.sections, self.versions
+        return (
+            RECORD_VERSION, self.path, self.name,
+            _join(e[0] for e in ex), _join(e[2] for e in ex), _join(e[4] for e in ex),
+            _ints("q", (-1 if e[3] is None else e[3] for e in ex)),
+            _join(i[0] for i in im), bytes(i[2] for i in im),
+            _ints("q", (-1 if i[1] is None else i[1] for i in im)),
+            _join(f"{k}={v}" for k, v in self.modinfo),
+            _join(x[0] for x in se), _ints("Q", (v for x in se for v in x[1:])),
+            _join(v[0] for v in ve), _ints("Q", (v[1] for v in ve)),
+            None if self.signature is None else tuple(self.signature),
+            self.machine, self.ei_class, self.little_endian, self.compression, self.file_size,
+            self.elf_size,
+        )
+
+    @classmethod
+    def from_record(cls, r: tuple) -> Module:
+        (ver, path, name, ex_names, ex_ns, ex_kinds, ex_crcs, im_names, im_weak, im_crcs, modinfo,
+         se_names, se_vals, ve_names, ve_crcs, sig, machine, ei_class, little, comp, fsize, esize) = r
+        if ver != RECORD_VERSION:
+            raise ValueError(f"module record version {ver}, expected {RECORD_VERSION}")
+        exports = [_new(Export, (n, k in ("gpl", "unused_gpl"), ns, None if c < 0 else c, k))
+                   for n, ns, k, c in zip(_split(ex_names), _split(ex_ns), _split(ex_kinds), _unints("q", ex_crcs), strict=True)]
+        imports = [_new(Import, (n, None if c < 0 else c, bool(w)))
+                   for n, w, c in zip(_split(im_names), im_weak, _unints("q", im_crcs), strict=True)]
+        mi = [tuple(kv.partition("=")[::2]) for kv in _split(modinfo)]
+        vals = _unints("Q", se_vals)
+        sections = [_new(SectionInfo, (n, *vals[i * 5:i * 5 + 5])) for i, n in enumerate(_split(se_names))]
+        versions = list(zip(_split(ve_names), _unints("Q", ve_crcs), strict=True))
+        return cls(path, name, exports, imports, mi, sections,
+                   None if sig is None else _new(Signature, sig), versions, machine, ei_class, little,
+                   comp, fsize, esize)
+
+
+RECORD_VERSION = 1
+
+
+def _join(items) -> str:
+    """Each item NUL-terminated, so that empty strings survive the round trip."""
+    return "".join(x + "\0" for x in items)
+
+
+def _split(s: str) -> list[str]:
+    return s.split("\0")[:-1]
+
+
+def _ints(code: str, values) -> bytes:
+    return array(code, values).tobytes()
+
+
+def _unints(code: str, raw: bytes) -> list[int]:
+    a = array(code)
+    a.frombytes(raw)
+    return a.tolist()
+
+
+def _modinfo_json(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in pairs:
+        out.setdefault(k, []).append(v)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading bytes
+# ---------------------------------------------------------------------------------------------
+
+def compression_of(head: bytes) -> str:
+    """Compression format by magic number (kmod also relies on the content, not only the name)."""
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return "zstd"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    return ""
+
+
+def decompress(data: bytes, fmt: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """Decompress a whole module image; raise ValueError naming the problem."""
+    try:
+        if fmt == "xz":
+            d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+            out = d.decompress(data, max_length=max_size + 1)
+            if len(out) > max_size:
+                raise ValueError(f"xz data expands past the {max_size}-byte limit")
+            if not d.eof:
+                raise ValueError("corrupt xz data: unexpected end of input")
+            return out
+        if fmt == "gzip":
+            d = zlib.decompressobj(wbits=31)
+            out = d.decompress(data, max_size + 1)
+            if len(out) > max_size:
+                raise ValueError(f"gzip data expands past the {max_size}-byte limit")
+            if not d.eof:
+                raise ValueError("corrupt gzip data: unexpected end of input")
+            return out
+        if fmt == "zstd":
+            import zstandard
+
+            # stream_reader bounds the output (a small frame can claim gigabytes) ...
+            reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False)
+            out = reader.read(max_size + 1)
+            if len(out) > max_size:
+                raise ValueError(f"zstd data expands past the {max_size}-byte limit")
+            # ... but says nothing of a truncated frame: decompressobj does, and is now bounded.
+            d = zstandard.ZstdDecompressor().decompressobj()
+            if d.decompress(data) != out or not d.eof:
+                raise ValueError("corrupt zstd data: unexpected end of input")
+            return out
+    except (lzma.LZMAError, zlib.error, gzip.BadGzipFile, EOFError) as exc:
+        raise ValueError(f"corrupt {fmt} data: {exc}") from None
+    except Exception as exc:  # zstandard.ZstdError and friends
+        if type(exc).__module__.startswith("zstandard") or type(exc).__name__ == "ZstdError":
+            raise ValueError(f"corrupt {fmt} data: {exc}") from None
+        raise
+    raise ValueError(f"unknown compression {fmt!r}")
+
+
+def read_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str, int]:
+    """The ELF image of a module file: (buffer, compression, file size).
+
+    Plain files are memory-mapped (read-only; nothing is ever written to the user's files).
+    """
+    try:
+        # O_NONBLOCK: a FIFO or device named *.ko must not block the whole scan
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ModuleError(path, exc.strerror or str(exc)) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise ModuleError(path, "is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+    with open(fd, "rb") as f:
+        try:
+            size = st.st_size
+            if size == 0:
+                raise ModuleError(path, "empty file")
+            head = f.read(6)
+            fmt = compression_of(head)
+            if fmt:
+                f.seek(0)
+                return decompress(f.read(), fmt, max_size), fmt, size
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ), "", size
+        except ValueError as exc:
+            raise ModuleError(path, str(exc)) from None
+        except OSError as exc:
+            raise ModuleError(path, exc.strerror or str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+
+def module_name_from_path(path: str) -> str:
+    """kmod's rule: basename without the module suffix, '-' replaced by '_'."""
+    base = os.path.basename(path)
+    for suf in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
+        if base.endswith(suf):
+            base = base[: -len(suf)]
+            break
+    return base.replace("-", "_")
+
+
+def _signature(buf, size: int) -> tuple[Signature | None, int]:
+    """The appended signature (mod_verify_sig's layout) and the size of the part before it."""
+    n = len(MODULE_SIG_STRING)
+    if size < n + 12 or buf[size - n:size] != MODULE_SIG_STRING:
+        return None, size
+    algo, hsh, id_type, signer_len, key_id_len, sig_len = struct.unpack_from(">BBBBB3xI", buf, size - n - 12)
+    payload = size - n - 12
+    total = sig_len + signer_len + key_id_len
+    if total > payload:
+        raise ElfError(f"appended signature claims {total} bytes, only {payload} precede it")
+    return (Signature(PKEY_ID_TYPES.get(id_type, str(id_type)), algo, hsh, signer_len, key_id_len, sig_len),
+            payload - total)
+
+
+def parse_module(buf, path: str, compression: str = "", file_size: int | None = None) -> Module:
+    """Parse a module image (already decompressed). Raises ElfError on malformed input."""
+    size = len(buf)
+    sig, elf_size = _signature(buf, size)
+    elf = ElfFile(buf)
+    if elf.type != ET_REL:
+        raise ElfError(f"not a kernel module: ELF type {ET_NAMES.get(elf.type, elf.type)}, expected ET_REL")
+    if elf.section(".gnu.linkonce.this_module") is None:
+        raise ElfError("not a kernel module: no .gnu.linkonce.this_module section")
+    symtab = elf.symtab()
+    if symtab is None:
+        raise ElfError("module has no symbol table")
+
+    # section index -> role
+    ksym_kind: dict[int, str] = {}
+    crc_secs: set[int] = set()
+    kstr_idx = -1
+    for s in elf.sections:
+        k = KSYMTAB_KINDS.get(s.name)
+        if k is not None:
+            ksym_kind[s.index] = k
+        elif s.name in KCRCTAB_SECTIONS:
+            crc_secs.add(s.index)
+        elif s.name == "__ksymtab_strings":
+            kstr_idx = s.index
+
+    shndx_col, symdata, strtab = elf.symbol_columns(symtab)
+    wanted = {SHN_UNDEF, SHN_ABS, kstr_idx, *ksym_kind, *crc_secs}
+    undefined: list[tuple[str, bool]] = []
+    exports: list[tuple[str, str]] = []
+    crc_syms: dict[str, tuple[int, int]] = {}
+    ns_off: dict[str, int] = {}
+    unpack = struct.Struct(elf.e + ("IBxHQ8x" if elf.is64 else "II4xBxH")).unpack_from
+    size = 24 if elf.is64 else 16
+    find = strtab.find
+    try:
+        for i in [i for i, x in enumerate(shndx_col) if x in wanted]:
+            if elf.is64:
+                nm, info, shndx, val = unpack(symdata, i * size)
+            else:
+                nm, val, info, shndx = unpack(symdata, i * size)
+            if nm == 0:
+                continue
+            end = find("\0", nm)
+            if end < 0:
+                raise ElfError(f"symbol {i} name at {nm:#x} is outside the string table")
+            name = strtab[nm:end]
+            if shndx == SHN_UNDEF:
+                undefined.append((name, (info >> 4) == 2))
+            elif shndx in ksym_kind:
+                if name.startswith("__ksymtab_"):
+                    exports.append((name[10:], ksym_kind[shndx]))
+            elif shndx == kstr_idx:
+                if name.startswith("__kstrtabns_"):
+                    ns_off[name[12:]] = val
+            elif name.startswith("__crc_"):
+                crc_syms[name[6:]] = (shndx, val)
+    except struct.error:
+        raise ElfError("truncated symbol table") from None
+
+    crc_data: dict[int, bytes] = {}
+    kstr = elf.data(elf.sections[kstr_idx]) if kstr_idx >= 0 else b""
+    out_exports = []
+    for name, kind in exports:
+        crc = None
+        c = crc_syms.get(name)
+        if c is not None:
+            shndx, val = c
+            if shndx == SHN_ABS:
+                crc = val & 0xFFFFFFFF
+            else:
+                data = crc_data.get(shndx)
+                if data is None:
+                    data = crc_data[shndx] = elf.data(elf.sections[shndx])
+                crc = elf.u32(data, val)
+        off = ns_off.get(name)
+        ns = cstr(kstr, off, "export namespace") if off is not None else ""
+        out_exports.append(Export(name, kind in ("gpl", "unused_gpl"), ns, crc, kind))
+
+    versions = _versions(elf)
+    vmap = dict(versions)
+    imports = [_new(Import, (n, vmap.get(n), weak)) for n, weak in undefined]
+
+    modinfo: list[tuple[str, str]] = []
+    mi = elf.section(".modinfo")
+    if mi is not None:
+        for raw in elf.data(mi).split(b"\0"):
+            if raw:
+                k, _, v = raw.decode("utf-8", "surrogateescape").partition("=")
+                modinfo.append((k, v))
+
+    sections = [_new(SectionInfo, (s[1], s[2], s[3], s[6], s[9], s[10])) for s in elf.sections[1:]]
+    name = ""
+    for k, v in modinfo:
+        if k == "name":
+            name = v
+            break
+    if not name:
+        name = _this_module_name(elf) or module_name_from_path(path)
+    return Module(path, name, out_exports, imports, modinfo, sections, sig, versions, elf.machine,
+                  elf.ei_class, elf.little, compression, size if file_size is None else file_size,
+                  elf_size)
+
+
+def _versions(elf: ElfFile) -> list[tuple[str, int]]:
+    """``__versions`` records, or the extended tables when present (the kernel prefers them)."""
+    ext_crcs, ext_names = elf.section("__version_ext_crcs"), elf.section("__version_ext_names")
+    if ext_crcs is not None and ext_names is not None:
+        crcs = elf.data(ext_crcs)
+        names = [n.decode("utf-8", "surrogateescape") for n in elf.data(ext_names).split(b"\0")]
+        if len(crcs) % 4:
+            raise ElfError("__version_ext_crcs size is not a multiple of 4")
+        count = len(crcs) // 4
+        if len(names) < count:
+            raise ElfError(f"__version_ext_names has fewer names than __version_ext_crcs ({count})")
+        vals = struct.unpack(elf.e + f"{count}I", crcs)
+        return list(zip(names[:count], vals, strict=True))
+    sec = elf.section("__versions")
+    if sec is None or sec.type == SHT_NOBITS:
+        return []
+    data = elf.data(sec)
+    if len(data) % 64:
+        raise ElfError(f"__versions size {len(data):#x} is not a multiple of 64")
+    # CRCs as one array slice, names by offset in the section decoded once (latin-1: 1 byte = 1 char)
+    words = array("Q" if elf.is64 else "I")
+    words.frombytes(data)
+    if elf.little != (sys.byteorder == "little"):
+        words.byteswap()
+    step = 64 // words.itemsize
+    text = data.decode("latin-1")
+    find = text.find
+    names = []
+    for off in range(words.itemsize, len(text), 64):
+        end = find("\0", off, off + 64 - words.itemsize)
+        if end < 0:
+            raise ElfError(f"__versions record at {off - words.itemsize:#x} has no NUL-terminated name")
+        names.append(text[off:end])
+    return list(zip(names, [c & 0xFFFFFFFF for c in words[::step]], strict=True))
+
+
+def _this_module_name(elf: ElfFile) -> str:
+    """``struct module``'s name field (after ``state`` and ``list``) in ``.gnu.linkonce.this_module``."""
+    sec = elf.section(".gnu.linkonce.this_module")
+    if sec is None or sec.type == SHT_NOBITS:
+        return ""
+    off = 24 if elf.is64 else 12
+    data = elf.data(sec)
+    raw = data[off:off + 56]
+    end = raw.find(b"\0")
+    if end <= 0:
+        return ""
+    try:
+        return raw[:end].decode("ascii")
+    except UnicodeDecodeError:
+        return ""
+
+
+def read_module(path: str, max_size: int = DEFAULT_MAX_SIZE) -> Module:
+    """Read and parse a module file. Raises :class:`ModuleError` (one line) on any problem."""
+    buf, fmt, fsize = read_image(path, max_size)
+    try:
+        return parse_module(buf, path, fmt, fsize)
+    except ElfError as exc:
+        raise ModuleError(path, str(exc)) from None
+    finally:
+        if isinstance(buf, mmap.mmap):
+            buf.close()

@@ -1,0 +1,398 @@
+"""Finding and reading every module of a tree: depmod's discovery, worker processes, a cache.
+
+Discovery mirrors kmod's depmod (tools/depmod.c, ``depmod_modules_search_dir`` and
+``should_exclude_dir``): a recursive walk that skips ``build``, ``source``, ``.`` and ``..``,
+follows symbolic links, and keeps files ending in ``.ko``, ``.ko.xz``, ``.ko.zst`` or ``.ko.gz``.
+Modules listed in ``modules.order`` come first, in that order (``depmod_modules_sort``), the rest
+after them, by path.
+
+The cache (:class:`ScanCache`) maps a path to the parsed module, keyed by size, mtime_ns, ctime_ns
+and inode. It is one file per tree, written atomically (temporary file + rename), carrying a format
+version and a digest of its payload: a torn, truncated or tampered cache is detected and rebuilt,
+an entry whose file changed is re-read. The cache can only make a scan faster, never different.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, parse_module, read_image
+
+CACHE_MAGIC = b"KMSCACHE"
+# Bump when the parser or the record layout changes: older caches are then rebuilt.
+CACHE_FORMAT = 1
+
+
+@dataclass
+class ScanError:
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass
+class ScanResult:
+    """Parsed modules (as cache records, turned into :class:`Module` objects on demand) and errors."""
+
+    root: str
+    records: list[tuple] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+    cached: int = 0
+    parsed: int = 0
+    _modules: list[Module] | None = None
+
+    @property
+    def modules(self) -> list[Module]:
+        if self._modules is None:
+            self._modules = [Module.from_record(r) for r in self.records]
+        return self._modules
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery
+# ---------------------------------------------------------------------------------------------
+
+def module_root(path: str) -> str:
+    """The directory depmod would scan for ``path``: ``<path>/lib/modules/<kver>`` when ``path``
+    is a root file system holding exactly one kernel version, else ``path`` itself."""
+    lm = os.path.join(path, "lib", "modules")
+    if os.path.isdir(lm):
+        kvers = sorted(d for d in os.listdir(lm) if os.path.isdir(os.path.join(lm, d)))
+        if len(kvers) == 1:
+            return os.path.join(lm, kvers[0])
+        if len(kvers) > 1:
+            raise ValueError(f"{lm}: holds several kernel versions ({', '.join(kvers)}); name one")
+    return path
+
+
+def is_module_file(name: str) -> bool:
+    return name.endswith(MODULE_SUFFIXES)
+
+
+def find_modules(root: str, errors: list[ScanError] | None = None) -> list[str]:
+    """Module files under ``root``, in depmod's order (modules.order first)."""
+    found: list[str] = []
+    seen_dirs: set[tuple[int, int]] = set()
+
+    def walk(d: str) -> None:
+        try:
+            st = os.stat(d)
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:  # a symlink loop: depmod would recurse until it fails
+                return
+            seen_dirs.add(key)
+            entries = list(os.scandir(d))
+        except OSError as exc:
+            if errors is not None:
+                errors.append(ScanError(d, f"cannot read directory: {exc.strerror or exc}"))
+            return
+        subdirs = []
+        for e in entries:
+            name = e.name
+            if name in ("build", "source"):
+                continue
+            try:
+                is_dir = e.is_dir()  # follows symlinks, like depmod's fstatat()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append(e.path)
+            elif name.endswith(MODULE_SUFFIXES):
+                found.append(e.path)
+        for s in sorted(subdirs):
+            walk(s)
+
+    walk(root)
+    return order_modules(root, found)
+
+
+def order_modules(root: str, paths: list[str]) -> list[str]:
+    """Sort as depmod does: entries of ``modules.order`` (matched on the path relative to the root,
+    with the compression suffix replaced by ``.ko``) first in file order, then the others by path."""
+    order: dict[str, int] = {}
+    try:
+        with open(os.path.join(root, "modules.order"), encoding="utf-8", errors="surrogateescape") as f:
+            for i, line in enumerate(f):
+                line = line.rstrip("\n")
+                if line:
+                    order.setdefault(line, i)
+    except OSError:
+        pass
+    big = len(order) + 1
+
+    def key(p: str) -> tuple[int, str]:
+        rel = os.path.relpath(p, root)
+        for suf in (".ko.xz", ".ko.zst", ".ko.gz"):
+            if rel.endswith(suf):
+                rel = rel[: -len(suf) + 3]
+                break
+        return (order.get(rel, big), rel)
+
+    return sorted(paths, key=key)
+
+
+def expand_paths(paths: Iterable[str], errors: list[ScanError]) -> list[tuple[str, str]]:
+    """(root, file) for every module named on a command line: files as given, directories walked."""
+    out: list[tuple[str, str]] = []
+    for p in paths:
+        if os.path.isdir(p):
+            try:
+                root = module_root(p)
+            except ValueError as exc:
+                errors.append(ScanError(p, str(exc)))
+                continue
+            out.extend((root, f) for f in find_modules(root, errors))
+        else:
+            out.append((os.path.dirname(p) or ".", p))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading, in parallel
+# ---------------------------------------------------------------------------------------------
+
+def _stat_key(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _read_one(path: str, max_size: int) -> tuple[bool, object]:
+    """(True, record) or (False, problem); never raises for bad input."""
+    try:
+        buf, fmt, fsize = read_image(path, max_size)
+    except ModuleError as exc:
+        return False, exc.problem
+    try:
+        return True, parse_module(buf, path, fmt, fsize).to_record()
+    except Exception as exc:  # ElfError, and anything a hostile file provokes: reported, not raised
+        from .elf import ElfError
+
+        if isinstance(exc, ElfError):
+            return False, str(exc)
+        return False, f"unreadable module ({type(exc).__name__}: {exc})"
+    finally:
+        close = getattr(buf, "close", None)
+        if close is not None:
+            close()
+
+
+def _read_chunk(args: tuple[list[str], int]) -> list[tuple[str, bool, object]]:
+    paths, max_size = args
+    return [(p, *_read_one(p, max_size)) for p in paths]
+
+
+def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
+              progress: Callable[[int], None] | None = None) -> dict[str, tuple[bool, object]]:
+    """Parse ``paths`` in ``jobs`` worker processes (default: all cores)."""
+    jobs = jobs or os.cpu_count() or 1
+    out: dict[str, tuple[bool, object]] = {}
+    if jobs <= 1 or len(paths) < 64:
+        for p in paths:
+            out[p] = _read_one(p, max_size)
+            if progress:
+                progress(1)
+        return out
+    import multiprocessing as mp
+
+    # Interleaved chunks balance large and small modules; several chunks a worker keep the
+    # progress bar moving without paying much per-task overhead.
+    n_chunks = jobs * 8
+    chunks = [(paths[i::n_chunks], max_size) for i in range(n_chunks) if paths[i::n_chunks]]
+    ctx = mp.get_context("fork")
+    with ctx.Pool(jobs) as pool:
+        for res in pool.imap_unordered(_read_chunk, chunks):
+            for p, ok, val in res:
+                out[p] = (ok, val)
+            if progress:
+                progress(len(res))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache
+# ---------------------------------------------------------------------------------------------
+
+def default_cache_dir() -> str:
+    base = os.environ.get("KMODSIM_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kmodsim")
+    return os.path.join(base, "scan")
+
+
+class ScanCache:
+    """One file per scanned root: ``{path: (size, mtime_ns, ctime_ns, ino, record)}``."""
+
+    def __init__(self, root: str, cache_dir: str | None = None) -> None:
+        self.root = os.path.realpath(root)
+        d = cache_dir or default_cache_dir()
+        h = hashlib.blake2b(self.root.encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
+        self.file = os.path.join(d, f"{h}.v{CACHE_FORMAT}")
+        self.entries: dict[str, tuple] = {}
+        self.dirty = False
+        self.problem = ""  # why a cache file was discarded, if it was
+
+    def load(self) -> None:
+        try:
+            with open(self.file, "rb") as f:
+                blob = f.read()
+        except OSError:
+            return
+        head = len(CACHE_MAGIC) + 4 + 32
+        if len(blob) < head or not blob.startswith(CACHE_MAGIC):
+            self._discard("not a kmodsim cache file")
+            return
+        fmt = int.from_bytes(blob[len(CACHE_MAGIC):len(CACHE_MAGIC) + 4], "little")
+        if fmt != CACHE_FORMAT:
+            self._discard(f"format {fmt}, expected {CACHE_FORMAT}")
+            return
+        digest, payload = blob[len(CACHE_MAGIC) + 4:head], blob[head:]
+        if hashlib.blake2b(payload, digest_size=32).digest() != digest:
+            self._discard("digest mismatch (torn or corrupted file)")
+            return
+        try:
+            root, entries = marshal.loads(payload)
+        except (ValueError, EOFError, TypeError):
+            self._discard("unreadable payload")
+            return
+        if root != self.root or not isinstance(entries, dict):
+            self._discard("belongs to another tree")
+            return
+        self.entries = entries
+
+    def _discard(self, why: str) -> None:
+        self.problem = why
+        self.entries = {}
+        self.dirty = True
+
+    def get(self, path: str, key: tuple | None) -> tuple | None:
+        e = self.entries.get(path)
+        if e is None or key is None or e[0] != key:
+            return None
+        return e[1]
+
+    def put(self, path: str, key: tuple, record: tuple) -> None:
+        self.entries[path] = (key, record)
+        self.dirty = True
+
+    def prune(self, keep: set[str]) -> None:
+        stale = [p for p in self.entries if p not in keep]
+        for p in stale:
+            del self.entries[p]
+        if stale:
+            self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        payload = marshal.dumps((self.root, self.entries))
+        digest = hashlib.blake2b(payload, digest_size=32).digest()
+        d = os.path.dirname(self.file)
+        try:
+            os.makedirs(d, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little") + digest)
+                    f.write(payload)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.file)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as exc:  # a cache that cannot be written only costs time
+            print(f"kmodsim: warning: cannot write cache {self.file}: {exc.strerror or exc}", file=sys.stderr)
+        self.dirty = False
+
+
+# ---------------------------------------------------------------------------------------------
+# Scan
+# ---------------------------------------------------------------------------------------------
+
+def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
+         cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE,
+         progress: bool | None = None) -> ScanResult:
+    """Read every module named by ``paths`` (files or trees). Problems are collected, not raised."""
+    errors: list[ScanError] = []
+    files = expand_paths(paths, errors)
+    roots = sorted({r for r, _ in files})
+    caches: dict[str, ScanCache] = {}
+    if use_cache:
+        for r in roots:
+            c = ScanCache(r, cache_dir)
+            c.load()
+            caches[r] = c
+
+    records: dict[str, tuple] = {}
+    todo: list[tuple[str, str, tuple | None]] = []
+    seen: set[str] = set()
+    for root, f in files:
+        if f in seen:
+            continue
+        seen.add(f)
+        key = _stat_key(f)
+        rec = caches[root].get(f, key) if use_cache else None
+        if rec is not None:
+            records[f] = rec
+        else:
+            todo.append((root, f, key))
+
+    result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(records), parsed=len(todo))
+    if todo:
+        with _progress(progress, len(todo)) as advance:
+            parsed = read_many([f for _, f, _ in todo], jobs, max_size, advance)
+        for root, f, key in todo:
+            ok, val = parsed[f]
+            if ok:
+                records[f] = val
+                if use_cache and key is not None:
+                    caches[root].put(f, key, val)
+            else:
+                errors.append(ScanError(f, val))
+    if use_cache:
+        for r, c in caches.items():
+            c.prune({f for root, f in files if root == r})
+            c.save()
+    result.records = [records[f] for _, f in files if f in records]
+    # de-duplicate while keeping order (a file named twice is read once)
+    uniq: dict[str, tuple] = {}
+    for rec in result.records:
+        uniq.setdefault(rec[1], rec)
+    result.records = list(uniq.values())
+    result.errors = errors
+    return result
+
+
+class _progress:
+    """A rich progress bar on a terminal; nothing when piped (or when ``enabled`` is False)."""
+
+    def __init__(self, enabled: bool | None, total: int) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.enabled = self.enabled and total >= 200
+        self.total = total
+        self._p = None
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(TextColumn("reading modules"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), transient=True)
+        self._p.start()
+        task = self._p.add_task("scan", total=self.total)
+        return lambda n: self._p.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self._p is not None:
+            self._p.stop()

@@ -1,0 +1,90 @@
+"""Shared fixtures: real modules built by kbuild, real Debian kernel packages.
+
+Real inputs are required in CI (KMODSIM_REQUIRE_REAL=1): there a missing package or a failed
+build fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+KBUILD_SRC = TESTS / "kbuild"
+
+
+def need(what: str):
+    """Skip — or fail, in CI — when a real input cannot be had."""
+    if os.environ.get("KMODSIM_REQUIRE_REAL") == "1":
+        pytest.fail(f"real input unavailable: {what}")
+    pytest.skip(f"real input unavailable: {what}")
+
+
+@pytest.fixture(scope="session")
+def debian61():
+    """Debian's 6.1 kernel (the image linux-image-amd64 depends on), unpacked, plus its headers."""
+    from kmodsim.debian import DebianError, DebianKernel, image_package
+
+    try:
+        k = DebianKernel(image_package("linux-image-amd64"))
+    except DebianError as exc:
+        need(str(exc))
+    if not k.kver.startswith("6.1."):
+        need(f"linux-image-amd64 points at {k.kver}, not a 6.1 kernel")
+    try:
+        k.headers_dir = k.headers()
+    except DebianError as exc:
+        need(str(exc))
+    return k
+
+
+@pytest.fixture(scope="session")
+def headers61(debian61) -> str:
+    return debian61.headers_dir
+
+
+@pytest.fixture(scope="session")
+def debian612():
+    """Debian's 6.12 kernel (bookworm's newest linux-image-6.12.*+deb12-amd64), unpacked."""
+    if os.environ.get("KMODSIM_TEST_612") != "1":
+        pytest.skip("6.12 tree checks run with KMODSIM_TEST_612=1")
+    from kmodsim.debian import DebianError, DebianKernel, depends_of
+
+    try:
+        pkg = next(d for d in depends_of("linux-image-6.12-amd64") if d.startswith("linux-image-6.12"))
+        k = DebianKernel(pkg)
+        k.headers_dir = k.headers()
+    except (DebianError, StopIteration) as exc:
+        need(str(exc))
+    return k
+
+
+def kbuild_set(name: str, headers: str, **kw) -> Path:
+    from kmodsim.kbuild import KbuildError, build
+
+    if shutil.which("make") is None:
+        need("make")
+    try:
+        return Path(build(str(KBUILD_SRC / name), headers, **kw))
+    except KbuildError as exc:
+        if os.environ.get("KMODSIM_REQUIRE_REAL") == "1":
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def basic_build(headers61) -> Path:
+    """tests/kbuild/basic built by Debian's kbuild against the 6.1 headers."""
+    return kbuild_set("basic", headers61)
+
+
+def run_kmodsim(*args, check=None, **kw) -> subprocess.CompletedProcess:
+    """The installed CLI in a child process (so exit codes, stderr and tracebacks are real)."""
+    p = subprocess.run(["kmodsim", *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
+    if check is not None:
+        assert p.returncode == check, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    return p

@@ -1,0 +1,116 @@
+"""Bad input: one line on stderr naming the file and the problem, exit 2, no traceback, no hang,
+and the other inputs of the same run still processed. Malformed inputs are derived from a real
+kbuild-built module (truncation, corruption) or are foreign files that exist on the system."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import run_kmodsim
+
+pytestmark = pytest.mark.kbuild
+
+
+def _one_line_per_bad_file(stderr: str, bad: list[str]) -> None:
+    lines = stderr.strip().splitlines()
+    assert "Traceback" not in stderr
+    assert len(lines) == len(bad), stderr
+    for path in bad:
+        assert sum(1 for ln in lines if ln.startswith(f"kmodsim: {path}: ")) == 1, (path, stderr)
+
+
+def test_truncated_at_every_4k_boundary(basic_build, tmp_path):
+    good = basic_build / "kms_a.ko"
+    data = good.read_bytes()
+    d = tmp_path / "tree"
+    d.mkdir()
+    shutil.copy(good, d / "good.ko")
+    bad = []
+    for cut in range(0, len(data), 4096):
+        p = d / f"cut{cut:08d}.ko"
+        p.write_bytes(data[:cut])
+        bad.append(str(p))
+    assert len(bad) >= 10
+    p = run_kmodsim("scan", "--no-cache", "-j", "2", d)
+    assert p.returncode == 2
+    _one_line_per_bad_file(p.stderr, bad)
+    assert p.stdout.startswith("1 modules, 4 exports,")  # good.ko still read
+    # and through inspect, one file at a time, with the good one in the same run
+    p = run_kmodsim("inspect", bad[3], d / "good.ko", bad[-1])
+    assert p.returncode == 2 and "exports (4):" in p.stdout
+    _one_line_per_bad_file(p.stderr, [bad[3], bad[-1]])
+
+
+def test_foreign_and_corrupt_files(basic_build, tmp_path):
+    good = (basic_build / "kms_a.ko").read_bytes()
+    d = tmp_path
+    cases = {}
+    (d / "random.ko").write_bytes(os.urandom(70000))
+    cases["random.ko"] = "not an ELF file"
+    shutil.copy("/bin/true", d / "exe.ko")
+    cases["exe.ko"] = "not a kernel module: ELF type ET_DYN"
+    xz = bytearray(lzma.compress(good, format=lzma.FORMAT_XZ))
+    xz[len(xz) // 2] ^= 0xFF
+    (d / "corrupt.ko.xz").write_bytes(bytes(xz))
+    cases["corrupt.ko.xz"] = "corrupt xz data"
+    (d / "short.ko.xz").write_bytes(lzma.compress(good)[:-100])
+    cases["short.ko.xz"] = "corrupt xz data"
+    (d / "big.ko.xz").write_bytes(lzma.compress(good + b"\0" * (2 << 20)))
+    cases["big.ko.xz"] = "xz data expands past the 2097152-byte limit"
+    os.mkfifo(d / "fifo.ko")
+    cases["fifo.ko"] = "not a regular file"
+    os.symlink(d / "missing-target.ko", d / "dangling.ko")
+    cases["dangling.ko"] = "No such file or directory"
+    shutil.copy(basic_build / "kms_b.ko", d / "fine.ko")
+    p = run_kmodsim("scan", "--no-cache", "--max-decompressed", "2M", d)
+    assert p.returncode == 2
+    _one_line_per_bad_file(p.stderr, [str(d / n) for n in cases])
+    for name, problem in cases.items():
+        assert f"kmodsim: {d / name}: {problem}" in p.stderr, (name, p.stderr)
+    assert p.stdout.startswith("1 modules,")
+
+
+def test_wrong_machine_against_kernel(basic_build, headers61, tmp_path):
+    data = bytearray((basic_build / "kms_a.ko").read_bytes())
+    data[18:20] = (183).to_bytes(2, "little")  # e_machine = EM_AARCH64
+    p = tmp_path / "arm.ko"
+    p.write_bytes(bytes(data))
+    r = run_kmodsim("ldd", p, "--kernel", headers61)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"kmodsim: {p}: ELF machine AArch64 does not match the kernel's (x86-64)"
+
+
+def test_missing_file_and_bad_kernel(tmp_path):
+    r = run_kmodsim("inspect", tmp_path / "nope.ko")
+    assert r.returncode == 2 and r.stderr.strip() == f"kmodsim: {tmp_path / 'nope.ko'}: No such file or directory"
+    bogus = tmp_path / "Module.symvers"
+    bogus.write_text("0x1234\tfoo\n")
+    r = run_kmodsim("ldd", "/bin/true", "--kernel", bogus)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith(f"kmodsim: {bogus}:1: not a Module.symvers line")
+
+
+def test_decompression_bomb_default_limit(tmp_path):
+    """The default limit (1 GiB) stops an xz that expands further; memory stays bounded."""
+    bomb = tmp_path / "bomb.ko.xz"
+    with open(bomb, "wb") as f:
+        subprocess.run("head -c 1100M /dev/zero | xz -0 -T2", shell=True, stdout=f, check=True)
+    r = run_kmodsim("inspect", bomb)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"kmodsim: {bomb}: xz data expands past the 1073741824-byte limit"
+
+
+def test_unreadable_directory_inside_tree(basic_build, tmp_path):
+    d = tmp_path / "t"
+    (d / "sub").mkdir(parents=True)
+    shutil.copy(basic_build / "kms_a.ko", d / "a.ko")
+    os.symlink(d / "gone", d / "sub" / "loop")  # dangling dir link: not a module, ignored
+    os.symlink(d, d / "sub" / "back")  # a symlink loop must not hang discovery
+    r = run_kmodsim("scan", "--no-cache", d)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("1 modules,")

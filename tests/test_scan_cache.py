@@ -1,0 +1,140 @@
+"""The tree scan: depmod's discovery, worker processes, and a cache that can never give a wrong answer."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import shutil
+import time
+
+import pytest
+import zstandard
+
+from kmodsim.tree import CACHE_MAGIC, ScanCache, find_modules, scan
+
+pytestmark = pytest.mark.kbuild
+
+
+@pytest.fixture
+def tree(basic_build, tmp_path):
+    """A small lib/modules/<kver> tree with plain, xz, zstd and gzip modules, build/ and source/."""
+    import gzip
+
+    root = tmp_path / "rootfs"
+    kdir = root / "lib" / "modules" / "6.1.0-test"
+    (kdir / "kernel" / "a").mkdir(parents=True)
+    (kdir / "extra").mkdir()
+    (kdir / "build").mkdir()
+    (kdir / "source").mkdir()
+    a = (basic_build / "kms_a.ko").read_bytes()
+    b = (basic_build / "kms_b.ko").read_bytes()
+    c = (basic_build / "kms_c.ko").read_bytes()
+    (kdir / "kernel" / "a" / "kms_a.ko.xz").write_bytes(lzma.compress(a, check=lzma.CHECK_CRC32))
+    (kdir / "kernel" / "a" / "kms_b.ko.zst").write_bytes(zstandard.ZstdCompressor().compress(b))
+    (kdir / "extra" / "kms_c.ko.gz").write_bytes(gzip.compress(c))
+    (kdir / "extra" / "plain.ko").write_bytes(a)
+    shutil.copy(basic_build / "kms_a.ko", kdir / "build" / "ignored.ko")
+    shutil.copy(basic_build / "kms_a.ko", kdir / "source" / "ignored.ko")
+    (kdir / "modules.order").write_text("kernel/a/kms_b.ko\nkernel/a/kms_a.ko\n")
+    return root, kdir
+
+
+def test_discovery_like_depmod(tree):
+    root, kdir = tree
+    found = [os.path.relpath(p, kdir) for p in find_modules(str(kdir))]
+    # modules.order first (matched with the suffix replaced by .ko), then the rest by path;
+    # build/ and source/ skipped
+    assert found == ["kernel/a/kms_b.ko.zst", "kernel/a/kms_a.ko.xz", "extra/kms_c.ko.gz", "extra/plain.ko"]
+    res = scan([str(root)], use_cache=False)  # a root fs: lib/modules/<kver> is found
+    assert [os.path.relpath(r[1], kdir) for r in res.records] == found
+    comps = {os.path.basename(m.path): m.compression for m in res.modules}
+    assert comps == {"kms_b.ko.zst": "zstd", "kms_a.ko.xz": "xz", "kms_c.ko.gz": "gzip", "plain.ko": ""}
+
+
+def _snapshot(res):
+    return [(m.path, m.name, m.exports, m.imports, m.modinfo, m.sections, m.versions) for m in res.modules]
+
+
+def test_warm_equals_cold_and_parallel_equals_serial(tree, tmp_path):
+    root, _ = tree
+    cache = str(tmp_path / "cache")
+    cold = scan([str(root)], cache_dir=cache, jobs=1)
+    assert cold.parsed == 4 and cold.cached == 0
+    warm = scan([str(root)], cache_dir=cache, jobs=2)
+    assert warm.parsed == 0 and warm.cached == 4
+    assert _snapshot(warm) == _snapshot(cold)
+    assert _snapshot(scan([str(root)], use_cache=False, jobs=2)) == _snapshot(cold)
+    leftovers = [f for f in os.listdir(os.path.join(cache)) if f.startswith(".tmp-")]
+    assert leftovers == []
+
+
+def test_changed_file_is_reread(tree, tmp_path, basic_build):
+    root, kdir = tree
+    cache = str(tmp_path / "cache")
+    scan([str(root)], cache_dir=cache)
+    target = kdir / "extra" / "plain.ko"
+    st = os.stat(target)
+    # another module moved over it, with the old mtime restored: the inode differs
+    replacement = kdir / "extra" / "new.ko"
+    shutil.copy(basic_build / "kms_b.ko", replacement)
+    os.replace(replacement, target)  # new inode
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    res = scan([str(root)], cache_dir=cache)
+    assert res.parsed == 1
+    plain = next(m for m in res.modules if m.path == str(target))
+    assert plain.name == "kms_b"
+
+
+def test_in_place_rewrite_same_size_and_mtime(tree, tmp_path, basic_build):
+    root, kdir = tree
+    cache = str(tmp_path / "cache")
+    scan([str(root)], cache_dir=cache)
+    target = kdir / "extra" / "plain.ko"
+    st = os.stat(target)
+    data = bytearray(target.read_bytes())
+    i = data.find(b"kms_a_counter")
+    data[i:i + 13] = b"kms_a_countXX"
+    time.sleep(0.01)
+    with open(target, "r+b") as f:  # same inode, same size
+        f.write(data)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime restored, ctime moves on
+    res = scan([str(root)], cache_dir=cache)
+    assert res.parsed == 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "version", "empty"])
+def test_corrupt_cache_is_rebuilt(tree, tmp_path, damage):
+    root, kdir = tree
+    cache = str(tmp_path / "cache")
+    good = _snapshot(scan([str(root)], cache_dir=cache))
+    c = ScanCache(str(kdir), cache)
+    blob = open(c.file, "rb").read()
+    if damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    elif damage == "flip":
+        b = bytearray(blob)
+        b[len(b) - 50] ^= 0x55
+        blob = bytes(b)
+    elif damage == "garbage":
+        blob = os.urandom(len(blob))
+    elif damage == "version":
+        blob = CACHE_MAGIC + (999).to_bytes(4, "little") + blob[len(CACHE_MAGIC) + 4:]
+    else:
+        blob = b""
+    open(c.file, "wb").write(blob)
+    res = scan([str(root)], cache_dir=cache)
+    assert res.parsed == 4 and res.cached == 0
+    assert _snapshot(res) == good
+    assert scan([str(root)], cache_dir=cache).cached == 4  # and rewritten
+
+
+def test_removed_module_leaves_cache(tree, tmp_path):
+    root, kdir = tree
+    cache = str(tmp_path / "cache")
+    scan([str(root)], cache_dir=cache)
+    os.unlink(kdir / "extra" / "plain.ko")
+    res = scan([str(root)], cache_dir=cache)
+    assert len(res.records) == 3
+    c = ScanCache(str(kdir), cache)
+    c.load()
+    assert len(c.entries) == 3
