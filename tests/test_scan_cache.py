@@ -47,6 +47,7 @@ def test_discovery_like_depmod(tree):
     assert found == ["kernel/a/kms_b.ko.zst", "kernel/a/kms_a.ko.xz", "extra/kms_c.ko.gz", "extra/plain.ko"]
     res = scan([str(root)], use_cache=False)  # a root fs: lib/modules/<kver> is found
     assert [os.path.relpath(r[1], kdir) for r in res.records] == found
+    assert [s[0] for s in res.summaries] == [r[1] for r in res.records]
     comps = {os.path.basename(m.path): m.compression for m in res.modules}
     assert comps == {"kms_b.ko.zst": "zstd", "kms_a.ko.xz": "xz", "kms_c.ko.gz": "gzip", "plain.ko": ""}
 
@@ -102,7 +103,7 @@ def test_in_place_rewrite_same_size_and_mtime(tree, tmp_path, basic_build):
     assert res.parsed == 1
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "version", "empty"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "version", "record", "empty"])
 def test_corrupt_cache_is_rebuilt(tree, tmp_path, damage):
     root, kdir = tree
     cache = str(tmp_path / "cache")
@@ -119,6 +120,9 @@ def test_corrupt_cache_is_rebuilt(tree, tmp_path, damage):
         blob = os.urandom(len(blob))
     elif damage == "version":
         blob = CACHE_MAGIC + (999).to_bytes(4, "little") + blob[len(CACHE_MAGIC) + 4:]
+    elif damage == "record":  # one module's blob altered, checksum left as it was
+        i = blob.find(b"kms_a_counter")
+        blob = blob[:i] + b"kms_a_countXX" + blob[i + 13:]
     else:
         blob = b""
     open(c.file, "wb").write(blob)

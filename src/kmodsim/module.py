@@ -257,7 +257,8 @@ RECORD_VERSION = 1
 
 def _join(items) -> str:
     """Each item NUL-terminated, so that empty strings survive the round trip."""
-    return "".join(x + "\0" for x in items)
+    items = items if isinstance(items, list) else list(items)
+    return "\0".join(items) + "\0" if items else ""
 
 
 def _split(s: str) -> list[str]:
@@ -398,6 +399,12 @@ def _signature(buf, size: int) -> tuple[Signature | None, int]:
 
 def parse_module(buf, path: str, compression: str = "", file_size: int | None = None) -> Module:
     """Parse a module image (already decompressed). Raises ElfError on malformed input."""
+    return Module.from_record(parse_record(buf, path, compression, file_size))
+
+
+def parse_record(buf, path: str, compression: str = "", file_size: int | None = None) -> tuple:
+    """Parse a module image straight into :meth:`Module.to_record`'s compact form (the hot path:
+    worker processes send these to the parent and the cache stores them as they are)."""
     size = len(buf)
     sig, elf_size = _signature(buf, size)
     elf = ElfFile(buf)
@@ -458,9 +465,9 @@ def parse_module(buf, path: str, compression: str = "", file_size: int | None = 
 
     crc_data: dict[int, bytes] = {}
     kstr = elf.data(elf.sections[kstr_idx]) if kstr_idx >= 0 else b""
-    out_exports = []
-    for name, kind in exports:
-        crc = None
+    ex_crcs, ex_ns = [], []
+    for name, _kind in exports:
+        crc = -1
         c = crc_syms.get(name)
         if c is not None:
             shndx, val = c
@@ -471,36 +478,43 @@ def parse_module(buf, path: str, compression: str = "", file_size: int | None = 
                 if data is None:
                     data = crc_data[shndx] = elf.data(elf.sections[shndx])
                 crc = elf.u32(data, val)
+        ex_crcs.append(crc)
         off = ns_off.get(name)
-        ns = cstr(kstr, off, "export namespace") if off is not None else ""
-        out_exports.append(Export(name, kind in ("gpl", "unused_gpl"), ns, crc, kind))
+        ex_ns.append(cstr(kstr, off, "export namespace") if off is not None else "")
 
-    versions = _versions(elf)
-    vmap = dict(versions)
-    imports = [_new(Import, (n, vmap.get(n), weak)) for n, weak in undefined]
+    ve_names, ve_crcs = _versions(elf)
+    vmap = dict(zip(ve_names, ve_crcs, strict=True))
+    get = vmap.get
+    im_names = [n for n, _w in undefined]
 
-    modinfo: list[tuple[str, str]] = []
     mi = elf.section(".modinfo")
+    modinfo = ""
     if mi is not None:
-        for raw in elf.data(mi).split(b"\0"):
-            if raw:
-                k, _, v = raw.decode("utf-8", "surrogateescape").partition("=")
-                modinfo.append((k, v))
-
-    sections = [_new(SectionInfo, (s[1], s[2], s[3], s[6], s[9], s[10])) for s in elf.sections[1:]]
+        modinfo = _join(x for x in elf.data(mi).decode("utf-8", "surrogateescape").split("\0") if x)
     name = ""
-    for k, v in modinfo:
-        if k == "name":
-            name = v
+    at = modinfo.find("name=")
+    while at >= 0:
+        if at == 0 or modinfo[at - 1] == "\0":
+            name = modinfo[at + 5:modinfo.index("\0", at)]
             break
+        at = modinfo.find("name=", at + 1)
     if not name:
         name = _this_module_name(elf) or module_name_from_path(path)
-    return Module(path, name, out_exports, imports, modinfo, sections, sig, versions, elf.machine,
-                  elf.ei_class, elf.little, compression, size if file_size is None else file_size,
-                  elf_size)
+    secs = elf.sections[1:]
+    return (
+        RECORD_VERSION, path, name,
+        _join(e[0] for e in exports), _join(ex_ns), _join(e[1] for e in exports), _ints("q", ex_crcs),
+        _join(im_names), bytes(w for _n, w in undefined), _ints("q", [get(n, -1) for n in im_names]),
+        modinfo,
+        _join(x[1] for x in secs), _ints("Q", [v for x in secs for v in (x[2], x[3], x[6], x[9], x[10])]),
+        _join(ve_names), _ints("Q", ve_crcs),
+        None if sig is None else tuple(sig),
+        elf.machine, elf.ei_class, elf.little, compression, size if file_size is None else file_size,
+        elf_size,
+    )
 
 
-def _versions(elf: ElfFile) -> list[tuple[str, int]]:
+def _versions(elf: ElfFile) -> tuple[list[str], list[int]]:
     """``__versions`` records, or the extended tables when present (the kernel prefers them)."""
     ext_crcs, ext_names = elf.section("__version_ext_crcs"), elf.section("__version_ext_names")
     if ext_crcs is not None and ext_names is not None:
@@ -511,11 +525,10 @@ def _versions(elf: ElfFile) -> list[tuple[str, int]]:
         count = len(crcs) // 4
         if len(names) < count:
             raise ElfError(f"__version_ext_names has fewer names than __version_ext_crcs ({count})")
-        vals = struct.unpack(elf.e + f"{count}I", crcs)
-        return list(zip(names[:count], vals, strict=True))
+        return names[:count], list(struct.unpack(elf.e + f"{count}I", crcs))
     sec = elf.section("__versions")
     if sec is None or sec.type == SHT_NOBITS:
-        return []
+        return [], []
     data = elf.data(sec)
     if len(data) % 64:
         raise ElfError(f"__versions size {len(data):#x} is not a multiple of 64")
@@ -533,7 +546,7 @@ def _versions(elf: ElfFile) -> list[tuple[str, int]]:
         if end < 0:
             raise ElfError(f"__versions record at {off - words.itemsize:#x} has no NUL-terminated name")
         names.append(text[off:end])
-    return list(zip(names, [c & 0xFFFFFFFF for c in words[::step]], strict=True))
+    return names, [c & 0xFFFFFFFF for c in words[::step]]
 
 
 def _this_module_name(elf: ElfFile) -> str:

@@ -19,14 +19,15 @@ import marshal
 import os
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, parse_module, read_image
+from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, parse_record, read_image
 
 CACHE_MAGIC = b"KMSCACHE"
 # Bump when the parser or the record layout changes: older caches are then rebuilt.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
@@ -40,20 +41,40 @@ class ScanError:
 
 @dataclass
 class ScanResult:
-    """Parsed modules (as cache records, turned into :class:`Module` objects on demand) and errors."""
+    """Modules found by a scan, in discovery order, and the problems met.
+
+    Cached modules stay marshalled until used: :attr:`summaries` (name, export and import
+    counts) needs no decoding at all, :attr:`records` and :attr:`modules` decode on first use.
+    """
 
     root: str
-    records: list[tuple] = field(default_factory=list)
+    items: list[tuple[str, tuple | bytes, tuple[str, int, int]]] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
     cached: int = 0
     parsed: int = 0
+    _records: list[tuple] | None = None
     _modules: list[Module] | None = None
+
+    @property
+    def summaries(self) -> list[tuple[str, str, int, int]]:
+        """(path, name, number of exports, number of imports) per module."""
+        return [(path, *summ) for path, _r, summ in self.items]
+
+    @property
+    def records(self) -> list[tuple]:
+        if self._records is None:
+            self._records = [marshal.loads(r) if isinstance(r, bytes) else r for _p, r, _s in self.items]
+        return self._records
 
     @property
     def modules(self) -> list[Module]:
         if self._modules is None:
             self._modules = [Module.from_record(r) for r in self.records]
         return self._modules
+
+
+def record_summary(rec: tuple) -> tuple[str, int, int]:
+    return (rec[2], rec[3].count("\0"), rec[7].count("\0"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,8 +149,10 @@ def order_modules(root: str, paths: list[str]) -> list[str]:
         pass
     big = len(order) + 1
 
+    prefix = os.path.join(root, "")
+
     def key(p: str) -> tuple[int, str]:
-        rel = os.path.relpath(p, root)
+        rel = p[len(prefix):] if p.startswith(prefix) else os.path.relpath(p, root)
         for suf in (".ko.xz", ".ko.zst", ".ko.gz"):
             if rel.endswith(suf):
                 rel = rel[: -len(suf) + 3]
@@ -174,7 +197,7 @@ def _read_one(path: str, max_size: int) -> tuple[bool, object]:
     except ModuleError as exc:
         return False, exc.problem
     try:
-        return True, parse_module(buf, path, fmt, fsize).to_record()
+        return True, parse_record(buf, path, fmt, fsize)
     except Exception as exc:  # ElfError, and anything a hostile file provokes: reported, not raised
         from .elf import ElfError
 
@@ -230,7 +253,13 @@ def default_cache_dir() -> str:
 
 
 class ScanCache:
-    """One file per scanned root: ``{path: (size, mtime_ns, ctime_ns, ino, record)}``."""
+    """One file per scanned root.
+
+    Layout: ``CACHE_MAGIC``, the format (u32), the crc32 of the payload (u32), then the marshalled
+    payload ``(root, {path: (stat key, crc32 of blob, summary, blob)})`` where ``blob`` is the
+    marshalled module record, decoded only when the module is used. A file that fails any check is
+    discarded whole (and rebuilt by the next save).
+    """
 
     def __init__(self, root: str, cache_dir: str | None = None) -> None:
         self.root = os.path.realpath(root)
@@ -247,7 +276,7 @@ class ScanCache:
                 blob = f.read()
         except OSError:
             return
-        head = len(CACHE_MAGIC) + 4 + 32
+        head = len(CACHE_MAGIC) + 8
         if len(blob) < head or not blob.startswith(CACHE_MAGIC):
             self._discard("not a kmodsim cache file")
             return
@@ -255,9 +284,10 @@ class ScanCache:
         if fmt != CACHE_FORMAT:
             self._discard(f"format {fmt}, expected {CACHE_FORMAT}")
             return
-        digest, payload = blob[len(CACHE_MAGIC) + 4:head], blob[head:]
-        if hashlib.blake2b(payload, digest_size=32).digest() != digest:
-            self._discard("digest mismatch (torn or corrupted file)")
+        crc = int.from_bytes(blob[len(CACHE_MAGIC) + 4:head], "little")
+        payload = memoryview(blob)[head:]
+        if zlib.crc32(payload) != crc:
+            self._discard("checksum mismatch (torn or corrupted file)")
             return
         try:
             root, entries = marshal.loads(payload)
@@ -274,14 +304,16 @@ class ScanCache:
         self.entries = {}
         self.dirty = True
 
-    def get(self, path: str, key: tuple | None) -> tuple | None:
+    def get(self, path: str, key: tuple | None) -> tuple[bytes, tuple] | None:
+        """(marshalled record, summary) if ``path`` is cached with this stat key."""
         e = self.entries.get(path)
         if e is None or key is None or e[0] != key:
             return None
-        return e[1]
+        return e[3], e[2]
 
-    def put(self, path: str, key: tuple, record: tuple) -> None:
-        self.entries[path] = (key, record)
+    def put(self, path: str, key: tuple, record: tuple, summary: tuple) -> None:
+        blob = marshal.dumps(record)
+        self.entries[path] = (key, zlib.crc32(blob), summary, blob)
         self.dirty = True
 
     def prune(self, keep: set[str]) -> None:
@@ -295,14 +327,14 @@ class ScanCache:
         if not self.dirty:
             return
         payload = marshal.dumps((self.root, self.entries))
-        digest = hashlib.blake2b(payload, digest_size=32).digest()
         d = os.path.dirname(self.file)
         try:
             os.makedirs(d, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little") + digest)
+                    f.write(CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little")
+                            + zlib.crc32(payload).to_bytes(4, "little"))
                     f.write(payload)
                     f.flush()
                     os.fsync(f.fileno())
@@ -333,42 +365,40 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
             c.load()
             caches[r] = c
 
-    records: dict[str, tuple] = {}
+    items: dict[str, tuple] = {}
     todo: list[tuple[str, str, tuple | None]] = []
+    order: list[str] = []  # discovery order; a file named twice is read once
     seen: set[str] = set()
     for root, f in files:
         if f in seen:
             continue
         seen.add(f)
+        order.append(f)
         key = _stat_key(f)
-        rec = caches[root].get(f, key) if use_cache else None
-        if rec is not None:
-            records[f] = rec
+        hit = caches[root].get(f, key) if use_cache else None
+        if hit is not None:
+            items[f] = (f, hit[0], hit[1])
         else:
             todo.append((root, f, key))
 
-    result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(records), parsed=len(todo))
+    result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(items), parsed=len(todo))
     if todo:
         with _progress(progress, len(todo)) as advance:
             parsed = read_many([f for _, f, _ in todo], jobs, max_size, advance)
         for root, f, key in todo:
             ok, val = parsed[f]
             if ok:
-                records[f] = val
+                summ = record_summary(val)
+                items[f] = (f, val, summ)
                 if use_cache and key is not None:
-                    caches[root].put(f, key, val)
+                    caches[root].put(f, key, val, summ)
             else:
                 errors.append(ScanError(f, val))
     if use_cache:
         for r, c in caches.items():
             c.prune({f for root, f in files if root == r})
             c.save()
-    result.records = [records[f] for _, f in files if f in records]
-    # de-duplicate while keeping order (a file named twice is read once)
-    uniq: dict[str, tuple] = {}
-    for rec in result.records:
-        uniq.setdefault(rec[1], rec)
-    result.records = list(uniq.values())
+    result.items = [items[f] for f in order if f in items]
     result.errors = errors
     return result
 

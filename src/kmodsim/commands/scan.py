@@ -18,7 +18,6 @@ from .common import EXIT_ERROR, EXIT_OK, dump_json, error, max_size_option
 def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir: str | None,
              as_json: bool, max_size: int) -> None:
     """Read every module under PATH (a module tree, a root with lib/modules/<kver>, or files)."""
-    from ..module import Module  # noqa: F401  (records are decoded lazily)
     from ..tree import scan
 
     res = scan(paths, jobs=jobs, use_cache=not no_cache, cache_dir=cache_dir, max_size=max_size)
@@ -26,14 +25,14 @@ def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir
         error(str(e))
     if as_json:
         dump_json({
-            "modules": [{"name": r[2], "path": r[1], "exports": r[3].count("\0"), "imports": r[7].count("\0")}
-                        for r in res.records],
+            "modules": [{"name": name, "path": path, "exports": n_exp, "imports": n_imp}
+                        for path, name, n_exp, n_imp in res.summaries],
             "errors": [{"path": e.path, "problem": e.problem} for e in res.errors],
             "cached": res.cached, "parsed": res.parsed,
         })
     else:
-        n_exp = sum(r[3].count("\0") for r in res.records)
-        n_imp = sum(r[7].count("\0") for r in res.records)
-        click.echo(f"{len(res.records)} modules, {n_exp} exports, {n_imp} imports, {len(res.errors)} errors "
+        n_exp = sum(s[2] for s in res.summaries)
+        n_imp = sum(s[3] for s in res.summaries)
+        click.echo(f"{len(res.items)} modules, {n_exp} exports, {n_imp} imports, {len(res.errors)} errors "
                    f"({res.cached} from cache, {res.parsed} read)")
     raise SystemExit(EXIT_ERROR if res.errors else EXIT_OK)
