@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "kmodsim.commands.inspect:inspect_cmd",
     "ldd": "kmodsim.commands.ldd:ldd_cmd",
     "scan": "kmodsim.commands.scan:scan_cmd",
+    "check": "kmodsim.commands.check:check_cmd",
     "fetch-kernel": "kmodsim.commands.fetch:fetch_cmd",
 }
 
@@ -25,6 +26,7 @@ HELP = {
     "inspect": "Show what a module exports, imports and declares (like modinfo).",
     "ldd": "Resolve a module's imports against a kernel (like ldd for a .ko).",
     "scan": "Read every module of a tree (parallel, cached) and summarise it.",
+    "check": "modpost-class link checks across a set of modules, with an allowlist.",
     "fetch-kernel": "Fetch and unpack a Debian kernel package (cached, never installed).",
 }
 

