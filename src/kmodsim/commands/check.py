@@ -19,8 +19,9 @@ from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, max_si
               help="Allowed vmlinux imports (Android [abi_symbol_list] or one name a line). Repeatable.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True)
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache.")
 @max_size_option
-def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, jobs, max_size) -> None:
+def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, jobs, no_cache, max_size) -> None:
     """Check PATH (.ko files or module trees) the way modpost, depmod and the loader would.
 
     Exit status: 0 no error findings, 1 error findings, 2 usage or input error.
@@ -38,7 +39,7 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
     input_error = False
-    res = scan(paths, jobs=jobs, max_size=max_size)
+    res = scan(paths, jobs=jobs, max_size=max_size, use_cache=not no_cache)
     for e in res.errors:
         error(str(e))
         input_error = True
@@ -57,7 +58,7 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
         modules = keep
     providers = []
     if modules_dir:
-        tree = scan([modules_dir], jobs=jobs, max_size=max_size)
+        tree = scan([modules_dir], jobs=jobs, max_size=max_size, use_cache=not no_cache)
         for e in tree.errors:
             error(str(e))
             input_error = True
