@@ -1,0 +1,153 @@
+"""``kmodsim ops``: parse the arguments, call :mod:`kmodsim.ops`, render.
+
+Exit codes: 0 clean, 1 findings (members whose classification differs from the X-macro list),
+2 usage or input error (an input that is missing, unreadable or not C / not ELF is reported on one
+line of stderr and the other inputs are still processed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ..commands.common import error
+from ..module import MODULE_SUFFIXES  # noqa: E402
+from . import binary as binmod
+from . import census as censusmod
+from . import emit, plan, report
+
+
+def _err(path: str, problem: str) -> None:
+    error(f"{path}: {problem}")
+
+
+def _write_raw(text: str) -> None:
+    """Write to stdout byte-exactly (source text may hold non-UTF-8 bytes); a closed pipe
+    (``| head``) ends the command quietly."""
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8", "surrogateescape"))
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+@click.command("ops", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--struct", "struct_name", metavar="NAME", help="The ops struct type, e.g. kvm_x86_ops.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stable JSON document (docs/ops.md).")
+@click.option(
+    "--emit",
+    "emit_kind",
+    type=click.Choice(["plan", "xmacro", "patch"]),
+    help="plan: ranked conversion plan; xmacro: the X-macro list; patch: a unified diff to direct calls.",
+)
+@click.option("--instance", metavar="NAME", help="Direct calls go to this instance's functions (plan/patch).")
+@click.option("--prefix", metavar="PREFIX", help="Direct calls go to PREFIX_<member> (plan/patch).")
+@click.option("--binary", "binary_mode", is_flag=True,
+              help="PATHs are built modules (.ko, .ko.xz, ...): count indirect and static calls.")
+def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, binary_mode):
+    """Census of an ops table in C source (PATH: files or directories), with a devirtualization plan.
+
+    With --binary, PATHs are kernel modules and the census counts indirect calls through retpoline
+    thunks and static-call sites per function.
+    """
+    if binary_mode:
+        if emit_kind or instance or prefix:
+            raise click.UsageError("--emit, --instance and --prefix apply to C source, not to --binary")
+        sys.exit(_binary(paths, as_json))
+    if not struct_name:
+        raise click.UsageError("--struct NAME is required (unless --binary)")
+    if as_json and emit_kind in ("xmacro", "patch"):
+        raise click.UsageError(f"--emit {emit_kind} prints a text artifact; it cannot be combined with --json")
+    if instance and prefix:
+        raise click.UsageError("give --instance or --prefix, not both")
+
+    inputs, errors, _root = censusmod.load_inputs(paths)
+    for e in errors:
+        _err(e.path, e.problem)
+    status = 2 if errors else 0
+    if not inputs:
+        sys.exit(2)
+    try:
+        c = censusmod.run_census(struct_name, inputs)
+    except censusmod.CensusError as exc:
+        _err(", ".join(paths), str(exc))
+        sys.exit(2)
+    for e in c.input_errors:
+        _err(e.path, e.problem)
+        status = 2
+    if instance and instance not in {i.name for i in c.instances}:
+        known = ", ".join(i.name for i in c.instances) or "none"
+        _err(", ".join(paths), f"no instance {instance!r} of struct {struct_name} (instances: {known})")
+        sys.exit(2)
+    if status == 0 and c.mismatches:
+        status = 1
+
+    direct = plan.direct_targets(c, instance=instance, prefix=prefix)
+    if emit_kind == "xmacro":
+        _write_raw(emit.emit_xmacro(c))
+    elif emit_kind == "patch":
+        if not direct:
+            known = ", ".join(i.name for i in c.instances) or "none"
+            _err(", ".join(paths), f"no single implementation to call directly; use --instance or --prefix "
+                 f"(instances: {known})")
+            sys.exit(2)
+        diff, notes = emit.emit_patch(c, direct)
+        header = "".join(f"kmodsim: ops: {n}\n" for n in notes)
+        _write_raw((header + "\n" if header else "") + diff)
+    elif emit_kind == "plan":
+        p = plan.make_plan(c, direct)
+        if as_json:
+            _write_raw(json.dumps(report.census_json(c, p), indent=2) + "\n")
+        else:
+            _write_raw(report.plan_text(c, p))
+    elif as_json:
+        _write_raw(json.dumps(report.census_json(c), indent=2) + "\n")
+    else:
+        _write_raw(report.census_text(c))
+    sys.exit(status)
+
+
+def _module_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
+    files: list[Path] = []
+    errors: list[tuple[str, str]] = []
+    for arg in paths:
+        p = Path(arg)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.name.endswith(MODULE_SUFFIXES))
+            if not found:
+                errors.append((arg, "no kernel modules (*.ko, *.ko.xz, ...) in this directory"))
+            files.extend(found)
+        else:
+            files.append(p)
+    return files, errors
+
+
+def _binary(paths, as_json: bool) -> int:
+    files, errors = _module_files(paths)
+    reports = []
+    for f in files:
+        try:
+            reports.append(binmod.analyze_path(f))
+        except binmod.ElfError as exc:
+            errors.append((str(f), str(exc)))
+        except OSError as exc:
+            errors.append((str(f), exc.strerror or str(exc)))
+    for path, problem in errors:
+        _err(path, problem)
+    if as_json:
+        doc = {
+            "schema": "kmodsim.ops.binary/1",
+            "modules": [r.to_json() for r in reports],
+            "input_errors": [{"path": p, "problem": m} for p, m in errors],
+        }
+        _write_raw(json.dumps(doc, indent=2) + "\n")
+    elif reports:
+        _write_raw(binmod.binary_text(reports))
+    return 2 if errors else 0
