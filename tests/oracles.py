@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import os
 import re
 import subprocess
 from collections import defaultdict
@@ -81,3 +82,33 @@ def modinfo(data: bytes) -> list[str]:
     elf = ELFFile(io.BytesIO(data))
     sec = elf.get_section_by_name(".modinfo")
     return [s.decode() for s in sec.data().split(b"\0") if s]
+
+
+_SYM_FULL = re.compile(r"^\s*(\d+):\s+([0-9a-f]+)\s+(\d+|0x[0-9a-f]+)\s+(\w+)\s+(\w+)\s+(\w+)\s+"
+                       r"(?:\[[^\]]*\]\s+)?(\S+)(?: (.*))?$")
+
+
+def readelf_symtab(paths: list[str], batch: int = 200) -> dict[str, list[tuple]]:
+    """``readelf -sW`` of many files, every column: {path: [(index, value, size, type, bind, ndx,
+    name)]}, names as readelf prints them (section symbols named after their section, control
+    characters as ``^X``). Plain ELF files only."""
+    out: dict[str, list] = {}
+    env = dict(os.environ, LC_ALL="C")
+    for i in range(0, len(paths), batch):
+        chunk = paths[i:i + batch]
+        text = subprocess.run(["readelf", "-sW", *chunk], capture_output=True, text=True, check=True,
+                              env=env, errors="surrogateescape").stdout
+        cur = chunk[0] if len(chunk) == 1 else None
+        if cur is not None:
+            out[cur] = []
+        for line in text.splitlines():
+            m = _FILE.match(line)
+            if m:
+                cur = m.group(1)
+                out[cur] = []
+                continue
+            m = _SYM_FULL.match(line)
+            if m and cur is not None:
+                num, val, size, typ, bind, _vis, ndx, name = m.groups()
+                out[cur].append((int(num), int(val, 16), int(size, 0), typ, bind, ndx, name or ""))
+    return out

@@ -3,10 +3,17 @@ into kmodsim's cache (never installed into /), reused across runs.
 
 Used by the tests (real kernels as fixtures), by ``kmodsim verify`` (the kernel image matching a
 headers directory) and by the examples.
+
+Packages of a foreign architecture (``arch="s390x"``, ``"i386"``, ...) are fetched by the same
+ordinary apt client, but against a private apt state under ``cache_root()/apt-<arch>/``: its own
+package lists, archive cache and (empty) dpkg status, selected with ``APT_CONFIG``. The system's
+``sources.list(.d)`` and keyrings are read; nothing under /etc, /var/lib/apt or /var/lib/dpkg is
+written, and no ``dpkg --add-architecture`` is needed.
 """
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import re
@@ -24,9 +31,9 @@ def cache_root() -> str:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kmodsim")
 
 
-def _run(cmd: list[str], cwd: str | None = None) -> str:
+def _run(cmd: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> str:
     try:
-        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         raise DebianError(f"{cmd[0]}: not installed (this needs a Debian system)") from None
     if p.returncode != 0:
@@ -35,23 +42,137 @@ def _run(cmd: list[str], cwd: str | None = None) -> str:
     return p.stdout
 
 
-def depends_of(meta: str) -> list[str]:
+# ---------------------------------------------------------------------------------------------
+# A private apt state for a foreign architecture
+# ---------------------------------------------------------------------------------------------
+
+@functools.cache
+def native_arch() -> str:
+    return _run(["dpkg", "--print-architecture"]).strip()
+
+
+def _is_foreign(arch: str | None) -> bool:
+    if arch is None:
+        return False
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", arch):
+        raise DebianError(f"{arch!r}: not a Debian architecture name")
+    return arch != native_arch()
+
+
+# Settings of the system's Acquire tree worth keeping (proxies, date checks, retries); the rest —
+# notably apt.conf.d's APT::Update::Post-Invoke* hooks and extra index targets — is left out.
+_KEEP_ACQUIRE = re.compile(r"^Acquire::(https?|ftp|Check-Valid-Until|Check-Date|Retries|ForceIPv[46]"
+                           r"|Max-ValidTime|Min-ValidTime|AllowInsecure|AllowWeak|AllowDowngrade)")
+
+
+def apt_root(arch: str) -> str:
+    return os.path.join(cache_root(), f"apt-{arch}")
+
+
+def _apt_env(arch: str) -> dict[str, str]:
+    """Environment that points apt at the private state of ``arch`` (created on first use).
+
+    ``APT_CONFIG`` is read before apt.conf.d, so it can replace the parts directory with an empty
+    one: the system's hooks never run. APT::Architectures is that one architecture, so only its
+    Packages lists (and arch: all) are downloaded.
+    """
+    root = apt_root(arch)
+    for d in ("lists/partial", "cache/archives/partial", "parts", "log", "state", "debs"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    status = os.path.join(root, "status")
+    if not os.path.exists(status):
+        open(status, "w").close()
+    try:
+        dump = _run(["apt-config", "dump"])
+    except DebianError:
+        dump = ""
+    kept = [ln for ln in dump.splitlines() if _KEEP_ACQUIRE.match(ln)]
+    conf = "\n".join([
+        f'Dir::Etc::parts "{root}/parts";',
+        f'Dir::Etc::main "{root}/apt.conf.main";',  # never created: no second main file
+        f'Dir::Etc::preferencesparts "{root}/parts";',
+        f'Dir::Etc::preferences "{root}/preferences";',
+        f'Dir::State "{root}/state";',
+        f'Dir::State::lists "{root}/lists";',
+        f'Dir::State::status "{status}";',
+        f'Dir::Cache "{root}/cache";',
+        f'Dir::Log "{root}/log";',
+        f'APT::Architecture "{arch}";',
+        f'APT::Architectures {{ "{arch}"; }};',
+        *kept,
+        'Acquire::Languages "none";',
+        'Acquire::GzipIndexes "true";',
+        "",
+    ])
+    path = os.path.join(root, "apt.conf")
+    old = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+    if old != conf:
+        fd, tmp = tempfile.mkstemp(dir=root, prefix=".apt.conf.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(conf)
+        os.replace(tmp, path)
+    env = dict(os.environ, APT_CONFIG=path, LC_ALL="C")
+    if not _lists(root):
+        _update(env, root)
+    return env
+
+
+def _lists(root: str) -> list[str]:
+    return glob.glob(os.path.join(root, "lists", "*_Packages*"))
+
+
+def _update(env: dict[str, str], root: str) -> None:
+    """``apt-get update`` of a private state. Like apt itself, an index that fails to download is
+    ignored when others succeeded (a mirror may lack an architecture in one suite, or serve an index
+    that does not match its Release file): the packages of the remaining suites stay usable."""
+    try:
+        _run(["apt-get", "-q", "update"], env=env)
+    except DebianError:
+        if not _lists(root):
+            raise
+
+
+def apt_update(arch: str) -> None:
+    """Refresh the private package lists of ``arch``."""
+    _update(_apt_env(arch), apt_root(arch))
+
+
+def _apt(cmd: list[str], arch: str | None, cwd: str | None = None) -> str:
+    """Run an apt command for ``arch`` (None: the system's own apt). A foreign lookup that fails is
+    retried once after refreshing the private lists (a stale list names superseded versions)."""
+    if not _is_foreign(arch):
+        return _run(cmd, cwd=cwd)
+    env = _apt_env(arch)
+    try:
+        return _run(cmd, cwd=cwd, env=env)
+    except DebianError:
+        _update(env, apt_root(arch))
+        return _run(cmd, cwd=cwd, env=env)
+
+
+# ---------------------------------------------------------------------------------------------
+# Packages
+# ---------------------------------------------------------------------------------------------
+
+def depends_of(meta: str, arch: str | None = None) -> list[str]:
     """Direct dependencies of a (meta-)package, as ``apt-cache depends`` lists them."""
-    out = _run(["apt-cache", "depends", meta])
+    out = _apt(["apt-cache", "depends", meta], arch)
     return re.findall(r"^\s+Depends: (\S+)", out, re.M)
 
 
-def image_package(meta: str = "linux-image-amd64") -> str:
+def image_package(meta: str = "linux-image-amd64", arch: str | None = None) -> str:
     """The versioned image package a meta-package points at, e.g. linux-image-6.1.0-56-amd64."""
-    for dep in depends_of(meta):
+    for dep in depends_of(meta, arch):
         if dep.startswith("linux-image-"):
             return dep
     raise DebianError(f"{meta}: depends on no linux-image package")
 
 
-def fetch_deb(package: str) -> str:
-    """The .deb of ``package`` in the cache, downloading it if needed."""
-    d = os.path.join(cache_root(), "debs")
+def fetch_deb(package: str, arch: str | None = None) -> str:
+    """The .deb of ``package`` in the cache, downloading it if needed. A foreign ``arch`` has its own
+    directory (``apt-<arch>/debs``): same-named packages of two architectures never mix."""
+    foreign = _is_foreign(arch)
+    d = os.path.join(apt_root(arch), "debs") if foreign else os.path.join(cache_root(), "debs")
     os.makedirs(d, exist_ok=True)
     name = package.split(":")[0]
     have = sorted(glob.glob(os.path.join(d, f"{glob.escape(name)}_*.deb")))
@@ -59,7 +180,7 @@ def fetch_deb(package: str) -> str:
         return have[-1]
     tmp = tempfile.mkdtemp(prefix=".dl-", dir=d)
     try:
-        _run(["apt-get", "download", package], cwd=tmp)
+        _apt(["apt-get", "download", package], arch, cwd=tmp)
         debs = glob.glob(os.path.join(tmp, "*.deb"))
         if len(debs) != 1:
             raise DebianError(f"apt-get download {package}: expected one .deb, got {len(debs)}")
@@ -88,35 +209,44 @@ def unpack(debs: list[str], key: str) -> str:
 
 
 class DebianKernel:
-    """An unpacked Debian kernel image package."""
+    """An unpacked Debian kernel image package (of a foreign architecture with ``arch``)."""
 
-    def __init__(self, package: str) -> None:
+    def __init__(self, package: str, arch: str | None = None) -> None:
         self.package = package
-        self.deb = fetch_deb(package)
+        self.arch = arch
+        self.deb = fetch_deb(package, arch)
         self.root = unpack([self.deb], os.path.basename(self.deb)[:-4])
         mods = glob.glob(os.path.join(self.root, "lib", "modules", "*"))
         if len(mods) != 1:
             raise DebianError(f"{self.deb}: expected one lib/modules/<kver>, found {len(mods)}")
         self.modules_dir = mods[0]
         self.kver = os.path.basename(mods[0])
+        # the kernel image: vmlinuz-<kver>, or vmlinux-<kver> where Debian ships an ELF (ppc64el)
         self.vmlinuz = os.path.join(self.root, "boot", f"vmlinuz-{self.kver}")
+        elf_image = os.path.join(self.root, "boot", f"vmlinux-{self.kver}")
+        if not os.path.exists(self.vmlinuz) and os.path.exists(elf_image):
+            self.vmlinuz = elf_image
 
     def headers(self) -> str:
-        """The matching headers directory: installed under /usr/src if there, else unpacked from
-        ``linux-headers-<kver>``, its ``-common`` and ``linux-kbuild-*`` into the cache (with the
-        arch Makefile's include repointed at the unpacked common tree)."""
-        installed = f"/usr/src/linux-headers-{self.kver}"
-        if os.path.isfile(os.path.join(installed, "Module.symvers")):
-            return installed
-        return unpacked_headers(self.kver)
+        """The matching headers directory: installed under /usr/src if there (native packages only),
+        else unpacked from ``linux-headers-<kver>``, its ``-common`` and ``linux-kbuild-*`` into the
+        cache (with the arch Makefile's include repointed at the unpacked common tree)."""
+        if not _is_foreign(self.arch):
+            installed = f"/usr/src/linux-headers-{self.kver}"
+            if os.path.isfile(os.path.join(installed, "Module.symvers")):
+                return installed
+        return unpacked_headers(self.kver, self.arch)
 
 
-def unpacked_headers(kver: str) -> str:
+def unpacked_headers(kver: str, arch: str | None = None) -> str:
+    """``linux-headers-<kver>`` and what it needs, unpacked into the cache. For a foreign ``arch``
+    the ``linux-kbuild-*`` tools (built for that architecture, unusable here) are left out."""
     pkg = f"linux-headers-{kver}"
-    debs = [fetch_deb(pkg)]
-    common = [d for d in depends_of(pkg) if d.startswith("linux-headers-") and d.endswith("-common")]
-    kbuild = [d for d in depends_of(pkg) if d.startswith("linux-kbuild-")]
-    debs += [fetch_deb(p) for p in common + kbuild]
+    debs = [fetch_deb(pkg, arch)]
+    deps = depends_of(pkg, arch)
+    common = [d for d in deps if d.startswith("linux-headers-") and d.endswith("-common")]
+    kbuild = [] if _is_foreign(arch) else [d for d in deps if d.startswith("linux-kbuild-")]
+    debs += [fetch_deb(p, arch) for p in common + kbuild]
     root = unpack(debs, f"headers-{kver}")
     hdir = os.path.join(root, "usr", "src", pkg)
     mk = os.path.join(hdir, "Makefile")

@@ -41,7 +41,8 @@ CONFIG_MACHINES = [
     ("CONFIG_RISCV", 243, None), ("CONFIG_LOONGARCH", 258, 64), ("CONFIG_MIPS", 8, None),
 ]
 
-# arch/x86/include/asm/module.h: MODULE_PROC_FAMILY for 32-bit x86 (x86-64 defines none).
+# arch/x86/include/asm/vermagic.h (asm/module.h before 5.11): MODULE_PROC_FAMILY for 32-bit x86
+# (x86-64 defines none). Kconfig makes these a choice, so at most one is set.
 X86_32_PROC_FAMILY = [
     ("CONFIG_M486SX", "486SX "), ("CONFIG_M486", "486 "), ("CONFIG_M586", "586 "),
     ("CONFIG_M586TSC", "586TSC "), ("CONFIG_M586MMX", "586MMX "), ("CONFIG_MCORE2", "CORE2 "),
@@ -53,6 +54,17 @@ X86_32_PROC_FAMILY = [
     ("CONFIG_MCYRIXIII", "CYRIXIII "), ("CONFIG_MVIAC3_2", "VIAC3-2 "), ("CONFIG_MVIAC7", "VIAC7 "),
     ("CONFIG_MGEODEGX1", "GEODEGX1 "), ("CONFIG_MGEODE_LX", "GEODE "),
 ]
+
+# arch/arm/Makefile: ``arch-$(CONFIG_CPU_32v*) = -D__LINUX_ARM_ARCH__=<n> ...``, in this order, the
+# last line whose option is set winning (so a v6+v7 multiplatform kernel is ARMv6). The CPU_32v6K
+# line only applies when CPU_32v6 is set, which already gives 6, so it is left out.
+ARM_ARCH_LEVELS = [
+    ("CONFIG_CPU_32v7M", 7), ("CONFIG_CPU_32v7", 7), ("CONFIG_CPU_32v6", 6), ("CONFIG_CPU_32v5", 5),
+    ("CONFIG_CPU_32v4T", 4), ("CONFIG_CPU_32v4", 4), ("CONFIG_CPU_32v3", 3),
+]
+
+# Architectures without an asm/vermagic.h: include/asm-generic/vermagic.h, MODULE_ARCH_VERMAGIC "".
+GENERIC_VERMAGIC_ARCHES = ("CONFIG_S390", "CONFIG_ALPHA", "CONFIG_M68K", "CONFIG_PARISC", "CONFIG_SPARC")
 
 
 class KernelError(Exception):
@@ -102,6 +114,10 @@ class Kernel:
             return cls.from_vmlinux(path)
         if len(head) >= 0x206 and head[0x202:0x206] == b"HdrS":
             return cls.from_vmlinuz(path)
+        if b"\0" in head:  # binary, yet neither ELF nor bzImage: e.g. s390's or arm's compressed image
+            raise KernelError(f"{path}: not a headers directory, Module.symvers, vmlinux ELF or x86 bzImage "
+                              f"(kernel images of other architectures carry no readable ELF payload: "
+                              f"use the headers directory or Module.symvers)")
         return cls.from_symvers(path)
 
     @classmethod
@@ -248,12 +264,16 @@ def machine_from_config(config: dict[str, str]) -> tuple[int | None, int | None]
     return None, bits
 
 
-def vermagic_from_config(release: str, config: dict[str, str], headers: str | None = None) -> str:
-    """VERMAGIC_STRING of include/linux/vermagic.h for this configuration.
+def vermagic_from_config(release: str, config: dict[str, str], headers: str | None = None) -> str | None:
+    """VERMAGIC_STRING of include/linux/vermagic.h for this configuration (None when the
+    architecture's part is not modelled: see :func:`arch_vermagic`).
 
     UTS_RELEASE " " MODULE_VERMAGIC_SMP MODULE_VERMAGIC_PREEMPT MODULE_VERMAGIC_MODULE_UNLOAD
     MODULE_VERMAGIC_MODVERSIONS MODULE_ARCH_VERMAGIC MODULE_RANDSTRUCT
     """
+    arch = arch_vermagic(config)
+    if arch is None:
+        return None
     y = lambda s: config.get(s) == "y"  # noqa: E731
     parts = [release + " "]
     if y("CONFIG_SMP"):
@@ -267,7 +287,7 @@ def vermagic_from_config(release: str, config: dict[str, str], headers: str | No
         parts.append("mod_unload ")
     if y("CONFIG_MODVERSIONS"):
         parts.append("modversions ")
-    parts.append(arch_vermagic(config))
+    parts.append(arch)
     if y("CONFIG_RANDSTRUCT") or y("CONFIG_GCC_PLUGIN_RANDSTRUCT"):
         seed = _randstruct_seed(headers)
         if seed:
@@ -275,19 +295,40 @@ def vermagic_from_config(release: str, config: dict[str, str], headers: str | No
     return "".join(parts)
 
 
-def arch_vermagic(config: dict[str, str]) -> str:
-    """MODULE_ARCH_VERMAGIC (arch/*/include/asm/module.h)."""
+def arch_vermagic(config: dict[str, str]) -> str | None:
+    """MODULE_ARCH_VERMAGIC (arch/*/include/asm/vermagic.h since 5.11, asm/module.h before), or
+    None for an architecture whose definition is not modelled here (MIPS, SuperH, IA-64, ...):
+    an unknown vermagic is better than a wrong one."""
     y = lambda s: config.get(s) == "y"  # noqa: E731
     if y("CONFIG_X86_64"):
         return ""
-    if y("CONFIG_X86_32"):
+    if y("CONFIG_X86_32"):  # arch/x86/include/asm/vermagic.h: MODULE_PROC_FAMILY
         for sym, fam in X86_32_PROC_FAMILY:
             if y(sym):
                 return fam
-        return ""
-    if y("CONFIG_ARM64"):
+        return None  # the header has "#error unknown processor family"
+    if y("CONFIG_ARM64"):  # arch/arm64/include/asm/vermagic.h
         return "aarch64"
-    return ""
+    if y("CONFIG_ARM"):
+        # arch/arm/include/asm/vermagic.h: "ARMv" __stringify(__LINUX_ARM_ARCH__) " ", then
+        # "thumb2 " (CONFIG_THUMB2_KERNEL), then "p2v8 " (CONFIG_ARM_PATCH_PHYS_VIRT).
+        level = None
+        for sym, n in ARM_ARCH_LEVELS:
+            if y(sym):
+                level = n
+        if level is None:
+            return None
+        return (f"ARMv{level} " + ("thumb2 " if y("CONFIG_THUMB2_KERNEL") else "")
+                + ("p2v8 " if y("CONFIG_ARM_PATCH_PHYS_VIRT") else ""))
+    if y("CONFIG_PPC"):
+        # arch/powerpc/include/asm/vermagic.h: MODULE_ARCH_VERMAGIC_FTRACE MODULE_ARCH_VERMAGIC_RELOCATABLE
+        return ("mprofile-kernel " if y("CONFIG_MPROFILE_KERNEL") else "") + (
+            "relocatable " if y("CONFIG_RELOCATABLE") else "")
+    if y("CONFIG_RISCV"):  # arch/riscv/include/asm/vermagic.h
+        return "riscv"
+    if any(y(a) for a in GENERIC_VERMAGIC_ARCHES):  # e.g. s390: include/asm-generic/vermagic.h
+        return ""
+    return None
 
 
 def _randstruct_seed(headers: str | None) -> str:
