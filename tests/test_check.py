@@ -191,3 +191,25 @@ def test_debian_tree_is_consistent_and_one_kvm_duplicate(debian61, headers61, tm
     errors = [x for x in f if x["severity"] == "error"]
     assert [(x["check"], x["module"], x["symbol"]) for x in errors] == [("duplicate-export", "kms_kvmdup", kvm_sym)]
     assert errors[0]["owner"] == "kvm"
+
+
+def test_findings_cache_follows_every_input(basic_build, consumers, headers61, tmp_path):
+    """A warm check reuses the previous findings only while every input is unchanged."""
+    d = tmp_path / "set"
+    shutil.copytree(consumers, d, ignore=shutil.ignore_patterns("*.o", "*.cmd", "*.mod*", ".tmp*"))
+    env = dict(os.environ, KMODSIM_CACHE=str(tmp_path / "cache"))
+    first = run_kmodsim("check", "--format", "json", "--kernel", headers61, basic_build, d, env=env)
+    again = run_kmodsim("check", "--format", "json", "--kernel", headers61, basic_build, d, env=env)
+    assert first.stdout == again.stdout and again.returncode == first.returncode == 1
+    assert len(os.listdir(tmp_path / "cache" / "check")) == 1
+    # kmc_undef.ko replaced by a clean module: the unresolved finding must go
+    shutil.copy(basic_build / "kms_c.ko", d / "kmc_undef.ko")
+    after = json.loads(run_kmodsim("check", "--format", "json", "--kernel", headers61, basic_build, d,
+                                   env=env).stdout)
+    assert ("unresolved", "kmc_undef", "kms_nowhere") not in _keyset(after["findings"])
+    assert ("crc", "kmc_crc", "kms_a_plain") in _keyset(after["findings"])
+    # a damaged result file is ignored, not trusted
+    for f in (tmp_path / "cache" / "check").iterdir():
+        f.write_text('{"key": "not this one", "result": {"findings": [], "summary": {"errors": 0}}}')
+    p = run_kmodsim("check", "--format", "json", "--kernel", headers61, basic_build, d, env=env)
+    assert _keyset(json.loads(p.stdout)["findings"]) == _keyset(after["findings"]) and p.returncode == 1

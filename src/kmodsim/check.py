@@ -230,49 +230,51 @@ def _duplicates(exporters, allow: list[AllowEntry]) -> list[Finding]:
 def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists) -> list[Finding]:
     out = []
     ko = _ko(m)
-    versions = dict(m.versions) if m.versions else None
     gpl_ok = license_is_gpl_compatible(m.license)
     imported_ns = set(m.import_ns)
     used_ns: set[str] = set()
-    for imp in m.imports:
-        cands = [x for x in exporters.get(imp.name, ()) if x[0] != m.name]
+    names, weak, crcs = m.import_columns()  # columns: no Import object per symbol on this hot path
+    for i, name in enumerate(names):
+        cands = exporters.get(name)
+        if cands and cands[0][0] == m.name:
+            cands = cands[1:]
         if not cands:
-            cands = [x for x in extra_exports.get(imp.name, ()) if x[0] != m.name]
+            cands = [x for x in extra_exports.get(name, ()) if x[0] != m.name]
         if not cands:
-            if imp.weak or kernel is None:
+            if weak[i] or kernel is None:
                 continue
-            out.append(Finding("unresolved", "error", imp.name, m.name, m.path,
-                               f'"{imp.name}" [{ko}] undefined!', {}))
+            out.append(Finding("unresolved", "error", name, m.name, m.path, f'"{name}" [{ko}] undefined!', {}))
             continue
-        owner, pmod, e = cands[0]
+        owner, _pmod, e = cands[0]
         ns = e.namespace
         if ns:
             used_ns.add(ns)
             if ns.startswith("module:"):
                 allowed = [_norm(x) for x in ns[len("module:"):].split(",")]
                 if not any(fnmatch.fnmatchcase(_norm(m.name), a) for a in allowed):
-                    out.append(Finding("namespace", "error", imp.name, m.name, m.path,
-                                       f"module {m.name} uses symbol {imp.name} from namespace {ns}, "
+                    out.append(Finding("namespace", "error", name, m.name, m.path,
+                                       f"module {m.name} uses symbol {name} from namespace {ns}, "
                                        f"which only {', '.join(allowed)} may use", {"namespace": ns,
                                                                                    "provider": owner}))
             elif ns not in imported_ns:
-                out.append(Finding("namespace", "error", imp.name, m.name, m.path,
-                                   f"module {m.name} uses symbol {imp.name} from namespace {ns}, "
+                out.append(Finding("namespace", "error", name, m.name, m.path,
+                                   f"module {m.name} uses symbol {name} from namespace {ns}, "
                                    f"but does not import it.", {"namespace": ns, "provider": owner}))
         if e.gpl and not gpl_ok:
-            out.append(Finding("gpl-only", "error", imp.name, m.name, m.path,
-                               f"GPL-incompatible module {ko} uses GPL-only symbol '{imp.name}'",
+            out.append(Finding("gpl-only", "error", name, m.name, m.path,
+                               f"GPL-incompatible module {ko} uses GPL-only symbol '{name}'",
                                {"license": m.license, "provider": owner}))
-        verdict = check_version(versions, imp.name, e.crc)
-        if verdict == "mismatch":
-            out.append(Finding("crc", "error", imp.name, m.name, m.path,
-                               f"{m.name}: disagrees about version of symbol {imp.name}",
-                               {"expected_crc": imp.crc, "provider_crc": e.crc, "provider": owner}))
+        # check_version() can only disagree where both sides have a CRC and they differ
+        if crcs[i] >= 0 and e.crc is not None and crcs[i] != e.crc \
+                and check_version(dict(m.versions), name, e.crc) == "mismatch":
+            out.append(Finding("crc", "error", name, m.name, m.path,
+                               f"{m.name}: disagrees about version of symbol {name}",
+                               {"expected_crc": crcs[i], "provider_crc": e.crc, "provider": owner}))
         if owner == "vmlinux":
             for lname, lst in sym_lists:
-                if imp.name not in lst:
-                    out.append(Finding("symbol-list", "error", imp.name, m.name, m.path,
-                                       f"{m.name}: uses {imp.name} from vmlinux, which is not in {lname}",
+                if name not in lst:
+                    out.append(Finding("symbol-list", "error", name, m.name, m.path,
+                                       f"{m.name}: uses {name} from vmlinux, which is not in {lname}",
                                        {"symbol_list": lname}))
     for ns in imported_ns - used_ns:
         if ns.startswith("module:"):

@@ -31,7 +31,6 @@ import struct
 import sys
 import zlib
 from array import array
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .elf import ET_NAMES, ET_REL, SHN_ABS, SHN_UNDEF, SHT_NOBITS, ElfError, ElfFile, cstr
@@ -103,33 +102,85 @@ class Signature(NamedTuple):
     sig_len: int
 
 
-@dataclass(slots=True)
 class Module:
-    path: str
-    name: str
-    exports: list[Export]
-    imports: list[Import]
-    modinfo: list[tuple[str, str]]
-    sections: list[SectionInfo]
-    signature: Signature | None
-    versions: list[tuple[str, int]]  # every __versions record, in file order (incl. module_layout)
-    machine: int
-    ei_class: int  # 1 = ELF32, 2 = ELF64
-    little_endian: bool
-    compression: str = ""  # "", "xz", "zstd", "gzip"
-    file_size: int = 0
-    elf_size: int = 0
-    _info: dict[str, list[str]] | None = field(default=None, repr=False)
+    """A parsed module: a view over its compact record (:meth:`to_record`).
+
+    Each field is decoded from the record the first time it is used, so a tree of thousands of
+    modules costs only what the caller reads (``check`` never decodes section tables, ``scan``
+    summaries decode nothing). Instances are immutable once built.
+    """
+
+    __slots__ = ("_r", "_cache")
+
+    def __init__(self, record: tuple) -> None:
+        if record[0] != RECORD_VERSION:
+            raise ValueError(f"module record version {record[0]}, expected {RECORD_VERSION}")
+        self._r = record
+        self._cache: dict[str, object] = {}
+
+    def __repr__(self) -> str:
+        return f"Module(name={self.name!r}, path={self.path!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Module) and other._r == self._r
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- plain fields (no decoding) ----------------------------------------------------------
+    path = property(lambda self: self._r[1])
+    name = property(lambda self: self._r[2])
+    signature = property(lambda self: None if self._r[15] is None else _new(Signature, self._r[15]))
+    machine = property(lambda self: self._r[16])
+    ei_class = property(lambda self: self._r[17])  # 1 = ELF32, 2 = ELF64
+    little_endian = property(lambda self: self._r[18])
+    compression = property(lambda self: self._r[19])  # "", "xz", "zstd", "gzip"
+    file_size = property(lambda self: self._r[20])
+    elf_size = property(lambda self: self._r[21])
+
+    # -- decoded on first use ----------------------------------------------------------------
+    def _get(self, key: str, make):
+        v = self._cache.get(key)
+        if v is None:
+            v = self._cache[key] = make(self._r)
+        return v
+
+    @property
+    def exports(self) -> list[Export]:
+        return self._get("exports", _decode_exports)
+
+    @property
+    def imports(self) -> list[Import]:
+        return self._get("imports", _decode_imports)
+
+    @property
+    def modinfo(self) -> list[tuple[str, str]]:
+        return self._get("modinfo", lambda r: [tuple(kv.partition("=")[::2]) for kv in _split(r[10])])
+
+    @property
+    def sections(self) -> list[SectionInfo]:
+        return self._get("sections", _decode_sections)
+
+    def import_columns(self) -> tuple[list[str], bytes, list[int]]:
+        """Imports as columns — names, weak flags, expected CRCs (-1: none) — for hot loops that
+        should not build an :class:`Import` per symbol."""
+        r = self._r
+        return _split(r[7]), r[8], _unints("q", r[9])
+
+    @property
+    def versions(self) -> list[tuple[str, int]]:
+        """Every ``__versions`` record, in file order (including ``module_layout``)."""
+        return self._get("versions", lambda r: list(zip(_split(r[13]), _unints("Q", r[14]), strict=True)))
 
     # -- modinfo views -----------------------------------------------------------------------
     def info(self, key: str) -> list[str]:
         """All values of a ``.modinfo`` key, in file order."""
-        if self._info is None:
-            d: dict[str, list[str]] = {}
+        d = self._cache.get("info")
+        if d is None:
+            d = {}
             for k, v in self.modinfo:
                 d.setdefault(k, []).append(v)
-            self._info = d
-        return self._info.get(key, [])
+            self._cache["info"] = d
+        return d.get(key, [])
 
     def info1(self, key: str, default: str = "") -> str:
         v = self.info(key)
@@ -215,41 +266,29 @@ class Module:
         }
 
     def to_record(self) -> tuple:
-        """A compact tuple of builtins (marshal-able, cheap to pickle) for the scan cache and for
-        worker processes: each column is one NUL-joined string or one packed integer array, so a
-        module costs a dozen objects instead of thousands. Inverse of :meth:`from_record`."""
-        ex, im, se, ve = self.exports, self.imports, self.sections, self.versions
-        return (
-            RECORD_VERSION, self.path, self.name,
-            _join(e[0] for e in ex), _join(e[2] for e in ex), _join(e[4] for e in ex),
-            _ints("q", (-1 if e[3] is None else e[3] for e in ex)),
-            _join(i[0] for i in im), bytes(i[2] for i in im),
-            _ints("q", (-1 if i[1] is None else i[1] for i in im)),
-            _join(f"{k}={v}" for k, v in self.modinfo),
-            _join(x[0] for x in se), _ints("Q", (v for x in se for v in x[1:])),
-            _join(v[0] for v in ve), _ints("Q", (v[1] for v in ve)),
-            None if self.signature is None else tuple(self.signature),
-            self.machine, self.ei_class, self.little_endian, self.compression, self.file_size,
-            self.elf_size,
-        )
+        """The compact tuple of builtins (marshal-able, cheap to pickle) the module is a view of:
+        each column is one NUL-joined string or one packed integer array, so a module costs a
+        dozen objects instead of thousands. The scan cache and worker processes use it as is."""
+        return self._r
 
     @classmethod
     def from_record(cls, r: tuple) -> Module:
-        (ver, path, name, ex_names, ex_ns, ex_kinds, ex_crcs, im_names, im_weak, im_crcs, modinfo,
-         se_names, se_vals, ve_names, ve_crcs, sig, machine, ei_class, little, comp, fsize, esize) = r
-        if ver != RECORD_VERSION:
-            raise ValueError(f"module record version {ver}, expected {RECORD_VERSION}")
-        exports = [_new(Export, (n, k in ("gpl", "unused_gpl"), ns, None if c < 0 else c, k))
-                   for n, ns, k, c in zip(_split(ex_names), _split(ex_ns), _split(ex_kinds), _unints("q", ex_crcs), strict=True)]
-        imports = [_new(Import, (n, None if c < 0 else c, bool(w)))
-                   for n, w, c in zip(_split(im_names), im_weak, _unints("q", im_crcs), strict=True)]
-        mi = [tuple(kv.partition("=")[::2]) for kv in _split(modinfo)]
-        vals = _unints("Q", se_vals)
-        sections = [_new(SectionInfo, (n, *vals[i * 5:i * 5 + 5])) for i, n in enumerate(_split(se_names))]
-        versions = list(zip(_split(ve_names), _unints("Q", ve_crcs), strict=True))
-        return cls(path, name, exports, imports, mi, sections,
-                   None if sig is None else _new(Signature, sig), versions, machine, ei_class, little,
-                   comp, fsize, esize)
+        return cls(r)
+
+
+def _decode_exports(r: tuple) -> list[Export]:
+    return [_new(Export, (n, k in ("gpl", "unused_gpl"), ns, None if c < 0 else c, k))
+            for n, ns, k, c in zip(_split(r[3]), _split(r[4]), _split(r[5]), _unints("q", r[6]), strict=True)]
+
+
+def _decode_imports(r: tuple) -> list[Import]:
+    return [_new(Import, (n, None if c < 0 else c, bool(w)))
+            for n, w, c in zip(_split(r[7]), r[8], _unints("q", r[9]), strict=True)]
+
+
+def _decode_sections(r: tuple) -> list[SectionInfo]:
+    vals = _unints("Q", r[12])
+    return [_new(SectionInfo, (n, *vals[i * 5:i * 5 + 5])) for i, n in enumerate(_split(r[11]))]
 
 
 RECORD_VERSION = 1

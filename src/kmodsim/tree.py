@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .debian import cache_root
 from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, parse_record, read_image
 
 CACHE_MAGIC = b"KMSCACHE"
@@ -49,6 +50,7 @@ class ScanResult:
 
     root: str
     items: list[tuple[str, tuple | bytes, tuple[str, int, int]]] = field(default_factory=list)
+    keys: dict[str, tuple | None] = field(default_factory=dict)  # path -> stat key (size, mtime_ns, ctime_ns, ino)
     errors: list[ScanError] = field(default_factory=list)
     cached: int = 0
     parsed: int = 0
@@ -247,9 +249,28 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
 # ---------------------------------------------------------------------------------------------
 
 def default_cache_dir() -> str:
-    base = os.environ.get("KMODSIM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kmodsim")
-    return os.path.join(base, "scan")
+    return os.path.join(cache_root(), "scan")
+
+
+def file_fingerprint(paths: Iterable[str]) -> list[tuple[str, tuple | None]]:
+    """(path, stat key) of each path that exists, for cache keys of derived results."""
+    return [(p, _stat_key(p)) for p in paths]
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never a torn file)."""
+    d = os.path.dirname(path)
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 class ScanCache:
@@ -327,21 +348,9 @@ class ScanCache:
         if not self.dirty:
             return
         payload = marshal.dumps((self.root, self.entries))
-        d = os.path.dirname(self.file)
         try:
-            os.makedirs(d, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little")
-                            + zlib.crc32(payload).to_bytes(4, "little"))
-                    f.write(payload)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.file)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_atomic(self.file, CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little")
+                         + zlib.crc32(payload).to_bytes(4, "little") + payload)
         except OSError as exc:  # a cache that cannot be written only costs time
             print(f"kmodsim: warning: cannot write cache {self.file}: {exc.strerror or exc}", file=sys.stderr)
         self.dirty = False
@@ -369,12 +378,13 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
     todo: list[tuple[str, str, tuple | None]] = []
     order: list[str] = []  # discovery order; a file named twice is read once
     seen: set[str] = set()
+    keys: dict[str, tuple | None] = {}
     for root, f in files:
         if f in seen:
             continue
         seen.add(f)
         order.append(f)
-        key = _stat_key(f)
+        key = keys[f] = _stat_key(f)
         hit = caches[root].get(f, key) if use_cache else None
         if hit is not None:
             items[f] = (f, hit[0], hit[1])
@@ -399,6 +409,7 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
             c.prune({f for root, f in files if root == r})
             c.save()
     result.items = [items[f] for f in order if f in items]
+    result.keys = keys
     result.errors = errors
     return result
 

@@ -27,11 +27,10 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     Exit status: 0 no error findings, 1 error findings, 2 usage or input error.
     """
     from .. import __version__
-    from ..check import CheckError, load_allowlist, load_symbol_list, render_text, run_checks, to_sarif
+    from ..check import CheckError, load_allowlist, load_symbol_list, run_checks
     from ..tree import scan
     from .common import load_kernel
 
-    kernel = load_kernel(kernel_path) if kernel_path else None
     try:
         allow = [e for f in allow_files for e in load_allowlist(f)]
         lists = [(f, load_symbol_list(f)) for f in symbol_lists]
@@ -40,9 +39,22 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
         raise SystemExit(EXIT_ERROR) from None
     input_error = False
     res = scan(paths, jobs=jobs, max_size=max_size, use_cache=not no_cache)
-    for e in res.errors:
+    tree = scan([modules_dir], jobs=jobs, max_size=max_size, use_cache=not no_cache) if modules_dir else None
+    for e in res.errors + (tree.errors if tree else []):
         error(str(e))
         input_error = True
+
+    # The findings are a function of every input below: with all of them unchanged (same stat keys,
+    # same contents), the previous run's findings are the answer.
+    key = None
+    if not no_cache and not input_error:
+        key = _fingerprint(__version__, res, tree, kernel_path, allow_files, symbol_lists)
+        hit = _load_findings(key)
+        if hit is not None:
+            _render(hit, fmt, __version__)
+            raise SystemExit(_status(hit, False))
+
+    kernel = load_kernel(kernel_path) if kernel_path else None
     modules = res.modules
     if kernel is not None and kernel.machine is not None:
         from ..elf import MACHINE_NAMES
@@ -56,22 +68,97 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
             else:
                 keep.append(m)
         modules = keep
-    providers = []
-    if modules_dir:
-        tree = scan([modules_dir], jobs=jobs, max_size=max_size, use_cache=not no_cache)
-        for e in tree.errors:
-            error(str(e))
-            input_error = True
-        providers = tree.modules
-    findings = run_checks(modules, kernel, providers, allow, lists)
+    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists)
+    doc = {"findings": [f.to_json() for f in findings],
+           "summary": {"modules": len(modules), "errors": sum(f.severity == "error" for f in findings),
+                       "warnings": sum(f.severity == "warning" for f in findings)}}
+    if key is not None and not input_error:
+        _store_findings(key, doc)
+    _render(doc, fmt, __version__)
+    raise SystemExit(_status(doc, input_error))
+
+
+def _status(doc: dict, input_error: bool) -> int:
+    if input_error:
+        return EXIT_ERROR
+    return EXIT_FINDINGS if doc["summary"]["errors"] else EXIT_OK
+
+
+def _render(doc: dict, fmt: str, version: str) -> None:
+    from ..check import Finding, render_text, to_sarif
+
     if fmt == "json":
-        dump_json({"findings": [f.to_json() for f in findings],
-                   "summary": {"modules": len(modules), "errors": sum(f.severity == "error" for f in findings),
-                               "warnings": sum(f.severity == "warning" for f in findings)}})
-    elif fmt == "sarif":
-        dump_json(to_sarif(findings, __version__))
+        dump_json(doc)
+        return
+    base = ("check", "severity", "symbol", "module", "path", "message")
+    findings = [Finding(*(f[k] for k in base), {k: v for k, v in f.items() if k not in base})
+                for f in doc["findings"]]
+    if fmt == "sarif":
+        dump_json(to_sarif(findings, version))
     elif findings:
         click.echo(render_text(findings))
-    if input_error:
-        raise SystemExit(EXIT_ERROR)
-    raise SystemExit(EXIT_FINDINGS if any(f.severity == "error" for f in findings) else EXIT_OK)
+
+
+KERNEL_INPUTS = ("Module.symvers", ".config", ".kernelvariables", "include/generated/utsrelease.h",
+                 "include/config/kernel.release", "include/generated/randstruct_hash.h")
+
+
+def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists) -> str:
+    import hashlib
+    import os
+
+    from ..tree import file_fingerprint
+
+    h = hashlib.blake2b(digest_size=20)
+    kfiles = []
+    if kernel_path:
+        kp = os.path.realpath(kernel_path)
+        kfiles = [os.path.join(kp, f) for f in KERNEL_INPUTS] if os.path.isdir(kp) else [kp]
+    parts = [version, [(p, res.keys.get(p)) for p, _r, _s in res.items],
+             [(p, tree.keys.get(p)) for p, _r, _s in tree.items] if tree else None,
+             file_fingerprint(kfiles)]
+    h.update(repr(parts).encode("utf-8", "surrogateescape"))
+    for f in (*allow_files, *symbol_lists):  # contents, not only stat: they are small
+        with open(f, "rb") as fh:
+            h.update(b"\0" + f.encode() + b"\0" + fh.read())
+    return h.hexdigest()
+
+
+def _findings_file(key: str) -> str:
+    import os
+
+    from ..tree import cache_root
+
+    return os.path.join(cache_root(), "check", key + ".json")
+
+
+def _load_findings(key: str) -> dict | None:
+    import json
+
+    try:
+        with open(_findings_file(key), encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != key:
+        return None
+    return doc["result"]
+
+
+def _store_findings(key: str, doc: dict) -> None:
+    import json
+    import os
+
+    from ..tree import write_atomic
+
+    path = _findings_file(key)
+    try:
+        write_atomic(path, json.dumps({"key": key, "result": doc}).encode())
+        # keep the 32 newest results
+        d = os.path.dirname(path)
+        olds = sorted((os.path.join(d, f) for f in os.listdir(d) if f.endswith(".json")),
+                      key=os.path.getmtime)
+        for old in olds[:-32]:
+            os.unlink(old)
+    except OSError:
+        pass  # a result that cannot be cached only costs time next run
