@@ -88,3 +88,8 @@ def run_kmodsim(*args, check=None, **kw) -> subprocess.CompletedProcess:
     if check is not None:
         assert p.returncode == check, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
     return p
+
+
+@pytest.fixture(scope="session")
+def headers612(debian612) -> str:
+    return debian612.headers_dir

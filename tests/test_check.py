@@ -160,19 +160,30 @@ def test_parity_with_modpost(basic_build, headers61, tmp_path):
     assert modpost <= got
 
 
-@pytest.mark.realkernel
-@pytest.mark.slow
-def test_debian_tree_is_consistent_and_one_kvm_duplicate(debian61, headers61, tmp_path):
-    p = _check("--kernel", headers61, debian61.modules_dir)
+def _tree_is_consistent(k, headers, count, tmp_path) -> Path:
+    p = _check("--kernel", headers, k.modules_dir)
     s = json.loads(p.stdout)
-    assert p.returncode == 0 and s["summary"]["errors"] == 0 and s["summary"]["modules"] == 4023
+    assert p.returncode == 0 and s["summary"]["errors"] == 0 and s["summary"]["modules"] == count
     # depmod agrees the distribution is consistent: no unknown symbols, no CRC disagreements
     base = tmp_path / "root"
     (base / "lib" / "modules").mkdir(parents=True)
-    subprocess.run(["cp", "-al", debian61.modules_dir, base / "lib" / "modules" / debian61.kver], check=True)
-    d = subprocess.run(["depmod", "-n", "-e", "-E", f"{headers61}/Module.symvers", "-b", base, debian61.kver],
+    subprocess.run(["cp", "-al", k.modules_dir, base / "lib" / "modules" / k.kver], check=True)
+    d = subprocess.run(["depmod", "-n", "-e", "-E", f"{headers}/Module.symvers", "-b", base, k.kver],
                        capture_output=True, text=True)
     assert d.returncode == 0 and "needs unknown symbol" not in d.stderr and "disagrees" not in d.stderr
+    return base
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_debian_612_tree_is_consistent(debian612, headers612, tmp_path):
+    _tree_is_consistent(debian612, headers612, 4230, tmp_path)
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_debian_tree_is_consistent_and_one_kvm_duplicate(debian61, headers61, tmp_path):
+    base = _tree_is_consistent(debian61, headers61, 4023, tmp_path)
     # a fixture exporting one of kvm.ko's symbols, added to the tree: exactly one duplicate-export
     kvm_sym = sorted(oracles.symvers(f"{headers61}/Module.symvers")["arch/x86/kvm/kvm"])[0]
     src = tmp_path / "kvmdup"
@@ -213,3 +224,25 @@ def test_findings_cache_follows_every_input(basic_build, consumers, headers61, t
         f.write_text('{"key": "not this one", "result": {"findings": [], "summary": {"errors": 0}}}')
     p = run_kmodsim("check", "--format", "json", "--kernel", headers61, basic_build, d, env=env)
     assert _keyset(json.loads(p.stdout)["findings"]) == _keyset(after["findings"]) and p.returncode == 1
+
+
+@pytest.mark.realkernel
+def test_module_namespace_before_616_is_an_ordinary_namespace(headers612, tmp_path):
+    """Debian's 6.12 exports anon_inode_make_secure_inode in "module:kvm"; its modpost (and kernel)
+    treat that as a plain namespace (module-only namespaces arrived in 6.16, commit 8f945479021a)."""
+    built = kbuild_set("modns612", headers612)
+    p = _check("--kernel", headers612, built / "kms_modns.ko")
+    assert p.returncode == 0 and json.loads(p.stdout)["findings"] == []
+    # without the import, Debian's modpost refuses the module; kmodsim names the same symbol and module
+    src = tmp_path / "noimport"
+    shutil.copytree(KBUILD_SRC / "modns612", src)
+    text = subprocess.run(["make", "-C", headers612, f"M={src}", "CONFIG_DEBUG_INFO_BTF_MODULES=",
+                           "ccflags-y=-DKMS_NO_IMPORT", "modules"], capture_output=True, text=True)
+    m = re.search(r"module (\w+) uses symbol (\w+) from namespace (\S+), but does not import it", text.stdout + text.stderr)
+    assert m and m.groups() == ("kms_modns", "anon_inode_make_secure_inode", "module:kvm"), text.stderr[-2000:]
+    data = (built / "kms_modns.ko").read_bytes()
+    patched = tmp_path / "kms_modns.ko"
+    patched.write_bytes(data.replace(b"import_ns=module:kvm", b"import_ns=module:kvX"))
+    got = json.loads(_check("--kernel", headers612, patched).stdout)["findings"]
+    assert [(f["check"], f["module"], f["symbol"], f["namespace"]) for f in got if f["severity"] == "error"] == \
+        [("namespace", "kms_modns", "anon_inode_make_secure_inode", "module:kvm")]

@@ -31,14 +31,21 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
+from .kernel import (
+    Kernel,
+    check_version,
+    has_behaviour,
+    license_is_gpl_compatible,
+    release_version,
+    same_magic,
+)
 from .module import Module
 
 CHECKS = {
     "duplicate-export": "A symbol is exported by two modules of the set, or by a module and vmlinux",
     "unresolved": "An import that nothing exports",
     "gpl-only": "A GPL-only export used by a module whose license is not GPL-compatible",
-    "namespace": "A namespaced symbol used without MODULE_IMPORT_NS, or a module: namespace that excludes the user",
+    "namespace": "A namespaced symbol used without MODULE_IMPORT_NS, or (6.16+) a module: namespace that excludes the user",
     "namespace-unused": "MODULE_IMPORT_NS of a namespace the module uses no symbol from",
     "crc": "An import's __versions CRC differs from the exporter's CRC",
     "vermagic": "The module's vermagic does not match the kernel's",
@@ -179,8 +186,14 @@ def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: I
 
     findings += _duplicates(exporters, allow)
     sym_lists = symbol_lists or []
+    # the target's version decides version-dependent rules: the kernel's release, else the
+    # release word of the modules' vermagic
+    version = release_version(kernel.release) if kernel is not None and kernel.release else None
+    if version is None and modules:
+        version = release_version(modules[0].vermagic)
+    module_ns = has_behaviour("module_namespaces", version)
     for m in modules:
-        findings += _module_checks(m, kernel, exporters, extra_exports, sym_lists)
+        findings += _module_checks(m, kernel, exporters, extra_exports, sym_lists, module_ns)
 
     # [[allow]] entries drop matching findings; unused entries are reported so lists cannot rot
     kept = []
@@ -227,7 +240,7 @@ def _duplicates(exporters, allow: list[AllowEntry]) -> list[Finding]:
     return out
 
 
-def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists) -> list[Finding]:
+def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists, module_ns: bool) -> list[Finding]:
     out = []
     ko = _ko(m)
     gpl_ok = license_is_gpl_compatible(m.license)
@@ -249,7 +262,7 @@ def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists) -> li
         ns = e.namespace
         if ns:
             used_ns.add(ns)
-            if ns.startswith("module:"):
+            if module_ns and ns.startswith("module:"):
                 allowed = [_norm(x) for x in ns[len("module:"):].split(",")]
                 if not any(fnmatch.fnmatchcase(_norm(m.name), a) for a in allowed):
                     out.append(Finding("namespace", "error", name, m.name, m.path,
@@ -277,7 +290,7 @@ def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists) -> li
                                        f"{m.name}: uses {name} from vmlinux, which is not in {lname}",
                                        {"symbol_list": lname}))
     for ns in imported_ns - used_ns:
-        if ns.startswith("module:"):
+        if module_ns and ns.startswith("module:"):
             continue
         out.append(Finding("namespace-unused", "warning", "", m.name, m.path,
                            f"module {m.name} imports namespace {ns}, but doesn't use it.", {"namespace": ns}))
