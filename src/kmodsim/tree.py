@@ -105,13 +105,14 @@ def find_modules(root: str, errors: list[ScanError] | None = None) -> list[str]:
     found: list[str] = []
     seen_dirs: set[tuple[int, int]] = set()
 
-    def walk(d: str) -> None:
+    def walk(d: str, via_link: bool) -> None:
         try:
-            st = os.stat(d)
-            key = (st.st_dev, st.st_ino)
-            if key in seen_dirs:  # a symlink loop: depmod would recurse until it fails
-                return
-            seen_dirs.add(key)
+            if via_link:  # only a symlink can close a loop: remember real directories reached by one
+                st = os.stat(d)
+                key = (st.st_dev, st.st_ino)
+                if key in seen_dirs:
+                    return
+                seen_dirs.add(key)
             entries = list(os.scandir(d))
         except OSError as exc:
             if errors is not None:
@@ -120,20 +121,30 @@ def find_modules(root: str, errors: list[ScanError] | None = None) -> list[str]:
         subdirs = []
         for e in entries:
             name = e.name
-            if name in ("build", "source"):
+            if name.endswith(MODULE_SUFFIXES):
+                try:
+                    if not e.is_dir():  # follows symlinks, like depmod's fstatat()
+                        found.append(e.path)
+                        continue
+                except OSError:
+                    found.append(e.path)  # a dangling link: reported when it is read
+                    continue
+            elif name in ("build", "source"):
                 continue
             try:
-                is_dir = e.is_dir()  # follows symlinks, like depmod's fstatat()
+                if e.is_dir():
+                    subdirs.append((e.path, via_link or e.is_symlink()))
             except OSError:
-                is_dir = False
-            if is_dir:
-                subdirs.append(e.path)
-            elif name.endswith(MODULE_SUFFIXES):
-                found.append(e.path)
-        for s in sorted(subdirs):
-            walk(s)
+                pass
+        for s, link in sorted(subdirs):
+            walk(s, link)
 
-    walk(root)
+    try:
+        st = os.stat(root)
+        seen_dirs.add((st.st_dev, st.st_ino))  # a link back to the root closes a loop too
+    except OSError:
+        pass
+    walk(root, False)
     return order_modules(root, found)
 
 
