@@ -26,28 +26,12 @@ def symvers(path: str) -> dict[str, dict[str, tuple[int, bool, str]]]:
 
 
 _FILE = re.compile(r"^File: (.*)$")
-_SYM = re.compile(r"^\s*\d+:\s+[0-9a-f]+\s+\d+\s+(\w+)\s+(\w+)\s+\w+\s+(\S+)\s+(\S+)")
 
 
 def readelf_symbols(paths: list[str], batch: int = 200) -> dict[str, list[tuple[str, str, str, str]]]:
     """``readelf -sW`` of many files: {path: [(type, bind, ndx, name)]}. Plain ELF files only."""
-    out: dict[str, list] = {}
-    for i in range(0, len(paths), batch):
-        chunk = paths[i:i + batch]
-        text = subprocess.run(["readelf", "-sW", *chunk], capture_output=True, text=True, check=True).stdout
-        cur = chunk[0] if len(chunk) == 1 else None
-        if cur is not None:
-            out[cur] = []
-        for line in text.splitlines():
-            m = _FILE.match(line)
-            if m:
-                cur = m.group(1)
-                out[cur] = []
-                continue
-            m = _SYM.match(line)
-            if m and cur is not None:
-                out[cur].append(m.groups())
-    return out
+    return {p: [(typ, bind, ndx, name) for _n, _v, _s, typ, bind, ndx, name in rows]
+            for p, rows in readelf_symtab(paths, batch).items()}
 
 
 def undefined(syms: list[tuple[str, str, str, str]]) -> list[str]:
