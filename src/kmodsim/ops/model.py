@@ -19,6 +19,10 @@ class Location:
     def where(self) -> str:
         return f"{self.file}:{self.line}"
 
+    def location_json(self) -> dict:
+        """The keys every located item's JSON starts with, in this order."""
+        return {"file": self.file, "line": self.line, "column": self.column, "function": self.function}
+
 
 @dataclass
 class CallSite(Location):
@@ -44,10 +48,7 @@ class CallSite(Location):
 
     def to_json(self) -> dict:
         return {
-            "file": self.file,
-            "line": self.line,
-            "column": self.column,
-            "function": self.function,
+            **self.location_json(),
             "idiom": self.idiom,
             "in_macro": self.in_macro,
             "guarded": self.guarded,
@@ -67,10 +68,7 @@ class NullCheck(Location):
 
     def to_json(self) -> dict:
         return {
-            "file": self.file,
-            "line": self.line,
-            "column": self.column,
-            "function": self.function,
+            **self.location_json(),
             "idiom": self.idiom,
             "assertion": self.assertion,
             "fallback": self.fallback,
@@ -94,10 +92,7 @@ class Assignment(Location):
 
     def to_json(self) -> dict:
         return {
-            "file": self.file,
-            "line": self.line,
-            "column": self.column,
-            "function": self.function,
+            **self.location_json(),
             "idiom": self.idiom,
             "target": self.target,
             "value": self.value,
