@@ -78,7 +78,7 @@ from .model import (
     XMacroEntry,
     XMacroList,
 )
-from .parse import InputError, ParseError, SourceFile
+from .parse import InputError, ParseError, SourceFile, nearest_ancestor
 
 STATIC_CALL_MACROS = ("static_call", "static_call_cond", "static_call_mod")
 ASSERT_MACROS = frozenset(
@@ -1008,12 +1008,7 @@ def _value_used(call: Node) -> bool:
 
 
 def _in_error(node: Node) -> bool:
-    p = node.parent
-    while p is not None:
-        if p.type == "ERROR":
-            return True
-        p = p.parent
-    return False
+    return nearest_ancestor(node, "ERROR") is not None
 
 
 def _null_test(sf: SourceFile, fe: Node, shown: str) -> tuple[str, bool, str | None, bool] | None:

@@ -312,13 +312,18 @@ def function_name(defn: Node) -> str | None:
     return None
 
 
-def enclosing_function(node: Node) -> Node | None:
+def nearest_ancestor(node: Node, node_type: str) -> Node | None:
+    """The closest ancestor of ``node`` of the given tree-sitter type, if any."""
     p = node.parent
     while p is not None:
-        if p.type == "function_definition":
+        if p.type == node_type:
             return p
         p = p.parent
     return None
+
+
+def enclosing_function(node: Node) -> Node | None:
+    return nearest_ancestor(node, "function_definition")
 
 
 def collect_errors(sf: SourceFile, limit: int = 5000) -> list[ParseError]:
