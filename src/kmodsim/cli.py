@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "ldd": "kmodsim.commands.ldd:ldd_cmd",
     "scan": "kmodsim.commands.scan:scan_cmd",
     "check": "kmodsim.commands.check:check_cmd",
+    "footprint": "kmodsim.commands.footprint:footprint_cmd",
     "ops": "kmodsim.ops.cli:ops_cmd",
     "fetch-kernel": "kmodsim.commands.fetch:fetch_cmd",
 }
@@ -28,6 +29,7 @@ HELP = {
     "ldd": "Resolve a module's imports against a kernel (like ldd for a .ko).",
     "scan": "Read every module of a tree (parallel, cached) and summarise it.",
     "check": "modpost-class link checks across a set of modules, with an allowlist.",
+    "footprint": "What each module costs in RAM, as /proc/modules shows it.",
     "ops": "Census of an ops table in C source, with a devirtualization plan.",
     "fetch-kernel": "Fetch and unpack a Debian kernel package (cached, never installed).",
 }

@@ -1,0 +1,195 @@
+"""What a module costs in RAM: the kernel's module memory layout, computed from the ``.ko``.
+
+Profile "6.1" mirrors kernel/module/main.c of Linux 6.1 on x86-64 (no
+CONFIG_ARCH_WANTS_MODULES_DATA_IN_VMALLOC, so ``data_layout`` is ``core_layout``):
+
+* ``layout_and_allocate()`` first drops SHF_ALLOC from ``.modinfo``, ``__versions`` (in
+  ``rewrite_section_headers()``) and ``.data..percpu`` (allocated separately, from the per-cpu
+  area), and marks ``.data..ro_after_init`` and ``__jump_table`` SHF_RO_AFTER_INIT;
+* ``layout_sections()`` places SHF_ALLOC sections, in section-table order, in five passes —
+  text (EXECINSTR), read-only, ro-after-init, writable, anything left — each section at
+  ``ALIGN(size, sh_addralign)`` (``module_get_offset()``); with CONFIG_STRICT_MODULE_RWX the running
+  size is page-aligned after each pass but the writable one (``strict_align()``). Sections whose
+  name starts with ``.init`` (``module_init_section()``; ``.exit`` too without MODULE_UNLOAD) go
+  to the init layout instead;
+* ``layout_symtab()`` (kernel/module/kallsyms.c) appends the core kallsyms copy: the symbols
+  ``is_core_symbol()`` keeps (symbol 0, and every named symbol of a core SHF_ALLOC section — with
+  KALLSYMS_ALL, not only text — or of the per-cpu section), each an Elf_Sym, their names, and one
+  type byte each; then page-aligns. The full symtab, strtab, a ``struct mod_kallsyms`` and a type
+  byte per symbol go to the init layout;
+* after a successful init, ``do_init_module()`` frees the init layout and sets its size to 0, so
+  /proc/modules (``m_show()``: init + core size) shows the core layout's size.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_UNDEF, ElfFile
+from .module import read_image
+
+SHF_RO_AFTER_INIT = 0x00200000  # include/uapi/linux/elf.h
+PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Per-kernel-version layout behaviour, as data."""
+
+    name: str
+    strict_module_rwx: bool = True  # CONFIG_STRICT_MODULE_RWX
+    kallsyms: bool = True  # CONFIG_KALLSYMS
+    kallsyms_all: bool = True  # CONFIG_KALLSYMS_ALL
+    module_unload: bool = True  # CONFIG_MODULE_UNLOAD
+    page_size: int = PAGE_SIZE
+    sizeof_mod_kallsyms: int = 32  # struct mod_kallsyms on 64-bit: 3 pointers + an int, padded
+    alignof_mod_kallsyms: int = 8
+    verified: bool = False  # checked against /proc/modules of a real kernel
+    source: str = ""
+
+
+PROFILES = {
+    "6.1": Profile("6.1", source="kernel/module/main.c layout_sections(), kallsyms.c layout_symtab() of v6.1"),
+}
+
+
+@dataclass
+class Footprint:
+    name: str
+    path: str
+    size: int  # what /proc/modules shows after a successful init
+    by_type: dict[str, int] = field(default_factory=dict)
+    init_size: int = 0  # the init layout (freed after init)
+    core_symbols: int = 0
+    percpu: int = 0  # .data..percpu, allocated from the per-cpu area (not in /proc/modules)
+
+    @property
+    def pages(self) -> int:
+        return (self.size + PAGE_SIZE - 1) // PAGE_SIZE
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "path": self.path, "size": self.size, "by_type": dict(self.by_type),
+                "pages": self.pages, "init_size": self.init_size, "core_symbols": self.core_symbols,
+                "percpu": self.percpu}
+
+
+def _align(x: int, a: int) -> int:
+    a = a or 1
+    return (x + a - 1) // a * a
+
+
+class _Layout:
+    def __init__(self, profile: Profile) -> None:
+        self.p = profile
+        self.size = 0
+
+    def get_offset(self, align: int, size: int) -> int:
+        """module_get_offset() (arch_mod_section_prepend() is 0 on x86)."""
+        ret = _align(self.size, align)
+        self.size = ret + size
+        return ret
+
+    def strict_align(self) -> None:
+        if self.p.strict_module_rwx:
+            self.size = _align(self.size, self.p.page_size)
+
+
+def module_footprint(path: str, profile: Profile | str = "6.1", name: str | None = None) -> Footprint:
+    """The memory the kernel of ``profile`` gives the module at ``path`` (.ko, .ko.xz, ...)."""
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    buf, _fmt, _size = read_image(path)
+    try:
+        return layout(ElfFile(buf), prof, path, name)
+    finally:
+        close = getattr(buf, "close", None)
+        if close is not None:
+            close()
+
+
+def layout(elf: ElfFile, prof: Profile, path: str = "", name: str | None = None) -> Footprint:
+    secs = elf.sections
+    flags = [s.flags for s in secs]
+    index = {s.name: s.index for s in secs}
+    # layout_and_allocate() / rewrite_section_headers()
+    for nm in ("__versions", ".modinfo", ".data..percpu"):
+        if nm in index:
+            flags[index[nm]] &= ~SHF_ALLOC
+    for nm in (".data..ro_after_init", "__jump_table"):
+        if nm in index:
+            flags[index[nm]] |= SHF_RO_AFTER_INIT
+
+    def is_init(sname: str) -> bool:
+        return sname.startswith(".init") or (not prof.module_unload and sname.startswith(".exit"))
+
+    masks = [  # (required, forbidden), ARCH_SHF_SMALL = 0 on x86
+        (SHF_EXECINSTR | SHF_ALLOC, 0),
+        (SHF_ALLOC, SHF_WRITE),
+        (SHF_RO_AFTER_INIT | SHF_ALLOC, 0),
+        (SHF_WRITE | SHF_ALLOC, 0),
+        (SHF_ALLOC, 0),
+    ]
+    kinds = ("text", "rodata", "ro_after_init", "data", "other")
+    placed: dict[int, bool] = {}  # section index -> in init layout
+    core, init = _Layout(prof), _Layout(prof)
+    by_type: dict[str, int] = {}
+    for want_init, lay in ((False, core), (True, init)):
+        for m, (req, forbid) in enumerate(masks):
+            start = lay.size
+            for s in secs[1:]:
+                f = flags[s.index]
+                if (f & req) != req or (f & forbid) or s.index in placed or is_init(s.name) != want_init:
+                    continue
+                lay.get_offset(s.addralign, s.size)
+                placed[s.index] = want_init
+            if m != 3:  # strict_align() after every pass but the writable one
+                lay.strict_align()
+            if not want_init:
+                by_type[kinds[m]] = by_type.get(kinds[m], 0) + lay.size - start
+    # layout_symtab()
+    ndst = 0
+    percpu = secs[index[".data..percpu"]].size if ".data..percpu" in index else 0
+    symtab = elf.symtab()
+    if prof.kallsyms and symtab is not None:
+        pcpu = index.get(".data..percpu", 0)
+        livepatch = False  # a livepatch module keeps every symbol; see modinfo livepatch=Y below
+        mi = elf.section(".modinfo")
+        if mi is not None and b"livepatch=Y" in elf.data(mi).split(b"\0"):
+            livepatch = True
+        strtab_size = 0
+        data = elf.data(symtab)
+        strtab = elf.data(elf.section_at(symtab.link))
+        symsize = 24 if elf.is64 else 16
+        nsrc = len(data) // symsize
+        for i in range(nsrc):
+            st_name, _val, _sz, _info, shndx = elf.symbol_at(data, i)
+            if i == 0 or livepatch or _is_core_symbol(st_name, shndx, len(secs), flags, placed, pcpu, prof):
+                end = strtab.find(b"\0", st_name)
+                strtab_size += (end if end >= 0 else len(strtab)) - st_name + 1  # strlen() + 1
+                ndst += 1
+        start = core.size
+        core.size = _align(core.size, symtab.addralign)  # info->symoffs
+        core.size += ndst * symsize + strtab_size + ndst  # symbols, their names, type bytes
+        core.strict_align()
+        by_type["kallsyms"] = core.size - start
+        # the full tables, for init only
+        init.get_offset(symtab.addralign, symtab.size)
+        strsec = elf.section_at(symtab.link)
+        init.get_offset(strsec.addralign, strsec.size)
+        init.size = _align(init.size, prof.alignof_mod_kallsyms) + prof.sizeof_mod_kallsyms + nsrc
+        init.strict_align()
+    mod_name = name or os.path.basename(path).split(".ko")[0].replace("-", "_")
+    return Footprint(mod_name, path, core.size, by_type, init.size, ndst, percpu)
+
+
+def _is_core_symbol(st_name: int, shndx: int, shnum: int, flags, placed, pcpu: int, prof: Profile) -> bool:
+    """kernel/module/kallsyms.c:is_core_symbol()."""
+    if shndx == SHN_UNDEF or shndx >= shnum or not st_name:
+        return False
+    if prof.kallsyms_all and pcpu and shndx == pcpu:
+        return True
+    f = flags[shndx]
+    if not f & SHF_ALLOC or (not prof.kallsyms_all and not f & SHF_EXECINSTR):
+        return False
+    # a section the layout did not place keeps sh_entsize = ~0UL, which has the init bit set
+    return shndx in placed and not placed[shndx]
