@@ -46,11 +46,17 @@ class Profile:
     sizeof_mod_kallsyms: int = 32  # struct mod_kallsyms on 64-bit: 3 pointers + an int, padded
     alignof_mod_kallsyms: int = 8
     verified: bool = False  # checked against /proc/modules of a real kernel
+    mod_mem: bool = False  # 6.4+: mod_mem[] types allocated (and page-aligned) one by one
     source: str = ""
 
 
 PROFILES = {
     "6.1": Profile("6.1", source="kernel/module/main.c layout_sections(), kallsyms.c layout_symtab() of v6.1"),
+    # 6.4 split the core/init layouts into mod_mem[] types (commit ac3b43283923, "module: replace
+    # module_layout with module_memory"): no strict_align() between passes any more, each type is
+    # PAGE_ALIGNed on its own in module_memory_alloc(), kallsyms' core copy goes to MOD_DATA.
+    "6.4": Profile("6.4", mod_mem=True,
+                   source="kernel/module/main.c __layout_sections(), module_memory_alloc(); kallsyms.c of v6.12"),
 }
 
 
@@ -122,6 +128,8 @@ def layout(elf: ElfFile, prof: Profile, path: str = "", name: str | None = None)
     def is_init(sname: str) -> bool:
         return sname.startswith(".init") or (not prof.module_unload and sname.startswith(".exit"))
 
+    if prof.mod_mem:
+        return _layout_mod_mem(elf, prof, secs, flags, index, is_init, path, name)
     masks = [  # (required, forbidden), ARCH_SHF_SMALL = 0 on x86
         (SHF_EXECINSTR | SHF_ALLOC, 0),
         (SHF_ALLOC, SHF_WRITE),
@@ -147,29 +155,13 @@ def layout(elf: ElfFile, prof: Profile, path: str = "", name: str | None = None)
             if not want_init:
                 by_type[kinds[m]] = by_type.get(kinds[m], 0) + lay.size - start
     # layout_symtab()
-    ndst = 0
     percpu = secs[index[".data..percpu"]].size if ".data..percpu" in index else 0
-    symtab = elf.symtab()
-    if prof.kallsyms and symtab is not None:
-        pcpu = index.get(".data..percpu", 0)
-        livepatch = False  # a livepatch module keeps every symbol; see modinfo livepatch=Y below
-        mi = elf.section(".modinfo")
-        if mi is not None and b"livepatch=Y" in elf.data(mi).split(b"\0"):
-            livepatch = True
-        strtab_size = 0
-        data = elf.data(symtab)
-        strtab = elf.data(elf.section_at(symtab.link))
-        symsize = 24 if elf.is64 else 16
-        nsrc = len(data) // symsize
-        for i in range(nsrc):
-            st_name, _val, _sz, _info, shndx = elf.symbol_at(data, i)
-            if i == 0 or livepatch or _is_core_symbol(st_name, shndx, len(secs), flags, placed, pcpu, prof):
-                end = strtab.find(b"\0", st_name)
-                strtab_size += (end if end >= 0 else len(strtab)) - st_name + 1  # strlen() + 1
-                ndst += 1
+    ndst = 0
+    kallsyms = _core_kallsyms(elf, secs, flags, index, placed, prof)
+    if kallsyms is not None:
+        symtab, ndst, core_bytes, nsrc = kallsyms
         start = core.size
-        core.size = _align(core.size, symtab.addralign)  # info->symoffs
-        core.size += ndst * symsize + strtab_size + ndst  # symbols, their names, type bytes
+        core.size = _align(core.size, symtab.addralign) + core_bytes  # info->symoffs, then the copy
         core.strict_align()
         by_type["kallsyms"] = core.size - start
         # the full tables, for init only
@@ -182,6 +174,73 @@ def layout(elf: ElfFile, prof: Profile, path: str = "", name: str | None = None)
     return Footprint(mod_name, path, core.size, by_type, init.size, ndst, percpu)
 
 
+def _core_kallsyms(elf: ElfFile, secs, flags, index, placed, prof: Profile):
+    """layout_symtab()'s count: (symtab section, symbols kept, bytes of the core copy — Elf_Syms,
+    names, type bytes —, symbols in all), or None without a symtab or CONFIG_KALLSYMS."""
+    symtab = elf.symtab()
+    if not prof.kallsyms or symtab is None:
+        return None
+    pcpu = index.get(".data..percpu", 0)
+    mi = elf.section(".modinfo")  # a livepatch module keeps every symbol
+    livepatch = mi is not None and b"livepatch=Y" in elf.data(mi).split(b"\0")
+    data = elf.data(symtab)
+    strtab = elf.data(elf.section_at(symtab.link))
+    symsize = 24 if elf.is64 else 16
+    nsrc = len(data) // symsize
+    ndst = strtab_size = 0
+    for i in range(nsrc):
+        st_name, _val, _sz, _info, shndx = elf.symbol_at(data, i)
+        if i == 0 or livepatch or _is_core_symbol(st_name, shndx, len(secs), flags, placed, pcpu, prof):
+            end = strtab.find(b"\0", st_name)
+            strtab_size += (end if end >= 0 else len(strtab)) - st_name + 1  # strlen() + 1
+            ndst += 1
+    return symtab, ndst, ndst * symsize + strtab_size + ndst, nsrc
+
+
+def _layout_mod_mem(elf, prof: Profile, secs, flags, index, is_init, path, name) -> Footprint:
+    """6.4+: __layout_sections() into mod_mem[] types, layout_symtab(), module_memory_alloc()."""
+    masks = [(SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE), (SHF_RO_AFTER_INIT | SHF_ALLOC, 0),
+             (SHF_WRITE | SHF_ALLOC, 0), (SHF_ALLOC, 0)]
+    core_types = ("text", "rodata", "ro_after_init", "data", "data")
+    init_types = ("init_text", "init_rodata", None, "init_data", "init_data")
+    size = dict.fromkeys(("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata"), 0)
+
+    def get_offset(t: str, align: int, n: int) -> None:  # module_get_offset_and_type()
+        size[t] = _align(size[t], align) + n
+
+    placed: dict[int, bool] = {}
+    for want_init, types in ((False, core_types), (True, init_types)):
+        for m, (req, forbid) in enumerate(masks):
+            t = types[m]
+            for s in secs[1:]:
+                f = flags[s.index]
+                if (f & req) != req or (f & forbid) or s.index in placed or is_init(s.name) != want_init:
+                    continue
+                if t is None:  # WARN_ON_ONCE(type == MOD_INVALID): skipped
+                    continue
+                get_offset(t, s.addralign, s.size)
+                placed[s.index] = want_init
+    ndst = 0
+    kallsyms = _core_kallsyms(elf, secs, flags, index, placed, prof)
+    kallsyms_bytes = 0
+    if kallsyms is not None:
+        symtab, ndst, core_bytes, nsrc = kallsyms
+        get_offset("init_data", symtab.addralign, symtab.size)
+        before = size["data"]
+        size["data"] = _align(size["data"], symtab.addralign) + core_bytes
+        kallsyms_bytes = size["data"] - before
+        strsec = elf.section_at(symtab.link)
+        get_offset("init_data", strsec.addralign, strsec.size)
+        size["init_data"] = _align(size["init_data"], prof.alignof_mod_kallsyms) + prof.sizeof_mod_kallsyms + nsrc
+    alloc = {t: _align(n, prof.page_size) for t, n in size.items()}  # module_memory_alloc(): PAGE_ALIGN
+    by_type = {t: alloc[t] for t in ("text", "rodata", "ro_after_init", "data")}
+    by_type["kallsyms"] = kallsyms_bytes  # part of "data"
+    percpu = secs[index[".data..percpu"]].size if ".data..percpu" in index else 0
+    mod_name = name or os.path.basename(path).split(".ko")[0].replace("-", "_")
+    return Footprint(mod_name, path, sum(by_type[t] for t in ("text", "rodata", "ro_after_init", "data")),
+                     by_type, sum(alloc[t] for t in ("init_text", "init_data", "init_rodata")), ndst, percpu)
+
+
 def _is_core_symbol(st_name: int, shndx: int, shnum: int, flags, placed, pcpu: int, prof: Profile) -> bool:
     """kernel/module/kallsyms.c:is_core_symbol()."""
     if shndx == SHN_UNDEF or shndx >= shnum or not st_name:
@@ -191,5 +250,6 @@ def _is_core_symbol(st_name: int, shndx: int, shnum: int, flags, placed, pcpu: i
     f = flags[shndx]
     if not f & SHF_ALLOC or (not prof.kallsyms_all and not f & SHF_EXECINSTR):
         return False
-    # a section the layout did not place keeps sh_entsize = ~0UL, which has the init bit set
-    return shndx in placed and not placed[shndx]
+    # a section the layout did not place keeps sh_entsize = ~0UL: init in 6.1 (the top bit), not an
+    # init type in 6.4+ (but such a section has no SHF_ALLOC, so it never gets here)
+    return shndx in placed and not placed[shndx] if not prof.mod_mem else not placed.get(shndx, False)

@@ -13,9 +13,11 @@ def profile_for(release: str):
     from ..kernel import release_version
 
     v = release_version(release)
-    if v is not None and (6, 1) <= v[:2] < (6, 4):  # 6.4 replaced the layouts by mod_mem[] (ac3b43283923)
+    if v is None or v[:2] < (6, 1):
+        return None
+    if v[:2] < (6, 4):  # 6.4 replaced the core/init layouts by mod_mem[] (ac3b43283923)
         return PROFILES["6.1"]
-    return None
+    return PROFILES["6.4"]
 
 
 @click.command("footprint")
@@ -33,7 +35,7 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool) -> No
     prof = profile_for(kernel.release)
     if prof is None:
         error(f"{kernel_path}: no footprint model for kernel {kernel.release or '(unknown release)'} yet "
-              f"(modelled: 6.1-6.3)")
+              f"(modelled: 6.1 and later)")
         raise SystemExit(EXIT_ERROR)
     status = EXIT_OK
     out = []
@@ -50,7 +52,8 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool) -> No
         dump_json({"profile": prof.name, "modules": [x.to_json() for x in out],
                    "total": {"size": total_size, "pages": total_pages}})
     else:
-        kinds = ("text", "rodata", "ro_after_init", "data", "other", "kallsyms")
+        kinds = [k for k in ("text", "rodata", "ro_after_init", "data", "other", "kallsyms")
+                 if any(k in x.by_type for x in out)]
         click.echo(f"{'module':<24}{'size':>10}{'pages':>7}  " + "".join(f"{k:>14}" for k in kinds))
         for x in out:
             click.echo(f"{x.name:<24}{x.size:>10}{x.pages:>7}  "
