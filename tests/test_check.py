@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from scenarios.workspace import edited_symvers  # the consumers' build input, shared with the loader scenarios
 
 import oracles
 from conftest import KBUILD_SRC, kbuild_set, run_kmodsim
@@ -18,27 +19,9 @@ from conftest import KBUILD_SRC, kbuild_set, run_kmodsim
 pytestmark = pytest.mark.kbuild
 
 
-def _edited_symvers(basic_build: Path, dest: Path) -> Path:
-    """kms_a's Module.symvers as the consumers are built against it: kms_a_gpl shown as a plain
-    export, kms_a_ns without its namespace, kms_a_plain with another CRC. The consumers' binaries
-    then really disagree with the real kms_a.ko."""
-    out = []
-    for line in (basic_build / "Module.symvers").read_text().splitlines():
-        crc, sym, mod, typ, ns = line.split("\t")
-        if sym == "kms_a_gpl":
-            typ = "EXPORT_SYMBOL"
-        elif sym == "kms_a_ns":
-            ns = ""
-        elif sym == "kms_a_plain":
-            crc = f"0x{int(crc, 16) ^ 0x5A5A5A5A:08x}"
-        out.append("\t".join((crc, sym, mod, typ, ns)))
-    dest.write_text("\n".join(out) + "\n")
-    return dest
-
-
 @pytest.fixture(scope="module")
 def consumers(basic_build, headers61, tmp_path_factory):
-    edited = _edited_symvers(basic_build, tmp_path_factory.mktemp("symvers") / "Module.symvers")
+    edited = edited_symvers(basic_build, tmp_path_factory.mktemp("symvers") / "Module.symvers")
     return kbuild_set("consumers", headers61, make_args=("KBUILD_MODPOST_WARN=1",), extra_symbols=(str(edited),))
 
 
@@ -154,7 +137,7 @@ def test_parity_with_modpost(basic_build, headers61, tmp_path):
     for m in re.finditer(r"GPL-incompatible module (\w+)\.ko uses GPL-only symbol '(\w+)'", text):
         modpost.add(("gpl-only", m.group(1), m.group(2)))
     assert len(modpost) >= 3, text[-3000:]
-    edited = _edited_symvers(basic_build, tmp_path / "Module.symvers")
+    edited = edited_symvers(basic_build, tmp_path / "Module.symvers")
     built = kbuild_set("consumers", headers61, make_args=("KBUILD_MODPOST_WARN=1",), extra_symbols=(str(edited),))
     got = _keyset(json.loads(_check("--kernel", headers61, basic_build, built).stdout)["findings"])
     assert modpost <= got

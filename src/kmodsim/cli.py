@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "footprint": "kmodsim.commands.footprint:footprint_cmd",
     "ops": "kmodsim.ops.cli:ops_cmd",
     "fetch-kernel": "kmodsim.commands.fetch:fetch_cmd",
+    "load": "kmodsim.commands.load:load_cmd",
+    "verify": "kmodsim.commands.verify:verify_cmd",
 }
 
 HELP = {
@@ -32,6 +34,8 @@ HELP = {
     "footprint": "What each module costs in RAM, as /proc/modules shows it.",
     "ops": "Census of an ops table in C source, with a devirtualization plan.",
     "fetch-kernel": "Fetch and unpack a Debian kernel package (cached, never installed).",
+    "load": "Model the kernel's module loader on an insmod/rmmod/modprobe script.",
+    "verify": "Run a load script on the real kernel under QEMU; --compare with the model.",
 }
 
 

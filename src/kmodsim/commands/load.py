@@ -1,0 +1,63 @@
+"""``kmodsim load --kernel KDIR [--modules TREE] --script FILE [--json]``: what the kernel's loader
+would do with a script of insmod/rmmod/modprobe steps (the model of kmodsim.loader)."""
+
+from __future__ import annotations
+
+import click
+
+from .common import EXIT_ERROR, EXIT_OK, dump_json, error, kernel_option, load_kernel
+
+
+def script_options(f):
+    f = click.option("--profile", "profile_name", default=None, metavar="SERIES",
+                     help="Loader profile (6.1, 6.12); default: from the kernel's release.")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")(f)
+    f = click.option("--script", "-s", "script", required=True, type=click.Path(dir_okay=False),
+                     help="One command a line: insmod PATH [args], rmmod NAME, modprobe NAME [args].")(f)
+    f = click.option("--modules", "-m", "modules_dir", type=click.Path(file_okay=False),
+                     help="Module tree for modprobe (dependencies from each module's depends=).")(f)
+    return kernel_option()(f)
+
+
+def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name: str | None):
+    """(kernel, profile, resolved steps); exits 2 with one line on bad input."""
+    from ..loader.profiles import PROFILES, profile_for
+    from ..loader.run import tree_index
+    from ..loader.script import ScriptError, read_script, resolve
+
+    kernel = load_kernel(kernel_path)
+    if kernel.vermagic is None:
+        error(f"{kernel_path}: the kernel's vermagic is unknown (give a headers directory or a vmlinuz)")
+        raise SystemExit(EXIT_ERROR)
+    if profile_name is not None and profile_name not in PROFILES:
+        error(f"--profile {profile_name}: unknown (known: {', '.join(PROFILES)})")
+        raise SystemExit(EXIT_ERROR)
+    profile = PROFILES[profile_name] if profile_name else profile_for(kernel.release)
+    try:
+        steps = read_script(script)
+        tree = tree_index(modules_dir) if modules_dir else None
+        resolve(steps, script, tree)
+    except ScriptError as exc:
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
+    return kernel, profile, steps
+
+
+@click.command("load")
+@script_options
+def load_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bool,
+             profile_name: str | None) -> None:
+    """Replay SCRIPT on a model of the kernel's load_module()/delete_module(): per step the errno,
+    the exact kernel log lines, and /proc/modules (sizes are not modelled yet).
+
+    Exit status: 0 the script ran (whatever its steps returned), 2 usage or input error.
+    """
+    from ..loader.run import render_text, replay
+
+    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name)
+    doc = replay(kernel, steps, profile)
+    if as_json:
+        dump_json(doc)
+    else:
+        click.echo(render_text(doc), nl=False)
+    raise SystemExit(EXIT_OK)

@@ -1,0 +1,77 @@
+"""``kmodsim verify --kernel KDIR [--vmlinuz FILE] --script FILE [--json] [--compare]``: run the
+script on the real kernel under QEMU and report what it did, in ``kmodsim load``'s shape; with
+``--compare``, diff it against the model step by step."""
+
+from __future__ import annotations
+
+import click
+
+from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error
+from .load import prepare, script_options
+
+
+def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
+    from ..loader.run import result_doc, step_record
+
+    recs = [step_record(s, r["calls"], r["messages"], r["modules"], r["tainted"])
+            for s, r in zip(steps, raw["steps"], strict=True)]
+    last = raw["steps"][-1] if raw["steps"] else {"modules": [], "tainted": raw["boot_tainted"]}
+    notes = [f"booted in {raw['boot_seconds']} s", f"tainted at boot: {raw['boot_tainted']}"]
+    doc = result_doc("kernel", kernel, profile, recs, last["modules"], last["tainted"], notes)
+    doc["boot_seconds"] = raw["boot_seconds"]
+    return doc
+
+
+def image_for(kernel, vmlinuz: str | None) -> str:
+    if vmlinuz:
+        return vmlinuz
+    from ..debian import DebianError, DebianKernel
+
+    if not kernel.release:
+        error("the kernel's release is unknown: give --vmlinuz")
+        raise SystemExit(EXIT_ERROR)
+    try:
+        return DebianKernel(f"linux-image-{kernel.release}").vmlinuz
+    except DebianError as exc:
+        error(f"cannot fetch the kernel image for {kernel.release} (give --vmlinuz): {exc}")
+        raise SystemExit(EXIT_ERROR) from None
+
+
+@click.command("verify")
+@script_options
+@click.option("--vmlinuz", type=click.Path(dir_okay=False),
+              help="Kernel image to boot (default: Debian's linux-image-<release>, fetched and cached).")
+@click.option("--compare", is_flag=True, help="Diff the real kernel against the model; exit 1 on any difference.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed for the boot.")
+def verify_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bool, profile_name: str | None,
+               vmlinuz: str | None, compare: bool, timeout: float) -> None:
+    """Run SCRIPT on the real kernel under QEMU (qemu-system-x86_64, TCG): a busybox initramfs and a
+    static helper making one finit_module/delete_module call per step.
+
+    Exit status: 0 ran (and, with --compare, model == kernel), 1 differences, 2 usage, input or
+    boot error.
+    """
+    from ..loader.run import compare as compare_docs
+    from ..loader.run import render_text, replay
+    from ..oracle import OracleError, run_on_kernel
+
+    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name)
+    image = image_for(kernel, vmlinuz)
+    try:
+        raw = run_on_kernel(steps, image, timeout=timeout)
+    except OracleError as exc:
+        error(f"{image}: {exc}")
+        raise SystemExit(EXIT_ERROR) from None
+    doc = kernel_doc(kernel, profile, steps, raw)
+    diffs = compare_docs(replay(kernel, steps, profile), doc) if compare else []
+    if compare:
+        doc["differences"] = diffs
+    if as_json:
+        dump_json(doc)
+    else:
+        click.echo(render_text(doc), nl=False)
+        if compare:
+            for d in diffs:
+                click.echo(f"DIFF: {d}")
+            click.echo(f"# compare: {len(diffs)} difference(s) over {len(steps)} step(s)")
+    raise SystemExit(EXIT_FINDINGS if diffs else EXIT_OK)

@@ -1,0 +1,71 @@
+"""What the loader reads from a module file, in the form the model needs (kmodsim.module plus the
+few facts it does not keep: init/exit functions, whether ``__versions`` exists, symbol-table order)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..elf import SHN_UNDEF, ElfFile
+from ..module import Export, Module, parse_module, read_image
+
+
+@dataclass(frozen=True)
+class ModuleImage:
+    path: str
+    name: str
+    vermagic: str | None  # None: no vermagic= in .modinfo
+    license: str | None
+    intree: bool
+    staging: bool
+    has_versions: bool  # a __versions section exists (info->index.vers != 0)
+    versions: dict[str, int]
+    imports: tuple[tuple[str, bool], ...]  # (name, weak), symbol-table order (simplify_symbols)
+    exports: tuple[Export, ...]  # mod->syms (sorted) then mod->gpl_syms (sorted)
+    import_ns: tuple[str, ...]
+    params: dict[str, str]  # name -> parmtype
+    has_init: bool
+    has_exit: bool
+    signed: bool
+    machine: int
+    depends: tuple[str, ...]
+
+
+_cache: dict[tuple, ModuleImage] = {}
+
+
+def load_image(path: str) -> ModuleImage:
+    """Read (and cache by path, size, mtime) a module file. Raises kmodsim.module.ModuleError."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    img = _cache.get(key)
+    if img is None:
+        buf, comp, size = read_image(path)
+        mod = parse_module(buf, path, comp, size)
+        elf = ElfFile(buf)
+        img = _cache[key] = image_of(mod, elf)
+    return img
+
+
+def image_of(mod: Module, elf: ElfFile) -> ModuleImage:
+    imports: list[tuple[str, bool]] = []
+    defined: set[str] = set()
+    for s in elf.symbols():
+        if not s.name:
+            continue
+        if s.shndx == SHN_UNDEF:
+            imports.append((s.name, s.bind == 2))
+        elif s.name in ("init_module", "cleanup_module"):
+            defined.add(s.name)
+    plain = sorted((e for e in mod.exports if not e.gpl), key=lambda e: e.name.encode())
+    gpl = sorted((e for e in mod.exports if e.gpl), key=lambda e: e.name.encode())
+    vm = mod.info("vermagic")
+    lic = mod.info("license")
+    return ModuleImage(
+        path=mod.path, name=mod.name, vermagic=vm[0] if vm else None, license=lic[0] if lic else None,
+        intree=bool(mod.info("intree")), staging=bool(mod.info("staging")),
+        has_versions=elf.section("__versions") is not None, versions=dict(mod.versions),
+        imports=tuple(imports), exports=tuple(plain + gpl), import_ns=tuple(mod.import_ns),
+        params={p.name: p.type for p in mod.params}, has_init="init_module" in defined,
+        has_exit="cleanup_module" in defined, signed=mod.signed, machine=mod.machine,
+        depends=tuple(mod.depends))

@@ -1,0 +1,356 @@
+"""A model of the kernel's module loader: ``load_module()`` and ``delete_module()``
+(kernel/module/main.c, version.c; kernel/params.c) for one target kernel.
+
+Each rule is a method named after the kernel function it mirrors and runs in the kernel's order.
+A step returns the errno the system call returns and the kernel's log lines, exactly, in order.
+What the model cannot know from the files — what a module's own ``init`` returns (it depends on
+its code and the hardware) — is given by the caller (``init_ret``, from a script's ``# init=...``).
+``/proc/modules`` sizes need a footprint model (another issue): they are ``None`` here.
+"""
+
+from __future__ import annotations
+
+import errno as E
+from dataclasses import dataclass, field
+
+from ..kernel import Kernel, license_is_gpl_compatible, same_magic
+from ..kernel import check_version as _check_version_verdict
+from .image import ModuleImage
+from .params import parse_args
+from .profiles import Profile, profile_for
+
+# include/linux/panic.h: taint bits, and the letters module_flags() prints (kernel/panic.c taint_flags)
+TAINT_PROPRIETARY_MODULE, TAINT_FORCED_MODULE, TAINT_CRAP, TAINT_OOT_MODULE, TAINT_UNSIGNED_MODULE = 0, 1, 10, 12, 13
+MODULE_TAINT_LETTERS = [(0, "P"), (1, "F"), (10, "C"), (12, "O"), (13, "E"), (15, "K"), (16, "X"), (17, "T")]
+
+
+@dataclass
+class LoadedModule:
+    name: str
+    image: ModuleImage
+    exports: dict[str, tuple]  # name -> (gpl, namespace, crc)
+    taints: int = 0
+    users: list[str] = field(default_factory=list)  # source_list: newest user first
+    uses: list[str] = field(default_factory=list)  # target_list
+    refcnt: int = 0
+    params: dict = field(default_factory=dict)
+    state: str = "Live"
+
+    @property
+    def permanent(self) -> bool:
+        return self.image.has_init and not self.image.has_exit
+
+    def taint_letters(self) -> str:
+        return "".join(c for bit, c in MODULE_TAINT_LETTERS if self.taints & (1 << bit))
+
+    def proc_entry(self) -> dict:
+        users = list(self.users) + (["[permanent]"] if self.permanent else [])
+        return {"name": self.name, "size": None, "refcnt": self.refcnt, "users": users,
+                "state": self.state, "taints": self.taint_letters()}
+
+
+@dataclass
+class Call:
+    """One system call's outcome."""
+    module: str
+    errno: int
+    messages: list[str]
+
+
+class _Fail(Exception):
+    def __init__(self, err: int) -> None:
+        self.err = err
+
+
+class KernelModel:
+    """The loader state of one booted kernel: vmlinux's exports, the loaded modules (newest first,
+    as the kernel's ``modules`` list), the taint mask and the print-once flags."""
+
+    def __init__(self, kernel: Kernel, profile: Profile | None = None) -> None:
+        self.kernel = kernel
+        self.profile = profile or profile_for(kernel.release or "")
+        self.vmlinux = kernel.exports
+        self.modules: list[LoadedModule] = []
+        self.tainted = 0
+        self.debug_locks = True
+        self.once: set[str] = set()
+        self.log: list[str] = []
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def find_module(self, name: str) -> LoadedModule | None:
+        for m in self.modules:
+            if m.name == name:
+                return m
+        return None
+
+    def add_taint(self, flag: int, lockdep_unreliable: bool) -> None:
+        """kernel/panic.c:add_taint()."""
+        if lockdep_unreliable and self.debug_locks:
+            self.debug_locks = False
+            self.log.append("Disabling lock debugging due to kernel taint")
+        self.tainted |= 1 << flag
+
+    def add_taint_module(self, mod: _Loading, flag: int, lockdep_unreliable: bool) -> None:
+        """kernel/module/main.c:add_taint_module()."""
+        self.add_taint(flag, lockdep_unreliable)
+        mod.taints |= 1 << flag
+
+    def test_taint(self, flag: int) -> bool:
+        return bool(self.tainted & (1 << flag))
+
+    def proc_modules(self) -> list[dict]:
+        return [m.proc_entry() for m in self.modules]
+
+    # -- finit_module(2) ---------------------------------------------------------------------------
+    def load_module(self, image: ModuleImage, args: str = "", init_ret: int = 0) -> Call:
+        """kernel/module/main.c:load_module(), then do_init_module() with ``init_ret`` as the
+        module's init result. Returns the errno (0 on success) and the log lines of the call."""
+        self.log = []
+        mod = _Loading(image)
+        try:
+            self._load(mod, args, init_ret)
+            err = 0
+        except _Fail as f:
+            err = f.err
+            self._unwind(mod)
+        return Call(image.name, err, self.log)
+
+    def _load(self, mod: _Loading, args: str, init_ret: int) -> None:
+        info = mod.image
+        # module_sig_check(): unsigned modules pass unless enforced (CONFIG_MODULE_SIG_FORCE)
+        if self.profile.sig_force and not info.signed:
+            self.log.append("Loading of unsigned module is rejected")
+            raise _Fail(E.EKEYREJECTED)
+        if self.profile.modstruct_version and not self.check_modstruct_version(mod):
+            raise _Fail(E.ENOEXEC)
+        # <6.4: layout_and_allocate() -> check_modinfo(), then add_unformed_module();
+        # 6.4+ (profile.early_exists_check): early_mod_check() -> check_modinfo(), then the EEXIST
+        # check. Either way the vermagic/taint lines come before -EEXIST.
+        self.check_modinfo(mod)
+        self.add_unformed_module(mod)
+        mod.unformed = True
+        if self.profile.module_sig and not info.signed and "sig" not in self.once:
+            self.once.add("sig")
+            self.log.append(f"{mod.name}: module verification failed: signature and/or required key "
+                            f"missing - tainting kernel")
+        if self.profile.module_sig and not info.signed:
+            self.add_taint_module(mod, TAINT_UNSIGNED_MODULE, False)
+        self.simplify_symbols(mod)
+        self.verify_exported_symbols(mod)  # complete_formation()
+        mod.coming = True
+        err, lines, values = parse_args(mod.name, args, info.params, self.profile.kstrtobool_tf)
+        self.log.extend(lines)
+        if err:
+            raise _Fail(err)
+        mod.params = values
+        self.do_init_module(mod, init_ret)
+
+    def check_modstruct_version(self, mod: _Loading) -> bool:
+        """kernel/module/version.c:check_modstruct_version(): module_layout's CRC, first of all."""
+        e = self.vmlinux.get("module_layout")
+        return self.check_version(mod, "module_layout", e.crc if e is not None else None)
+
+    def check_version(self, mod: _Loading, symname: str, crc: int | None) -> bool:
+        """kernel/module/version.c:check_version()."""
+        info = mod.image
+        if crc is None:
+            return True  # the exporter supplied no CRC: already tainted
+        if not info.has_versions:
+            return self.try_to_force_load(mod, symname)
+        verdict = _check_version_verdict(info.versions, symname, crc)
+        if verdict == "ok":
+            return True
+        if verdict == "no-version":
+            if "no-version" not in self.once:  # pr_warn_once
+                self.once.add("no-version")
+                self.log.append(f"{info.name}: no symbol version for {symname}")
+            return True
+        self.log.append(f"{info.name}: disagrees about version of symbol {symname}")
+        return False
+
+    def try_to_force_load(self, mod: _Loading, reason: str) -> bool:
+        """kernel/module/main.c:try_to_force_load() (CONFIG_MODULE_FORCE_LOAD=y)."""
+        if not self.test_taint(TAINT_FORCED_MODULE):
+            self.log.append(f"{mod.name}: {reason}: kernel tainted.")
+        self.add_taint_module(mod, TAINT_FORCED_MODULE, True)
+        return True
+
+    def check_modinfo(self, mod: _Loading) -> None:
+        """kernel/module/main.c:check_modinfo(): vermagic (same_magic), then the out-of-tree and
+        staging taints, then the license (set_license / module_license_taint_check)."""
+        info = mod.image
+        ours = self.kernel.vermagic or ""
+        if info.vermagic is None:
+            self.try_to_force_load(mod, "bad vermagic")
+        elif not same_magic(info.vermagic, ours, info.has_versions):
+            self.log.append(f"{info.name}: version magic '{info.vermagic}' should be '{ours}'")
+            raise _Fail(E.ENOEXEC)
+        if not info.intree:
+            if not self.test_taint(TAINT_OOT_MODULE):
+                self.log.append(f"{mod.name}: loading out-of-tree module taints kernel.")
+            self.add_taint_module(mod, TAINT_OOT_MODULE, False)
+        if info.staging:
+            self.add_taint_module(mod, TAINT_CRAP, False)
+            self.log.append(f"{mod.name}: module is from the staging directory, the quality is unknown, "
+                            f"you have been warned.")
+        self.set_license(mod, info.license)
+
+    def set_license(self, mod: _Loading, license: str | None) -> None:
+        """kernel/module/main.c:set_license() (module_license_taint_check() in later kernels)."""
+        if license is None:
+            license = "unspecified"
+        if not license_is_gpl_compatible(license):
+            if not self.test_taint(TAINT_PROPRIETARY_MODULE):
+                self.log.append(f"{mod.name}: module license '{license}' taints kernel.")
+            self.add_taint_module(mod, TAINT_PROPRIETARY_MODULE, True)
+
+    def add_unformed_module(self, mod: _Loading) -> None:
+        """kernel/module/main.c:add_unformed_module(): a module of that name is loaded: -EEXIST."""
+        if self.find_module(mod.name) is not None:
+            raise _Fail(E.EEXIST)
+
+    def find_symbol(self, name: str, gplok: bool) -> tuple[str | None, tuple] | None:
+        """kernel/module/main.c:find_symbol(): vmlinux's tables, then every formed module (newest
+        first); a GPL-only export is invisible to a module that may not use it. Returns
+        (owner or None for vmlinux, (gpl, namespace, crc)) or None."""
+        e = self.vmlinux.get(name)
+        if e is not None and (gplok or not e.gpl):
+            return None, (e.gpl, e.namespace, e.crc)
+        for m in self.modules:
+            x = m.exports.get(name)
+            if x is not None and (gplok or not x[0]):
+                return m.name, x
+        return None
+
+    def resolve_symbol(self, mod: _Loading, name: str) -> int | None:
+        """kernel/module/main.c:resolve_symbol(): find, inherit_taint, check_version,
+        verify_namespace_is_imported, ref_module. Returns None (resolved), 0 (not found) or -errno."""
+        found = self.find_symbol(name, gplok=not (mod.taints & (1 << TAINT_PROPRIETARY_MODULE)))
+        if found is None:
+            return 0
+        owner, (gpl, ns, crc) = found
+        if gpl:
+            mod.using_gplonly_symbols = True
+        if self.profile.inherit_taint and not self.inherit_taint(mod, owner, name):
+            return 0
+        if not self.check_version(mod, name, crc):
+            return -E.EINVAL
+        err = self.verify_namespace_is_imported(mod, name, ns)
+        if err:
+            return err
+        self.ref_module(mod, owner)
+        return None
+
+    def inherit_taint(self, mod: _Loading, owner: str | None, name: str) -> bool:
+        """kernel/module/main.c:inherit_taint() (v5.13)."""
+        o = self.find_module(owner) if owner else None
+        if o is None or not o.taints & (1 << TAINT_PROPRIETARY_MODULE):
+            return True
+        if mod.using_gplonly_symbols:
+            self.log.append(f"{mod.name}: module using GPL-only symbols uses symbols {name} from proprietary "
+                            f"module {owner}.")
+            return False
+        if not mod.taints & (1 << TAINT_PROPRIETARY_MODULE):
+            self.log.append(f"{mod.name}: module uses symbols {name} from proprietary module {owner}, "
+                            f"inheriting taint.")
+            self.add_taint_module(mod, TAINT_PROPRIETARY_MODULE, True)
+        return True
+
+    def verify_namespace_is_imported(self, mod: _Loading, name: str, ns: str) -> int:
+        """kernel/module/main.c:verify_namespace_is_imported()."""
+        if not self.profile.namespaces or not ns or ns in mod.image.import_ns:
+            return 0
+        self.log.append(f"{mod.name}: module uses symbol ({name}) from namespace {ns}, but does not import it.")
+        return 0 if self.profile.allow_missing_ns_imports else -E.EINVAL
+
+    def ref_module(self, mod: _Loading, owner: str | None) -> None:
+        """kernel/module/main.c:ref_module(): one use (and one reference) per owning module."""
+        if owner is not None and owner not in mod.uses:
+            mod.uses.append(owner)
+            o = self.find_module(owner)
+            o.users.insert(0, mod.name)
+            o.refcnt += 1
+
+    def simplify_symbols(self, mod: _Loading) -> None:
+        """kernel/module/main.c:simplify_symbols(): every undefined symbol in symbol-table order;
+        all failures are reported, the last one's error is returned."""
+        ret = 0
+        for name, weak in mod.image.imports:
+            r = self.resolve_symbol(mod, name)
+            if r is None:
+                continue
+            if r == 0 and (weak or name in self.profile.ignore_undef):
+                continue
+            ret = r or -E.ENOENT
+            self.log.append(f"{mod.name}: Unknown symbol {name} (err {ret})")
+        if ret:
+            raise _Fail(-ret)
+
+    def verify_exported_symbols(self, mod: _Loading) -> None:
+        """kernel/module/main.c:verify_exported_symbols(): one name, one owner, whatever the GPL
+        flag or namespace; the first clash is reported (owner ``kernel`` for vmlinux)."""
+        for e in mod.image.exports:
+            if e.name in self.vmlinux:
+                owner = "kernel"
+            else:
+                owner = next((m.name for m in self.modules if e.name in m.exports), None)
+            if owner is not None:
+                self.log.append(f"{mod.name}: exports duplicate symbol {e.name} (owned by {owner})")
+                raise _Fail(E.ENOEXEC)
+
+    def do_init_module(self, mod: _Loading, init_ret: int) -> None:
+        """kernel/module/main.c:do_init_module(): the init result is the caller's (``init_ret``)."""
+        if init_ret < 0:
+            raise _Fail(-init_ret)
+        m = LoadedModule(mod.name, mod.image, {e.name: (e.gpl, e.namespace, e.crc) for e in mod.image.exports},
+                         taints=mod.taints, uses=mod.uses, params=mod.params)
+        self.modules.insert(0, m)
+        mod.uses = []  # now owned by the live module
+
+    def _unwind(self, mod: _Loading) -> None:
+        """The error path of load_module(): module_unload_free() drops the uses taken."""
+        for owner in mod.uses:
+            o = self.find_module(owner)
+            if o is not None:
+                o.users.remove(mod.name)
+                o.refcnt -= 1
+        mod.uses = []
+
+    # -- delete_module(2) --------------------------------------------------------------------------
+    def delete_module(self, name: str) -> Call:
+        """kernel/module/main.c:delete_module() with O_NONBLOCK (what rmmod passes)."""
+        self.log = []
+        m = self.find_module(name)
+        if m is None:
+            return Call(name, E.ENOENT, self.log)
+        if m.users:  # other modules depend on us: -EWOULDBLOCK
+            return Call(name, E.EAGAIN, self.log)
+        if m.state != "Live":
+            return Call(name, E.EBUSY, self.log)
+        if m.permanent:  # an init without an exit: try_force_unload() is false without O_TRUNC
+            return Call(name, E.EBUSY, self.log)
+        if m.refcnt:  # try_stop_module()
+            return Call(name, E.EAGAIN, self.log)
+        self.modules.remove(m)
+        for owner in m.uses:  # module_unload_free()
+            o = self.find_module(owner)
+            if o is not None:
+                o.users.remove(m.name)
+                o.refcnt -= 1
+        return Call(name, 0, self.log)
+
+
+@dataclass
+class _Loading:
+    """The ``struct module`` being loaded."""
+    image: ModuleImage
+    taints: int = 0
+    uses: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    using_gplonly_symbols: bool = False
+    unformed: bool = False
+    coming: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.image.name

@@ -1,0 +1,70 @@
+"""What differs between kernel versions, as data: one :class:`Profile` per kernel series.
+
+Each field names the behaviour, the release that introduced it and the upstream change (subject,
+and the commit where it is certain). ``verified`` says whether ``kmodsim verify --compare`` ran the
+scenario suite on that series' real kernel with no difference; an unverified profile is derived from
+the sources only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    series: str
+    verified: bool
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    # v5.4, "module: add support for symbol namespaces" (8651ec01daed): verify_namespace_is_imported()
+    namespaces: bool = True
+    # CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS=y turns the refusal into a warning (v5.4)
+    allow_missing_ns_imports: bool = False
+    # v5.13, "modules: inherit TAINT_PROPRIETARY_MODULE" (262e6ae7081d): inherit_taint()
+    inherit_taint: bool = True
+    # v5.19 check_modstruct_version(): the module's __versions entry for module_layout is checked
+    # against vmlinux's before anything else ("disagrees about version of symbol module_layout").
+    modstruct_version: bool = True
+    # v6.4, "module: avoid allocation if module is already present and ready": the EEXIST check moved
+    # into early_mod_check(), still after check_modinfo() — the order of the log lines is unchanged.
+    early_exists_check: bool = False
+    # pr_notice_once() of the unsigned-module line, after add_unformed_module() (CONFIG_MODULE_SIG=y,
+    # CONFIG_MODULE_SIG_FORCE unset: Debian's configuration)
+    module_sig: bool = True
+    sig_force: bool = False
+    # kstrtobool() accepts t/T/f/F (since v5.3? "lib/kstrtox: ..."; checked on 6.1 only through the model)
+    kstrtobool_tf: bool = True
+    # symbols simplify_symbols() leaves undefined on x86 (ignore_undef_symbol)
+    ignore_undef: tuple[str, ...] = ("_GLOBAL_OFFSET_TABLE_",)
+
+
+PROFILES: dict[str, Profile] = {
+    "6.1": Profile(
+        series="6.1", verified=True,
+        notes=("kernel/module/{main,version}.c and kernel/params.c of v6.1 (Debian 6.1.192); "
+               "every scenario of tests/scenarios run on linux-image-6.1.0-*-amd64 under QEMU",)),
+}
+PROFILES["6.12"] = replace(
+    PROFILES["6.1"], series="6.12", verified=False, early_exists_check=True,
+    notes=("v6.12 sources: early_mod_check() (v6.4) runs check_modinfo() then the EEXIST check; "
+           "set_license() is module_license_taint_check(); messages unchanged. Not yet run on the "
+           "real 6.12 kernel (needs fixtures built against the 6.12 headers).",))
+
+
+def profile_for(release: str) -> Profile:
+    """The profile of a kernel release string (``6.1.0-56-amd64`` -> 6.1); the nearest older series
+    when there is no exact one, 6.1 for anything older or unknown (with its ``verified`` flag off)."""
+    parts = release.split(".")
+    try:
+        key = (int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0))
+    except (IndexError, ValueError):
+        return replace(PROFILES["6.1"], verified=False)
+    best = None
+    for name in PROFILES:
+        mj, mn = map(int, name.split("."))
+        if (mj, mn) <= key and (best is None or (mj, mn) > best[0]):
+            best = ((mj, mn), name)
+    if best is None:
+        return replace(PROFILES["6.1"], verified=False)
+    p = PROFILES[best[1]]
+    return p if best[0] == key else replace(p, verified=False)

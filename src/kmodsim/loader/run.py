@@ -1,0 +1,153 @@
+"""Replaying a script: on the model (``kmodsim load``), the shared JSON shape, the text
+transcript, and the step-by-step comparison with the real kernel's run (``kmodsim verify --compare``)."""
+
+from __future__ import annotations
+
+import errno as E
+import os
+
+from ..kernel import Kernel
+from .image import load_image
+from .model import KernelModel
+from .profiles import Profile
+from .script import Step
+
+SIZES_NOTE = ("module sizes are not modelled yet (null): the footprint model is another issue; "
+              "name, refcnt, users, state and taints are")
+
+# kmod's insmod/modprobe (tools/insmod.c mod_strerror) for the usual loader errors
+KMOD_STRERROR = {E.ENOEXEC: "Invalid module format", E.ENOENT: "Unknown symbol in module",
+                 E.ESRCH: "Unknown symbol in module", E.EINVAL: "Invalid parameters"}
+
+
+def errname(err: int) -> str:
+    return E.errorcode.get(err, str(err)) if err else ""
+
+
+def tree_index(root: str) -> dict[str, str]:
+    """Module name -> path for every module of a tree (depmod's walk; the file name gives the name,
+    as in modules.dep)."""
+    from ..module import module_name_from_path
+    from ..tree import find_modules, module_root
+
+    out: dict[str, str] = {}
+    for p in find_modules(module_root(root)):
+        out.setdefault(module_name_from_path(p), p)
+    return out
+
+
+def step_record(step: Step, calls: list[dict], messages: list[str], modules: list[dict], tainted: int) -> dict:
+    err = calls[-1]["errno"] if calls else 0
+    return {"cmd": step.cmd, "line": step.line, "errno": err, "errname": errname(err), "messages": messages,
+            "calls": calls, "init": step.init if step.init_given else None, "modules": modules,
+            "tainted": tainted}
+
+
+def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
+           model: KernelModel | None = None) -> dict:
+    """Run resolved steps on a fresh model; the JSON result."""
+    model = model or KernelModel(kernel, profile)
+    out = []
+    for step in steps:
+        calls: list[dict] = []
+        messages: list[str] = []
+        if step.op == "rmmod":
+            c = model.delete_module(step.plan[0][0])
+            calls.append({"module": c.module, "errno": c.errno})
+            messages += c.messages
+        else:
+            last = len(step.plan) - 1
+            for i, (name, path) in enumerate(step.plan):
+                if step.op == "modprobe" and model.find_module(name) is not None:
+                    calls.append({"module": name, "skipped": True, "errno": 0})
+                    continue
+                c = model.load_module(load_image(path), step.args if i == last else "",
+                                      step.init if i == last else 0)
+                calls.append({"module": c.module, "errno": c.errno})
+                messages += c.messages
+                if c.errno:
+                    break
+        out.append(step_record(step, calls, messages, model.proc_modules(), model.tainted))
+    return result_doc("model", kernel, model.profile, out, model.proc_modules(), model.tainted)
+
+
+def result_doc(source: str, kernel: Kernel, profile: Profile, steps: list[dict], modules: list[dict],
+               tainted: int, notes: list[str] | None = None) -> dict:
+    notes = list(notes or [])
+    if source == "model":
+        notes.append(SIZES_NOTE)
+        given = [s["line"] for s in steps if s["init"] is not None]
+        if given:
+            notes.append("init results taken from the script (# init=...) on line(s) "
+                         + ", ".join(map(str, given)))
+        if not profile.verified:
+            notes.append(f"profile {profile.series} is not verified on the real kernel")
+    return {"source": source, "kernel": kernel.release, "vermagic": kernel.vermagic,
+            "profile": profile.series, "profile_verified": profile.verified, "notes": notes,
+            "steps": steps, "tainted": tainted, "modules": modules}
+
+
+def render_text(doc: dict) -> str:
+    lines = [f"# {doc['source']}: kernel {doc['kernel']} (profile {doc['profile']}"
+             f"{', verified' if doc['profile_verified'] else ', unverified'})"]
+    lines += [f"# note: {n}" for n in doc["notes"]]
+    for s in doc["steps"]:
+        lines.append(f"$ {s['cmd']}")
+        lines += [f"[kernel] {m}" for m in s["messages"]]
+        err = s["errno"]
+        tool = s["cmd"].split()[0]
+        if err:
+            what = s["cmd"].split()[1]
+            if tool == "rmmod":
+                lines.append(f"rmmod: ERROR: could not remove module {what}: {os.strerror(err)}")
+            else:
+                msg = KMOD_STRERROR.get(err, os.strerror(err))
+                lines.append(f"{tool}: ERROR: could not insert module {what}: {msg}")
+    lines.append("# /proc/modules")
+    for m in doc["modules"]:
+        users = ",".join(m["users"]) + "," if m["users"] else "-"
+        size = m["size"] if m["size"] is not None else "?"
+        taints = f" ({m['taints']})" if m["taints"] else ""
+        lines.append(f"{m['name']} {size} {m['refcnt']} {users} {m['state']}{taints}")
+    lines.append(f"# tainted: {doc['tainted']}")
+    return "\n".join(lines) + "\n"
+
+
+MODULE_KEYS = ("name", "refcnt", "users", "state", "taints")
+
+
+def compare(model: dict, real: dict) -> list[str]:
+    """Every difference, step by step: errno, each message line, the module state after the step
+    (name, refcnt, users, state, taints; size where the model has one) and the taint mask."""
+    diffs: list[str] = []
+    ms, rs = model["steps"], real["steps"]
+    if len(ms) != len(rs):
+        diffs.append(f"step count: model {len(ms)}, kernel {len(rs)}")
+    for m, r in zip(ms, rs, strict=False):
+        where = f"line {m['line']} ({m['cmd']})"
+        if m["errno"] != r["errno"]:
+            diffs.append(f"{where}: errno: model {m['errname'] or 0}, kernel {r['errname'] or 0}")
+        if [c.get("module") for c in m["calls"]] != [c.get("module") for c in r["calls"]] or \
+                [c["errno"] for c in m["calls"]] != [c["errno"] for c in r["calls"]]:
+            diffs.append(f"{where}: calls: model {m['calls']}, kernel {r['calls']}")
+        for i in range(max(len(m["messages"]), len(r["messages"]))):
+            a = m["messages"][i] if i < len(m["messages"]) else None
+            b = r["messages"][i] if i < len(r["messages"]) else None
+            if a != b:
+                diffs.append(f"{where}: message {i + 1}: model {a!r}, kernel {b!r}")
+        diffs += _module_diffs(where, m["modules"], r["modules"])
+        if m["tainted"] != r["tainted"]:
+            diffs.append(f"{where}: tainted: model {m['tainted']}, kernel {r['tainted']}")
+    return diffs
+
+
+def _module_diffs(where: str, mm: list[dict], rm: list[dict]) -> list[str]:
+    out = []
+    if [x["name"] for x in mm] != [x["name"] for x in rm]:
+        out.append(f"{where}: modules: model {[x['name'] for x in mm]}, kernel {[x['name'] for x in rm]}")
+        return out
+    for a, b in zip(mm, rm, strict=True):
+        for k in MODULE_KEYS + (("size",) if a.get("size") is not None else ()):
+            if a.get(k) != b.get(k):
+                out.append(f"{where}: module {a['name']} {k}: model {a.get(k)!r}, kernel {b.get(k)!r}")
+    return out

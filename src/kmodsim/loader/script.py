@@ -1,0 +1,146 @@
+"""Load scripts: one command a line.
+
+    insmod PATH [param=value ...]      # PATH relative to the current directory
+    rmmod NAME
+    modprobe NAME [param=value ...]    # the module and its dependencies from --modules TREE
+    # a comment
+
+The parameters are passed to the kernel as written (the rest of the line, spaces collapsed), as
+``insmod`` does. A module's own init result depends on its code and hardware, not on the loader:
+a step may state it in its comment, ``insmod x.ko  # init=-19`` (or ``init=-ENODEV``); without it
+the init is taken to succeed (return 0). Positive init results (the kernel warns and dumps a stack)
+are refused.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from dataclasses import dataclass, field
+
+
+class ScriptError(Exception):
+    """``str()`` is ``<file>:<line>: <problem>``."""
+
+
+@dataclass
+class Step:
+    line: int
+    cmd: str  # the command as written (without comment)
+    op: str  # insmod, rmmod, modprobe
+    target: str  # path (insmod), name (rmmod, modprobe)
+    args: str = ""
+    init: int = 0  # the module's init result (the target's, for modprobe)
+    init_given: bool = False
+    # filled by resolve(): [(module name, path)] to load in order (deps first), or [(name, "")] for rmmod
+    plan: list[tuple[str, str]] = field(default_factory=list)
+
+
+_INIT = re.compile(r"\binit=(-?\d+|-?E[A-Z0-9]+)\b")
+
+
+def _init_value(text: str) -> int:
+    neg = text.startswith("-")
+    t = text.lstrip("-")
+    if t.isdigit():
+        v = int(t)
+    else:
+        v = getattr(errno, t, None)
+        if v is None:
+            raise ValueError(f"unknown errno name {t}")
+    return -v if neg else v
+
+
+def parse_script(text: str, path: str = "<script>") -> list[Step]:
+    steps = []
+    for no, raw in enumerate(text.splitlines(), 1):
+        where = f"{path}:{no}"
+        body, comment = raw, ""
+        m = re.search(r"(^|\s)#", raw)
+        if m:
+            body, comment = raw[:m.start()], raw[m.end():]
+        words = body.split()
+        if not words:
+            if _INIT.search(comment):
+                raise ScriptError(f"{where}: init= belongs on an insmod or modprobe line")
+            continue
+        op = words[0]
+        if op not in ("insmod", "rmmod", "modprobe"):
+            raise ScriptError(f"{where}: unknown command {op!r} (expected insmod, rmmod or modprobe)")
+        if len(words) < 2:
+            raise ScriptError(f"{where}: {op} needs a {'path' if op == 'insmod' else 'module name'}")
+        if op == "rmmod" and len(words) > 2:
+            raise ScriptError(f"{where}: rmmod takes one module name")
+        step = Step(no, " ".join(words), op, words[1], " ".join(words[2:]))
+        im = _INIT.search(comment)
+        if im:
+            if op == "rmmod":
+                raise ScriptError(f"{where}: init= applies to insmod and modprobe only")
+            try:
+                step.init = _init_value(im.group(1))
+            except ValueError as exc:
+                raise ScriptError(f"{where}: {exc}") from None
+            if step.init > 0:
+                raise ScriptError(f"{where}: init={step.init}: a positive init result makes the kernel "
+                                  f"warn and dump a stack, which is not modelled; use 0 or -errno")
+            step.init_given = True
+        steps.append(step)
+    return steps
+
+
+def read_script(path: str) -> list[Step]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise ScriptError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ScriptError(f"{path}: not a UTF-8 text file") from None
+    return parse_script(text, path)
+
+
+def resolve(steps: list[Step], path: str, tree: dict[str, str] | None, base: str = ".") -> None:
+    """Fill every step's plan: module files read, modprobe dependencies found (``tree``: module
+    name -> path, from --modules). Raises ScriptError naming the line."""
+    from ..module import ModuleError
+    from .image import load_image
+
+    for s in steps:
+        where = f"{path}:{s.line}"
+        if s.op == "rmmod":
+            s.plan = [(s.target.replace("-", "_"), "")]
+        elif s.op == "insmod":
+            p = os.path.join(base, s.target)
+            try:
+                img = load_image(p)
+            except ModuleError as exc:
+                raise ScriptError(f"{where}: {s.target}: {exc.problem}") from None
+            except OSError as exc:
+                raise ScriptError(f"{where}: {s.target}: {exc.strerror or exc}") from None
+            s.plan = [(img.name, p)]
+        else:
+            if tree is None:
+                raise ScriptError(f"{where}: modprobe needs --modules TREE")
+            name = s.target.replace("-", "_")
+            order: list[tuple[str, str]] = []
+            _deps(name, tree, order, [], where)
+            s.plan = order
+
+
+def _deps(name: str, tree: dict[str, str], order: list, stack: list, where: str) -> None:
+    """Dependencies first (depth first, in ``depends=`` order), each module once: what modprobe
+    inserts for a module whose modules.dep line depmod derived from the same links."""
+    from .image import load_image
+
+    if any(n == name for n, _ in order):
+        return
+    if name in stack:
+        raise ScriptError(f"{where}: dependency loop: {' -> '.join(stack + [name])}")
+    p = tree.get(name)
+    if p is None:
+        raise ScriptError(f"{where}: module {name} not found in --modules")
+    img = load_image(p)
+    for d in img.depends:
+        _deps(d.replace("-", "_"), tree, order, stack + [name], where)
+    order.append((name, p))

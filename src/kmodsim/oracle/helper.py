@@ -1,0 +1,130 @@
+"""The guest-side helper: a tiny static C program that makes exactly one ``finit_module`` or
+``delete_module`` system call per module and prints its errno on the console.
+
+busybox ``insmod`` retries a failed ``finit_module`` with ``init_module`` and so prints every kernel
+error twice; ``rmmod`` waits or forces depending on the build. The helper does neither. It is
+compiled with ``gcc -static`` on first use and cached under ``<cache>/oracle/`` by a hash of its
+source and of the compiler version.
+
+Output lines (one per system call, ``@@KMS`` marks kmodsim's lines on the console):
+
+``@@KMS call <name> <errno>``   a finit_module/delete_module result (0: success)
+``@@KMS skip <name>``          modprobe: the module is already in /proc/modules, no call made
+``@@KMS open <errno>``         the module file could not be opened (no call made)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+
+from ..debian import cache_root
+
+HELPER_C = r"""
+/* kmodsim guest helper: one finit_module/delete_module syscall per module, errno printed. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int loaded(const char *name)
+{
+	char line[512];
+	size_t n = strlen(name);
+	FILE *f = fopen("/proc/modules", "r");
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, name, n) == 0 && line[n] == ' ')
+			found = 1;
+	fclose(f);
+	return found;
+}
+
+static int load(const char *name, const char *path, const char *args)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
+
+	if (fd < 0) {
+		printf("@@KMS open %d\n", errno);
+		return 1;
+	}
+	if (syscall(SYS_finit_module, fd, args, 0) != 0)
+		e = errno;
+	close(fd);
+	printf("@@KMS call %s %d\n", name, e);
+	return e != 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 5 && strcmp(argv[1], "insmod") == 0)        /* insmod NAME PATH ARGS */
+		return load(argv[2], argv[3], argv[4]);
+	if (argc == 3 && strcmp(argv[1], "rmmod") == 0) {       /* rmmod NAME */
+		int e = 0;
+
+		if (syscall(SYS_delete_module, argv[2], O_NONBLOCK) != 0)
+			e = errno;
+		printf("@@KMS call %s %d\n", argv[2], e);
+		return e != 0;
+	}
+	if (argc >= 5 && argc % 2 == 1 && strcmp(argv[1], "modprobe") == 0) {
+		/* modprobe ARGS NAME1 PATH1 ... NAMEn PATHn: dependencies first, ARGS for the last */
+		for (int i = 3; i < argc; i += 2) {
+			if (loaded(argv[i])) {
+				printf("@@KMS skip %s\n", argv[i]);
+				continue;
+			}
+			if (load(argv[i], argv[i + 1], i + 2 == argc ? argv[2] : ""))
+				return 1;
+		}
+		return 0;
+	}
+	fprintf(stderr, "usage: kmsh insmod NAME PATH ARGS | rmmod NAME | modprobe ARGS NAME PATH...\n");
+	return 2;
+}
+"""
+
+
+class HelperError(Exception):
+    pass
+
+
+def helper_binary(cc: str = "gcc") -> str:
+    """Path of the compiled static helper (built once, cached)."""
+    exe = shutil.which(cc)
+    if exe is None:
+        raise HelperError(f"{cc}: not installed (the guest helper is compiled with `{cc} -static`)")
+    try:
+        ver = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise HelperError(f"{cc} --version: {exc}") from None
+    key = hashlib.sha256((HELPER_C + ver).encode()).hexdigest()[:16]
+    d = os.path.join(cache_root(), "oracle")
+    out = os.path.join(d, f"kmsh-{key}")
+    if os.path.isfile(out):
+        return out
+    os.makedirs(d, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".cc-", dir=d)
+    try:
+        src = os.path.join(tmp, "kmsh.c")
+        with open(src, "w") as f:
+            f.write(HELPER_C)
+        p = subprocess.run([exe, "-static", "-Os", "-s", "-o", os.path.join(tmp, "kmsh"), src],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            tail = (p.stderr.strip().splitlines() or ["failed"])[-1]
+            raise HelperError(f"{cc} -static kmsh.c: {tail} (is libc6-dev installed?)")
+        os.replace(os.path.join(tmp, "kmsh"), out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

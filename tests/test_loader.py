@@ -1,0 +1,262 @@
+"""The loader model (``kmodsim load``) against the real kernel (``kmodsim verify``).
+
+* slow + realkernel: every scenario of tests/scenarios is run on Debian's 6.1 kernel under QEMU
+  (one boot per scenario, two at a time) and the model must equal the kernel on every step: errno,
+  every message line, the modules (name, refcnt, users, state, taints) and the taint mask.
+* fast: the model against the kernel's answers recorded by ``workspace.py --record`` (real-kernel
+  output kept in tests/scenarios/recorded/<release>/), the parameter parser, script errors, the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import TESTS, need, run_kmodsim
+
+sys.path.insert(0, str(TESTS / "scenarios"))
+import workspace as ws_mod  # noqa: E402
+
+SCENARIOS = ws_mod.SCENARIOS
+
+
+@pytest.fixture(scope="session")
+def workspace(headers61, tmp_path_factory) -> Path:
+    if shutil.which("make") is None:
+        need("make")
+    from kmodsim.kbuild import KbuildError
+
+    try:
+        return ws_mod.prepare(tmp_path_factory.mktemp("scenarios"), headers61)
+    except KbuildError as exc:
+        need(str(exc))
+
+
+@pytest.fixture(scope="session")
+def kernel61(headers61):
+    from kmodsim.kernel import Kernel
+
+    return Kernel.load(headers61)
+
+
+def _vmlinuz(debian61) -> str:
+    if shutil.which("qemu-system-x86_64") is None:
+        need("qemu-system-x86_64 (apt-get install qemu-system-x86)")
+    if not os.path.isfile("/bin/busybox") and not os.path.isfile("/usr/bin/busybox"):
+        need("busybox (apt-get install busybox-static)")
+    return debian61.vmlinuz
+
+
+# -- the real kernel ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def kernel_runs(workspace, kernel61, debian61) -> dict[str, dict]:
+    """Every scenario on the real 6.1 kernel (one boot each, two in parallel)."""
+    from kmodsim.oracle import OracleError
+
+    vmlinuz = _vmlinuz(debian61)
+
+    def one(script: Path) -> dict:
+        try:
+            return ws_mod.kernel_run(script, workspace, kernel61, vmlinuz)
+        except OracleError as exc:
+            pytest.fail(f"{script.name}: {exc}")
+
+    with ThreadPoolExecutor(2) as ex:
+        return dict(zip((s.stem for s in SCENARIOS), ex.map(one, SCENARIOS), strict=True))
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_model_equals_kernel_on_every_step(workspace, kernel61, kernel_runs):
+    from kmodsim.loader.run import compare
+
+    assert len(SCENARIOS) >= 20
+    report = {}
+    for script in SCENARIOS:
+        real = kernel_runs[script.stem]
+        assert real["steps"] and all(s["tainted"] is not None for s in real["steps"])
+        diffs = compare(ws_mod.model_doc(script, workspace, kernel61), real)
+        if diffs:
+            report[script.name] = diffs
+    assert report == {}, json.dumps(report, indent=1)
+
+
+# What the suite must exercise, checked on the real kernel's output (not the model's).
+COVERAGE = {
+    "out-of-tree taint": r": loading out-of-tree module taints kernel\.$",
+    "signature taint": r": module verification failed: signature and/or required key missing",
+    "license taint": r": module license '.*' taints kernel\.$",
+    "vermagic": r": version magic '.*' should be '.*'$",
+    "crc": r": disagrees about version of symbol ",
+    "unknown symbol": r": Unknown symbol \S+ \(err -2\)$",
+    "namespace": r": module uses symbol \(.*\) from namespace \S+, but does not import it\.$",
+    "duplicate export": r": exports duplicate symbol \S+ \(owned by \S+\)$",
+    "duplicate of vmlinux": r"\(owned by kernel\)$",
+    "invalid parameter": r": `.*' invalid for parameter `.*'$",
+    "unknown parameter": r": unknown parameter '.*' ignored$",
+    "inherited taint": r"inheriting taint\.$",
+}
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_scenarios_cover_every_failure(kernel_runs):
+    steps = [s for doc in kernel_runs.values() for s in doc["steps"]]
+    messages = [m for s in steps for m in s["messages"]]
+    for what, pattern in COVERAGE.items():
+        assert any(re.search(pattern, m) for m in messages), what
+    errnames = {s["errname"] for s in steps}
+    assert {"ENOEXEC", "EEXIST", "EINVAL", "ENOENT", "EAGAIN", "EBUSY", "ERANGE", "ENODEV"} <= errnames
+    rm = [s for s in steps if s["cmd"].startswith("rmmod")]
+    assert {"EAGAIN", "ENOENT", ""} <= {s["errname"] for s in rm}
+    # both load orders of two exporters of one name
+    owners = {m.rsplit("(owned by ", 1)[1] for m in messages if "exports duplicate symbol kms_a_counter" in m}
+    assert {"kms_a)", "kmc_dup)"} <= owners
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_verify_cli_compare(workspace, headers61, debian61):
+    """``kmodsim verify --compare`` end to end: exit 0, the JSON shape, one boot within 10 s."""
+    vmlinuz = _vmlinuz(debian61)
+    script = TESTS / "scenarios" / "24_refused_then_robust.script"
+    p = run_kmodsim("verify", "--kernel", headers61, "--vmlinuz", vmlinuz, "--modules", "basic",
+                    "--script", script, "--json", "--compare", cwd=workspace)
+    assert p.returncode == 0, (p.stdout[-3000:], p.stderr)
+    doc = json.loads(p.stdout)
+    assert doc["source"] == "kernel" and doc["differences"] == []
+    assert all(isinstance(m["size"], int) and m["size"] > 0 for m in doc["modules"])
+    assert doc["boot_seconds"] <= 10
+    for s in doc["steps"]:
+        assert set(s) >= {"cmd", "errno", "errname", "messages"}
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_verify_boot_failure_is_clear(workspace, headers61, tmp_path):
+    bogus = tmp_path / "vmlinuz"
+    bogus.write_bytes(b"not a kernel" * 100)
+    if shutil.which("qemu-system-x86_64") is None:
+        need("qemu-system-x86_64")
+    p = run_kmodsim("verify", "--kernel", headers61, "--vmlinuz", bogus, "--timeout", "30",
+                    "--script", TESTS / "scenarios" / "18_no_vermagic.script", cwd=workspace)
+    assert p.returncode == 2 and p.stderr.startswith("kmodsim: ") and "Traceback" not in p.stderr, p.stderr
+
+
+def test_verify_without_qemu_is_clear(tmp_path, headers61):
+    script = tmp_path / "s.script"
+    script.write_text("rmmod nothing\n")
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent))
+    p = run_kmodsim("verify", "--kernel", headers61, "--vmlinuz", "/nonexistent", "--script", script, env=env)
+    assert p.returncode == 2
+    assert "qemu-system-x86_64: not installed (apt-get install qemu-system-x86)" in p.stderr
+
+
+# -- the model against the kernel's recorded answers (fast) -------------------------------------------
+
+def _recorded(kernel61) -> Path:
+    d = ws_mod.RECORDED / kernel61.release
+    if not d.is_dir():
+        pytest.skip(f"no recorded kernel answers for {kernel61.release} (workspace.py --record)")
+    return d
+
+
+@pytest.mark.parametrize("script", SCENARIOS, ids=[s.stem for s in SCENARIOS])
+def test_model_equals_recorded_kernel(script, workspace, kernel61):
+    from kmodsim.loader.run import compare
+
+    rec = _recorded(kernel61) / f"{script.stem}.json"
+    assert rec.is_file(), f"{rec} missing: re-record with workspace.py --record"
+    real = json.loads(rec.read_text())
+    assert real["source"] == "kernel"
+    assert compare(ws_mod.model_doc(script, workspace, kernel61), real) == []
+
+
+def test_load_cli_json_and_text(workspace, headers61):
+    script = TESTS / "scenarios" / "22_modprobe.script"
+    p = run_kmodsim("load", "--kernel", headers61, "--modules", "basic", "--script", script, "--json",
+                    cwd=workspace, check=0)
+    doc = json.loads(p.stdout)
+    assert [m["name"] for m in doc["modules"]] == ["kms_c", "kms_b", "kms_a"]
+    assert all(m["size"] is None for m in doc["modules"])
+    assert any("sizes are not modelled" in n for n in doc["notes"])
+    assert [c["module"] for c in doc["steps"][0]["calls"]] == ["kms_a", "kms_b", "kms_c"]
+    assert doc["steps"][1]["calls"] == [{"module": "kms_a", "skipped": True, "errno": 0},
+                                        {"module": "kms_b", "skipped": True, "errno": 0}]
+    t = run_kmodsim("load", "--kernel", headers61, "--script", TESTS / "scenarios" / "02_dup_export_owner_first.script",
+                    cwd=workspace, check=0).stdout
+    assert "[kernel] kmc_dup: exports duplicate symbol kms_a_counter (owned by kms_a)" in t
+    assert "insmod: ERROR: could not insert module consumers/kmc_dup.ko: Invalid module format" in t
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("insmod\n", ":1: insmod needs a path"),
+    ("# fine\nfrobnicate x\n", ":2: unknown command 'frobnicate'"),
+    ("rmmod a b\n", ":1: rmmod takes one module name"),
+    ("insmod nothere.ko\n", ":1: nothere.ko: No such file or directory"),
+    ("insmod basic/kms_a.ko  # init=5\n", ":1: init=5: a positive init result"),
+    ("insmod basic/kms_a.ko  # init=-EBOGUS\n", ":1: unknown errno name EBOGUS"),
+    ("modprobe kms_a\n", ":1: modprobe needs --modules TREE"),
+])
+def test_script_errors(workspace, headers61, text, problem):
+    s = workspace / "bad.script"
+    s.write_text(text)
+    p = run_kmodsim("load", "--kernel", headers61, "--script", "bad.script", cwd=workspace)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("kmodsim: bad.script:") and problem in p.stderr, p.stderr
+    assert len(p.stderr.splitlines()) == 1
+
+
+def test_modprobe_unknown_module(workspace, headers61):
+    s = workspace / "mp.script"
+    s.write_text("modprobe kms_zzz\n")
+    p = run_kmodsim("load", "--kernel", headers61, "--modules", "basic", "--script", "mp.script", cwd=workspace)
+    assert p.returncode == 2 and "mp.script:1: module kms_zzz not found in --modules" in p.stderr
+
+
+# -- pure units ----------------------------------------------------------------------------------------
+
+def test_kstrto_matches_kernel_rules():
+    import errno as E
+
+    from kmodsim.loader.params import kstrto, kstrtobool
+
+    assert kstrto("0x10", True, 32) == (0, 16)
+    assert kstrto("010", True, 32) == (0, 8)
+    assert kstrto("-2147483648", True, 32) == (0, -2147483648)
+    assert kstrto("2147483648", True, 32)[0] == E.ERANGE
+    assert kstrto("5\n", True, 32) == (0, 5)
+    assert kstrto("5 ", True, 32)[0] == E.EINVAL
+    assert kstrto("", True, 32)[0] == E.EINVAL
+    assert kstrto("-1", False, 32)[0] == E.EINVAL
+    assert kstrto("+7", False, 8) == (0, 7)
+    assert kstrto("0x", True, 32)[0] == E.EINVAL  # base 8, then 'x' is junk after "0"
+    assert kstrtobool("on") == (0, True) and kstrtobool("of") == (0, False)
+    assert kstrtobool("maybe")[0] == E.EINVAL
+
+
+def test_next_arg_quotes():
+    from kmodsim.loader.params import next_arg
+
+    assert next_arg('a="b c" d') == ("a", "b c", "d")
+    assert next_arg('"a=b c" d') == ("a", "b c", "d")
+    assert next_arg("flag  x=1") == ("flag", None, "x=1")
+    assert next_arg("x=") == ("x", "", "")
+
+
+def test_profiles_are_data():
+    from kmodsim.loader.profiles import PROFILES, profile_for
+
+    assert PROFILES["6.1"].verified and not PROFILES["6.12"].verified
+    assert profile_for("6.1.0-56-amd64").series == "6.1"
+    assert profile_for("6.12.117+deb12-amd64").series == "6.12"
+    p = profile_for("6.6.1")
+    assert p.series == "6.1" and not p.verified
