@@ -51,12 +51,15 @@ class Profile:
 
 
 PROFILES = {
-    "6.1": Profile("6.1", source="kernel/module/main.c layout_sections(), kallsyms.c layout_symtab() of v6.1"),
+    "6.1": Profile("6.1", verified=True,
+                   source="kernel/module/main.c layout_sections(), kallsyms.c layout_symtab() of v6.1; "
+                          "checked on linux-image-6.1.0-56-amd64 (tests/test_footprint.py)"),
     # 6.4 split the core/init layouts into mod_mem[] types (commit ac3b43283923, "module: replace
     # module_layout with module_memory"): no strict_align() between passes any more, each type is
     # PAGE_ALIGNed on its own in module_memory_alloc(), kallsyms' core copy goes to MOD_DATA.
-    "6.4": Profile("6.4", mod_mem=True,
-                   source="kernel/module/main.c __layout_sections(), module_memory_alloc(); kallsyms.c of v6.12"),
+    "6.4": Profile("6.4", mod_mem=True, verified=True,
+                   source="kernel/module/main.c __layout_sections(), module_memory_alloc(); kallsyms.c of "
+                          "v6.12; checked on linux-image-6.12.117+deb12-amd64 (tests/test_footprint.py)"),
 }
 
 
@@ -69,6 +72,7 @@ class Footprint:
     init_size: int = 0  # the init layout (freed after init)
     core_symbols: int = 0
     percpu: int = 0  # .data..percpu, allocated from the per-cpu area (not in /proc/modules)
+    kallsyms_bytes: int = 0  # the core kallsyms copy (Elf_Syms, names, type bytes), before alignment
 
     @property
     def pages(self) -> int:
@@ -77,7 +81,7 @@ class Footprint:
     def to_json(self) -> dict:
         return {"name": self.name, "path": self.path, "size": self.size, "by_type": dict(self.by_type),
                 "pages": self.pages, "init_size": self.init_size, "core_symbols": self.core_symbols,
-                "percpu": self.percpu}
+                "kallsyms_bytes": self.kallsyms_bytes, "percpu": self.percpu}
 
 
 def _align(x: int, a: int) -> int:
@@ -156,10 +160,11 @@ def layout(elf: ElfFile, prof: Profile, path: str = "", name: str | None = None)
                 by_type[kinds[m]] = by_type.get(kinds[m], 0) + lay.size - start
     # layout_symtab()
     percpu = secs[index[".data..percpu"]].size if ".data..percpu" in index else 0
-    ndst = 0
+    ndst = kallsyms_bytes = 0
     kallsyms = _core_kallsyms(elf, secs, flags, index, placed, prof)
     if kallsyms is not None:
         symtab, ndst, core_bytes, nsrc = kallsyms
+        kallsyms_bytes = core_bytes
         start = core.size
         core.size = _align(core.size, symtab.addralign) + core_bytes  # info->symoffs, then the copy
         core.strict_align()
@@ -171,7 +176,7 @@ def layout(elf: ElfFile, prof: Profile, path: str = "", name: str | None = None)
         init.size = _align(init.size, prof.alignof_mod_kallsyms) + prof.sizeof_mod_kallsyms + nsrc
         init.strict_align()
     mod_name = name or os.path.basename(path).split(".ko")[0].replace("-", "_")
-    return Footprint(mod_name, path, core.size, by_type, init.size, ndst, percpu)
+    return Footprint(mod_name, path, core.size, by_type, init.size, ndst, percpu, kallsyms_bytes)
 
 
 def _core_kallsyms(elf: ElfFile, secs, flags, index, placed, prof: Profile):
@@ -233,12 +238,11 @@ def _layout_mod_mem(elf, prof: Profile, secs, flags, index, is_init, path, name)
         get_offset("init_data", strsec.addralign, strsec.size)
         size["init_data"] = _align(size["init_data"], prof.alignof_mod_kallsyms) + prof.sizeof_mod_kallsyms + nsrc
     alloc = {t: _align(n, prof.page_size) for t, n in size.items()}  # module_memory_alloc(): PAGE_ALIGN
-    by_type = {t: alloc[t] for t in ("text", "rodata", "ro_after_init", "data")}
-    by_type["kallsyms"] = kallsyms_bytes  # part of "data"
+    by_type = {t: alloc[t] for t in ("text", "rodata", "ro_after_init", "data")}  # kallsyms is in "data"
     percpu = secs[index[".data..percpu"]].size if ".data..percpu" in index else 0
     mod_name = name or os.path.basename(path).split(".ko")[0].replace("-", "_")
-    return Footprint(mod_name, path, sum(by_type[t] for t in ("text", "rodata", "ro_after_init", "data")),
-                     by_type, sum(alloc[t] for t in ("init_text", "init_data", "init_rodata")), ndst, percpu)
+    return Footprint(mod_name, path, sum(by_type.values()), by_type,
+                     sum(alloc[t] for t in ("init_text", "init_data", "init_rodata")), ndst, percpu, kallsyms_bytes)
 
 
 def _is_core_symbol(st_name: int, shndx: int, shnum: int, flags, placed, pcpu: int, prof: Profile) -> bool:

@@ -54,11 +54,15 @@ def verify_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: 
     from ..loader.run import compare as compare_docs
     from ..loader.run import render_text, replay
     from ..oracle import OracleError, run_on_kernel
+    from ..oracle.run import ModuleFileError
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name)
     image = image_for(kernel, vmlinuz)
     try:
         raw = run_on_kernel(steps, image, timeout=timeout)
+    except ModuleFileError as exc:  # names the module file itself
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
     except OracleError as exc:
         error(f"{image}: {exc}")
         raise SystemExit(EXIT_ERROR) from None

@@ -30,7 +30,22 @@ class ModuleImage:
     machine: int
     depends: tuple[str, ...]
 
+    def size(self, footprint_profile: str) -> int | None:
+        """What /proc/modules shows once loaded (kmodsim.footprint), None if unreadable."""
+        key = (id(self), footprint_profile)  # images live in _cache for the process: id() is stable
+        if key not in _sizes:
+            from ..elf import ElfError
+            from ..footprint import module_footprint
+            from ..module import ModuleError
 
+            try:
+                _sizes[key] = module_footprint(self.path, footprint_profile).size
+            except (ModuleError, ElfError):
+                _sizes[key] = None
+        return _sizes[key]
+
+
+_sizes: dict[tuple[int, str], int | None] = {}
 _cache: dict[tuple, ModuleImage] = {}
 
 

@@ -5,7 +5,7 @@ Each rule is a method named after the kernel function it mirrors and runs in the
 A step returns the errno the system call returns and the kernel's log lines, exactly, in order.
 What the model cannot know from the files — what a module's own ``init`` returns (it depends on
 its code and the hardware) — is given by the caller (``init_ret``, from a script's ``# init=...``).
-``/proc/modules`` sizes need a footprint model (another issue): they are ``None`` here.
+``/proc/modules`` sizes come from :mod:`kmodsim.footprint` (the profile's memory layout).
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ class LoadedModule:
     def taint_letters(self) -> str:
         return "".join(c for bit, c in MODULE_TAINT_LETTERS if self.taints & (1 << bit))
 
-    def proc_entry(self) -> dict:
+    def proc_entry(self, footprint_profile: str) -> dict:
         users = list(self.users) + (["[permanent]"] if self.permanent else [])
-        return {"name": self.name, "size": None, "refcnt": self.refcnt, "users": users,
+        return {"name": self.name, "size": self.image.size(footprint_profile), "refcnt": self.refcnt, "users": users,
                 "state": self.state, "taints": self.taint_letters()}
 
 
@@ -99,7 +99,7 @@ class KernelModel:
         return bool(self.tainted & (1 << flag))
 
     def proc_modules(self) -> list[dict]:
-        return [m.proc_entry() for m in self.modules]
+        return [m.proc_entry(self.profile.footprint) for m in self.modules]
 
     # -- finit_module(2) ---------------------------------------------------------------------------
     def load_module(self, image: ModuleImage, args: str = "", init_ret: int = 0) -> Call:

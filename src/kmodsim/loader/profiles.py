@@ -36,6 +36,8 @@ class Profile:
     kstrtobool_tf: bool = True
     # symbols simplify_symbols() leaves undefined on x86 (ignore_undef_symbol)
     ignore_undef: tuple[str, ...] = ("_GLOBAL_OFFSET_TABLE_",)
+    # the memory layout behind /proc/modules sizes: kmodsim.footprint.PROFILES key
+    footprint: str = "6.1"
 
 
 PROFILES: dict[str, Profile] = {
@@ -45,7 +47,7 @@ PROFILES: dict[str, Profile] = {
                "every scenario of tests/scenarios run on linux-image-6.1.0-*-amd64 under QEMU",)),
 }
 PROFILES["6.12"] = replace(
-    PROFILES["6.1"], series="6.12", verified=False, early_exists_check=True,
+    PROFILES["6.1"], series="6.12", verified=False, early_exists_check=True, footprint="6.4",
     notes=("v6.12 sources: early_mod_check() (v6.4) runs check_modinfo() then the EEXIST check; "
            "set_license() is module_license_taint_check(); messages unchanged. Not yet run on the "
            "real 6.12 kernel (needs fixtures built against the 6.12 headers).",))

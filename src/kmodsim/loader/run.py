@@ -12,8 +12,7 @@ from .model import KernelModel
 from .profiles import Profile
 from .script import Step
 
-SIZES_NOTE = ("module sizes are not modelled yet (null): the footprint model is another issue; "
-              "name, refcnt, users, state and taints are")
+SIZES_NOTE = "module sizes come from the footprint model (kmodsim.footprint, profile {fp})"
 
 # kmod's insmod/modprobe (tools/insmod.c mod_strerror) for the usual loader errors
 KMOD_STRERROR = {E.ENOEXEC: "Invalid module format", E.ENOENT: "Unknown symbol in module",
@@ -75,7 +74,7 @@ def result_doc(source: str, kernel: Kernel, profile: Profile, steps: list[dict],
                tainted: int, notes: list[str] | None = None) -> dict:
     notes = list(notes or [])
     if source == "model":
-        notes.append(SIZES_NOTE)
+        notes.append(SIZES_NOTE.format(fp=profile.footprint))
         given = [s["line"] for s in steps if s["init"] is not None]
         if given:
             notes.append("init results taken from the script (# init=...) on line(s) "

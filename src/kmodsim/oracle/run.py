@@ -63,14 +63,35 @@ def guest_init(steps: list[Step], paths: dict[str, str]) -> str:
     return "\n".join(out)
 
 
+class ModuleFileError(OracleError):
+    """A module named by the script cannot be packed; the message starts with its path."""
+
+
 def strip_module(path: str, dest: str) -> bytes:
-    """A copy without debug info (``strip --strip-debug``), as Debian ships modules."""
+    """A plain copy without debug info (``strip --strip-debug``), as Debian ships modules.
+
+    Compressed modules (.ko.xz, .ko.zst, .ko.gz) are decompressed first, with kmodsim's reader and
+    its size limit: the guest loads plain ELF, whatever the kernel's CONFIG_MODULE_DECOMPRESS.
+    """
+    from ..module import ModuleError, read_image
+
     strip = shutil.which("strip")
     if strip is None:
         raise OracleError("strip: not installed (binutils)")
-    p = subprocess.run([strip, "--strip-debug", "-o", dest, path], capture_output=True, text=True)
+    try:
+        buf, fmt, _size = read_image(path)
+    except ModuleError as exc:
+        raise ModuleFileError(str(exc)) from None
+    src = path
+    if fmt:
+        src = dest + ".elf"
+        with open(src, "wb") as f:
+            f.write(buf)
+    else:
+        buf.close()
+    p = subprocess.run([strip, "--strip-debug", "-o", dest, src], capture_output=True, text=True)
     if p.returncode != 0:
-        raise OracleError(f"strip --strip-debug {path}: {p.stderr.strip()}")
+        raise ModuleFileError(f"{path}: strip --strip-debug: {p.stderr.strip()}")
     with open(dest, "rb") as f:
         return f.read()
 
@@ -165,6 +186,8 @@ def run_on_kernel(steps: list[Step], vmlinuz: str, timeout: float = 60.0, arch: 
                 if p and p not in paths:
                     n = len(paths)
                     base = os.path.basename(p)
+                    for suf in (".xz", ".zst", ".gz"):  # packed decompressed (strip_module)
+                        base = base.removesuffix(suf)
                     guest = f"m/{n}/{base}"
                     paths[p] = "/" + guest
                     files[guest] = strip_module(p, os.path.join(tmp, f"{n}-{base}"))
