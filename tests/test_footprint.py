@@ -72,3 +72,49 @@ def test_footprint_refuses_unmodelled_kernel(basic_build, tmp_path):
     symvers.write_text("0x00000000\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n")
     p = run_kmodsim("footprint", "--kernel", symvers, basic_build / "kms_a.ko")
     assert p.returncode == 2 and "no footprint model for kernel (unknown release)" in p.stderr
+
+
+def _merge_builds(headers: str) -> tuple[Path, Path]:
+    return kbuild_set("merge", headers), kbuild_set("merge", headers, make_args=("KMM_JOINED=y",))
+
+
+@pytest.mark.kbuild
+def test_merge_prediction_equals_kbuild_joined_module(headers61, tmp_path):
+    """--merge predicts the module kbuild links from the same objects (tests/kbuild/merge)."""
+    split, joined = _merge_builds(headers61)
+    p = run_kmodsim("footprint", "--json", "--kernel", headers61, split / "kmm_lib.ko", split / "kmm_user.ko",
+                    "--merge", f"{split / 'kmm_lib.ko'},{split / 'kmm_user.ko'}")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    (g,) = doc["merges"]
+    want = module_footprint(str(joined / "kmm_both.ko"), "6.1")
+    assert (g["footprint"]["size"], g["footprint"]["core_symbols"], g["footprint"]["kallsyms_bytes"]) == \
+        (want.size, want.core_symbols, want.kallsyms_bytes)
+    # every export of kmm_lib is used by kmm_user only: all become internal
+    assert g["internal_exports"] == ["kmm_counter", "kmm_dup", "kmm_sum"] and g["unused_exports"] == []
+    assert doc["duplicates"] == []
+    assert g["delta"]["bytes"] == g["footprint"]["size"] - g["separate_size"]
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_merge_real_kernel(debian61, headers61, tmp_path):
+    """The real 6.1 kernel loads the split pair, then the joined module: /proc/modules shows the
+    sizes the model predicts for each, and the predicted merged size."""
+    from kmodsim.elf import ElfFile
+    from kmodsim.footprint import input_of, layout, merge_inputs
+
+    split, joined = _merge_builds(headers61)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "split").symlink_to(split)
+    (ws / "joined").symlink_to(joined)
+    p = run_kmodsim("verify", "--kernel", headers61, "--vmlinuz", debian61.vmlinuz,
+                    "--script", Path(__file__).parent / "footprint" / "merge.script", "--json", cwd=ws)
+    assert p.returncode == 0, p.stderr[-3000:]
+    steps = json.loads(p.stdout)["steps"]
+    assert [s["errno"] for s in steps] == [0] * 5
+    real = {m["name"]: m["size"] for s in steps for m in s["modules"]}
+    ins = [input_of(ElfFile((split / f"{n}.ko").read_bytes())) for n in ("kmm_lib", "kmm_user")]
+    assert real == {"kmm_lib": layout(ins[0], "6.1").size, "kmm_user": layout(ins[1], "6.1").size,
+                    "kmm_both": layout(merge_inputs(ins), "6.1").size}

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_UNDEF, ElfFile
 from .module import read_image
@@ -89,38 +90,91 @@ def _align(x: int, a: int) -> int:
     return (x + a - 1) // a * a
 
 
-class _Layout:
-    def __init__(self, profile: Profile) -> None:
-        self.p = profile
-        self.size = 0
+# ---------------------------------------------------------------------------------------------
+# What the layout needs from a module: its sections and, for kallsyms, its symbols
+# ---------------------------------------------------------------------------------------------
 
-    def get_offset(self, align: int, size: int) -> int:
-        """module_get_offset() (arch_mod_section_prepend() is 0 on x86)."""
-        ret = _align(self.size, align)
-        self.size = ret + size
-        return ret
+class Sec(NamedTuple):
+    name: str
+    flags: int
+    size: int
+    addralign: int
 
-    def strict_align(self) -> None:
-        if self.p.strict_module_rwx:
-            self.size = _align(self.size, self.p.page_size)
+
+class Sym(NamedTuple):
+    named: bool  # st_name != 0 (is_core_symbol() tests the offset, not the string)
+    name_len: int  # strlen() of the name
+    shndx: int
+
+
+@dataclass
+class LayoutInput:
+    """A module as layout_sections()/layout_symtab() see it; built from a .ko (:func:`input_of`)
+    or predicted for modules linked together (:func:`merge_inputs`)."""
+
+    sections: list[Sec]  # index 0 is the NULL section
+    symbols: list[Sym]  # index 0 is the null symbol
+    sym_size: int = 24  # sizeof(Elf_Sym)
+    symtab: Sec | None = None
+    strtab: Sec | None = None
+    livepatch: bool = False  # modinfo livepatch=Y: every symbol is kept
+
+
+def input_of(elf: ElfFile) -> LayoutInput:
+    secs = [Sec(s.name, s.flags, s.size, s.addralign) for s in elf.sections]
+    symtab = elf.symtab()
+    syms: list[Sym] = []
+    strsec = None
+    if symtab is not None:
+        data = elf.data(symtab)
+        strsec = elf.section_at(symtab.link)
+        strtab = elf.data(strsec)
+        n = len(data) // (24 if elf.is64 else 16)
+        for i in range(n):
+            st_name, _val, _sz, _info, shndx = elf.symbol_at(data, i)
+            end = strtab.find(b"\0", st_name)
+            syms.append(Sym(st_name != 0, (end if end >= 0 else len(strtab)) - st_name, shndx))
+    mi = elf.section(".modinfo")  # a livepatch module keeps every symbol
+    livepatch = mi is not None and b"livepatch=Y" in elf.data(mi).split(b"\0")
+    return LayoutInput(
+        secs, syms, 24 if elf.is64 else 16,
+        None if symtab is None else Sec(symtab.name, symtab.flags, symtab.size, symtab.addralign),
+        None if strsec is None else Sec(strsec.name, strsec.flags, strsec.size, strsec.addralign),
+        livepatch)
 
 
 def module_footprint(path: str, profile: Profile | str = "6.1", name: str | None = None) -> Footprint:
     """The memory the kernel of ``profile`` gives the module at ``path`` (.ko, .ko.xz, ...)."""
-    prof = PROFILES[profile] if isinstance(profile, str) else profile
     buf, _fmt, _size = read_image(path)
     try:
-        return layout(ElfFile(buf), prof, path, name)
+        inp = input_of(ElfFile(buf))
     finally:
         close = getattr(buf, "close", None)
         if close is not None:
             close()
+    return layout(inp, profile, path, name)
 
 
-def layout(elf: ElfFile, prof: Profile, path: str = "", name: str | None = None) -> Footprint:
-    secs = elf.sections
+# ---------------------------------------------------------------------------------------------
+# The layout
+# ---------------------------------------------------------------------------------------------
+
+MASKS = [  # layout_sections(): (required, forbidden) flags per pass; ARCH_SHF_SMALL is 0 on x86
+    (SHF_EXECINSTR | SHF_ALLOC, 0),
+    (SHF_ALLOC, SHF_WRITE),
+    (SHF_RO_AFTER_INIT | SHF_ALLOC, 0),
+    (SHF_WRITE | SHF_ALLOC, 0),
+    (SHF_ALLOC, 0),
+]
+
+
+def layout(inp: LayoutInput, profile: Profile | str = "6.1", path: str = "", name: str | None = None) -> Footprint:
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    secs = inp.sections
     flags = [s.flags for s in secs]
-    index = {s.name: s.index for s in secs}
+    index: dict[str, int] = {}
+    for i, s in enumerate(secs):
+        index.setdefault(s.name, i)
     # layout_and_allocate() / rewrite_section_headers()
     for nm in ("__versions", ".modinfo", ".data..percpu"):
         if nm in index:
@@ -129,131 +183,219 @@ def layout(elf: ElfFile, prof: Profile, path: str = "", name: str | None = None)
         if nm in index:
             flags[index[nm]] |= SHF_RO_AFTER_INIT
 
-    def is_init(sname: str) -> bool:
+    def is_init(sname: str) -> bool:  # module_init_layout_section()
         return sname.startswith(".init") or (not prof.module_unload and sname.startswith(".exit"))
 
-    if prof.mod_mem:
-        return _layout_mod_mem(elf, prof, secs, flags, index, is_init, path, name)
-    masks = [  # (required, forbidden), ARCH_SHF_SMALL = 0 on x86
-        (SHF_EXECINSTR | SHF_ALLOC, 0),
-        (SHF_ALLOC, SHF_WRITE),
-        (SHF_RO_AFTER_INIT | SHF_ALLOC, 0),
-        (SHF_WRITE | SHF_ALLOC, 0),
-        (SHF_ALLOC, 0),
-    ]
-    kinds = ("text", "rodata", "ro_after_init", "data", "other")
-    placed: dict[int, bool] = {}  # section index -> in init layout
-    core, init = _Layout(prof), _Layout(prof)
-    by_type: dict[str, int] = {}
-    for want_init, lay in ((False, core), (True, init)):
-        for m, (req, forbid) in enumerate(masks):
-            start = lay.size
-            for s in secs[1:]:
-                f = flags[s.index]
-                if (f & req) != req or (f & forbid) or s.index in placed or is_init(s.name) != want_init:
-                    continue
-                lay.get_offset(s.addralign, s.size)
-                placed[s.index] = want_init
-            if m != 3:  # strict_align() after every pass but the writable one
-                lay.strict_align()
-            if not want_init:
-                by_type[kinds[m]] = by_type.get(kinds[m], 0) + lay.size - start
-    # layout_symtab()
-    percpu = secs[index[".data..percpu"]].size if ".data..percpu" in index else 0
-    ndst = kallsyms_bytes = 0
-    kallsyms = _core_kallsyms(elf, secs, flags, index, placed, prof)
-    if kallsyms is not None:
-        symtab, ndst, core_bytes, nsrc = kallsyms
-        kallsyms_bytes = core_bytes
-        start = core.size
-        core.size = _align(core.size, symtab.addralign) + core_bytes  # info->symoffs, then the copy
-        core.strict_align()
-        by_type["kallsyms"] = core.size - start
-        # the full tables, for init only
-        init.get_offset(symtab.addralign, symtab.size)
-        strsec = elf.section_at(symtab.link)
-        init.get_offset(strsec.addralign, strsec.size)
-        init.size = _align(init.size, prof.alignof_mod_kallsyms) + prof.sizeof_mod_kallsyms + nsrc
-        init.strict_align()
-    mod_name = name or os.path.basename(path).split(".ko")[0].replace("-", "_")
-    return Footprint(mod_name, path, core.size, by_type, init.size, ndst, percpu, kallsyms_bytes)
-
-
-def _core_kallsyms(elf: ElfFile, secs, flags, index, placed, prof: Profile):
-    """layout_symtab()'s count: (symtab section, symbols kept, bytes of the core copy — Elf_Syms,
-    names, type bytes —, symbols in all), or None without a symtab or CONFIG_KALLSYMS."""
-    symtab = elf.symtab()
-    if not prof.kallsyms or symtab is None:
-        return None
-    pcpu = index.get(".data..percpu", 0)
-    mi = elf.section(".modinfo")  # a livepatch module keeps every symbol
-    livepatch = mi is not None and b"livepatch=Y" in elf.data(mi).split(b"\0")
-    data = elf.data(symtab)
-    strtab = elf.data(elf.section_at(symtab.link))
-    symsize = 24 if elf.is64 else 16
-    nsrc = len(data) // symsize
-    ndst = strtab_size = 0
-    for i in range(nsrc):
-        st_name, _val, _sz, _info, shndx = elf.symbol_at(data, i)
-        if i == 0 or livepatch or _is_core_symbol(st_name, shndx, len(secs), flags, placed, pcpu, prof):
-            end = strtab.find(b"\0", st_name)
-            strtab_size += (end if end >= 0 else len(strtab)) - st_name + 1  # strlen() + 1
-            ndst += 1
-    return symtab, ndst, ndst * symsize + strtab_size + ndst, nsrc
-
-
-def _layout_mod_mem(elf, prof: Profile, secs, flags, index, is_init, path, name) -> Footprint:
-    """6.4+: __layout_sections() into mod_mem[] types, layout_symtab(), module_memory_alloc()."""
-    masks = [(SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE), (SHF_RO_AFTER_INIT | SHF_ALLOC, 0),
-             (SHF_WRITE | SHF_ALLOC, 0), (SHF_ALLOC, 0)]
-    core_types = ("text", "rodata", "ro_after_init", "data", "data")
-    init_types = ("init_text", "init_rodata", None, "init_data", "init_data")
-    size = dict.fromkeys(("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata"), 0)
-
-    def get_offset(t: str, align: int, n: int) -> None:  # module_get_offset_and_type()
-        size[t] = _align(size[t], align) + n
-
+    # section index -> (in the init layout?, core type) for every SHF_ALLOC section placed
     placed: dict[int, bool] = {}
+    if prof.mod_mem:
+        core_types = ("text", "rodata", "ro_after_init", "data", "data")
+        init_types = ("init_text", "init_rodata", None, "init_data", "init_data")
+    else:  # one core and one init layout; "other" is the last pass (ARCH_SHF_SMALL on other arches)
+        core_types = ("text", "rodata", "ro_after_init", "data", "other")
+        init_types = ("init",) * 5
+    size: dict[str, int] = {}
+
+    def get_offset(t: str, align: int, n: int) -> None:  # module_get_offset()
+        size[t] = _align(size.get(t, 0), align) + n
+
+    by_type: dict[str, int] = {}
+    core_total = init_total = 0
     for want_init, types in ((False, core_types), (True, init_types)):
-        for m, (req, forbid) in enumerate(masks):
+        for m, _ in enumerate(MASKS):
             t = types[m]
-            for s in secs[1:]:
-                f = flags[s.index]
-                if (f & req) != req or (f & forbid) or s.index in placed or is_init(s.name) != want_init:
+            req, forbid = MASKS[m]
+            for i in range(1, len(secs)):
+                f = flags[i]
+                if (f & req) != req or (f & forbid) or i in placed or is_init(secs[i].name) != want_init:
                     continue
-                if t is None:  # WARN_ON_ONCE(type == MOD_INVALID): skipped
+                if t is None:  # 6.4+: WARN_ON_ONCE(type == MOD_INVALID), left unplaced
                     continue
-                get_offset(t, s.addralign, s.size)
-                placed[s.index] = want_init
-    ndst = 0
-    kallsyms = _core_kallsyms(elf, secs, flags, index, placed, prof)
-    kallsyms_bytes = 0
-    if kallsyms is not None:
-        symtab, ndst, core_bytes, nsrc = kallsyms
-        get_offset("init_data", symtab.addralign, symtab.size)
-        before = size["data"]
-        size["data"] = _align(size["data"], symtab.addralign) + core_bytes
-        kallsyms_bytes = size["data"] - before
-        strsec = elf.section_at(symtab.link)
-        get_offset("init_data", strsec.addralign, strsec.size)
-        size["init_data"] = _align(size["init_data"], prof.alignof_mod_kallsyms) + prof.sizeof_mod_kallsyms + nsrc
-    alloc = {t: _align(n, prof.page_size) for t, n in size.items()}  # module_memory_alloc(): PAGE_ALIGN
-    by_type = {t: alloc[t] for t in ("text", "rodata", "ro_after_init", "data")}  # kallsyms is in "data"
+                if prof.mod_mem:
+                    get_offset(t, secs[i].addralign, secs[i].size)
+                else:  # 6.1: one running size per layout, strict_align() after passes 0, 1, 2, 4
+                    cur = init_total if want_init else core_total
+                    cur = _align(cur, secs[i].addralign) + secs[i].size
+                    if want_init:
+                        init_total = cur
+                    else:
+                        by_type[t] = by_type.get(t, 0) + cur - core_total
+                        core_total = cur
+                placed[i] = want_init
+            if not prof.mod_mem and m != 3 and prof.strict_module_rwx:
+                if want_init:
+                    init_total = _align(init_total, prof.page_size)
+                else:
+                    by_type[t] = by_type.get(t, 0) + _align(core_total, prof.page_size) - core_total
+                    core_total = _align(core_total, prof.page_size)
+
+    # layout_symtab(): the core copy of kallsyms, the full tables in init
+    ndst = kallsyms_bytes = 0
+    if prof.kallsyms and inp.symtab is not None:
+        pcpu = index.get(".data..percpu", 0)
+        strtab_size = 0
+        for i, sym in enumerate(inp.symbols):
+            if i == 0 or inp.livepatch or _is_core_symbol(sym, len(secs), flags, placed, pcpu, prof):
+                strtab_size += sym.name_len + 1
+                ndst += 1
+        kallsyms_bytes = ndst * inp.sym_size + strtab_size + ndst  # Elf_Syms, names, type bytes
+        nsrc = len(inp.symbols)
+        init_tail = prof.sizeof_mod_kallsyms + nsrc
+        if prof.mod_mem:
+            get_offset("init_data", inp.symtab.addralign, inp.symtab.size)
+            size["data"] = _align(size.get("data", 0), inp.symtab.addralign) + kallsyms_bytes
+            get_offset("init_data", inp.strtab.addralign, inp.strtab.size)
+            size["init_data"] = _align(size["init_data"], prof.alignof_mod_kallsyms) + init_tail
+        else:
+            start = core_total
+            core_total = _align(core_total, inp.symtab.addralign) + kallsyms_bytes  # info->symoffs...
+            if prof.strict_module_rwx:
+                core_total = _align(core_total, prof.page_size)
+            by_type["kallsyms"] = core_total - start
+            init_total = _align(init_total, inp.symtab.addralign) + inp.symtab.size
+            init_total = _align(init_total, inp.strtab.addralign) + inp.strtab.size
+            init_total = _align(init_total, prof.alignof_mod_kallsyms) + init_tail
+            if prof.strict_module_rwx:
+                init_total = _align(init_total, prof.page_size)
+
+    if prof.mod_mem:  # module_memory_alloc(): each type PAGE_ALIGNed on its own
+        alloc = {t: _align(n, prof.page_size) for t, n in size.items()}
+        by_type = {t: alloc.get(t, 0) for t in ("text", "rodata", "ro_after_init", "data")}  # kallsyms in data
+        core_total = sum(by_type.values())
+        init_total = sum(alloc.get(t, 0) for t in ("init_text", "init_data", "init_rodata"))
     percpu = secs[index[".data..percpu"]].size if ".data..percpu" in index else 0
     mod_name = name or os.path.basename(path).split(".ko")[0].replace("-", "_")
-    return Footprint(mod_name, path, sum(by_type.values()), by_type,
-                     sum(alloc[t] for t in ("init_text", "init_data", "init_rodata")), ndst, percpu, kallsyms_bytes)
+    return Footprint(mod_name, path, core_total, by_type, init_total, ndst, percpu, kallsyms_bytes)
 
 
-def _is_core_symbol(st_name: int, shndx: int, shnum: int, flags, placed, pcpu: int, prof: Profile) -> bool:
+def _is_core_symbol(sym: Sym, shnum: int, flags, placed, pcpu: int, prof: Profile) -> bool:
     """kernel/module/kallsyms.c:is_core_symbol()."""
-    if shndx == SHN_UNDEF or shndx >= shnum or not st_name:
+    if sym.shndx == SHN_UNDEF or sym.shndx >= shnum or not sym.named:
         return False
-    if prof.kallsyms_all and pcpu and shndx == pcpu:
+    if prof.kallsyms_all and pcpu and sym.shndx == pcpu:
         return True
-    f = flags[shndx]
+    f = flags[sym.shndx]
     if not f & SHF_ALLOC or (not prof.kallsyms_all and not f & SHF_EXECINSTR):
         return False
-    # a section the layout did not place keeps sh_entsize = ~0UL: init in 6.1 (the top bit), not an
-    # init type in 6.4+ (but such a section has no SHF_ALLOC, so it never gets here)
-    return shndx in placed and not placed[shndx] if not prof.mod_mem else not placed.get(shndx, False)
+    # A section the layout did not place keeps sh_entsize = ~0UL: that has the init bit set in 6.1;
+    # in 6.4+ it decodes to no init type (such a section is unallocated anyway, unless MOD_INVALID).
+    if prof.mod_mem:
+        return not placed.get(sym.shndx, False)
+    return sym.shndx in placed and not placed[sym.shndx]
+
+
+# ---------------------------------------------------------------------------------------------
+# What if modules were linked into one
+# ---------------------------------------------------------------------------------------------
+
+# Sections every .ko has exactly once, whatever it links: the struct module and the build-salt
+# notes of its .mod.o, and the linker's build-id note (checked on kbuild builds: tests/kbuild/merge).
+SINGLETON_SECTIONS = (".gnu.linkonce.this_module", ".note.Linux", ".note.gnu.build-id")
+
+
+def merge_inputs(inputs: list[LayoutInput]) -> LayoutInput:
+    """The module kbuild would link from the objects of ``inputs`` (in that order): each output
+    section is its input sections concatenated, each at its own alignment (the module link merges no
+    strings across objects), except the once-per-module sections; the symbol table is the union,
+    the once-per-module sections' symbols (``__this_module``, the ``_note_*``) counted once."""
+    out: list[Sec] = [Sec("", 0, 0, 0)]
+    where: dict[str, int] = {}
+    symbols: list[Sym] = [Sym(False, 0, 0)]
+    for inp in inputs:
+        remap: dict[int, int | None] = {}
+        for i, s in enumerate(inp.sections[1:], 1):
+            j = where.get(s.name)
+            if j is None:
+                where[s.name] = j = len(out)
+                out.append(s)
+            elif s.name in SINGLETON_SECTIONS:
+                remap[i] = None  # this member's copy does not exist in the merged module
+                continue
+            else:
+                m = out[j]
+                out[j] = Sec(m.name, m.flags, _align(m.size, s.addralign) + s.size, max(m.addralign, s.addralign))
+            remap[i] = j
+        for sym in inp.symbols[1:]:
+            if SHN_UNDEF < sym.shndx < len(inp.sections):
+                j = remap.get(sym.shndx)
+                if j is None:
+                    continue
+                symbols.append(Sym(sym.named, sym.name_len, j))
+            else:
+                symbols.append(sym)  # undefined, absolute, common: not core either way
+    syms = [i.symtab for i in inputs if i.symtab is not None]
+    strs = [i.strtab for i in inputs if i.strtab is not None]
+    symtab = Sec(".symtab", 0, len(symbols) * inputs[0].sym_size, max((s.addralign for s in syms), default=8))
+    strtab = Sec(".strtab", 0, sum(s.size for s in strs), 1)
+    return LayoutInput(out, symbols, inputs[0].sym_size, symtab if syms else None, strtab if strs else None,
+                       any(i.livepatch for i in inputs))
+
+
+@dataclass
+class MergeReport:
+    """``--merge``: one group of modules linked into one."""
+
+    members: list[str]
+    footprint: Footprint
+    separate: int  # the members' sizes added up
+    internal_exports: list[str]  # exported by a member, imported only by other members
+    unused_exports: list[str]
+
+    @property
+    def delta(self) -> int:
+        return self.footprint.size - self.separate
+
+    def to_json(self) -> dict:
+        return {"members": self.members, "footprint": self.footprint.to_json(), "separate_size": self.separate,
+                "separate_pages": (self.separate + PAGE_SIZE - 1) // PAGE_SIZE,
+                "delta": {"bytes": self.delta, "pages": self.footprint.pages - (self.separate + PAGE_SIZE - 1) // PAGE_SIZE},
+                "internal_exports": self.internal_exports, "unused_exports": self.unused_exports}
+
+
+def what_if(modules: list, groups: list[list[int]], profile: Profile | str) -> dict:
+    """Merge each group (indexes into ``modules``, kmodsim Module objects) into one module and say
+    what changes: each merged module's footprint, the exports that become internal, the names then
+    exported twice across the resulting set (and by whom), and the RAM of both configurations."""
+    from .module import Module  # noqa: F401  (modules are kmodsim.module.Module)
+
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    inputs = {}
+    for i, m in enumerate(modules):
+        buf, _fmt, _size = read_image(m.path)
+        try:
+            inputs[i] = input_of(ElfFile(buf))
+        finally:
+            close = getattr(buf, "close", None)
+            if close is not None:
+                close()
+    single = {i: layout(inputs[i], prof, m.path, m.name) for i, m in enumerate(modules)}
+    users: dict[str, set[int]] = {}
+    for i, m in enumerate(modules):
+        for imp in m.imports:
+            users.setdefault(imp.name, set()).add(i)
+    reports = []
+    for g in groups:
+        name = "+".join(modules[i].name for i in g)
+        fp = layout(merge_inputs([inputs[i] for i in g]), prof, name, name)
+        internal, unused = [], []
+        for i in g:
+            for e in modules[i].exports:
+                u = users.get(e.name, set()) - {i}
+                if not u:
+                    unused.append(e.name)
+                elif u <= set(g):
+                    internal.append(e.name)
+        reports.append(MergeReport([modules[i].name for i in g], fp, sum(single[i].size for i in g),
+                                   sorted(internal), sorted(unused)))
+    merged = {i for g in groups for i in g}
+    result = [(r.footprint.name, {e.name for i in g for e in modules[i].exports}) for r, g in zip(reports, groups, strict=True)]
+    result += [(modules[i].name, {e.name for e in modules[i].exports}) for i in range(len(modules)) if i not in merged]
+    exporters: dict[str, list[str]] = {}
+    for owner, names in result:
+        for n in names:
+            exporters.setdefault(n, []).append(owner)
+    dups = {n: who for n, who in sorted(exporters.items()) if len(who) > 1}
+    before = sum(f.size for f in single.values())
+    after = sum(r.footprint.size for r in reports) + sum(single[i].size for i in range(len(modules)) if i not in merged)
+    return {"profile": prof.name, "modules": [single[i] for i in range(len(modules))], "merges": reports,
+            "duplicates": dups, "before": before, "after": after}
