@@ -631,6 +631,12 @@ class _Analyzer:
         fn = parse.enclosing_function(node)
         return (fn.start_byte, fn.end_byte) if fn is not None else None
 
+    def _call_site(self, loc: dict, member: str, idiom: str, callee: Node, call: Node) -> CallSite:
+        """A call of ``member`` whose callee expression is ``callee``, in the call ``call``."""
+        return CallSite(**loc, member=member, idiom=idiom, value_used=_value_used(call),
+                        in_parse_error=_in_error(callee), span=(callee.start_byte, callee.end_byte),
+                        function_span=self._span(callee))
+
     def _loc(self, sf: SourceFile, node: Node) -> dict:
         fname, _ = self._function(sf, node)
         return {
@@ -693,17 +699,7 @@ class _Analyzer:
         if p is None:
             return
         if p.type == "call_expression" and p.child_by_field_name("function") == child:
-            mem.call_sites.append(
-                CallSite(
-                    **loc,
-                    member=member,
-                    idiom=f"{shown}()",
-                    value_used=_value_used(p),
-                    in_parse_error=_in_error(fe),
-                    span=(fe.start_byte, fe.end_byte),
-                    function_span=self._span(fe),
-                )
-            )
+            mem.call_sites.append(self._call_site(loc, member, f"{shown}()", fe, p))
             return
         if p.type == "argument_list" and p.parent is not None and p.parent.type == "call_expression":
             callee = _call_name(p.parent) or ""
@@ -769,17 +765,7 @@ class _Analyzer:
             return
         inner = m["inner"][0]
         call = m["call"][0]
-        self.members[member].call_sites.append(
-            CallSite(
-                **self._loc(sf, inner),
-                member=member,
-                idiom=f"{w}()",
-                value_used=_value_used(call),
-                in_parse_error=_in_error(inner),
-                span=(inner.start_byte, inner.end_byte),
-                function_span=self._span(inner),
-            )
-        )
+        self.members[member].call_sites.append(self._call_site(self._loc(sf, inner), member, f"{w}()", inner, call))
 
     def scan_macro_bodies(self) -> None:
         """Call sites written inside #define bodies (opaque to the parser)."""
