@@ -241,10 +241,17 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
         return out
     import multiprocessing as mp
 
-    # Interleaved chunks balance large and small modules; several chunks a worker keep the
-    # progress bar moving without paying much per-task overhead.
-    n_chunks = jobs * 32
-    chunks = [(paths[i::n_chunks], max_size) for i in range(n_chunks) if paths[i::n_chunks]]
+    # Largest files first, in small chunks handed out as workers free up (longest-processing-time
+    # first): a big .ko.xz never ends up alone at the tail of one worker's queue.
+    def size(p: str) -> int:
+        try:
+            return os.stat(p).st_size
+        except OSError:
+            return 0
+
+    ordered = sorted(paths, key=size, reverse=True)
+    step = max(1, min(32, len(ordered) // (jobs * 16)))
+    chunks = [(ordered[i:i + step], max_size) for i in range(0, len(ordered), step)]
     ctx = mp.get_context("fork")
     with ctx.Pool(jobs) as pool:
         for res in pool.imap_unordered(_read_chunk, chunks):
