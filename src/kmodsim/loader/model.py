@@ -102,20 +102,22 @@ class KernelModel:
         return [m.proc_entry(self.profile.footprint) for m in self.modules]
 
     # -- finit_module(2) ---------------------------------------------------------------------------
-    def load_module(self, image: ModuleImage, args: str = "", init_ret: int = 0) -> Call:
+    def load_module(self, image: ModuleImage, args: str = "", init_ret: int = 0,
+                    init_log: tuple[str, ...] | list[str] = ()) -> Call:
         """kernel/module/main.c:load_module(), then do_init_module() with ``init_ret`` as the
-        module's init result. Returns the errno (0 on success) and the log lines of the call."""
+        module's init result (and ``init_log`` as the lines its init logs). Returns the errno (0 on
+        success) and the log lines of the call."""
         self.log = []
         mod = _Loading(image)
         try:
-            self._load(mod, args, init_ret)
+            self._load(mod, args, init_ret, init_log)
             err = 0
         except _Fail as f:
             err = f.err
             self._unwind(mod)
         return Call(image.name, err, self.log)
 
-    def _load(self, mod: _Loading, args: str, init_ret: int) -> None:
+    def _load(self, mod: _Loading, args: str, init_ret: int, init_log=()) -> None:
         info = mod.image
         # module_sig_check(): unsigned modules pass unless enforced (CONFIG_MODULE_SIG_FORCE)
         if self.profile.sig_force and not info.signed:
@@ -143,7 +145,7 @@ class KernelModel:
         if err:
             raise _Fail(err)
         mod.params = values
-        self.do_init_module(mod, init_ret)
+        self.do_init_module(mod, init_ret, init_log)
 
     def check_modstruct_version(self, mod: _Loading) -> bool:
         """kernel/module/version.c:check_modstruct_version(): module_layout's CRC, first of all."""
@@ -298,8 +300,10 @@ class KernelModel:
                 self.log.append(f"{mod.name}: exports duplicate symbol {e.name} (owned by {owner})")
                 raise _Fail(E.ENOEXEC)
 
-    def do_init_module(self, mod: _Loading, init_ret: int) -> None:
-        """kernel/module/main.c:do_init_module(): the init result is the caller's (``init_ret``)."""
+    def do_init_module(self, mod: _Loading, init_ret: int, init_log=()) -> None:
+        """kernel/module/main.c:do_init_module(): the init result and the lines the init logs are the
+        caller's (``init_ret``, ``init_log``)."""
+        self.log.extend(init_log)
         if init_ret < 0:
             raise _Fail(-init_ret)
         m = LoadedModule(mod.name, mod.image, {e.name: (e.gpl, e.namespace, e.crc) for e in mod.image.exports},

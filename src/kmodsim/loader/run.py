@@ -38,7 +38,8 @@ def tree_index(root: str) -> dict[str, str]:
 def step_record(step: Step, calls: list[dict], messages: list[str], modules: list[dict], tainted: int) -> dict:
     err = calls[-1]["errno"] if calls else 0
     return {"cmd": step.cmd, "line": step.line, "errno": err, "errname": errname(err), "messages": messages,
-            "calls": calls, "init": step.init if step.init_given else None, "modules": modules,
+            "calls": calls, "init": step.init if step.init_given else None,
+            "init_log": list(step.init_log), "modules": modules,
             "tainted": tainted}
 
 
@@ -61,7 +62,7 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
                     calls.append({"module": name, "skipped": True, "errno": 0})
                     continue
                 c = model.load_module(load_image(path), step.args if i == last else "",
-                                      step.init if i == last else 0)
+                                      step.init if i == last else 0, step.init_log if i == last else ())
                 calls.append({"module": c.module, "errno": c.errno})
                 messages += c.messages
                 if c.errno:
@@ -79,6 +80,9 @@ def result_doc(source: str, kernel: Kernel, profile: Profile, steps: list[dict],
         if given:
             notes.append("init results taken from the script (# init=...) on line(s) "
                          + ", ".join(map(str, given)))
+        logged = [s["line"] for s in steps if s.get("init_log")]
+        if logged:
+            notes.append("init log lines taken from the script (#> ...) on line(s) " + ", ".join(map(str, logged)))
         if not profile.verified:
             notes.append(f"profile {profile.series} is not verified on the real kernel")
     return {"source": source, "kernel": kernel.release, "vermagic": kernel.vermagic,

@@ -8,7 +8,8 @@
 The parameters are passed to the kernel as written (the rest of the line, spaces collapsed), as
 ``insmod`` does. A module's own init result depends on its code and hardware, not on the loader:
 a step may state it in its comment, ``insmod x.ko  # init=-19`` (or ``init=-ENODEV``); without it
-the init is taken to succeed (return 0). Positive init results (the kernel warns and dumps a stack)
+the init is taken to succeed (return 0). The lines the init itself logs are given the same way, one
+``#> <line>`` comment line each, right after the step. Positive init results (the kernel warns and dumps a stack)
 are refused.
 """
 
@@ -33,6 +34,7 @@ class Step:
     args: str = ""
     init: int = 0  # the module's init result (the target's, for modprobe)
     init_given: bool = False
+    init_log: list[str] = field(default_factory=list)  # the init's own kernel lines ("#> " lines)
     # filled by resolve(): [(module name, path)] to load in order (deps first), or [(name, "")] for rmmod
     plan: list[tuple[str, str]] = field(default_factory=list)
 
@@ -54,8 +56,17 @@ def _init_value(text: str) -> int:
 
 def parse_script(text: str, path: str = "<script>") -> list[Step]:
     steps = []
+    log_ok = False  # a "#> line" may follow an insmod/modprobe step or another "#>" line
     for no, raw in enumerate(text.splitlines(), 1):
         where = f"{path}:{no}"
+        lm = re.match(r"\s*#>\s?(.*)$", raw)
+        if lm:
+            if not log_ok:
+                raise ScriptError(f"{where}: a '#>' line (the init's own kernel line) must follow an insmod "
+                                  f"or modprobe line")
+            steps[-1].init_log.append(lm.group(1).rstrip())
+            continue
+        log_ok = False
         body, comment = raw, ""
         m = re.search(r"(^|\s)#", raw)
         if m:
@@ -86,6 +97,7 @@ def parse_script(text: str, path: str = "<script>") -> list[Step]:
                                   f"warn and dump a stack, which is not modelled; use 0 or -errno")
             step.init_given = True
         steps.append(step)
+        log_ok = op != "rmmod"
     return steps
 
 

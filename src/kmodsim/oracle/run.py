@@ -73,7 +73,7 @@ def strip_module(path: str, dest: str) -> bytes:
     Compressed modules (.ko.xz, .ko.zst, .ko.gz) are decompressed first, with kmodsim's reader and
     its size limit: the guest loads plain ELF, whatever the kernel's CONFIG_MODULE_DECOMPRESS.
     """
-    from ..module import ModuleError, read_image
+    from ..module import MODULE_SIG_STRING, ModuleError, read_image
 
     strip = shutil.which("strip")
     if strip is None:
@@ -82,6 +82,15 @@ def strip_module(path: str, dest: str) -> bytes:
         buf, fmt, _size = read_image(path)
     except ModuleError as exc:
         raise ModuleFileError(str(exc)) from None
+    if bytes(buf[-len(MODULE_SIG_STRING):]) == MODULE_SIG_STRING:
+        # a signed module (Debian's are shipped without debug info) is packed as it is: strip would
+        # drop the appended signature, and the kernel would taint on it ("module verification failed")
+        data = bytes(buf)
+        if not fmt:
+            buf.close()
+        with open(dest, "wb") as f:
+            f.write(data)
+        return data
     src = path
     if fmt:
         src = dest + ".elf"

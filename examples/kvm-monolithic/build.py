@@ -1,0 +1,195 @@
+"""Debian's linux-source-6.1 and KVM built out of tree against Debian's headers, in two layouts.
+
+* ``source_tree(version)``: ``apt-get download linux-source-6.1=<version>`` (the version of the
+  installed headers), and ``arch/x86/kvm``, ``arch/x86/include``, ``virt/kvm``, ``include/linux`` of
+  its tarball unpacked into ``<cache>/src/linux-source-6.1_<version>`` (the tree the ops tests use);
+* ``build(layout, ...)``: a copy of ``arch/x86/kvm`` and ``virt/kvm`` in a cache directory, a
+  generated ``Kbuild`` next to KVM's own ``Makefile`` (which it includes, with two paths made
+  relative to ``$(src)``), then ``make -C <headers> M=<copy>/arch/x86/kvm modules``. Layouts:
+  ``normal`` (kvm.ko, kvm-intel.ko, kvm-amd.ko) and ``mono-intel``/``mono-amd`` (one vendor module
+  with every object of kvm.ko linked in, plus ``mono_glue.c``). The two monolithic modules are
+  built in separate directories: kbuild gives an object shared by two modules of one directory
+  both names in ``KBUILD_MODNAME`` (which would rename every module parameter and log prefix).
+
+Nothing is written outside ``kmodsim.debian.cache_root()``; results are reused when the inputs
+(source version, headers, generated Kbuild, glue) are unchanged.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+from kmodsim.debian import cache_root
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_PACKAGE = "linux-source-6.1"
+SOURCE_DIRS = ("arch/x86/kvm", "arch/x86/include", "virt/kvm", "include/linux")
+LAYOUTS = ("normal", "mono-intel", "mono-amd")
+
+# Per layout: the modules kbuild links, and for the monolithic ones the vendor object whose
+# module_init/module_exit become kvm_mono_vendor_init/exit (x86.o's become kvm_mono_x86_*).
+_MONO = {"mono-intel": ("kvm-intel", "vmx/vmx.o"), "mono-amd": ("kvm-amd", "svm/svm.o")}
+
+
+class BuildError(Exception):
+    pass
+
+
+def _run(cmd: list[str], **kw) -> str:
+    p = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-20:])
+        raise BuildError(f"{' '.join(cmd[:4])}...: exit {p.returncode}\n{tail}")
+    return p.stdout
+
+
+def headers_version(headers: str) -> str:
+    """The Debian version of the package providing ``headers`` (e.g. 6.1.192-2)."""
+    pkg = "linux-headers-" + os.path.basename(os.path.realpath(headers)).removeprefix("linux-headers-")
+    return _run(["dpkg-query", "-W", "-f=${Version}", pkg]).strip()
+
+
+def source_deb(version: str) -> str:
+    d = os.path.join(cache_root(), "debs")
+    want = os.path.join(d, f"{SOURCE_PACKAGE}_{version.replace(':', '%3a')}_all.deb")
+    if os.path.isfile(want):
+        return want
+    os.makedirs(d, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".dl-", dir=d)
+    try:
+        _run(["apt-get", "download", f"{SOURCE_PACKAGE}={version}"], cwd=tmp)
+        debs = glob.glob(os.path.join(tmp, "*.deb"))
+        if len(debs) != 1:
+            raise BuildError(f"apt-get download {SOURCE_PACKAGE}={version}: got {len(debs)} files")
+        os.replace(debs[0], want)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return want
+
+
+def source_tree(version: str) -> str:
+    """The unpacked source subset (cached, atomic: a finished tree carries ``.kmodsim-complete``)."""
+    base = os.path.join(cache_root(), "src")
+    final = os.path.join(base, f"{SOURCE_PACKAGE}_{version}")
+    if os.path.exists(os.path.join(final, ".kmodsim-complete")):
+        return final
+    deb = source_deb(version)
+    os.makedirs(base, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=".tmp-", dir=base)
+    try:
+        dpkg = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
+        tar = subprocess.run(["tar", "-x", "-C", work, f"./usr/src/{SOURCE_PACKAGE}.tar.xz"],
+                             stdin=dpkg.stdout, capture_output=True, text=True)
+        dpkg.stdout.close()
+        if dpkg.wait() != 0 or tar.returncode != 0:
+            raise BuildError(f"{deb}: cannot extract the source tarball: {tar.stderr.strip()}")
+        out = os.path.join(work, "tree")
+        os.mkdir(out)
+        _run(["tar", "-xJf", os.path.join(work, "usr", "src", f"{SOURCE_PACKAGE}.tar.xz"), "-C", out,
+              *(f"{SOURCE_PACKAGE}/{d}" for d in SOURCE_DIRS)])
+        tree = os.path.join(out, SOURCE_PACKAGE)
+        open(os.path.join(tree, ".kmodsim-complete"), "w").close()
+        try:
+            os.rename(tree, final)
+        except OSError:
+            if not os.path.exists(os.path.join(final, ".kmodsim-complete")):
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
+def kbuild_text(layout: str) -> str:
+    """The generated arch/x86/kvm/Kbuild of a layout (kbuild reads Kbuild before Makefile)."""
+    lines = [
+        "# generated by examples/kvm-monolithic/build.py: KVM's own Makefile, built out of tree",
+        "# __FILE__ strings as in Debian's in-tree build (sizes must not depend on this directory)",
+        "ccflags-y += -fmacro-prefix-map=$(src)/=arch/x86/kvm/",
+        "# trace.h: TRACE_INCLUDE_PATH ../../arch/x86/kvm",
+        "CFLAGS_x86.o += -I $(src)/..",
+        "include $(src)/kvm.mk",
+    ]
+    if layout in _MONO:
+        mod, vendor_obj = _MONO[layout]
+        var = mod + "-y"
+        lines += [
+            f"# monolithic: {mod}.ko = every object of kvm.ko + {mod}'s own + the glue init",
+            "CFLAGS_x86.o += -Dinit_module=kvm_mono_x86_init -Dcleanup_module=kvm_mono_x86_exit",
+            f"CFLAGS_{vendor_obj} += -Dinit_module=kvm_mono_vendor_init -Dcleanup_module=kvm_mono_vendor_exit",
+            f"{var} := $(kvm-y) $({var}) mono_glue.o",
+            f"obj-m := {mod}.o",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def kvm_makefile(src_tree: str) -> str:
+    """KVM's Makefile with its two $(srctree) paths pointing into this copy."""
+    text = open(os.path.join(src_tree, "arch/x86/kvm/Makefile"), encoding="utf-8").read()
+    text, n1 = re.subn(r"-I \$\(srctree\)/arch/x86/kvm", "-I $(src)", text)
+    text, n2 = re.subn(r"include \$\(srctree\)/virt/kvm/Makefile.kvm", "include $(src)/../../../virt/kvm/Makefile.kvm",
+                       text)
+    if (n1, n2) != (1, 1):
+        raise BuildError("arch/x86/kvm/Makefile: unexpected layout (the 6.1 Makefile is expected)")
+    return text
+
+
+def _key(layout: str, src_tree: str, headers: str) -> str:
+    h = hashlib.sha256()
+    h.update(os.path.basename(src_tree).encode())
+    h.update(os.path.realpath(headers).encode())
+    with open(os.path.join(headers, "Module.symvers"), "rb") as f:
+        h.update(hashlib.sha256(f.read()).digest())
+    h.update(kbuild_text(layout).encode())
+    h.update(kvm_makefile(src_tree).encode())
+    if layout in _MONO:
+        with open(os.path.join(HERE, "mono_glue.c"), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def modules_of(build_dir: str) -> dict[str, str]:
+    kdir = os.path.join(build_dir, "arch", "x86", "kvm")
+    return {os.path.basename(p)[:-3]: p for p in sorted(glob.glob(os.path.join(kdir, "*.ko")))}
+
+
+def build(layout: str, src_tree: str, headers: str, jobs: int | None = None) -> str:
+    """Build one layout; returns its (cached) directory. The modules are in arch/x86/kvm/."""
+    if layout not in LAYOUTS:
+        raise BuildError(f"unknown layout {layout!r}")
+    base = os.path.join(cache_root(), "kvm-monolithic")
+    dest = os.path.join(base, f"{os.path.basename(src_tree)}-{layout}-{_key(layout, src_tree, headers)}")
+    if os.path.isfile(os.path.join(dest, ".kmodsim-built")):
+        return dest
+    # built in place (kbuild's *.mod files name the objects by absolute path: modpost reads them
+    # again for the in-tree style run); only a finished build carries the marker
+    if os.path.isdir(dest):
+        shutil.rmtree(dest)
+    try:
+        for d in ("arch/x86/kvm", "virt/kvm"):
+            shutil.copytree(os.path.join(src_tree, d), os.path.join(dest, d))
+        kdir = os.path.join(dest, "arch/x86/kvm")
+        with open(os.path.join(kdir, "kvm.mk"), "w", encoding="utf-8") as f:
+            f.write(kvm_makefile(src_tree))
+        with open(os.path.join(kdir, "Kbuild"), "w", encoding="utf-8") as f:
+            f.write(kbuild_text(layout))
+        if layout in _MONO:
+            shutil.copy(os.path.join(HERE, "mono_glue.c"), kdir)
+        cmd = ["make", "-C", headers, f"M={kdir}", f"-j{jobs or os.cpu_count() or 1}",
+               "CONFIG_DEBUG_INFO_BTF_MODULES=", "modules"]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        with open(os.path.join(dest, "build.log"), "w", encoding="utf-8") as f:
+            f.write(p.stdout + p.stderr)
+        if p.returncode != 0:
+            tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-25:])
+            raise BuildError(f"kbuild failed for layout {layout}:\n{tail}")
+        open(os.path.join(dest, ".kmodsim-built"), "w").close()
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return dest
