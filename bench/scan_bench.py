@@ -75,6 +75,7 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, he
         subprocess.run(["cp", "-al", tree, os.path.join(base, "lib", "modules", kver)], check=True)
         cache = os.path.join(work, "cache")
         env = dict(os.environ, KMODSIM_CACHE=cache)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # let kmodsim's .pyc be written and used, as on a user's machine
         cmds = {
             "depmod": [depmod, "-b", base, kver],
             "cold": [kmodsim, "scan", "--no-cache", tree],

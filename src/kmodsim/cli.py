@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "footprint": "kmodsim.commands.footprint:footprint_cmd",
     "ops": "kmodsim.ops.cli:ops_cmd",
     "fetch-kernel": "kmodsim.commands.fetch:fetch_cmd",
+    "depmod": "kmodsim.commands.depmod:depmod_cmd",
+    "why": "kmodsim.commands.deps:why_cmd",
+    "deps": "kmodsim.commands.deps:deps_cmd",
     "load": "kmodsim.commands.load:load_cmd",
     "verify": "kmodsim.commands.verify:verify_cmd",
 }
@@ -34,6 +37,9 @@ HELP = {
     "footprint": "What each module costs in RAM, as /proc/modules shows it.",
     "ops": "Census of an ops table in C source, with a devirtualization plan.",
     "fetch-kernel": "Fetch and unpack a Debian kernel package (cached, never installed).",
+    "depmod": "depmod with kmod's options: modules.dep & co. byte-identical, cycles with their symbols.",
+    "why": "Which symbols make module A need module B (directly or through a chain).",
+    "deps": "The dependency tree of a module, with the symbols behind each edge.",
     "load": "Model the kernel's module loader on an insmod/rmmod/modprobe script.",
     "verify": "Run a load script on the real kernel under QEMU; --compare with the model.",
 }

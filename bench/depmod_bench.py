@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""``kmodsim depmod`` against kmod's depmod, in one run, on the same machine and page cache.
+
+For each tree (Debian 6.1: plain .ko; Debian 6.12: .ko.xz) two hard-linked copies are made (the
+cached trees are never written to): depmod writes into one, kmodsim into the other. Rounds
+interleave, each command a fresh process:
+
+  depmod        ``depmod -b <copy A> <kver>``
+  cold          ``kmodsim depmod --no-cache -b <copy B> <kver>``  (every module read, all cores)
+  cold-bin      the same with ``--bin``: also the five .bin indexes, i.e. all the files depmod writes
+  warm          ``kmodsim depmod -b <copy B> <kver>``, cache primed (unchanged tree: the memoised
+                result is written after discovery and a stat of every module)
+  warm-modules  the same with the memoised result deleted before each run (per-module records
+                from the cache, everything computed again)
+
+The page cache is warm for all (one untimed run of each first). Medians are reported with their
+ratio to depmod, the peak RSS of the process tree, and whether the five text files kmodsim wrote
+are byte-identical to depmod's.
+
+    python bench/depmod_bench.py [--rounds 5] [--tree 6.1] [--tree 6.12] [--tree /path/lib/modules/KVER]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
+FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
+BINS = ("modules.dep.bin", "modules.alias.bin", "modules.symbols.bin", "modules.builtin.bin",
+        "modules.builtin.alias.bin")
+
+
+def timed(cmd: list[str], env=None, before=None) -> float:
+    if before:
+        before()
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode().strip()[-500:]}")
+    return dt
+
+
+def peak_rss(cmd: list[str], env=None) -> int:
+    """Peak RSS (KiB) of any process of the tree, from a sub-interpreter's RUSAGE_CHILDREN."""
+    code = ("import resource,subprocess,sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env, check=True)
+    return int(out.stdout.strip())
+
+
+def resolve_tree(spec: str) -> str:
+    if os.path.isdir(spec):
+        return spec.rstrip("/")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+    from kmodsim.debian import DebianKernel, depends_of, image_package
+
+    if spec == "6.1":
+        return DebianKernel(image_package("linux-image-amd64")).modules_dir
+    if spec == "6.12":
+        pkg = next(d for d in depends_of("linux-image-6.12-amd64") if d.startswith("linux-image-6.12"))
+        return DebianKernel(pkg).modules_dir
+    sys.exit(f"unknown tree {spec!r}")
+
+
+def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) -> dict:
+    kver = os.path.basename(tree)
+    work = tempfile.mkdtemp(prefix="kmodsim-depmod-bench-")
+    try:
+        roots = {}
+        for side in ("a", "b"):
+            roots[side] = os.path.join(work, side)
+            os.makedirs(os.path.join(roots[side], "lib", "modules"))
+            subprocess.run(["cp", "-al", tree, os.path.join(roots[side], "lib", "modules", kver)], check=True)
+        cache = os.path.join(work, "cache")
+        env = dict(os.environ, KMODSIM_CACHE=cache)
+        # as installed Python code runs: from its cached bytecode (else every run recompiles kmodsim)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        cmds = {
+            "depmod": [depmod, "-b", roots["a"], kver],
+            "cold": [kmodsim, "depmod", "--no-cache", "-b", roots["b"], kver],
+            "cold-bin": [kmodsim, "depmod", "--no-cache", "--bin", "-b", roots["b"], kver],
+            "warm": [kmodsim, "depmod", "-b", roots["b"], kver],
+            "warm-modules": [kmodsim, "depmod", "-b", roots["b"], kver],
+        }
+
+        def drop_memo() -> None:
+            for f in glob.glob(os.path.join(cache, "depmod-v*", "*.result")):
+                os.unlink(f)
+
+        before = {"warm-modules": drop_memo}
+        for k, cmd in cmds.items():  # warm the page cache and prime kmodsim's cache, untimed
+            timed(cmd, env, before.get(k))
+        identical = all(open(os.path.join(roots["a"], "lib", "modules", kver, f), "rb").read()
+                        == open(os.path.join(roots["b"], "lib", "modules", kver, f), "rb").read()
+                        for f in FILES + BINS)  # cold-bin ran before the warm runs: every file is there
+        times: dict[str, list[float]] = {k: [] for k in cmds}
+        for _ in range(rounds):
+            for k, cmd in cmds.items():
+                times[k].append(timed(cmd, env, before.get(k)))
+        rss = {}
+        for k, cmd in cmds.items():
+            if k in before:
+                before[k]()
+            rss[k] = peak_rss(cmd, env)
+        n = sum(1 for _d, _s, fs in os.walk(tree) for f in fs if ".ko" in f)
+        return {"label": label, "tree": tree, "modules": n, "identical": identical,
+                "median": {k: statistics.median(v) for k, v in times.items()}, "all": times, "rss_kib": rss}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tree", action="append", help="6.1, 6.12, or a lib/modules/<kver> directory")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--verbose", "-v", action="store_true", help="print every round's times")
+    args = ap.parse_args()
+    kmodsim = shutil.which("kmodsim") or sys.exit("kmodsim is not on PATH (use .venv/bin)")
+    depmod = shutil.which("depmod") or "/usr/sbin/depmod"
+    version = subprocess.run([depmod, "--version"], capture_output=True, text=True).stdout.split()[2]
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; depmod: kmod {version}")
+    print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"
+          f"{'warm s':>9}{'ratio':>7}{'target':>8}{'warm-mod s':>11}{'ratio':>7}{'cold-bin s':>11}{'ratio':>7}"
+          f"{'identical':>10}{'RSS MiB depmod/cold/warm':>26}")
+    for spec in args.tree or ["6.1", "6.12"]:
+        r = bench_tree(spec, resolve_tree(spec), args.rounds, kmodsim, depmod)
+        m = r["median"]
+        t = TARGETS.get(spec, {"cold": float("nan"), "warm": float("nan")})
+        rc, rw, rm = m["cold"] / m["depmod"], m["warm"] / m["depmod"], m["warm-modules"] / m["depmod"]
+        rb = m["cold-bin"] / m["depmod"]
+        rss = "/".join(f"{r['rss_kib'][k] / 1024:.0f}" for k in ("depmod", "cold", "warm"))
+        print(f"{spec:<8}{r['modules']:>8}{m['depmod']:>10.3f}{m['cold']:>9.3f}{rc:>7.2f}{t['cold']:>8}"
+              f"{m['warm']:>9.3f}{rw:>7.3f}{t['warm']:>8}{m['warm-modules']:>11.3f}{rm:>7.3f}"
+              f"{m['cold-bin']:>11.3f}{rb:>7.2f}"
+              f"{'yes' if r['identical'] else 'NO':>10}{rss:>26}", flush=True)
+        if args.verbose:
+            for k, v in r["all"].items():
+                print(f"    {k:<13}" + " ".join(f"{x:.3f}" for x in v))
+    print(f"load after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

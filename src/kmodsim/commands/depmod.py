@@ -1,0 +1,114 @@
+"""``kmodsim depmod``: kmod's depmod, with the same options and byte-identical modules.* files."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .common import EXIT_ERROR, EXIT_OK, error, max_size_option
+
+TEXT_FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
+
+
+def _deprecated(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        sys.stderr.write(f"depmod: WARNING: Ignored deprecated option {param.opts[-1]}\n")
+    return value
+
+
+@click.command("depmod")
+@click.option("-a", "--all", "all_", is_flag=True, help="Probe all modules (the default without MODULES).")
+@click.option("-A", "--quick", is_flag=True, help="Only do the work if a module is newer than modules.dep.")
+@click.option("-b", "--basedir", metavar="DIR", help="Use an image of a module tree: DIR/lib/modules/KVER.")
+@click.option("-C", "--config", "config", multiple=True, metavar="PATH",
+              help="Read depmod.d configuration from PATH (repeatable) instead of the default directories.")
+@click.option("-e", "--errsyms", is_flag=True, help="Report symbols nobody supplies (needs -E or -F).")
+@click.option("-E", "--symvers", metavar="Module.symvers", help="The kernel's symbols and CRCs (checks versions).")
+@click.option("-F", "--filesyms", metavar="System.map", help="The kernel's symbols from a System.map.")
+@click.option("-n", "--show", "--dry-run", "show", is_flag=True, help="Write the files to stdout only.")
+@click.option("-P", "--symbol-prefix", "prefix", default="", metavar="C", help="Architecture symbol prefix.")
+@click.option("-w", "--warn", is_flag=True, help="Warn on duplicates.")
+@click.option("-v", "--verbose", count=True, help="Accepted for compatibility.")
+@click.option("-u", "--unresolved-error", is_flag=True, hidden=True, callback=_deprecated)
+@click.option("-q", "--quiet", is_flag=True, hidden=True, callback=_deprecated)
+@click.option("-r", "--root", is_flag=True, hidden=True, callback=_deprecated)
+@click.option("-m", "--map", "map_", is_flag=True, hidden=True, callback=_deprecated)
+@click.option("--bin", "bins", is_flag=True,
+              help="Also write the .bin indexes modprobe reads (kmod's index format; slower).")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write kmodsim's cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Cache directory (default: $KMODSIM_CACHE/depmod-v1).")
+@click.option("--cycles-limit", type=click.IntRange(1), default=1000, show_default=True,
+              help="Report at most this many dependency cycles.")
+@max_size_option
+@click.argument("kver", required=False)
+@click.argument("modules", nargs=-1)
+def depmod_cmd(all_: bool, quick: bool, basedir: str | None, config: tuple[str, ...], errsyms: bool,
+               symvers: str | None, filesyms: str | None, show: bool, prefix: str, warn: bool, verbose: int,
+               unresolved_error: bool, quiet: bool, root: bool, map_: bool, bins: bool, jobs: int | None,
+               no_cache: bool,
+               cache_dir: str | None, cycles_limit: int, max_size: int, kver: str | None,
+               modules: tuple[str, ...]) -> None:
+    """Compute module dependencies as kmod's depmod does and write modules.dep, modules.alias,
+    modules.softdep, modules.symbols and modules.devname into BASEDIR/lib/modules/KVER,
+    byte-identical to kmod 30's; with --bin also the .bin indexes modprobe reads (not written
+    otherwise). depmod's messages are printed in its own words; a dependency cycle stops the run
+    as it stops depmod, and kmodsim adds every cycle with the symbols behind each edge. With -n
+    the files go to stdout. MODULES (absolute paths, after KVER) limit the run to them, unless -a.
+
+    Exit status: 0 written, 1 dependency cycles (nothing written), 2 usage or input error
+    (an unreadable module is still listed, as depmod lists it)."""
+    import os
+
+    from ..deps import (
+        DepmodError,
+        depmod_result,
+        is_version_number,
+        plan,
+        tree_dirname,
+        up_to_date,
+        write_outputs,
+    )
+
+    if len(prefix) > 1:
+        error("-P: takes a single character")
+        raise SystemExit(EXIT_ERROR)
+    if kver is not None and not is_version_number(kver):
+        error(f"{kver}: bad version (a kernel release such as 6.1.0-18-amd64)")
+        raise SystemExit(EXIT_ERROR)
+    kver = kver or os.uname().release
+    dirname = tree_dirname(basedir, kver)
+    if quick:
+        if show:
+            raise SystemExit(EXIT_OK)
+        said: list[str] = []
+        fresh = up_to_date(dirname, said)
+        sys.stderr.write("".join(said))
+        if fresh:
+            raise SystemExit(EXIT_OK)
+    try:
+        pl = plan(basedir, kver, files=list(modules) if modules and not all_ else None, symvers=symvers,
+                  system_map=filesyms, config_paths=list(config) if config else None, stat=not no_cache)
+        res = depmod_result(pl, errsyms=errsyms, prefix=prefix, warn=warn, show=show, bins=bins,
+                            cycles_limit=cycles_limit, jobs=jobs, use_cache=not no_cache,
+                            cache_dir=cache_dir, max_size=max_size)
+    except DepmodError as exc:
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
+    if res.files is not None:
+        if show:
+            out = sys.stdout.buffer
+            for name in TEXT_FILES:
+                out.write(res.files[name])
+            out.flush()
+        else:
+            try:
+                write_outputs(dirname, res.files)
+            except OSError as exc:
+                sys.stderr.write(res.stderr)
+                error(f"{exc.filename or dirname}: {exc.strerror or exc}")
+                raise SystemExit(EXIT_ERROR) from None
+    sys.stderr.write(res.stderr)
+    raise SystemExit(res.status)
