@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import tempfile
 
-from kmodsim.debian import cache_root
+from kmodsim.debian import DebianError, cache_root, fetch_deb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_PACKAGE = "linux-source-6.1"
@@ -56,21 +56,11 @@ def headers_version(headers: str) -> str:
 
 
 def source_deb(version: str) -> str:
-    d = os.path.join(cache_root(), "debs")
-    want = os.path.join(d, f"{SOURCE_PACKAGE}_{version.replace(':', '%3a')}_all.deb")
-    if os.path.isfile(want):
-        return want
-    os.makedirs(d, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".dl-", dir=d)
+    """Debian's linux-source .deb at exactly ``version`` (apt-get download, cached)."""
     try:
-        _run(["apt-get", "download", f"{SOURCE_PACKAGE}={version}"], cwd=tmp)
-        debs = glob.glob(os.path.join(tmp, "*.deb"))
-        if len(debs) != 1:
-            raise BuildError(f"apt-get download {SOURCE_PACKAGE}={version}: got {len(debs)} files")
-        os.replace(debs[0], want)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return want
+        return fetch_deb(f"{SOURCE_PACKAGE}={version}")
+    except DebianError as exc:
+        raise BuildError(str(exc)) from None
 
 
 def source_tree(version: str) -> str:

@@ -169,13 +169,16 @@ def image_package(meta: str = "linux-image-amd64", arch: str | None = None) -> s
 
 
 def fetch_deb(package: str, arch: str | None = None) -> str:
-    """The .deb of ``package`` in the cache, downloading it if needed. A foreign ``arch`` has its own
-    directory (``apt-<arch>/debs``): same-named packages of two architectures never mix."""
+    """The .deb of ``package`` (``name``, or ``name=version`` for an exact version) in the cache,
+    downloading it if needed. A foreign ``arch`` has its own directory (``apt-<arch>/debs``):
+    same-named packages of two architectures never mix."""
     foreign = _is_foreign(arch)
     d = os.path.join(apt_root(arch), "debs") if foreign else os.path.join(cache_root(), "debs")
     os.makedirs(d, exist_ok=True)
-    name = package.split(":")[0]
-    have = sorted(glob.glob(os.path.join(d, f"{glob.escape(name)}_*.deb")))
+    name, _, version = package.split(":")[0].partition("=")
+    # .deb file names spell the version's epoch colon as %3a
+    pattern = f"{glob.escape(name)}_{glob.escape(version.replace(':', '%3a')) if version else '*'}_*.deb"
+    have = sorted(glob.glob(os.path.join(d, pattern)))
     if have:
         return have[-1]
     tmp = tempfile.mkdtemp(prefix=".dl-", dir=d)
