@@ -204,13 +204,18 @@ def _stat_key(path: str) -> tuple[int, int, int, int] | None:
 
 
 def _read_one(path: str, max_size: int) -> tuple[bool, object]:
-    """(True, record) or (False, problem); never raises for bad input."""
+    """(True, (marshalled record, summary)) or (False, problem); never raises for bad input.
+
+    The record travels marshalled — the cache's own format — so the parent process only moves bytes
+    (decoded on use, see ScanResult): unpickling ~25 MB of records in the parent cost more wall time
+    than it saved, the parent competing with the workers for the cores."""
     try:
         buf, fmt, fsize = read_image(path, max_size)
     except ModuleError as exc:
         return False, exc.problem
     try:
-        return True, parse_record(buf, path, fmt, fsize)
+        rec = parse_record(buf, path, fmt, fsize)
+        return True, (marshal.dumps(rec), record_summary(rec))
     except Exception as exc:  # ElfError, and anything a hostile file provokes: reported, not raised
         from .elf import ElfError
 
@@ -350,8 +355,8 @@ class ScanCache:
             return None
         return e[3], e[2]
 
-    def put(self, path: str, key: tuple, record: tuple, summary: tuple) -> None:
-        blob = marshal.dumps(record)
+    def put(self, path: str, key: tuple, blob: bytes, summary: tuple) -> None:
+        """Cache a marshalled module record (``marshal.dumps(Module.to_record())``)."""
         self.entries[path] = (key, zlib.crc32(blob), summary, blob)
         self.dirty = True
 
@@ -416,10 +421,10 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
         for root, f, key in todo:
             ok, val = parsed[f]
             if ok:
-                summ = record_summary(val)
-                items[f] = (f, val, summ)
+                blob, summ = val
+                items[f] = (f, blob, summ)
                 if use_cache and key is not None:
-                    caches[root].put(f, key, val, summ)
+                    caches[root].put(f, key, blob, summ)
             else:
                 errors.append(ScanError(f, val))
     if use_cache:
