@@ -1314,7 +1314,7 @@ def load_records(pl: Plan, jobs: int | None = None, use_cache: bool = True, cach
     if cache is not None:
         for p in todo:
             if keys[p] is not None:
-                cache.put(p, keys[p], recs[p], ())
+                cache.put(p, keys[p], marshal.dumps(recs[p]), ())
         cache.prune(set(keys))
         cache.save()
     return recs
