@@ -61,14 +61,12 @@ def resolve_tree(spec: str) -> str:
     if os.path.isdir(spec):
         return spec.rstrip("/")
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-    from kmodsim.debian import DebianKernel, depends_of, image_package
+    from kmodsim.debian import DebianError, series_kernel
 
-    if spec == "6.1":
-        return DebianKernel(image_package("linux-image-amd64")).modules_dir
-    if spec == "6.12":
-        pkg = next(d for d in depends_of("linux-image-6.12-amd64") if d.startswith("linux-image-6.12"))
-        return DebianKernel(pkg).modules_dir
-    sys.exit(f"unknown tree {spec!r}")
+    try:
+        return series_kernel(spec).modules_dir
+    except DebianError as exc:
+        sys.exit(str(exc))
 
 
 def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) -> dict:

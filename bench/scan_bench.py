@@ -53,14 +53,12 @@ def resolve_tree(spec: str) -> tuple[str, str | None]:
     if os.path.isdir(spec):
         return spec, None
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-    from kmodsim.debian import DebianKernel, depends_of, image_package
+    from kmodsim.debian import DebianError, series_kernel
 
-    if spec == "6.1":
-        k = DebianKernel(image_package("linux-image-amd64"))
-    elif spec == "6.12":
-        k = DebianKernel(next(d for d in depends_of("linux-image-6.12-amd64") if d.startswith("linux-image-6.12")))
-    else:
-        sys.exit(f"unknown tree {spec!r}")
+    try:
+        k = series_kernel(spec)
+    except DebianError as exc:
+        sys.exit(str(exc))
     return k.modules_dir, k.headers()
     sys.exit(f"unknown tree {spec!r}")
 

@@ -160,6 +160,17 @@ def depends_of(meta: str, arch: str | None = None) -> list[str]:
     return re.findall(r"^\s+Depends: (\S+)", out, re.M)
 
 
+# Debian bookworm's amd64 kernel series, each with the meta-package that points at its newest image
+SERIES_METAPACKAGES = {"6.1": "linux-image-amd64", "6.12": "linux-image-6.12-amd64"}
+
+
+def series_kernel(series: str) -> DebianKernel:
+    """The newest Debian image of a kernel series ("6.1", "6.12"), fetched and unpacked."""
+    if series not in SERIES_METAPACKAGES:
+        raise DebianError(f"{series}: unknown kernel series (one of {', '.join(SERIES_METAPACKAGES)})")
+    return DebianKernel(image_package(SERIES_METAPACKAGES[series]))
+
+
 def image_package(meta: str = "linux-image-amd64", arch: str | None = None) -> str:
     """The versioned image package a meta-package points at, e.g. linux-image-6.1.0-56-amd64."""
     for dep in depends_of(meta, arch):

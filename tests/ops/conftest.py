@@ -18,15 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from kmodsim.debian import SERIES_METAPACKAGES
+from kmodsim.debian import cache_root as debian_cache_root
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE_PACKAGE = "linux-source-6.1"
 SOURCE_DIRS = ("arch/x86/kvm", "arch/x86/include", "virt/kvm", "include/linux")
-# metapackage -> the image package it currently points at (bookworm: 6.1, and the 6.12 LTS)
-IMAGE_METAPACKAGES = {"6.1": "linux-image-amd64", "6.12": "linux-image-6.12-amd64"}
-
-
 def cache_root() -> Path:
-    return Path(os.environ.get("KMODSIM_CACHE") or Path.home() / ".cache" / "kmodsim")
+    return Path(debian_cache_root())
 
 
 def unavailable(message: str) -> None:
@@ -122,7 +121,7 @@ def debian_kvm_modules() -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     base = cache_root() / "ops-ko"
     try:
-        for label, meta in IMAGE_METAPACKAGES.items():
+        for label, meta in SERIES_METAPACKAGES.items():
             pkg = apt_depends(meta)
             version = apt_version(pkg)
             final = base / f"{pkg}_{version}"
