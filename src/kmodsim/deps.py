@@ -464,47 +464,11 @@ def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) 
 
 def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
                  crcs: bool = True) -> dict[str, tuple]:
-    """Records of ``paths``, read by ``jobs`` processes (default: all cores): the parent reads
-    one share itself and forks a child for each other share (interleaved, so that large and small
-    modules are spread out); a child sends its records back marshalled through a pipe. A child
-    that fails only costs time: its share is then read by the parent."""
-    import marshal
+    """Records of ``paths``, read by ``jobs`` processes (default: all cores), shared out in
+    discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too)."""
+    from .tree import parallel_map
 
-    jobs = min(jobs or os.cpu_count() or 1, max(1, len(paths) // 32))
-    if jobs <= 1 or not hasattr(os, "fork"):
-        return {p: read_record(p, max_size, crcs) for p in paths}
-    shares = [paths[i::jobs] for i in range(jobs)]
-    children = []
-    for share in shares[1:]:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: read, send, leave without running the parent's exit handlers
-            status = 1
-            try:
-                os.close(r)
-                data = marshal.dumps([read_record(p, max_size, crcs) for p in share])
-                with os.fdopen(w, "wb") as f:
-                    f.write(data)
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(w)
-        children.append((pid, r, share))
-    out = {p: read_record(p, max_size, crcs) for p in shares[0]}
-    for pid, r, share in children:
-        with os.fdopen(r, "rb") as f:
-            data = f.read()
-        _, status = os.waitpid(pid, 0)
-        recs = None
-        if status == 0:
-            try:
-                recs = marshal.loads(data)
-            except (ValueError, EOFError, TypeError):
-                recs = None
-        if recs is None or len(recs) != len(share):
-            recs = [read_record(p, max_size, crcs) for p in share]
-        out.update(zip(share, recs, strict=True))
-    return out
+    return dict(zip(paths, parallel_map(lambda p: read_record(p, max_size, crcs), paths, jobs), strict=True))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,8 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterator
+from itertools import repeat
+from operator import add
 from typing import NamedTuple
 
 ELFMAG = b"\x7fELF"
@@ -91,8 +93,9 @@ class ElfFile:
     """
 
     __slots__ = (
-        "buf", "size", "ei_class", "little", "e", "type", "machine", "shoff", "sections",
-        "_by_name", "_sym_fmt", "_sym_size",
+        "buf", "size", "ei_class", "little", "e", "type", "machine", "shoff", "shnum",
+        "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size", "sh_link", "sh_info",
+        "sh_addralign", "sh_entsize", "sh_name_off", "_name_col", "_shstr", "_names", "_sections", "_sym_fmt", "_sym_size",
     )
 
     def __init__(self, buf) -> None:
@@ -137,30 +140,94 @@ class ElfFile:
             raise ElfError(
                 f"section header table ({shnum} entries at {shoff:#x}) extends past the end of the file "
                 f"({n:#x} bytes)")
-        raw = list(struct.iter_unpack(sh_fmt, buf[shoff:end]))
         if not 0 < shstrndx < shnum:
             raise ElfError(f"section name string table index {shstrndx} out of range")
-        names_sh = raw[shstrndx]
-        names = self._checked(names_sh[4], names_sh[5], f"section name string table (section {shstrndx})")
-        sections = []
-        names = names.decode("latin-1")
-        for i, (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size_, sh_link, sh_info,
-                sh_addralign, sh_entsize) in enumerate(raw):
-            end = names.find("\0", sh_name)
-            if end < 0:
-                raise ElfError(f"section {i} name at {sh_name:#x} is outside the section name table")
-            name = names[sh_name:end]
-            if sh_offset + sh_size_ > n and sh_type != SHT_NOBITS and sh_type != SHT_NULL:
-                raise ElfError(
-                    f"section {i} ({name}) at {sh_offset:#x} size {sh_size_:#x} extends past the end "
-                    f"of the file ({n:#x} bytes)")
-            sections.append(_new(Section, (i, name, sh_type, sh_flags, sh_addr, sh_offset, sh_size_, sh_link,
-                                  sh_info, sh_addralign, sh_entsize)))
-        self.sections = sections
-        by_name: dict[str, Section] = {}
-        for s in sections:
-            by_name.setdefault(s.name, s)
-        self._by_name = by_name
+        self.shnum = shnum
+        # The table as columns, decoded at C level (the hot path reads ~50 sections per module and
+        # needs only a few of them): no per-section Python work unless something is wrong.
+        table = buf[shoff:end]
+        words = array("I")
+        words.frombytes(table)
+        if self.little != _HOST_LITTLE:
+            words.byteswap()
+        if ei_class == ELFCLASS64:  # Elf64_Shdr: name, type u32; flags, addr, offset, size u64;
+            quads = array("Q")      # link, info u32; addralign, entsize u64
+            quads.frombytes(table)
+            if self.little != _HOST_LITTLE:
+                quads.byteswap()
+            name_offs, self.sh_type, self.sh_link, self.sh_info = words[0::16], words[1::16], words[10::16], words[11::16]
+            (self.sh_flags, self.sh_addr, self.sh_offset, self.sh_size, self.sh_addralign,
+             self.sh_entsize) = quads[1::8], quads[2::8], quads[3::8], quads[4::8], quads[6::8], quads[7::8]
+        else:  # Elf32_Shdr: ten u32 in that order
+            (name_offs, self.sh_type, self.sh_flags, self.sh_addr, self.sh_offset, self.sh_size, self.sh_link,
+             self.sh_info, self.sh_addralign, self.sh_entsize) = (words[k::10] for k in range(10))
+        shstr = self._shstr = self._checked(self.sh_offset[shstrndx], self.sh_size[shstrndx],
+                                            f"section name string table (section {shstrndx})").decode("latin-1")
+        self.sh_name_off = name_offs
+        # names are decoded on first use; here only proven to be there (C-level max and endswith)
+        if max(name_offs) >= len(shstr) or not shstr.endswith("\0"):
+            for i, o in enumerate(name_offs):
+                if shstr.find("\0", o) < 0:
+                    raise ElfError(f"section {i} name at {o:#x} is outside the section name table")
+        self._names: list[str] | None = None
+        self._name_col: bytes | None = None
+        if max(map(add, self.sh_offset, self.sh_size)) > n:  # NOBITS (and NULL) may point anywhere
+            for i, (t, o, z) in enumerate(zip(self.sh_type, self.sh_offset, self.sh_size, strict=True)):
+                if o + z > n and t != SHT_NOBITS and t != SHT_NULL:
+                    raise ElfError(
+                        f"section {i} ({self.sh_names[i]}) at {o:#x} size {z:#x} extends past the end "
+                        f"of the file ({n:#x} bytes)")
+        self._sections: list[Section] | None = None
+
+    @property
+    def section_names_table(self) -> str:
+        """The section name string table (latin-1: one character per byte, offsets are valid)."""
+        return self._shstr
+
+    @property
+    def sh_names(self) -> list[str]:
+        """The name of every section (decoded on first use)."""
+        if self._names is None:
+            shstr = self._shstr
+            ends = map(shstr.find, repeat("\0"), self.sh_name_off)
+            self._names = list(map(shstr.__getitem__, map(slice, self.sh_name_off, ends)))
+        return self._names
+
+    @property
+    def sections(self) -> list[Section]:
+        """Every section header, decoded (built on first use)."""
+        if self._sections is None:
+            self._sections = list(map(_new, repeat(Section), zip(
+                range(self.shnum), self.sh_names, self.sh_type, self.sh_flags, self.sh_addr, self.sh_offset,
+                self.sh_size, self.sh_link, self.sh_info, self.sh_addralign, self.sh_entsize, strict=True)))
+        return self._sections
+
+    def indices(self, name: str) -> list[int]:
+        """Indices of every section called ``name`` (usually none or one), ascending.
+
+        Found in the name table (``find``) and then in the column of name offsets (``index``),
+        both at C level; a name can be the tail of a longer one (ld merges ".text" into
+        ".rela.text"), so every occurrence of it counts."""
+        pat = name + "\0"
+        shstr = self._shstr
+        out: list[int] = []
+        p = shstr.find(pat)
+        if p < 0:
+            return out
+        col = self._name_col
+        if col is None:
+            col = self._name_col = self.sh_name_off.tobytes()
+        while p >= 0:
+            word = array("I", (p,)).tobytes()
+            j = col.find(word)
+            while j >= 0:
+                if not j & 3:  # aligned: an entry, not two halves of neighbours
+                    out.append(j >> 2)
+                j = col.find(word, j + 1)
+            p = shstr.find(pat, p + 1)
+        if len(out) > 1:
+            out.sort()
+        return out
 
     # -- helpers -------------------------------------------------------------------------------
     def _checked(self, offset: int, size: int, what: str) -> bytes:
@@ -177,12 +244,19 @@ class ElfFile:
         return MACHINE_NAMES.get(self.machine, f"machine {self.machine}")
 
     def section(self, name: str) -> Section | None:
-        return self._by_name.get(name)
+        """The first section called ``name``."""
+        found = self.indices(name)
+        return self.section_at(found[0]) if found else None
 
     def section_at(self, index: int) -> Section:
-        if not 0 <= index < len(self.sections):
+        if not 0 <= index < self.shnum:
             raise ElfError(f"section index {index} out of range")
-        return self.sections[index]
+        if self._sections is not None:
+            return self._sections[index]
+        return _new(Section, (index, self.sh_names[index], self.sh_type[index], self.sh_flags[index],
+                              self.sh_addr[index], self.sh_offset[index], self.sh_size[index],
+                              self.sh_link[index], self.sh_info[index], self.sh_addralign[index],
+                              self.sh_entsize[index]))
 
     def data(self, sec: Section) -> bytes:
         """The section's bytes (empty for NOBITS); bounds were checked when the table was read."""
@@ -197,10 +271,10 @@ class ElfFile:
 
     # -- symbols -------------------------------------------------------------------------------
     def symtab(self) -> Section | None:
-        for s in self.sections:
-            if s.type == SHT_SYMTAB:
-                return s
-        return None
+        try:
+            return self.section_at(self.sh_type.index(SHT_SYMTAB))
+        except ValueError:
+            return None
 
     def _symtab_parts(self, symtab: Section) -> tuple[bytes, bytes]:
         if symtab.entsize != self._sym_size:
@@ -210,24 +284,33 @@ class ElfFile:
         strtab = self.data(self.section_at(symtab.link))
         return self.data(symtab), strtab
 
-    def symbol_columns(self, symtab: Section | None = None) -> tuple[list[int], bytes, str]:
-        """The symbol table as columns: (st_shndx of every symbol, raw symtab bytes, string table).
+    def symbol_arrays(self, symtab: Section | None = None) -> tuple[array, bytes, array, array, str]:
+        """The symbol table as columns: (st_name, st_info, st_shndx, st_value, string table).
 
-        The hot path of :mod:`kmodsim.module`: section indices of all symbols come out of one C-level
-        array slice, so callers can pick the few symbols they need before decoding anything else
-        (with :meth:`symbol_at`). The string table is decoded once as latin-1, which maps every byte
-        to one character, so string offsets stay valid and no name is ever altered.
+        The hot path of :mod:`kmodsim.module`: every column comes out of one C-level array slice,
+        so callers select the symbols they need with ``itertools.compress`` and friends before
+        anything is decoded one by one. The string table is decoded once as latin-1, which maps
+        every byte to one character, so string offsets stay valid and no name is ever altered.
         """
         symtab = symtab or self.symtab()
         if symtab is None:
-            return [], b"", ""
+            return array("I"), b"", array("H"), array("I"), ""
         data, strtab = self._symtab_parts(symtab)
-        halves = array("H")
+        swap = self.little != _HOST_LITTLE
+        words, halves = array("I"), array("H")
+        words.frombytes(data)
         halves.frombytes(data)
-        if self.little != _HOST_LITTLE:
+        if swap:
+            words.byteswap()
             halves.byteswap()
-        shndx = halves[3::12] if self.is64 else halves[7::8]
-        return shndx.tolist(), data, strtab.decode("latin-1")
+        if self.is64:  # Elf64_Sym: name u32, info u8, other u8, shndx u16, value u64, size u64
+            values = array("Q")
+            values.frombytes(data)
+            if swap:
+                values.byteswap()
+            return words[0::6], data[4::24], halves[3::12], values[1::3], strtab.decode("latin-1")
+        # Elf32_Sym: name u32, value u32, size u32, info u8, other u8, shndx u16
+        return words[0::4], data[12::16], halves[7::8], words[1::4], strtab.decode("latin-1")
 
     def symbol_at(self, data: bytes, i: int) -> tuple[int, int, int, int, int]:
         """(st_name, st_value, st_size, st_info, st_shndx) of symbol ``i`` of ``data``."""

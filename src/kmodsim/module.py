@@ -31,10 +31,13 @@ import struct
 import sys
 import zlib
 from array import array
+from itertools import chain, compress, repeat
+from operator import and_, not_
 from typing import NamedTuple
 
-from .elf import ET_NAMES, ET_REL, SHN_ABS, SHN_UNDEF, SHT_NOBITS, ElfError, ElfFile, cstr
+from .elf import ET_NAMES, ET_REL, SHN_ABS, SHT_NOBITS, ElfError, ElfFile, cstr
 
+_WEAK = bytes(1 if c >> 4 == 2 else 0 for c in range(256))  # st_info -> 1 if STB_WEAK
 _new = tuple.__new__  # builds a NamedTuple from a tuple at C speed (the hot path makes ~10^5 a tree)
 
 MODULE_SIG_STRING = b"~Module signature appended~\n"
@@ -287,11 +290,13 @@ def _decode_imports(r: tuple) -> list[Import]:
 
 
 def _decode_sections(r: tuple) -> list[SectionInfo]:
-    vals = _unints("Q", r[12])
-    return [_new(SectionInfo, (n, *vals[i * 5:i * 5 + 5])) for i, n in enumerate(_split(r[11]))]
+    vals = _unints("Q", r[12])  # per section: name offset in r[11], type, flags, size, align, entsize
+    names = r[11]
+    return [_new(SectionInfo, (names[o:names.index("\0", o)], *vals[i + 1:i + 6])) for i, o in
+            zip(range(0, len(vals), 6), vals[0::6], strict=True)]
 
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: section names as the name table + offsets
 
 
 def _join(items) -> str:
@@ -457,53 +462,58 @@ def parse_record(buf, path: str, compression: str = "", file_size: int | None = 
 
     # section index -> role
     ksym_kind: dict[int, str] = {}
-    crc_secs: set[int] = set()
-    kstr_idx = -1
-    for s in elf.sections:
-        k = KSYMTAB_KINDS.get(s.name)
-        if k is not None:
-            ksym_kind[s.index] = k
-        elif s.name in KCRCTAB_SECTIONS:
-            crc_secs.add(s.index)
-        elif s.name == "__ksymtab_strings":
-            kstr_idx = s.index
+    for sname, kind in KSYMTAB_KINDS.items():
+        for i in elf.indices(sname):
+            ksym_kind[i] = kind
+    crc_secs = [i for sname in KCRCTAB_SECTIONS for i in elf.indices(sname)]
+    kstr_idx = next(iter(elf.indices("__ksymtab_strings")), -1)
 
-    shndx_col, symdata, strtab = elf.symbol_columns(symtab)
-    wanted = {SHN_UNDEF, SHN_ABS, kstr_idx, *ksym_kind, *crc_secs}
-    undefined: list[tuple[str, bool]] = []
+    st_name, st_info, st_shndx, st_value, strtab = elf.symbol_arrays(symtab)
+    find = strtab.find
+
+    # imports: named undefined symbols, selected and decoded column-wise (C level, no per-symbol
+    # Python code: a tree has ~2*10^5 of them). Undefined symbols are global: only the globals
+    # (from the symtab's sh_info on) are looked at unless a local one is undefined too.
+    nsym = len(st_shndx)
+    g = symtab.info if 0 < symtab.info <= nsym and 0 not in st_shndx[1:symtab.info] else 0
+    names_g, shndx_g = st_name[g:], st_shndx[g:]
+    und = list(map(not_, shndx_g))
+    if 0 in names_g:  # nameless undefined symbols (the null symbol) are not imports
+        und = list(map(and_, und, map(bool, names_g)))
+    offs = list(compress(names_g, und))
+    ends = list(map(find, repeat("\0"), offs))
+    if -1 in ends:
+        k = ends.index(-1)
+        i = g + list(compress(range(len(und)), und))[k]
+        raise ElfError(f"symbol {i} name at {offs[k]:#x} is outside the string table")
+    im_names = list(map(strtab.__getitem__, map(slice, offs, ends)))
+    im_weak = bytes(compress(st_info[g:], und)).translate(_WEAK)
+
+    # exports, namespaces and CRCs: the few symbols defined in the export sections (or absolute)
+    wanted = {SHN_ABS, kstr_idx, *ksym_kind, *crc_secs}
     exports: list[tuple[str, str]] = []
     crc_syms: dict[str, tuple[int, int]] = {}
     ns_off: dict[str, int] = {}
-    unpack = struct.Struct(elf.e + ("IBxHQ8x" if elf.is64 else "II4xBxH")).unpack_from
-    size = 24 if elf.is64 else 16
-    find = strtab.find
-    try:
-        for i in [i for i, x in enumerate(shndx_col) if x in wanted]:
-            if elf.is64:
-                nm, info, shndx, val = unpack(symdata, i * size)
-            else:
-                nm, val, info, shndx = unpack(symdata, i * size)
-            if nm == 0:
-                continue
-            end = find("\0", nm)
-            if end < 0:
-                raise ElfError(f"symbol {i} name at {nm:#x} is outside the string table")
-            name = strtab[nm:end]
-            if shndx == SHN_UNDEF:
-                undefined.append((name, (info >> 4) == 2))
-            elif shndx in ksym_kind:
-                if name.startswith("__ksymtab_"):
-                    exports.append((name[10:], ksym_kind[shndx]))
-            elif shndx == kstr_idx:
-                if name.startswith("__kstrtabns_"):
-                    ns_off[name[12:]] = val
-            elif name.startswith("__crc_"):
-                crc_syms[name[6:]] = (shndx, val)
-    except struct.error:
-        raise ElfError("truncated symbol table") from None
+    for i in _positions(st_shndx, wanted):
+        nm = st_name[i]
+        if nm == 0:
+            continue
+        end = find("\0", nm)
+        if end < 0:
+            raise ElfError(f"symbol {i} name at {nm:#x} is outside the string table")
+        name = strtab[nm:end]
+        shndx = st_shndx[i]
+        if shndx in ksym_kind:
+            if name.startswith("__ksymtab_"):
+                exports.append((name[10:], ksym_kind[shndx]))
+        elif shndx == kstr_idx:
+            if name.startswith("__kstrtabns_"):
+                ns_off[name[12:]] = st_value[i]
+        elif name.startswith("__crc_"):
+            crc_syms[name[6:]] = (shndx, st_value[i])
 
     crc_data: dict[int, bytes] = {}
-    kstr = elf.data(elf.sections[kstr_idx]) if kstr_idx >= 0 else b""
+    kstr = elf.data(elf.section_at(kstr_idx)) if kstr_idx >= 0 else b""
     ex_crcs, ex_ns = [], []
     for name, _kind in exports:
         crc = -1
@@ -515,7 +525,7 @@ def parse_record(buf, path: str, compression: str = "", file_size: int | None = 
             else:
                 data = crc_data.get(shndx)
                 if data is None:
-                    data = crc_data[shndx] = elf.data(elf.sections[shndx])
+                    data = crc_data[shndx] = elf.data(elf.section_at(shndx))
                 crc = elf.u32(data, val)
         ex_crcs.append(crc)
         off = ns_off.get(name)
@@ -523,8 +533,6 @@ def parse_record(buf, path: str, compression: str = "", file_size: int | None = 
 
     ve_names, ve_crcs = _versions(elf)
     vmap = dict(zip(ve_names, ve_crcs, strict=True))
-    get = vmap.get
-    im_names = [n for n, _w in undefined]
 
     mi = elf.section(".modinfo")
     modinfo = ""
@@ -539,18 +547,39 @@ def parse_record(buf, path: str, compression: str = "", file_size: int | None = 
         at = modinfo.find("name=", at + 1)
     if not name:
         name = _this_module_name(elf) or module_name_from_path(path)
-    secs = elf.sections[1:]
+    sec_values = chain.from_iterable(zip(elf.sh_name_off[1:], elf.sh_type[1:], elf.sh_flags[1:],
+                                         elf.sh_size[1:], elf.sh_addralign[1:], elf.sh_entsize[1:], strict=True))
     return (
         RECORD_VERSION, path, name,
         _join(e[0] for e in exports), _join(ex_ns), _join(e[1] for e in exports), _ints("q", ex_crcs),
-        _join(im_names), bytes(w for _n, w in undefined), _ints("q", [get(n, -1) for n in im_names]),
+        _join(im_names), im_weak, _ints("q", map(vmap.get, im_names, repeat(-1))),
         modinfo,
-        _join(x[1] for x in secs), _ints("Q", [v for x in secs for v in (x[2], x[3], x[6], x[9], x[10])]),
+        elf.section_names_table, _ints("Q", sec_values),
         _join(ve_names), _ints("Q", ve_crcs),
         None if sig is None else tuple(sig),
         elf.machine, elf.ei_class, elf.little, compression, size if file_size is None else file_size,
         elf_size,
     )
+
+
+def _positions(column: array, values: set[int]) -> list[int]:
+    """Indices of the u16 ``column`` whose value is in ``values`` — few among many: found with
+    ``bytes.find`` (memchr speed) rather than by looking at every element from Python."""
+    raw = column.tobytes()
+    out: list[int] = []
+    for v in values:
+        if not 0 <= v <= 0xFFFF:
+            continue
+        pat = array("H", (v,)).tobytes()
+        j = raw.find(pat)
+        while j >= 0:
+            if j & 1:  # straddles two entries
+                j = raw.find(pat, j + 1)
+                continue
+            out.append(j >> 1)
+            j = raw.find(pat, j + 2)
+    out.sort()
+    return out
 
 
 def _versions(elf: ElfFile) -> tuple[list[str], list[int]]:
@@ -577,15 +606,24 @@ def _versions(elf: ElfFile) -> tuple[list[str], list[int]]:
     if elf.little != (sys.byteorder == "little"):
         words.byteswap()
     step = 64 // words.itemsize
-    text = data.decode("latin-1")
-    find = text.find
-    names = []
-    for off in range(words.itemsize, len(text), 64):
-        end = find("\0", off, off + 64 - words.itemsize)
-        if end < 0:
+    crcs = words[::step]
+    crcs = crcs.tolist() if not crcs or max(crcs) <= 0xFFFFFFFF else [c & 0xFFFFFFFF for c in crcs]
+    # Names: each record's field cut at C level, trailing NULs stripped. That equals "up to the
+    # first NUL" unless a NUL is left inside a name (bytes after the terminator) or a field has
+    # none at all: then the exact, slower cut below decides (and reports a field without one).
+    width = 64 - words.itemsize
+    fields = struct.unpack(f"{words.itemsize}x{width}s" * (len(data) // 64), data)
+    names = list(map(bytes.rstrip, fields, repeat(b"\0")))
+    joined = b"\0".join(names)
+    if joined.count(b"\0") >= len(names) or (names and max(map(len, names)) >= width):
+        text = data.decode("latin-1")
+        starts = range(words.itemsize, len(text), 64)
+        ends = list(map(text.find, repeat("\0"), starts, range(64, len(text) + 64, 64)))
+        if -1 in ends:
+            off = starts[ends.index(-1)]
             raise ElfError(f"__versions record at {off - words.itemsize:#x} has no NUL-terminated name")
-        names.append(text[off:end])
-    return names, [c & 0xFFFFFFFF for c in words[::step]]
+        return list(map(text.__getitem__, map(slice, starts, ends))), crcs
+    return joined.decode("latin-1").split("\0") if names else [], crcs
 
 
 def _this_module_name(elf: ElfFile) -> str:

@@ -14,25 +14,21 @@ an entry whose file changed is re-read. The cache can only make a scan faster, n
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
 import sys
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from .debian import cache_root
 from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, parse_record, read_image
 
 CACHE_MAGIC = b"KMSCACHE"
 # Bump when the parser or the record layout changes: older caches are then rebuilt.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 4  # 3: module record version 2; 4: index apart from the records
 
 
-@dataclass
-class ScanError:
+class ScanError(NamedTuple):
     path: str
     problem: str
 
@@ -40,22 +36,23 @@ class ScanError:
         return f"{self.path}: {self.problem}"
 
 
-@dataclass
 class ScanResult:
     """Modules found by a scan, in discovery order, and the problems met.
 
     Cached modules stay marshalled until used: :attr:`summaries` (name, export and import
     counts) needs no decoding at all, :attr:`records` and :attr:`modules` decode on first use.
+    (A plain class, not a dataclass: ``dataclasses`` costs a warm scan ~7 ms of imports.)
     """
 
-    root: str
-    items: list[tuple[str, tuple | bytes, tuple[str, int, int]]] = field(default_factory=list)
-    keys: dict[str, tuple | None] = field(default_factory=dict)  # path -> stat key (size, mtime_ns, ctime_ns, ino)
-    errors: list[ScanError] = field(default_factory=list)
-    cached: int = 0
-    parsed: int = 0
-    _records: list[tuple] | None = None
-    _modules: list[Module] | None = None
+    def __init__(self, root: str, cached: int = 0, parsed: int = 0) -> None:
+        self.root = root
+        self.items: list[tuple[str, tuple | bytes, tuple[str, int, int]]] = []
+        self.keys: dict[str, tuple | None] = {}  # path -> stat key (size, mtime_ns, ctime_ns, ino)
+        self.errors: list[ScanError] = []
+        self.cached = cached
+        self.parsed = parsed
+        self._records: list[tuple] | None = None
+        self._modules: list[Module] | None = None
 
     @property
     def summaries(self) -> list[tuple[str, str, int, int]]:
@@ -65,7 +62,10 @@ class ScanResult:
     @property
     def records(self) -> list[tuple]:
         if self._records is None:
-            self._records = [marshal.loads(r) if isinstance(r, bytes) else r for _p, r, _s in self.items]
+            self._records = [r.record() if isinstance(r, _Cached) else marshal.loads(r) if isinstance(r, bytes)
+                             else r for _p, r, _s in self.items]
+            for c in {id(r.cache): r.cache for _p, r, _s in self.items if isinstance(r, _Cached)}.values():
+                c.save()  # records found damaged were read again: write them back
         return self._records
 
     @property
@@ -73,6 +73,29 @@ class ScanResult:
         if self._modules is None:
             self._modules = [Module.from_record(r) for r in self.records]
         return self._modules
+
+
+class _Cached:
+    """A module whose record is in a scan cache: read (and checked) when first used; a record that
+    fails its checksum is replaced by reading the module again."""
+
+    __slots__ = ("cache", "path", "key", "max_size")
+
+    def __init__(self, cache: ScanCache, path: str, key: tuple, max_size: int) -> None:
+        self.cache, self.path, self.key, self.max_size = cache, path, key, max_size
+
+    def record(self) -> tuple:
+        blob = self.cache.blob(self.path)
+        if blob is not None:
+            try:
+                return marshal.loads(blob)
+            except (ValueError, EOFError, TypeError):
+                pass
+        ok, val = _read_one(self.path, self.max_size)
+        if not ok:
+            raise ModuleError(self.path, val)
+        self.cache.put(self.path, self.key, *val)  # repaired at the next save
+        return marshal.loads(val[0])
 
 
 def record_summary(rec: tuple) -> tuple[str, int, int]:
@@ -228,43 +251,146 @@ def _read_one(path: str, max_size: int) -> tuple[bool, object]:
             close()
 
 
-def _read_chunk(args: tuple[list[str], int]) -> list[tuple[str, bool, object]]:
-    paths, max_size = args
-    return [(p, *_read_one(p, max_size)) for p in paths]
+def parallel_map(func: Callable[[object], object], items: list, jobs: int | None = None,
+                 progress: _progress | None = None) -> list:
+    """``[func(x) for x in items]`` in ``jobs`` processes (default: all cores); results must be
+    marshal-able (tuples of builtins).
+
+    The parent forks ``jobs - 1`` children, each taking every ``jobs``-th item (callers order the
+    items so that interleaving balances the work: largest first), and works through its own share
+    meanwhile — no process sits idle collecting results while the cores are busy. A child sends its
+    results back marshalled through a pipe once done, and a byte per 16 items on a shared progress
+    pipe. A child that fails only costs time: its share is then done by the parent. Children are
+    forked before the progress display starts its thread (fork and threads do not mix)."""
+    import gc
+    import marshal
+    import select
+
+    # The work makes ~10^6 short-lived acyclic objects: the cyclic collector would only walk them.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parallel_map(func, items, jobs, progress, marshal, select)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
+    jobs = min(jobs or os.cpu_count() or 1, max(1, len(items) // 32))
+    if jobs <= 1 or not hasattr(os, "fork"):
+        with progress or _progress(False, 0) as advance:
+            out = []
+            for x in items:
+                out.append(func(x))
+                if advance:
+                    advance(1)
+            return out
+    shares = [items[k::jobs] for k in range(jobs)]
+    prog_r, prog_w = os.pipe()
+    children: dict[int, tuple[int, int]] = {}  # result pipe -> (pid, share)
+    for k in range(1, jobs):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: work, send, leave without running the parent's exit handlers
+            status = 1
+            try:
+                os.close(r)
+                os.close(prog_r)
+                for other in children:
+                    os.close(other)
+                res = []
+                for j, x in enumerate(shares[k], 1):
+                    res.append(func(x))
+                    if not j & 15:
+                        os.write(prog_w, b"\x10")
+                if len(res) & 15:
+                    os.write(prog_w, bytes((len(res) & 15,)))
+                with os.fdopen(w, "wb") as f:
+                    f.write(marshal.dumps(res))
+                status = 0
+            except BaseException:  # noqa: BLE001 - reported by the parent redoing the share
+                pass
+            finally:
+                os._exit(status)
+        os.close(w)
+        children[r] = (pid, k)
+    os.close(prog_w)
+    os.set_blocking(prog_r, False)
+    results: list[list | None] = [None] * jobs
+    with progress or _progress(False, 0) as advance:
+
+        def drain() -> None:
+            try:
+                data = os.read(prog_r, 4096)
+            except BlockingIOError:
+                return
+            if data and advance:
+                advance(sum(data))
+
+        own = []
+        for j, x in enumerate(shares[0], 1):
+            own.append(func(x))
+            if advance and not j & 15:
+                advance(16)
+                drain()
+        if advance and len(own) & 15:
+            advance(len(own) & 15)
+        results[0] = own
+        bufs = {r: bytearray() for r in children}
+        open_fds = set(children) | {prog_r}
+        while open_fds:  # the progress pipe ends when the last child has exited
+            ready, _, _ = select.select(list(open_fds), [], [])
+            for fd in ready:
+                if fd == prog_r:
+                    try:
+                        data = os.read(prog_r, 4096)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        open_fds.discard(prog_r)
+                        os.close(prog_r)
+                    elif advance:
+                        advance(sum(data))
+                    continue
+                chunk = os.read(fd, 1 << 20)
+                if chunk:
+                    bufs[fd] += chunk
+                    continue
+                open_fds.discard(fd)
+                os.close(fd)
+                pid, k = children[fd]
+                _, status = os.waitpid(pid, 0)
+                res = None
+                if status == 0:
+                    try:
+                        res = marshal.loads(bufs.pop(fd))
+                    except (ValueError, EOFError, TypeError):
+                        res = None
+                if not isinstance(res, list) or len(res) != len(shares[k]):
+                    res = [func(x) for x in shares[k]]
+                results[k] = res
+    out = [None] * len(items)
+    for k, res in enumerate(results):
+        out[k::jobs] = res
+    return out
 
 
 def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
-              progress: Callable[[int], None] | None = None) -> dict[str, tuple[bool, object]]:
-    """Parse ``paths`` in ``jobs`` worker processes (default: all cores)."""
-    jobs = jobs or os.cpu_count() or 1
-    out: dict[str, tuple[bool, object]] = {}
-    if jobs <= 1 or len(paths) < 64:
-        for p in paths:
-            out[p] = _read_one(p, max_size)
-            if progress:
-                progress(1)
-        return out
-    import multiprocessing as mp
-
-    # Largest files first, in small chunks handed out as workers free up (longest-processing-time
-    # first): a big .ko.xz never ends up alone at the tail of one worker's queue.
+              progress: _progress | None = None,
+              keys: dict[str, tuple | None] | None = None) -> dict[str, tuple[bool, object]]:
+    """Parse ``paths`` in ``jobs`` processes (default: all cores): path -> (True, (marshalled
+    record, summary)) or (False, problem). ``keys`` (stat keys, as the scan has them) spares a
+    second stat of every file."""
+    # Largest files first, dealt out in turn (longest-processing-time first): a big .ko.xz never
+    # ends up alone at the tail of one process's share.
     def size(p: str) -> int:
-        try:
-            return os.stat(p).st_size
-        except OSError:
-            return 0
+        key = keys.get(p) if keys is not None else _stat_key(p)
+        return key[0] if key else 0
 
-    ordered = sorted(paths, key=size, reverse=True)
-    step = max(1, min(32, len(ordered) // (jobs * 16)))
-    chunks = [(ordered[i:i + step], max_size) for i in range(0, len(ordered), step)]
-    ctx = mp.get_context("fork")
-    with ctx.Pool(jobs) as pool:
-        for res in pool.imap_unordered(_read_chunk, chunks):
-            for p, ok, val in res:
-                out[p] = (ok, val)
-            if progress:
-                progress(len(res))
-    return out
+    ordered = sorted(paths, key=size, reverse=True) if len(paths) >= 64 else list(paths)
+    res = parallel_map(lambda p: _read_one(p, max_size), ordered, jobs, progress)
+    return dict(zip(ordered, res, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +398,8 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
 # ---------------------------------------------------------------------------------------------
 
 def default_cache_dir() -> str:
+    from .debian import cache_root
+
     return os.path.join(cache_root(), "scan")
 
 
@@ -282,6 +410,8 @@ def file_fingerprint(paths: Iterable[str]) -> list[tuple[str, tuple | None]]:
 
 def write_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename (never a torn file)."""
+    import tempfile
+
     d = os.path.dirname(path)
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
@@ -297,49 +427,66 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 class ScanCache:
-    """One file per scanned root.
+    """One file per scanned root: a checked index, then the module records.
 
-    Layout: ``CACHE_MAGIC``, the format (u32), the crc32 of the payload (u32), then the marshalled
-    payload ``(root, {path: (stat key, crc32 of blob, summary, blob)})`` where ``blob`` is the
-    marshalled module record, decoded only when the module is used. A file that fails any check is
-    discarded whole (and rebuilt by the next save).
+    Layout: ``CACHE_MAGIC``, the format (u32), the index length (u64) and its crc32 (u32), the
+    index — marshalled ``(root, blob area length, {path: (stat key, summary, offset, length,
+    crc32)})`` — then the blob area: each module's marshalled record at its offset. Loading reads
+    and checks the index only (a warm scan needs just the summaries); a record is read and its
+    crc32 checked when it is used (:meth:`blob`), and a record that fails the check is reported
+    as missing, so its module is read again. An index that fails any check, or a file whose size
+    does not match it, is discarded whole (and rebuilt by the next save).
     """
 
     def __init__(self, root: str, cache_dir: str | None = None) -> None:
         self.root = os.path.realpath(root)
         d = cache_dir or default_cache_dir()
-        h = hashlib.blake2b(self.root.encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
+        # a name from the root (the file also records the root: a collision only costs a rebuild)
+        raw = self.root.encode("utf-8", "surrogateescape")
+        h = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
         self.file = os.path.join(d, f"{h}.v{CACHE_FORMAT}")
-        self.entries: dict[str, tuple] = {}
+        self.entries: dict[str, tuple] = {}  # path -> (key, summary, offset, length, crc) or (key, summary, blob)
         self.dirty = False
         self.problem = ""  # why a cache file was discarded, if it was
+        self._map = None  # the loaded file, mapped: blobs are read from it on demand
+
+    _HEAD = len(CACHE_MAGIC) + 16
 
     def load(self) -> None:
+        import mmap
+
         try:
             with open(self.file, "rb") as f:
-                blob = f.read()
+                head = f.read(self._HEAD)
+                if len(head) < self._HEAD or not head.startswith(CACHE_MAGIC):
+                    self._discard("not a kmodsim cache file")
+                    return
+                n = len(CACHE_MAGIC)
+                fmt = int.from_bytes(head[n:n + 4], "little")
+                if fmt != CACHE_FORMAT:
+                    self._discard(f"format {fmt}, expected {CACHE_FORMAT}")
+                    return
+                size = int.from_bytes(head[n + 4:n + 12], "little")
+                crc = int.from_bytes(head[n + 12:n + 16], "little")
+                index = f.read(size)
+                if len(index) != size or zlib.crc32(index) != crc:
+                    self._discard("checksum mismatch (torn or corrupted file)")
+                    return
+                try:
+                    root, area, entries = marshal.loads(index)
+                except (ValueError, EOFError, TypeError):
+                    self._discard("unreadable payload")
+                    return
+                if root != self.root or not isinstance(entries, dict):
+                    self._discard("belongs to another tree")
+                    return
+                if os.fstat(f.fileno()).st_size != self._HEAD + size + area:
+                    self._discard("file size does not match its index (torn file)")
+                    return
+                if area:
+                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                self._base = self._HEAD + size
         except OSError:
-            return
-        head = len(CACHE_MAGIC) + 8
-        if len(blob) < head or not blob.startswith(CACHE_MAGIC):
-            self._discard("not a kmodsim cache file")
-            return
-        fmt = int.from_bytes(blob[len(CACHE_MAGIC):len(CACHE_MAGIC) + 4], "little")
-        if fmt != CACHE_FORMAT:
-            self._discard(f"format {fmt}, expected {CACHE_FORMAT}")
-            return
-        crc = int.from_bytes(blob[len(CACHE_MAGIC) + 4:head], "little")
-        payload = memoryview(blob)[head:]
-        if zlib.crc32(payload) != crc:
-            self._discard("checksum mismatch (torn or corrupted file)")
-            return
-        try:
-            root, entries = marshal.loads(payload)
-        except (ValueError, EOFError, TypeError):
-            self._discard("unreadable payload")
-            return
-        if root != self.root or not isinstance(entries, dict):
-            self._discard("belongs to another tree")
             return
         self.entries = entries
 
@@ -348,16 +495,42 @@ class ScanCache:
         self.entries = {}
         self.dirty = True
 
-    def get(self, path: str, key: tuple | None) -> tuple[bytes, tuple] | None:
-        """(marshalled record, summary) if ``path`` is cached with this stat key."""
+    def summary(self, path: str, key: tuple | None) -> tuple | None:
+        """The summary of ``path`` if it is cached with this stat key (its record is not read)."""
         e = self.entries.get(path)
         if e is None or key is None or e[0] != key:
             return None
-        return e[3], e[2]
+        return e[1]
+
+    def blob(self, path: str) -> bytes | None:
+        """The marshalled record of ``path``; None if absent or if it fails its checksum."""
+        e = self.entries.get(path)
+        if e is None:
+            return None
+        if len(e) == 3:
+            return e[2]
+        _key, _summ, off, length, crc = e
+        if self._map is None:
+            return None
+        data = self._map[self._base + off:self._base + off + length]
+        if len(data) != length or zlib.crc32(data) != crc:
+            self.problem = f"{path}: record fails its checksum"
+            del self.entries[path]
+            self.dirty = True
+            return None
+        return data
+
+    def get(self, path: str, key: tuple | None) -> tuple[bytes, tuple] | None:
+        """(marshalled record, summary) if ``path`` is cached with this stat key."""
+        summ = self.summary(path, key)
+        if summ is None:
+            return None
+        blob = self.blob(path)
+        return None if blob is None else (blob, summ)
 
     def put(self, path: str, key: tuple, blob: bytes, summary: tuple) -> None:
         """Cache a marshalled module record (``marshal.dumps(Module.to_record())``)."""
-        self.entries[path] = (key, zlib.crc32(blob), summary, blob)
+        self.entries[path] = (key, summary, blob)
         self.dirty = True
 
     def prune(self, keep: set[str]) -> None:
@@ -370,10 +543,23 @@ class ScanCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        payload = marshal.dumps((self.root, self.entries))
+        index: dict[str, tuple] = {}
+        blobs: list[bytes] = []
+        off = 0
+        for path in list(self.entries):
+            e = self.entries[path]
+            blob = e[2] if len(e) == 3 else self.blob(path)  # an unchanged record: copied (checked)
+            if blob is None:
+                continue
+            blob = bytes(blob)
+            index[path] = (e[0], e[1], off, len(blob), zlib.crc32(blob))
+            blobs.append(blob)
+            off += len(blob)
+        payload = marshal.dumps((self.root, off, index))
+        head = (CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little") + len(payload).to_bytes(8, "little")
+                + zlib.crc32(payload).to_bytes(4, "little"))
         try:
-            write_atomic(self.file, CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little")
-                         + zlib.crc32(payload).to_bytes(4, "little") + payload)
+            write_atomic(self.file, b"".join([head, payload, *blobs]))
         except OSError as exc:  # a cache that cannot be written only costs time
             print(f"kmodsim: warning: cannot write cache {self.file}: {exc.strerror or exc}", file=sys.stderr)
         self.dirty = False
@@ -408,16 +594,15 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
         seen.add(f)
         order.append(f)
         key = keys[f] = _stat_key(f)
-        hit = caches[root].get(f, key) if use_cache else None
-        if hit is not None:
-            items[f] = (f, hit[0], hit[1])
+        summ = caches[root].summary(f, key) if use_cache else None
+        if summ is not None:
+            items[f] = (f, _Cached(caches[root], f, key, max_size), summ)
         else:
             todo.append((root, f, key))
 
     result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(items), parsed=len(todo))
     if todo:
-        with _progress(progress, len(todo)) as advance:
-            parsed = read_many([f for _, f, _ in todo], jobs, max_size, advance)
+        parsed = read_many([f for _, f, _ in todo], jobs, max_size, _progress(progress, len(todo)), keys)
         for root, f, key in todo:
             ok, val = parsed[f]
             if ok:

@@ -127,7 +127,7 @@ def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists) -> 
 def _findings_file(key: str) -> str:
     import os
 
-    from ..tree import cache_root
+    from ..debian import cache_root
 
     return os.path.join(cache_root(), "check", key + ".json")
 
