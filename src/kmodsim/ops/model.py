@@ -142,12 +142,19 @@ class Member:
     xmacro_class: str | None = None
 
     @property
+    def effective(self) -> str:
+        """The class the member has: the X-macro list's when the member is listed there (that list
+        is the kernel's declaration: it decides which static calls may be NULL), else the one
+        derived from the code (:attr:`classification`). A disagreement is a mismatch either way."""
+        return self.xmacro_class or self.classification
+
+    @property
     def optional(self) -> bool:
-        return self.classification in (OPTIONAL, RET0)
+        return self.effective in (OPTIONAL, RET0)
 
     @property
     def ret0(self) -> bool:
-        return self.classification == RET0
+        return self.effective == RET0
 
 
 @dataclass

@@ -106,15 +106,17 @@ def _conversion(mem: Member, site: CallSite, direct: dict[str, str]) -> tuple[st
         return "direct", direct[mem.name]
     if not site.indirect:
         return "keep", None
-    if mem.classification == MANDATORY:
+    if mem.effective == MANDATORY:
         return "static_call", None
     if mem.returns_void:
         return "static_call_cond", None
     if site.guarded and any(nc.fallback in ("error", "return") for nc in mem.null_checks):
         return "early_return", None
-    if mem.classification == RET0:
+    if mem.effective == RET0:
         return "static_call_ret0", None
-    return "early_return" if site.guarded else "static_call_cond", None
+    # optional, non-void, not ret0: static_call_cond() is for void calls only, so the call needs a
+    # NULL test that returns early (the existing guard, or one to add: the list says it may be NULL)
+    return "early_return", None
 
 
 def make_plan(census: Census, direct: dict[str, str] | None = None) -> list[MemberPlan]:
@@ -130,6 +132,6 @@ def make_plan(census: Census, direct: dict[str, str] | None = None) -> list[Memb
             sites.append(SitePlan(cs, conv, target))
         removes = sum(1 for s in sites if s.site.indirect and s.conversion != "keep")
         counts = Counter(s.conversion for s in sites if s.site.indirect) or Counter(s.conversion for s in sites)
-        plans.append(MemberPlan(mem.name, mem.classification, counts.most_common(1)[0][0], removes, sites))
+        plans.append(MemberPlan(mem.name, mem.effective, counts.most_common(1)[0][0], removes, sites))
     plans.sort(key=lambda p: (-p.removes, -len(p.sites), p.member))
     return plans
