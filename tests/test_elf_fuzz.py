@@ -63,3 +63,41 @@ def test_random_bytes_with_elf_magic(data):
             vmlinux_exports(e)
         except ElfError:
             pass
+
+
+@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(muts=mutation, cut=st.one_of(st.none(), st.integers(min_value=0)))
+def test_file_image_reads_what_bytes_read(seed, muts, cut, tmp_path_factory):
+    """The hot path reads files on demand (FileImage: preads, a cached tail block); it must see
+    exactly what a reader of the whole file in memory sees, errors included."""
+    from kmodsim.module import FileImage, open_image, parse_record
+
+    data = bytearray(seed)
+    for pos, val in muts:
+        data[pos % len(data)] = val
+    if cut is not None:
+        data = data[: max(1, cut % len(data))]
+    path = tmp_path_factory.mktemp("img") / "m.ko"
+    path.write_bytes(bytes(data))
+
+    def outcome(buf):
+        try:
+            return parse_record(buf, "m.ko")
+        except ElfError as exc:
+            return f"ElfError: {exc}"
+
+    want = outcome(bytes(data))
+    if data[:6].startswith((b"\xfd7zXZ", b"\x28\xb5\x2f\xfd", b"\x1f\x8b")):
+        return  # a compressed file: not read on demand
+    default = FileImage.TAIL
+    try:
+        for tail in (default, 4096, 256):  # small tails: slices across the tail's start, preads
+            FileImage.TAIL = tail
+            img, fmt, size, _key = open_image(str(path))
+            try:
+                assert isinstance(img, FileImage) and fmt == "" and size == len(data)
+                assert outcome(img) == want, f"tail {tail}"
+            finally:
+                img.close()
+    finally:
+        FileImage.TAIL = default

@@ -87,7 +87,8 @@ class Relocation(NamedTuple):
 
 
 class ElfFile:
-    """A parsed ELF header and section table over ``buf`` (bytes, bytearray or mmap).
+    """A parsed ELF header and section table over ``buf``: bytes, bytearray, mmap, or anything with
+    ``len()`` whose slices are bytes (:class:`kmodsim.module.FileImage` reads them on demand).
 
     Section contents are read lazily with :meth:`data`.
     """
@@ -95,15 +96,16 @@ class ElfFile:
     __slots__ = (
         "buf", "size", "ei_class", "little", "e", "type", "machine", "shoff", "shnum",
         "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size", "sh_link", "sh_info",
-        "sh_addralign", "sh_entsize", "sh_name_off", "_name_col", "_shstr", "_names", "_sections", "_sym_fmt", "_sym_size",
+        "sh_addralign", "sh_entsize", "sh_name_off", "sh_table", "_name_col", "_shstr", "_names", "_sections", "_sym_fmt", "_sym_size",
     )
 
     def __init__(self, buf) -> None:
         self.buf = buf
         self.size = n = len(buf)
-        if n < 16 or buf[:4] != ELFMAG:
+        head = bytes(buf[:64])  # one read of the ELF header (``buf`` may read on demand)
+        if n < 16 or head[:4] != ELFMAG:
             raise ElfError("not an ELF file (bad magic)")
-        ei_class, ei_data = buf[4], buf[5]
+        ei_class, ei_data = head[4], head[5]
         if ei_class not in (ELFCLASS32, ELFCLASS64):
             raise ElfError(f"invalid ELF class {ei_class}")
         if ei_data not in (ELFDATA2LSB, ELFDATA2MSB):
@@ -121,7 +123,7 @@ class ElfFile:
         if n < hdr_size:
             raise ElfError(f"truncated ELF header ({n} bytes, need {hdr_size})")
         (self.type, self.machine, _ver, _entry, _phoff, shoff, _flags, _ehsize, _phentsize,
-         _phnum, shentsize, shnum, shstrndx) = struct.unpack_from(hdr_fmt, buf, 16)
+         _phnum, shentsize, shnum, shstrndx) = struct.unpack_from(hdr_fmt, head, 16)
         self.shoff = shoff
         sh_size = struct.calcsize(sh_fmt)
         if shoff == 0:
@@ -130,11 +132,12 @@ class ElfFile:
             raise ElfError(f"section header entry size {shentsize}, expected {sh_size}")
         if shoff + sh_size > n:
             raise ElfError(f"section header table at {shoff:#x} is past the end of the file ({n:#x} bytes)")
-        first = struct.unpack_from(sh_fmt, buf, shoff)
-        if shnum == 0:  # more than SHN_LORESERVE sections: the count is in section 0
-            shnum = first[5]
-        if shstrndx == SHN_XINDEX:
-            shstrndx = first[6]
+        if shnum == 0 or shstrndx == SHN_XINDEX:  # over SHN_LORESERVE sections: see section 0
+            first = struct.unpack(sh_fmt, bytes(buf[shoff:shoff + sh_size]))
+            if shnum == 0:
+                shnum = first[5]
+            if shstrndx == SHN_XINDEX:
+                shstrndx = first[6]
         end = shoff + shnum * sh_size
         if end > n:
             raise ElfError(
@@ -145,7 +148,7 @@ class ElfFile:
         self.shnum = shnum
         # The table as columns, decoded at C level (the hot path reads ~50 sections per module and
         # needs only a few of them): no per-section Python work unless something is wrong.
-        table = buf[shoff:end]
+        table = self.sh_table = bytes(buf[shoff:end])  # the raw table, as in the file
         words = array("I")
         words.frombytes(table)
         if self.little != _HOST_LITTLE:

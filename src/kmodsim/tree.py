@@ -21,11 +21,11 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, parse_record, read_image
+from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, open_image, parse_record
 
 CACHE_MAGIC = b"KMSCACHE"
 # Bump when the parser or the record layout changes: older caches are then rebuilt.
-CACHE_FORMAT = 4  # 3: module record version 2; 4: index apart from the records
+CACHE_FORMAT = 5  # 3: module record v2; 4: index apart from the records; 5: module record v3
 
 
 class ScanError(NamedTuple):
@@ -79,10 +79,10 @@ class _Cached:
     """A module whose record is in a scan cache: read (and checked) when first used; a record that
     fails its checksum is replaced by reading the module again."""
 
-    __slots__ = ("cache", "path", "key", "max_size")
+    __slots__ = ("cache", "path", "max_size")
 
-    def __init__(self, cache: ScanCache, path: str, key: tuple, max_size: int) -> None:
-        self.cache, self.path, self.key, self.max_size = cache, path, key, max_size
+    def __init__(self, cache: ScanCache, path: str, max_size: int) -> None:
+        self.cache, self.path, self.max_size = cache, path, max_size
 
     def record(self) -> tuple:
         blob = self.cache.blob(self.path)
@@ -94,7 +94,7 @@ class _Cached:
         ok, val = _read_one(self.path, self.max_size)
         if not ok:
             raise ModuleError(self.path, val)
-        self.cache.put(self.path, self.key, *val)  # repaired at the next save
+        self.cache.put(self.path, val[2], val[0], val[1])  # repaired at the next save
         return marshal.loads(val[0])
 
 
@@ -227,18 +227,19 @@ def _stat_key(path: str) -> tuple[int, int, int, int] | None:
 
 
 def _read_one(path: str, max_size: int) -> tuple[bool, object]:
-    """(True, (marshalled record, summary)) or (False, problem); never raises for bad input.
+    """(True, (marshalled record, summary, stat key of the file read)) or (False, problem); never
+    raises for bad input.
 
     The record travels marshalled — the cache's own format — so the parent process only moves bytes
     (decoded on use, see ScanResult): unpickling ~25 MB of records in the parent cost more wall time
     than it saved, the parent competing with the workers for the cores."""
     try:
-        buf, fmt, fsize = read_image(path, max_size)
+        buf, fmt, fsize, key = open_image(path, max_size)
     except ModuleError as exc:
         return False, exc.problem
     try:
         rec = parse_record(buf, path, fmt, fsize)
-        return True, (marshal.dumps(rec), record_summary(rec))
+        return True, (marshal.dumps(rec), record_summary(rec), key)
     except Exception as exc:  # ElfError, and anything a hostile file provokes: reported, not raised
         from .elf import ElfError
 
@@ -380,12 +381,15 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
               progress: _progress | None = None,
               keys: dict[str, tuple | None] | None = None) -> dict[str, tuple[bool, object]]:
     """Parse ``paths`` in ``jobs`` processes (default: all cores): path -> (True, (marshalled
-    record, summary)) or (False, problem). ``keys`` (stat keys, as the scan has them) spares a
-    second stat of every file."""
+    record, summary, stat key)) or (False, problem). ``keys`` (stat keys, as a scan with a cache
+    has them) spares a second stat of every file."""
     # Largest files first, dealt out in turn (longest-processing-time first): a big .ko.xz never
-    # ends up alone at the tail of one process's share.
+    # ends up alone at the tail of one process's share. Only the size of compressed files is worth
+    # a stat here (decompression dominates their cost); plain ones keep discovery order.
     def size(p: str) -> int:
-        key = keys.get(p) if keys is not None else _stat_key(p)
+        key = keys.get(p) if keys is not None else None
+        if key is None and not p.endswith(".ko"):
+            key = _stat_key(p)
         return key[0] if key else 0
 
     ordered = sorted(paths, key=size, reverse=True) if len(paths) >= 64 else list(paths)
@@ -593,10 +597,10 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
             continue
         seen.add(f)
         order.append(f)
-        key = keys[f] = _stat_key(f)
+        key = keys[f] = _stat_key(f) if use_cache else None  # without a cache: the readers' fstat
         summ = caches[root].summary(f, key) if use_cache else None
         if summ is not None:
-            items[f] = (f, _Cached(caches[root], f, key, max_size), summ)
+            items[f] = (f, _Cached(caches[root], f, max_size), summ)
         else:
             todo.append((root, f, key))
 
@@ -606,9 +610,10 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
         for root, f, key in todo:
             ok, val = parsed[f]
             if ok:
-                blob, summ = val
+                blob, summ, key = val  # the key of the content read (the stat above may be older)
+                keys[f] = key
                 items[f] = (f, blob, summ)
-                if use_cache and key is not None:
+                if use_cache:
                     caches[root].put(f, key, blob, summ)
             else:
                 errors.append(ScanError(f, val))
