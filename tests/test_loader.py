@@ -83,6 +83,8 @@ def test_model_equals_kernel_on_every_step(workspace, kernel61, kernel_runs):
     for script in SCENARIOS:
         real = kernel_runs[script.stem]
         assert real["steps"] and all(s["tainted"] is not None for s in real["steps"])
+        # the do_init_module() probe ran (so compare() also checks every formed module's sizes)
+        assert all(s["formed"] is not None for s in real["steps"]), real["notes"]
         diffs = compare(ws_mod.model_doc(script, workspace, kernel61), real)
         if diffs:
             report[script.name] = diffs
@@ -117,6 +119,19 @@ def test_scenarios_cover_every_failure(kernel_runs):
     assert {"ENOEXEC", "EEXIST", "EINVAL", "ENOENT", "EAGAIN", "EBUSY", "ERANGE", "ENODEV"} <= errnames
     rm = [s for s in steps if s["cmd"].startswith("rmmod")]
     assert {"EAGAIN", "ENOENT", ""} <= {s["errname"] for s in rm}
+    # the probe sees modules whose own init fails (they never reach /proc/modules) ...
+    failed_inits = [s for s in steps if s["errname"] == "ENODEV" and s["cmd"].startswith("insmod")]
+    assert failed_inits and all(s["formed"] for s in failed_inits)
+    # ... and what it reads is what /proc/modules shows: after a successful load the init memory is
+    # gone and the size shown is the core size read at do_init_module()
+    checked = 0
+    for s in steps:
+        if s["cmd"].startswith("insmod") and not s["errno"] and s["formed"]:
+            f = s["formed"][-1]
+            shown = {m["name"]: m["size"] for m in s["modules"]}
+            assert shown[f["name"]] == f["core"], (s["cmd"], f, shown)
+            checked += 1
+    assert checked >= 10
     # both load orders of two exporters of one name
     owners = {m.rsplit("(owned by ", 1)[1] for m in messages if "exports duplicate symbol kms_a_counter" in m}
     assert {"kms_a)", "kmc_dup)"} <= owners

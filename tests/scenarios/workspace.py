@@ -129,10 +129,21 @@ def steps_of(script: Path, ws: Path):
     return steps
 
 
+def packed_steps(script: Path, ws: Path):
+    """The scenario's steps and the copies of its modules the guest loads (debug info stripped), made
+    once in ``ws/packed/<scenario>/``: the model reads the same copies (as ``kmodsim verify`` does)."""
+    from kmodsim.oracle.run import pack_modules
+
+    steps = steps_of(script, ws)
+    return steps, pack_modules(steps, str(ws / "packed" / script.stem))
+
+
 def model_doc(script: Path, ws: Path, kernel) -> dict:
     from kmodsim.loader.run import replay
+    from kmodsim.oracle.run import on_packed
 
-    return replay(kernel, steps_of(script, ws))
+    steps, packed = packed_steps(script, ws)
+    return replay(kernel, on_packed(steps, packed))
 
 
 def kernel_run(script: Path, ws: Path, kernel, vmlinuz: str, timeout: float = 120.0) -> dict:
@@ -141,8 +152,9 @@ def kernel_run(script: Path, ws: Path, kernel, vmlinuz: str, timeout: float = 12
     from kmodsim.loader.profiles import profile_for
     from kmodsim.oracle import run_on_kernel
 
-    steps = steps_of(script, ws)
-    return kernel_doc(kernel, profile_for(kernel.release), steps, run_on_kernel(steps, vmlinuz, timeout=timeout))
+    steps, packed = packed_steps(script, ws)
+    raw = run_on_kernel(steps, vmlinuz, timeout=timeout, packed=packed)
+    return kernel_doc(kernel, profile_for(kernel.release), steps, raw)
 
 
 def record(ws: Path, headers: str, vmlinuz: str, jobs: int = 2) -> Path:

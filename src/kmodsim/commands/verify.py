@@ -4,6 +4,8 @@ script on the real kernel under QEMU and report what it did, in ``kmodsim load``
 
 from __future__ import annotations
 
+import tempfile
+
 import click
 
 from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error
@@ -13,13 +15,32 @@ from .load import prepare, script_options
 def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
     from ..loader.run import result_doc, step_record
 
-    recs = [step_record(s, r["calls"], r["messages"], r["modules"], r["tainted"])
+    observed = bool(raw.get("probe"))
+    recs = [step_record(s, r["calls"], r["messages"], r["modules"], r["tainted"],
+                        [formed_sizes(f) for f in r.get("formed", [])] if observed else None)
             for s, r in zip(steps, raw["steps"], strict=True)]
     last = raw["steps"][-1] if raw["steps"] else {"modules": [], "tainted": raw["boot_tainted"]}
     notes = [f"booted in {raw['boot_seconds']} s", f"tainted at boot: {raw['boot_tainted']}"]
+    if observed:
+        notes.append("formed modules and their sizes seen by a kprobe on do_init_module() "
+                     "(struct module offsets from the kernel's BTF)")
+    elif raw.get("probe_problem"):
+        notes.append(f"module sizes at do_init_module() not observed: {raw['probe_problem']}")
     doc = result_doc("kernel", kernel, profile, recs, last["modules"], last["tainted"], notes)
     doc["boot_seconds"] = raw["boot_seconds"]
     return doc
+
+
+# init memory: 6.1's init_layout, 6.4+'s MOD_INIT_* types; everything else stays after init
+_INIT_LABELS = ("init", "init_text", "init_data", "init_rodata")
+
+
+def formed_sizes(hit: dict) -> dict:
+    """A probe hit -> ``{"name", "core", "init", "sizes"}``: core and init bytes as the footprint
+    model counts them, and the raw fields read from struct module."""
+    sizes = hit["sizes"]
+    return {"name": hit["name"], "core": sum(v for k, v in sizes.items() if k not in _INIT_LABELS),
+            "init": sum(v for k, v in sizes.items() if k in _INIT_LABELS), "sizes": dict(sizes)}
 
 
 def image_for(kernel, vmlinuz: str | None) -> str:
@@ -54,20 +75,24 @@ def verify_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: 
     from ..loader.run import compare as compare_docs
     from ..loader.run import render_text, replay
     from ..oracle import OracleError, run_on_kernel
-    from ..oracle.run import ModuleFileError
+    from ..oracle.run import ModuleFileError, on_packed, pack_modules
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name)
     image = image_for(kernel, vmlinuz)
-    try:
-        raw = run_on_kernel(steps, image, timeout=timeout)
-    except ModuleFileError as exc:  # names the module file itself
-        error(str(exc))
-        raise SystemExit(EXIT_ERROR) from None
-    except OracleError as exc:
-        error(f"{image}: {exc}")
-        raise SystemExit(EXIT_ERROR) from None
-    doc = kernel_doc(kernel, profile, steps, raw)
-    diffs = compare_docs(replay(kernel, steps, profile), doc) if compare else []
+    with tempfile.TemporaryDirectory(prefix="kmodsim-verify-") as tmp:
+        try:
+            packed = pack_modules(steps, tmp)
+            raw = run_on_kernel(steps, image, timeout=timeout, packed=packed)
+        except ModuleFileError as exc:  # names the module file itself
+            error(str(exc))
+            raise SystemExit(EXIT_ERROR) from None
+        except OracleError as exc:
+            error(f"{image}: {exc}")
+            raise SystemExit(EXIT_ERROR) from None
+        doc = kernel_doc(kernel, profile, steps, raw)
+        # the model reads the very files the guest loaded (stripped of debug info: the init
+        # layout holds the whole symbol table, so its size depends on that)
+        diffs = compare_docs(replay(kernel, on_packed(steps, packed), profile), doc) if compare else []
     if compare:
         doc["differences"] = diffs
     if as_json:

@@ -32,6 +32,11 @@ class ModuleImage:
 
     def size(self, footprint_profile: str) -> int | None:
         """What /proc/modules shows once loaded (kmodsim.footprint), None if unreadable."""
+        fp = self.footprint(footprint_profile)
+        return None if fp is None else fp.size
+
+    def footprint(self, footprint_profile: str):
+        """The module's :class:`kmodsim.footprint.Footprint` (core and init sizes), None if unreadable."""
         key = (id(self), footprint_profile)  # images live in _cache for the process: id() is stable
         if key not in _sizes:
             from ..elf import ElfError
@@ -39,13 +44,13 @@ class ModuleImage:
             from ..module import ModuleError
 
             try:
-                _sizes[key] = module_footprint(self.path, footprint_profile).size
+                _sizes[key] = module_footprint(self.path, footprint_profile)
             except (ModuleError, ElfError):
                 _sizes[key] = None
         return _sizes[key]
 
 
-_sizes: dict[tuple[int, str], int | None] = {}
+_sizes: dict[tuple[int, str], object] = {}  # -> Footprint or None
 _cache: dict[tuple, ModuleImage] = {}
 
 

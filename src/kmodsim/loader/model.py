@@ -75,6 +75,8 @@ class KernelModel:
         self.debug_locks = True
         self.once: set[str] = set()
         self.log: list[str] = []
+        # modules that reached do_init_module(), with their sizes: what the oracle's kprobe sees
+        self.formed: list[dict] = []
 
     # -- helpers -----------------------------------------------------------------------------------
     def find_module(self, name: str) -> LoadedModule | None:
@@ -302,7 +304,11 @@ class KernelModel:
 
     def do_init_module(self, mod: _Loading, init_ret: int, init_log=()) -> None:
         """kernel/module/main.c:do_init_module(): the init result and the lines the init logs are the
-        caller's (``init_ret``, ``init_log``)."""
+        caller's (``init_ret``, ``init_log``). The module is formed by now, its memory laid out:
+        recorded in :attr:`formed` with the footprint model's core and init sizes."""
+        fp = mod.image.footprint(self.profile.footprint)
+        self.formed.append({"name": mod.name, "core": None if fp is None else fp.size,
+                            "init": None if fp is None else fp.init_size})
         self.log.extend(init_log)
         if init_ret < 0:
             raise _Fail(-init_ret)

@@ -35,12 +35,15 @@ def tree_index(root: str) -> dict[str, str]:
     return out
 
 
-def step_record(step: Step, calls: list[dict], messages: list[str], modules: list[dict], tainted: int) -> dict:
+def step_record(step: Step, calls: list[dict], messages: list[str], modules: list[dict], tainted: int,
+                formed: list[dict] | None = None) -> dict:
+    """One step of a result. ``formed``: the modules that reached do_init_module() in the step, with
+    their core and init sizes in bytes (None where not observed: a kernel run without the probe)."""
     err = calls[-1]["errno"] if calls else 0
     return {"cmd": step.cmd, "line": step.line, "errno": err, "errname": errname(err), "messages": messages,
             "calls": calls, "init": step.init if step.init_given else None,
             "init_log": list(step.init_log), "modules": modules,
-            "tainted": tainted}
+            "tainted": tainted, "formed": formed}
 
 
 def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
@@ -51,6 +54,7 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
     for step in steps:
         calls: list[dict] = []
         messages: list[str] = []
+        model.formed = []
         if step.op == "rmmod":
             c = model.delete_module(step.plan[0][0])
             calls.append({"module": c.module, "errno": c.errno})
@@ -67,7 +71,7 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
                 messages += c.messages
                 if c.errno:
                     break
-        out.append(step_record(step, calls, messages, model.proc_modules(), model.tainted))
+        out.append(step_record(step, calls, messages, model.proc_modules(), model.tainted, model.formed))
     return result_doc("model", kernel, model.profile, out, model.proc_modules(), model.tainted)
 
 
@@ -121,7 +125,9 @@ MODULE_KEYS = ("name", "refcnt", "users", "state", "taints")
 
 def compare(model: dict, real: dict) -> list[str]:
     """Every difference, step by step: errno, each message line, the module state after the step
-    (name, refcnt, users, state, taints; size where the model has one) and the taint mask."""
+    (name, refcnt, users, state, taints; size where the model has one), the modules that reached
+    do_init_module() with their core and init sizes (where the kernel run observed them: the
+    oracle's kprobe) and the taint mask."""
     diffs: list[str] = []
     ms, rs = model["steps"], real["steps"]
     if len(ms) != len(rs):
@@ -139,9 +145,23 @@ def compare(model: dict, real: dict) -> list[str]:
             if a != b:
                 diffs.append(f"{where}: message {i + 1}: model {a!r}, kernel {b!r}")
         diffs += _module_diffs(where, m["modules"], r["modules"])
+        diffs += _formed_diffs(where, m.get("formed"), r.get("formed"))
         if m["tainted"] != r["tainted"]:
             diffs.append(f"{where}: tainted: model {m['tainted']}, kernel {r['tainted']}")
     return diffs
+
+
+def _formed_diffs(where: str, mf: list[dict] | None, rf: list[dict] | None) -> list[str]:
+    if mf is None or rf is None:  # not observed (a kernel run without the probe)
+        return []
+    if [x["name"] for x in mf] != [x["name"] for x in rf]:
+        return [f"{where}: formed: model {[x['name'] for x in mf]}, kernel {[x['name'] for x in rf]}"]
+    out = []
+    for a, b in zip(mf, rf, strict=True):
+        for k in ("core", "init"):
+            if a.get(k) is not None and a.get(k) != b.get(k):
+                out.append(f"{where}: formed {a['name']} {k} size: model {a.get(k)}, kernel {b.get(k)}")
+    return out
 
 
 def _module_diffs(where: str, mm: list[dict], rm: list[dict]) -> list[str]:

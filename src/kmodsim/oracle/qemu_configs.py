@@ -17,6 +17,8 @@ class QemuConfig:
     # kernel lines that may appear in dmesg between steps whatever a step does (asynchronous
     # noise); removed from the real kernel's messages before they are compared. Regexes.
     noise: tuple[str, ...] = ()
+    # how a kprobe event names a function's first argument on this architecture (kprobetrace.rst)
+    first_arg: str = "%di"
 
 
 QEMU_CONFIGS: dict[str, QemuConfig] = {

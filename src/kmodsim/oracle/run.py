@@ -33,13 +33,66 @@ def _q(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def guest_init(steps: list[Step], paths: dict[str, str]) -> str:
-    """The /init shell script. ``paths``: host path -> guest path of every module file."""
+# The module-size probe: a kprobe event on do_init_module() (kernel/module/main.c), which every
+# load that got as far as a formed module passes — before the module's own init runs, so its sizes
+# are seen even when init then fails (kvm-intel under TCG). Its fields: the name and the sizes of
+# struct module's memory, at offsets read from the kernel's BTF (they depend on its .config).
+TRACEFS = "/sys/kernel/tracing"
+PROBE_EVENT = "kmodsim/formed"
+# include/linux/module.h, enum mod_mem_type (6.4+, commit ac3b43283923): the order of mod->mem[]
+MOD_MEM_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")
+
+
+def module_probe_fields(vmlinuz: str) -> list[tuple[str, int, int]]:
+    """(label, byte offset, size) of the fields of struct module the probe reads, from the BTF of
+    ``vmlinuz``: ``name``, then ``core``/``init`` (``struct module_layout``, up to 6.3; also
+    ``data`` where the kernel has a separate data layout) or one label per ``mem[]`` type (6.4+).
+    Raises :class:`kmodsim.btf.BtfError` when the image has no usable BTF."""
+    from ..btf import BtfError, vmlinux_btf
+
+    btf = vmlinux_btf(vmlinuz)
+    fields = [("name", *btf.offset_of("module", "name"))]
+    if btf.has_field("module", "core_layout.size"):
+        for label in ("core", "init", "data"):
+            if btf.has_field("module", f"{label}_layout.size"):
+                fields.append((label, *btf.offset_of("module", f"{label}_layout.size")))
+    elif btf.has_field("module", "mem[0].size"):
+        for i, label in enumerate(MOD_MEM_TYPES):
+            if btf.has_field("module", f"mem[{i}].size"):
+                fields.append((label, *btf.offset_of("module", f"mem[{i}].size")))
+    else:
+        raise BtfError("struct module has neither core_layout nor mem[]")
+    return fields
+
+
+def _probe_definition(fields: list[tuple[str, int, int]], first_arg: str) -> str:
+    args = []
+    for label, off, size in fields:
+        kind = "string" if label == "name" else f"u{8 * size}"
+        args.append(f"{label}=+{off}({first_arg}):{kind}")
+    return f"p:{PROBE_EVENT} do_init_module " + " ".join(args)
+
+
+def guest_init(steps: list[Step], paths: dict[str, str], probe: str | None = None) -> str:
+    """The /init shell script. ``paths``: host path -> guest path of every module file; ``probe``:
+    a kprobe event definition (:func:`_probe_definition`) whose hits are printed after each step."""
     out = [
         "#!/bin/sh",
         "mount -t proc proc /proc",
         "mount -t sysfs sysfs /sys",
         "echo 1 > /proc/sys/kernel/printk",
+    ]
+    if probe:
+        event = f"{TRACEFS}/events/{PROBE_EVENT}/enable"
+        out += [
+            f"mount -t tracefs nodev {TRACEFS} 2>/dev/null",
+            f"if echo {_q(probe)} > {TRACEFS}/kprobe_events && echo 1 > {event}; then",
+            '  echo "@@KMS probe ok"',
+            "else",
+            '  echo "@@KMS probe failed"',
+            "fi",
+        ]
+    out += [
         "dmesg -c > /dev/null",
         'echo "@@KMS boot $(cat /proc/sys/kernel/tainted)"',
         "step() {",
@@ -47,6 +100,10 @@ def guest_init(steps: list[Step], paths: dict[str, str]) -> str:
         '  /kmsh "$@"',
         '  echo "@@KMS dmesg"; dmesg -c',
         '  echo "@@KMS modules"; cat /proc/modules',
+    ]
+    if probe:
+        out += [f'  echo "@@KMS formed"; cat {TRACEFS}/trace; echo > {TRACEFS}/trace']
+    out += [
         '  echo "@@KMS tainted $(cat /proc/sys/kernel/tainted)"',
         "}",
     ]
@@ -110,6 +167,7 @@ def parse_console(text: str, steps: list[Step], noise: tuple[str, ...] = ()) -> 
     lines = [ln.rstrip("\r") for ln in text.replace("\r\n", "\n").split("\n")]
     noise_re = [re.compile(n) for n in noise]
     boot = None
+    probe = None  # None: not asked for; True/False: set up or not
     recs: dict[int, dict] = {}
     cur = None
     section = None
@@ -123,8 +181,11 @@ def parse_console(text: str, steps: list[Step], noise: tuple[str, ...] = ()) -> 
             tag = words[0]
             if tag == "boot":
                 boot = int(words[1])
+            elif tag == "probe":
+                probe = words[1] == "ok"
             elif tag == "step":
-                cur = recs[int(words[1])] = {"calls": [], "messages": [], "modules": [], "tainted": None}
+                cur = recs[int(words[1])] = {"calls": [], "messages": [], "modules": [], "tainted": None,
+                                             "formed": []}
                 section = "calls"
             elif tag == "call" and cur is not None:
                 cur["calls"].append({"module": words[1], "errno": int(words[2])})
@@ -132,7 +193,7 @@ def parse_console(text: str, steps: list[Step], noise: tuple[str, ...] = ()) -> 
                 cur["calls"].append({"module": words[1], "skipped": True, "errno": 0})
             elif tag == "open" and cur is not None:
                 raise OracleError(f"guest could not open a module file (errno {words[1]})")
-            elif tag in ("dmesg", "modules"):
+            elif tag in ("dmesg", "modules", "formed"):
                 section = tag
             elif tag == "tainted" and cur is not None:
                 cur["tainted"] = int(words[1])
@@ -140,9 +201,13 @@ def parse_console(text: str, steps: list[Step], noise: tuple[str, ...] = ()) -> 
             elif tag == "done":
                 done = True
             continue
-        if cur is None or section not in ("dmesg", "modules") or not ln.strip():
+        if cur is None or section not in ("dmesg", "modules", "formed") or not ln.strip():
             continue
-        if section == "dmesg":
+        if section == "formed":
+            hit = parse_probe_line(ln)
+            if hit is not None:
+                cur["formed"].append(hit)
+        elif section == "dmesg":
             msg = _TS.sub("", ln)
             if not any(r.search(msg) for r in noise_re):
                 cur["messages"].append(msg)
@@ -153,7 +218,29 @@ def parse_console(text: str, steps: list[Step], noise: tuple[str, ...] = ()) -> 
     if not done or len(recs) != len(steps):
         raise OracleError(f"the guest stopped after {len(recs)} of {len(steps)} steps; console tail:\n"
                           + _tail(text))
-    return {"boot_tainted": boot, "steps": [recs[i] for i in range(len(steps))]}
+    return {"boot_tainted": boot, "probe": probe, "steps": [recs[i] for i in range(len(steps))]}
+
+
+_PROBE_HIT = re.compile(r" formed: \([^)]*\) (.*)$")
+_PROBE_FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
+
+
+def parse_probe_line(ln: str) -> dict | None:
+    """A trace line of the probe -> ``{"name": ..., "sizes": {label: bytes}}`` (None otherwise):
+    ``<task>-<pid> [cpu] flags ts: formed: (do_init_module+0x0/0x...) name="kvm_amd" core=... init=...``."""
+    m = _PROBE_HIT.search(ln)
+    if m is None:
+        return None
+    name, sizes = None, {}
+    for key, val in _PROBE_FIELD.findall(m.group(1)):
+        if key == "name":
+            name = val.strip('"')
+        else:
+            try:
+                sizes[key] = int(val, 0)
+            except ValueError:
+                return None
+    return None if name is None else {"name": name, "sizes": sizes}
 
 
 def parse_proc_modules_line(ln: str) -> dict:
@@ -170,10 +257,44 @@ def _tail(text: str, n: int = 25) -> str:
     return "\n".join(clean.strip().splitlines()[-n:])
 
 
+def pack_modules(steps: list[Step], dest: str) -> dict[str, str]:
+    """The files the guest will load, made in ``dest``: host path -> packed copy (debug info
+    stripped, decompressed; see :func:`strip_module`). The model of a verify run reads these same
+    copies, so that what it predicts (the init layout's symbol table, for one) is of the file the
+    kernel really loads."""
+    packed: dict[str, str] = {}
+    for s in steps:
+        for _name, p in s.plan:
+            if p and p not in packed:
+                base = os.path.basename(p)
+                for suf in (".xz", ".zst", ".gz"):
+                    base = base.removesuffix(suf)
+                d = os.path.join(dest, str(len(packed)))
+                os.makedirs(d, exist_ok=True)
+                packed[p] = os.path.join(d, base)
+                strip_module(p, packed[p])
+    return packed
+
+
+def on_packed(steps: list[Step], packed: dict[str, str]) -> list[Step]:
+    """The steps with each module path replaced by its packed copy: what the model must read to
+    predict what the guest's kernel does with those copies."""
+    import dataclasses
+
+    return [dataclasses.replace(s, plan=[(n, packed.get(p, p)) for n, p in s.plan]) for s in steps]
+
+
 def run_on_kernel(steps: list[Step], vmlinuz: str, timeout: float = 60.0, arch: str = "x86_64",
-                  busybox: str | None = None, keep: str | None = None) -> dict:
-    """Boot ``vmlinuz`` with the script's modules and run it. Returns
-    ``{"boot_tainted", "steps": [{"calls", "messages", "modules", "tainted"}], "boot_seconds"}``."""
+                  busybox: str | None = None, keep: str | None = None, probe: bool = True,
+                  packed: dict[str, str] | None = None) -> dict:
+    """Boot ``vmlinuz`` with the script's modules and run it. Returns ``{"boot_tainted", "probe",
+    "probe_problem", "steps": [{"calls", "messages", "modules", "tainted", "formed"}], "boot_seconds"}``.
+
+    With ``probe`` (and BTF in the image), ``formed`` lists every module that reached
+    ``do_init_module()`` in the step, with the sizes of its memory (see :func:`module_probe_fields`);
+    ``probe`` is then True if the guest could set the kprobe up. Without BTF the run goes on
+    without it, and ``probe_problem`` says why. ``packed``: :func:`pack_modules`' copies to load
+    (made here when not given)."""
     cfg: QemuConfig = QEMU_CONFIGS[arch]
     qemu = shutil.which(cfg.binary)
     if qemu is None:
@@ -188,19 +309,24 @@ def run_on_kernel(steps: list[Step], vmlinuz: str, timeout: float = 60.0, arch: 
     except HelperError as exc:
         raise OracleError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="kmodsim-verify-") as tmp:
+        if packed is None:
+            packed = pack_modules(steps, os.path.join(tmp, "packed"))
         paths: dict[str, str] = {}
         files: dict[str, bytes] = {}
-        for s in steps:
-            for _name, p in s.plan:
-                if p and p not in paths:
-                    n = len(paths)
-                    base = os.path.basename(p)
-                    for suf in (".xz", ".zst", ".gz"):  # packed decompressed (strip_module)
-                        base = base.removesuffix(suf)
-                    guest = f"m/{n}/{base}"
-                    paths[p] = "/" + guest
-                    files[guest] = strip_module(p, os.path.join(tmp, f"{n}-{base}"))
-        init = guest_init(steps, paths)
+        for n, (p, copy) in enumerate(packed.items()):
+            guest = f"m/{n}/{os.path.basename(copy)}"
+            paths[p] = "/" + guest
+            with open(copy, "rb") as f:
+                files[guest] = f.read()
+        definition, problem = None, None
+        if probe:
+            from ..btf import BtfError
+
+            try:
+                definition = _probe_definition(module_probe_fields(vmlinuz), cfg.first_arg)
+            except (BtfError, OSError) as exc:
+                problem = str(exc)
+        init = guest_init(steps, paths, definition)
         initrd = os.path.join(tmp, "initrd.cpio")
         with open(initrd, "wb") as f:
             f.write(build_initramfs(init, bb, helper, files))
@@ -220,5 +346,8 @@ def run_on_kernel(steps: list[Step], vmlinuz: str, timeout: float = 60.0, arch: 
         raise OracleError(f"{cfg.binary} exited with {p.returncode}: "
                           f"{p.stderr.decode('utf-8', 'replace').strip()[-500:]}\n{_tail(out)}")
     res = parse_console(out, steps, cfg.noise)
+    if definition and not res["probe"]:
+        problem = "the guest could not set up the kprobe event (tracefs, CONFIG_KPROBE_EVENTS?)"
+    res["probe_problem"] = problem
     res["boot_seconds"] = round(elapsed, 2)
     return res
