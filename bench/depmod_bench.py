@@ -30,7 +30,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from common import count_modules, peak_rss, series_kernel, timed
 
 TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
 FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
@@ -38,35 +39,8 @@ BINS = ("modules.dep.bin", "modules.alias.bin", "modules.symbols.bin", "modules.
         "modules.builtin.alias.bin")
 
 
-def timed(cmd: list[str], env=None, before=None) -> float:
-    if before:
-        before()
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    dt = time.perf_counter() - t0
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode().strip()[-500:]}")
-    return dt
-
-
-def peak_rss(cmd: list[str], env=None) -> int:
-    """Peak RSS (KiB) of any process of the tree, from a sub-interpreter's RUSAGE_CHILDREN."""
-    code = ("import resource,subprocess,sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL);"
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env, check=True)
-    return int(out.stdout.strip())
-
-
 def resolve_tree(spec: str) -> str:
-    if os.path.isdir(spec):
-        return spec.rstrip("/")
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-    from kmodsim.debian import DebianError, series_kernel
-
-    try:
-        return series_kernel(spec).modules_dir
-    except DebianError as exc:
-        sys.exit(str(exc))
+    return spec.rstrip("/") if os.path.isdir(spec) else series_kernel(spec).modules_dir
 
 
 def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) -> dict:
@@ -96,21 +70,20 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) ->
 
         before = {"warm-modules": drop_memo}
         for k, cmd in cmds.items():  # warm the page cache and prime kmodsim's cache, untimed
-            timed(cmd, env, before.get(k))
+            timed(cmd, env, before=before.get(k))
         identical = all(open(os.path.join(roots["a"], "lib", "modules", kver, f), "rb").read()
                         == open(os.path.join(roots["b"], "lib", "modules", kver, f), "rb").read()
                         for f in FILES + BINS)  # cold-bin ran before the warm runs: every file is there
         times: dict[str, list[float]] = {k: [] for k in cmds}
         for _ in range(rounds):
             for k, cmd in cmds.items():
-                times[k].append(timed(cmd, env, before.get(k)))
+                times[k].append(timed(cmd, env, before=before.get(k)))
         rss = {}
         for k, cmd in cmds.items():
             if k in before:
                 before[k]()
             rss[k] = peak_rss(cmd, env)
-        n = sum(1 for _d, _s, fs in os.walk(tree) for f in fs if ".ko" in f)
-        return {"label": label, "tree": tree, "modules": n, "identical": identical,
+        return {"label": label, "tree": tree, "modules": count_modules(tree), "identical": identical,
                 "median": {k: statistics.median(v) for k, v in times.items()}, "all": times, "rss_kib": rss}
     finally:
         shutil.rmtree(work, ignore_errors=True)

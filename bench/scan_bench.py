@@ -21,46 +21,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from common import count_modules, peak_rss, series_kernel, timed
 
 TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
 # kmodsim check against depmod -e -E Module.symvers (issue: <= 1x cold on 6.12, <= 0.05x warm)
 CHECK_TARGETS = {"cold": 1.0, "warm": 0.05}
 
 
-def timed(cmd: list[str], env=None, ok=(0,)) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, ru = os.wait4(p.pid, 0)
-    dt = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode()
-    if p.returncode not in ok:
-        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}): {err.strip()[-500:]}")
-    return dt, ru.ru_maxrss  # KiB; for the parent. Workers are measured by RUSAGE_CHILDREN below.
-
-
-def peak_children_rss(cmd: list[str], env=None) -> int:
-    """Peak RSS (KiB) of any process of the tree, from a sub-interpreter's RUSAGE_CHILDREN."""
-    code = ("import resource,subprocess,sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL);"
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env, check=True)
-    return int(out.stdout.strip())
-
-
 def resolve_tree(spec: str) -> tuple[str, str | None]:
     """(lib/modules/<kver> directory, matching headers directory or None)."""
     if os.path.isdir(spec):
         return spec, None
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
-    from kmodsim.debian import DebianError, series_kernel
-
-    try:
-        k = series_kernel(spec)
-    except DebianError as exc:
-        sys.exit(str(exc))
+    k = series_kernel(spec)
     return k.modules_dir, k.headers()
-    sys.exit(f"unknown tree {spec!r}")
 
 
 def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, headers: str | None) -> dict:
@@ -91,10 +65,9 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, he
         times: dict[str, list[float]] = {k: [] for k in cmds}
         for _ in range(rounds):
             for k, cmd in cmds.items():
-                times[k].append(timed(cmd, env, cmds_ok[k])[0])
-        rss = {k: peak_children_rss(cmd, env) for k, cmd in cmds.items()}
-        n = sum(1 for _d, _s, fs in os.walk(tree) for f in fs if ".ko" in f)
-        return {"label": label, "tree": tree, "modules": n,
+                times[k].append(timed(cmd, env, cmds_ok[k]))
+        rss = {k: peak_rss(cmd, env) for k, cmd in cmds.items()}
+        return {"label": label, "tree": tree, "modules": count_modules(tree),
                 "median": {k: statistics.median(v) for k, v in times.items()},
                 "all": times, "rss_kib": rss}
     finally:

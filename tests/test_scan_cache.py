@@ -157,3 +157,20 @@ def test_removed_module_leaves_cache(tree, tmp_path):
     c = ScanCache(str(kdir), cache)
     c.load()
     assert len(c.entries) == 3
+
+
+def test_parallel_map_order_and_a_dead_child():
+    """Results come back in item order whichever process took a chunk; a child that dies (here on
+    its first item, with the chunk it took) only costs time: the parent does its chunks."""
+    from kmodsim.tree import parallel_map
+
+    items = list(range(1000))
+    assert parallel_map(lambda x: (x, x * x), items, jobs=2) == [(x, x * x) for x in items]
+    parent = os.getpid()
+
+    def dies_in_child(x):
+        if os.getpid() != parent:
+            os._exit(3)
+        return -x
+
+    assert parallel_map(dies_in_child, items, jobs=2) == [-x for x in items]

@@ -1,8 +1,9 @@
 """Command line entry point.
 
 The CLI is thin: each sub-command lives in its own module (``kmodsim.commands.*`` or a
-subsystem's ``cli`` module) and is imported only when it is run, so ``kmodsim scan`` on a warm
-cache does not pay for importing the C parser or the terminal renderer.
+subsystem's ``cli`` module), declared with :mod:`kmodsim.args`, and is imported only when it is
+run, so ``kmodsim scan`` on a warm cache does not pay for importing the C parser or the terminal
+renderer.
 
 Exit codes everywhere: 0 clean, 1 findings, 2 usage or input error.
 """
@@ -10,10 +11,9 @@ Exit codes everywhere: 0 clean, 1 findings, 2 usage or input error.
 from __future__ import annotations
 
 import importlib
+import sys
 
-import click
-
-# command name -> "module:attribute" of a click.Command
+# command name -> "module:attribute" of a kmodsim.args.Command
 COMMANDS: dict[str, str] = {
     "inspect": "kmodsim.commands.inspect:inspect_cmd",
     "ldd": "kmodsim.commands.ldd:ldd_cmd",
@@ -44,25 +44,43 @@ HELP = {
     "verify": "Run a load script on the real kernel under QEMU; --compare with the model.",
 }
 
-
-class LazyGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
-        if target is None:
-            return None
-        mod_name, attr = target.split(":")
-        return getattr(importlib.import_module(mod_name), attr)
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = [(name, HELP.get(name, "")) for name in self.list_commands(ctx)]
-        with formatter.section("Commands"):
-            formatter.write_dl(rows)
+USAGE = "usage: kmodsim [-h] [--version] COMMAND [ARGS]..."
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="kmodsim")
-def main() -> None:
-    """kmodsim: model, check and verify how Linux kernel modules link and load."""
+def _help() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [USAGE, "", "kmodsim: model, check and verify how Linux kernel modules link and load.", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {HELP[name]}" for name in sorted(COMMANDS)]
+    lines += ["", "options:", "  -h, --help  show this message and exit", "  --version   show the version and exit",
+              "", "Exit status: 0 clean, 1 findings, 2 usage or input error. 'kmodsim COMMAND -h' for a command."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``kmodsim COMMAND ...``: only the command that runs is imported (and its parser built)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write(_help())
+        raise SystemExit(0 if argv else 2)
+    if argv[0] == "--version":
+        from importlib.metadata import version
+
+        print(f"kmodsim, version {version('kmodsim')}")
+        raise SystemExit(0)
+    target = COMMANDS.get(argv[0])
+    if target is None:
+        sys.stderr.write(f"{USAGE}\nkmodsim: error: no such command {argv[0]!r} "
+                         f"(commands: {', '.join(sorted(COMMANDS))})\n")
+        raise SystemExit(2)
+    mod_name, attr = target.split(":")
+    try:
+        getattr(importlib.import_module(mod_name), attr).main(argv[1:], prog=f"kmodsim {argv[0]}")
+    except BrokenPipeError:  # "kmodsim ... | head": the reader left; say nothing more
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    raise SystemExit(0)

@@ -96,7 +96,7 @@ class ElfFile:
     __slots__ = (
         "buf", "size", "ei_class", "little", "e", "type", "machine", "shoff", "shnum",
         "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size", "sh_link", "sh_info",
-        "sh_addralign", "sh_entsize", "sh_name_off", "sh_table", "_name_col", "_shstr", "_names", "_sections", "_sym_fmt", "_sym_size",
+        "sh_addralign", "sh_entsize", "sh_name_off", "_name_col", "_shstr", "_names", "_sections", "_sym_fmt", "_sym_size",
     )
 
     def __init__(self, buf) -> None:
@@ -148,7 +148,7 @@ class ElfFile:
         self.shnum = shnum
         # The table as columns, decoded at C level (the hot path reads ~50 sections per module and
         # needs only a few of them): no per-section Python work unless something is wrong.
-        table = self.sh_table = bytes(buf[shoff:end])  # the raw table, as in the file
+        table = bytes(buf[shoff:end])
         words = array("I")
         words.frombytes(table)
         if self.little != _HOST_LITTLE:

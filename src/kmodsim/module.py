@@ -169,7 +169,8 @@ class Module:
         """Imports as columns — names, weak flags, expected CRCs (-1: none) — for hot loops that
         should not build an :class:`Import` per symbol."""
         r = self._r
-        return _split(r[7]), r[8], _unints("q", r[9])
+        names = _split(r[7])
+        return names, r[8], _import_crcs(r, names)
 
     @property
     def versions(self) -> list[tuple[str, int]]:
@@ -286,22 +287,38 @@ def _decode_exports(r: tuple) -> list[Export]:
             for n, ns, k, c in zip(_split(r[3]), _split(r[4]), _split(r[5]), _unints("q", r[6]), strict=True)]
 
 
+def _import_crcs(r: tuple, names: list[str]) -> list[int]:
+    """The CRC each import expects (-1: none): its ``__versions`` entry, looked up when imports are
+    first used rather than while a tree is read (r[13], r[14]: the entries, in file order)."""
+    vmap = dict(zip(_split(r[13]), _unints("Q", r[14]), strict=True))
+    return list(map(vmap.get, names, repeat(-1)))
+
+
 def _decode_imports(r: tuple) -> list[Import]:
+    names = _split(r[7])
     return [_new(Import, (n, None if c < 0 else c, bool(w)))
-            for n, w, c in zip(_split(r[7]), r[8], _unints("q", r[9]), strict=True)]
+            for n, w, c in zip(names, r[8], _import_crcs(r, names), strict=True)]
 
 
 def _decode_sections(r: tuple) -> list[SectionInfo]:
-    # r[12] is the section header table as in the file (class r[17], byte order r[18]), r[11] the
-    # section name string table: decoded only here, when sections are asked for
-    e = "<" if r[18] else ">"
-    fmt = e + ("IIQQQQIIQQ" if r[17] == 2 else "IIIIIIIIII")
+    # r[12]: the section table's columns (sections 1..n-1) as arrays in host byte order, one after
+    # the other — name offset and type (u32), flags, size, alignment, entry size (u64 in ELF64,
+    # u32 in ELF32); r[11] the section name string table. Decoded only here, when asked for.
+    codes = ("I", "I", "Q", "Q", "Q", "Q") if r[17] == 2 else ("I",) * 6
+    raw = r[12]
+    n = len(raw) // sum(array(c).itemsize for c in codes)
+    cols, at = [], 0
+    for c in codes:
+        a = array(c)
+        a.frombytes(raw[at:at + n * a.itemsize])
+        at += n * a.itemsize
+        cols.append(a.tolist())
     names = r[11]
-    return [_new(SectionInfo, (names[nm:names.index("\0", nm)], typ, flags, size, align, entsize))
-            for nm, typ, flags, _a, _o, size, _l, _i, align, entsize in list(struct.iter_unpack(fmt, r[12]))[1:]]
+    return [_new(SectionInfo, (names[nm:names.index("\0", nm)], *rest))
+            for nm, *rest in zip(*cols, strict=True)]
 
 
-RECORD_VERSION = 3  # 2: section names as the name table + offsets; 3: the raw section table
+RECORD_VERSION = 5  # 2: section names as name table + offsets; 4: section columns; 5: import CRCs on use
 
 
 def _join(items) -> str:
@@ -623,12 +640,11 @@ def parse_record(buf, path: str, compression: str = "", file_size: int | None = 
         ex_ns.append(cstr(kstr, off, "export namespace") if off is not None else "")
 
     ve_names, ve_crcs = _versions(elf)
-    vmap = dict(zip(ve_names, ve_crcs, strict=True))
 
     mi = elf.section(".modinfo")
     modinfo = ""
     if mi is not None:
-        modinfo = _join(x for x in elf.data(mi).decode("utf-8", "surrogateescape").split("\0") if x)
+        modinfo = _join(list(filter(None, elf.data(mi).decode("utf-8", "surrogateescape").split("\0"))))
     name = ""
     at = modinfo.find("name=")
     while at >= 0:
@@ -641,9 +657,10 @@ def parse_record(buf, path: str, compression: str = "", file_size: int | None = 
     return (
         RECORD_VERSION, path, name,
         _join(e[0] for e in exports), _join(ex_ns), _join(e[1] for e in exports), _ints("q", ex_crcs),
-        _join(im_names), im_weak, _ints("q", map(vmap.get, im_names, repeat(-1))),
+        _join(im_names), im_weak, None,  # r[9]: the imports' CRCs, looked up on use (_import_crcs)
         modinfo,
-        elf.section_names_table, elf.sh_table,
+        elf.section_names_table, b"".join(c[1:].tobytes() for c in (
+            elf.sh_name_off, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_addralign, elf.sh_entsize)),
         _join(ve_names), _ints("Q", ve_crcs),
         None if sig is None else tuple(sig),
         elf.machine, elf.ei_class, elf.little, compression, size if file_size is None else file_size,

@@ -25,7 +25,7 @@ from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, open
 
 CACHE_MAGIC = b"KMSCACHE"
 # Bump when the parser or the record layout changes: older caches are then rebuilt.
-CACHE_FORMAT = 5  # 3: module record v2; 4: index apart from the records; 5: module record v3
+CACHE_FORMAT = 7  # 3: module record v2; 4: index apart from the records; 5-7: module record v3-v5
 
 
 class ScanError(NamedTuple):
@@ -257,11 +257,13 @@ def parallel_map(func: Callable[[object], object], items: list, jobs: int | None
     """``[func(x) for x in items]`` in ``jobs`` processes (default: all cores); results must be
     marshal-able (tuples of builtins).
 
-    The parent forks ``jobs - 1`` children, each taking every ``jobs``-th item (callers order the
-    items so that interleaving balances the work: largest first), and works through its own share
-    meanwhile — no process sits idle collecting results while the cores are busy. A child sends its
-    results back marshalled through a pipe once done, and a byte per 16 items on a shared progress
-    pipe. A child that fails only costs time: its share is then done by the parent. Children are
+    The items are cut into chunks of a few dozen, whose numbers wait in a pipe: every process —
+    the parent and ``jobs - 1`` forked children — takes the next number from the pipe when it is
+    free (a 2-byte read: atomic), so the work balances itself even when one core is slowed down
+    (as on a shared virtual machine) and callers only order the items largest first. No process
+    sits idle collecting results while the cores are busy: a child sends its results back
+    marshalled through a pipe once the queue is empty, and a byte per chunk on a shared progress
+    pipe. A child that fails only costs time: its chunks are then done by the parent. Children are
     forked before the progress display starts its thread (fork and threads do not mix)."""
     import gc
     import marshal
@@ -277,6 +279,20 @@ def parallel_map(func: Callable[[object], object], items: list, jobs: int | None
             gc.enable()
 
 
+def _run_chunks(func, items: list, size: int, queue: int, prog: int | None) -> list[tuple[int, list]]:
+    """Take chunk numbers from the ``queue`` pipe until it is empty; [(number, results)]."""
+    done = []
+    while True:
+        b = os.read(queue, 2)
+        if len(b) < 2:
+            return done
+        n = int.from_bytes(b, "little")
+        chunk = items[n * size:(n + 1) * size]
+        done.append((n, [func(x) for x in chunk]))
+        if prog is not None:
+            prog(len(chunk))
+
+
 def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
     jobs = min(jobs or os.cpu_count() or 1, max(1, len(items) // 32))
     if jobs <= 1 or not hasattr(os, "fork"):
@@ -287,10 +303,16 @@ def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
                 if advance:
                     advance(1)
             return out
-    shares = [items[k::jobs] for k in range(jobs)]
+    # chunks of 16 to 255 items (a progress byte counts one), at most 16384 of them (their numbers,
+    # 2 bytes each, fit a pipe's 64 KiB buffer: written whole before any process starts)
+    size = min(255, max(16, -(-len(items) // 16384)))
+    count = -(-len(items) // size)
+    q_r, q_w = os.pipe()
+    os.write(q_w, b"".join(n.to_bytes(2, "little") for n in range(count)))
+    os.close(q_w)
     prog_r, prog_w = os.pipe()
-    children: dict[int, tuple[int, int]] = {}  # result pipe -> (pid, share)
-    for k in range(1, jobs):
+    children: dict[int, int] = {}  # result pipe -> pid
+    for _ in range(1, jobs):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: work, send, leave without running the parent's exit handlers
@@ -300,25 +322,20 @@ def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
                 os.close(prog_r)
                 for other in children:
                     os.close(other)
-                res = []
-                for j, x in enumerate(shares[k], 1):
-                    res.append(func(x))
-                    if not j & 15:
-                        os.write(prog_w, b"\x10")
-                if len(res) & 15:
-                    os.write(prog_w, bytes((len(res) & 15,)))
+                done = _run_chunks(func, items, size, q_r, lambda k: os.write(prog_w, bytes((k,))))
                 with os.fdopen(w, "wb") as f:
-                    f.write(marshal.dumps(res))
+                    f.write(marshal.dumps(done))
                 status = 0
-            except BaseException:  # noqa: BLE001 - reported by the parent redoing the share
+            except BaseException:  # noqa: BLE001 - reported by the parent redoing the chunks
                 pass
             finally:
                 os._exit(status)
         os.close(w)
-        children[r] = (pid, k)
+        children[r] = pid
     os.close(prog_w)
     os.set_blocking(prog_r, False)
-    results: list[list | None] = [None] * jobs
+    out: list = [None] * len(items)
+    got = [False] * count
     with progress or _progress(False, 0) as advance:
 
         def drain() -> None:
@@ -329,15 +346,13 @@ def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
             if data and advance:
                 advance(sum(data))
 
-        own = []
-        for j, x in enumerate(shares[0], 1):
-            own.append(func(x))
-            if advance and not j & 15:
-                advance(16)
+        def mine(k: int) -> None:
+            if advance:
+                advance(k)
                 drain()
-        if advance and len(own) & 15:
-            advance(len(own) & 15)
-        results[0] = own
+
+        chunks = _run_chunks(func, items, size, q_r, mine if advance else None)
+        os.close(q_r)
         bufs = {r: bytearray() for r in children}
         open_fds = set(children) | {prog_r}
         while open_fds:  # the progress pipe ends when the last child has exited
@@ -354,26 +369,28 @@ def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
                     elif advance:
                         advance(sum(data))
                     continue
-                chunk = os.read(fd, 1 << 20)
-                if chunk:
-                    bufs[fd] += chunk
+                data = os.read(fd, 1 << 20)
+                if data:
+                    bufs[fd] += data
                     continue
                 open_fds.discard(fd)
                 os.close(fd)
-                pid, k = children[fd]
-                _, status = os.waitpid(pid, 0)
-                res = None
+                _, status = os.waitpid(children[fd], 0)
                 if status == 0:
                     try:
-                        res = marshal.loads(bufs.pop(fd))
+                        theirs = marshal.loads(bufs.pop(fd))
                     except (ValueError, EOFError, TypeError):
-                        res = None
-                if not isinstance(res, list) or len(res) != len(shares[k]):
-                    res = [func(x) for x in shares[k]]
-                results[k] = res
-    out = [None] * len(items)
-    for k, res in enumerate(results):
-        out[k::jobs] = res
+                        theirs = []
+                    if isinstance(theirs, list):
+                        chunks += theirs
+        for n, res in chunks:
+            if isinstance(res, list) and 0 <= n < count and len(res) == len(items[n * size:(n + 1) * size]):
+                out[n * size:n * size + len(res)] = res
+                got[n] = True
+        for n in range(count):  # a child that failed: its chunks are done here
+            if not got[n]:
+                lo = n * size
+                out[lo:lo + size] = [func(x) for x in items[lo:lo + size]]
     return out
 
 

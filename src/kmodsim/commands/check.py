@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import click
-
+from .. import args
 from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, max_size_option
 
 
-@click.command("check")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--kernel", "-k", "kernel_path", metavar="KDIR|Module.symvers|vmlinux",
+@args.command("check")
+@args.argument("paths", nargs=-1, required=True, type=args.Path())
+@args.option("--kernel", "-k", "kernel_path", metavar="KDIR|Module.symvers|vmlinux",
               help="Target kernel (vmlinux exports, vermagic). Without it, unresolved and vermagic are not checked.")
-@click.option("--modules", "-m", "modules_dir", type=click.Path(file_okay=False),
+@args.option("--modules", "-m", "modules_dir", type=args.Path(file_okay=False),
               help="A module tree whose exports may satisfy imports (not itself checked).")
-@click.option("--allow", "allow_files", multiple=True, type=click.Path(dir_okay=False),
+@args.option("--allow", "allow_files", multiple=True, type=args.Path(dir_okay=False),
               help="Allowlist (TOML: [[exclusive]] and [[allow]] entries). Repeatable.")
-@click.option("--symbol-list", "symbol_lists", multiple=True, type=click.Path(dir_okay=False),
+@args.option("--symbol-list", "symbol_lists", multiple=True, type=args.Path(dir_okay=False),
               help="Allowed vmlinux imports (Android [abi_symbol_list] or one name a line). Repeatable.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif"]), default="text", show_default=True)
-@click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache.")
+@args.option("--format", "fmt", type=args.Choice(["text", "json", "sarif"]), default="text", show_default=True)
+@args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
+@args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache.")
 @max_size_option
 def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, jobs, no_cache, max_size) -> None:
     """Check PATH (.ko files or module trees) the way modpost, depmod and the loader would.
@@ -96,7 +95,7 @@ def _render(doc: dict, fmt: str, version: str) -> None:
     if fmt == "sarif":
         dump_json(to_sarif(findings, version))
     elif findings:
-        click.echo(render_text(findings))
+        args.echo(render_text(findings))
 
 
 KERNEL_INPUTS = ("Module.symvers", ".config", ".kernelvariables", "include/generated/utsrelease.h",

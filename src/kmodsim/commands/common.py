@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-import click
+from .. import args
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -29,18 +29,18 @@ def parse_size(text: str) -> int:
             return int(float(t[:-1]) * mult[t[-1]])
         return int(t)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not a size (e.g. 1G, 512M, 4096)") from None
+        raise args.BadParameter(f"{text!r} is not a size (e.g. 1G, 512M, 4096)") from None
 
 
 def max_size_option(f):
-    return click.option(
-        "--max-decompressed", "max_size", default="1G", show_default=True,
+    return args.option(
+        "--max-decompressed", "max_size", default="1G", show_default=True, metavar="SIZE",
         callback=lambda ctx, param, v: parse_size(v),
         help="Refuse compressed modules that expand past this size.")(f)
 
 
 def kernel_option(required: bool = True):
-    return click.option(
+    return args.option(
         "--kernel", "-k", "kernel_path", required=required, metavar="KDIR|Module.symvers|vmlinux",
         help="Target kernel: a headers/build directory, a Module.symvers, a vmlinux or a vmlinuz.")
 

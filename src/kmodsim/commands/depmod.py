@@ -4,47 +4,46 @@ from __future__ import annotations
 
 import sys
 
-import click
-
+from .. import args
 from .common import EXIT_ERROR, EXIT_OK, error, max_size_option
 
 TEXT_FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
 
 
-def _deprecated(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+def _deprecated(ctx: None, param: args.Param, value: bool) -> bool:
     if value:
         sys.stderr.write(f"depmod: WARNING: Ignored deprecated option {param.opts[-1]}\n")
     return value
 
 
-@click.command("depmod")
-@click.option("-a", "--all", "all_", is_flag=True, help="Probe all modules (the default without MODULES).")
-@click.option("-A", "--quick", is_flag=True, help="Only do the work if a module is newer than modules.dep.")
-@click.option("-b", "--basedir", metavar="DIR", help="Use an image of a module tree: DIR/lib/modules/KVER.")
-@click.option("-C", "--config", "config", multiple=True, metavar="PATH",
+@args.command("depmod")
+@args.option("-a", "--all", "all_", is_flag=True, help="Probe all modules (the default without MODULES).")
+@args.option("-A", "--quick", is_flag=True, help="Only do the work if a module is newer than modules.dep.")
+@args.option("-b", "--basedir", metavar="DIR", help="Use an image of a module tree: DIR/lib/modules/KVER.")
+@args.option("-C", "--config", "config", multiple=True, metavar="PATH",
               help="Read depmod.d configuration from PATH (repeatable) instead of the default directories.")
-@click.option("-e", "--errsyms", is_flag=True, help="Report symbols nobody supplies (needs -E or -F).")
-@click.option("-E", "--symvers", metavar="Module.symvers", help="The kernel's symbols and CRCs (checks versions).")
-@click.option("-F", "--filesyms", metavar="System.map", help="The kernel's symbols from a System.map.")
-@click.option("-n", "--show", "--dry-run", "show", is_flag=True, help="Write the files to stdout only.")
-@click.option("-P", "--symbol-prefix", "prefix", default="", metavar="C", help="Architecture symbol prefix.")
-@click.option("-w", "--warn", is_flag=True, help="Warn on duplicates.")
-@click.option("-v", "--verbose", count=True, help="Accepted for compatibility.")
-@click.option("-u", "--unresolved-error", is_flag=True, hidden=True, callback=_deprecated)
-@click.option("-q", "--quiet", is_flag=True, hidden=True, callback=_deprecated)
-@click.option("-r", "--root", is_flag=True, hidden=True, callback=_deprecated)
-@click.option("-m", "--map", "map_", is_flag=True, hidden=True, callback=_deprecated)
-@click.option("--bin", "bins", is_flag=True,
+@args.option("-e", "--errsyms", is_flag=True, help="Report symbols nobody supplies (needs -E or -F).")
+@args.option("-E", "--symvers", metavar="Module.symvers", help="The kernel's symbols and CRCs (checks versions).")
+@args.option("-F", "--filesyms", metavar="System.map", help="The kernel's symbols from a System.map.")
+@args.option("-n", "--show", "--dry-run", "show", is_flag=True, help="Write the files to stdout only.")
+@args.option("-P", "--symbol-prefix", "prefix", default="", metavar="C", help="Architecture symbol prefix.")
+@args.option("-w", "--warn", is_flag=True, help="Warn on duplicates.")
+@args.option("-v", "--verbose", count=True, help="Accepted for compatibility.")
+@args.option("-u", "--unresolved-error", is_flag=True, hidden=True, callback=_deprecated)
+@args.option("-q", "--quiet", is_flag=True, hidden=True, callback=_deprecated)
+@args.option("-r", "--root", is_flag=True, hidden=True, callback=_deprecated)
+@args.option("-m", "--map", "map_", is_flag=True, hidden=True, callback=_deprecated)
+@args.option("--bin", "bins", is_flag=True,
               help="Also write the .bin indexes modprobe reads (kmod's index format; slower).")
-@click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write kmodsim's cache.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+@args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
+@args.option("--no-cache", is_flag=True, help="Neither read nor write kmodsim's cache.")
+@args.option("--cache-dir", type=args.Path(file_okay=False), default=None,
               help="Cache directory (default: $KMODSIM_CACHE/depmod-v1).")
-@click.option("--cycles-limit", type=click.IntRange(1), default=1000, show_default=True,
+@args.option("--cycles-limit", type=args.IntRange(1), default=1000, show_default=True,
               help="Report at most this many dependency cycles.")
 @max_size_option
-@click.argument("kver", required=False)
-@click.argument("modules", nargs=-1)
+@args.argument("kver", required=False)
+@args.argument("modules", nargs=-1)
 def depmod_cmd(all_: bool, quick: bool, basedir: str | None, config: tuple[str, ...], errsyms: bool,
                symvers: str | None, filesyms: str | None, show: bool, prefix: str, warn: bool, verbose: int,
                unresolved_error: bool, quiet: bool, root: bool, map_: bool, bins: bool, jobs: int | None,

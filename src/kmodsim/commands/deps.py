@@ -3,19 +3,18 @@ behind each edge."""
 
 from __future__ import annotations
 
-import click
-
+from .. import args
 from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, max_size_option
 
 
 def _tree_option(f):
-    f = click.option("--tree", "-t", "tree", metavar="DIR", default=None,
+    f = args.option("--tree", "-t", "tree", metavar="DIR", default=None,
                      help="lib/modules/<kver>, or a root holding one lib/modules/<kver> "
                           "(default: /lib/modules/$(uname -r)).")(f)
-    f = click.option("--symvers", "-E", metavar="Module.symvers", default=None,
+    f = args.option("--symvers", "-E", metavar="Module.symvers", default=None,
                      help="The kernel's symbols (only changes who owns a name a module re-exports).")(f)
-    f = click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")(f)
-    f = click.option("--no-cache", is_flag=True, help="Neither read nor write kmodsim's cache.")(f)
+    f = args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")(f)
+    f = args.option("--no-cache", is_flag=True, help="Neither read nor write kmodsim's cache.")(f)
     return max_size_option(f)
 
 
@@ -50,11 +49,11 @@ def _find(dm, name: str) -> int:
     return i
 
 
-@click.command("why")
-@click.argument("module")
-@click.argument("needed")
+@args.command("why")
+@args.argument("module")
+@args.argument("needed")
 @_tree_option
-@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+@args.option("--json", "as_json", is_flag=True, help="As JSON.")
 def why_cmd(module: str, needed: str, tree: str | None, symvers: str | None, jobs: int | None,
             no_cache: bool, max_size: int, as_json: bool) -> None:
     """Which symbols make MODULE need NEEDED, directly or through a chain of modules.
@@ -72,26 +71,26 @@ def why_cmd(module: str, needed: str, tree: str | None, symvers: str | None, job
         dump_json(w)
         raise SystemExit(EXIT_OK if w["chains"] else EXIT_FINDINGS)
     if not w["chains"]:
-        click.echo(f"{w['module']} does not need {w['needs']}")
+        args.echo(f"{w['module']} does not need {w['needs']}")
         raise SystemExit(EXIT_FINDINGS)
     edges = {(e["from"], e["to"]): e for e in w["edges"]}
     n = len(w["chains"])
     how = "directly" if w["direct"] and n == 1 else f"through {n} chain{'s' if n > 1 else ''}"
-    click.echo(f"{w['module']} needs {w['needs']} {how}:")
+    args.echo(f"{w['module']} needs {w['needs']} {how}:")
     for c in w["chains"]:
-        click.echo("  " + " -> ".join(c))
+        args.echo("  " + " -> ".join(c))
         for x, y in zip(c, c[1:], strict=False):
             e = edges[(x, y)]
             syms = e["symbols"] + [f"{s} (weak)" for s in e["weak"]]
-            click.echo(f"      {x} -> {y}: {', '.join(syms)}")
+            args.echo(f"      {x} -> {y}: {', '.join(syms)}")
     raise SystemExit(EXIT_OK)
 
 
-@click.command("deps")
-@click.argument("module")
+@args.command("deps")
+@args.argument("module")
 @_tree_option
-@click.option("--symbols", "-s", "show_symbols", is_flag=True, help="List the symbols of each edge.")
-@click.option("--json", "as_json", is_flag=True, help="As JSON.")
+@args.option("--symbols", "-s", "show_symbols", is_flag=True, help="List the symbols of each edge.")
+@args.option("--json", "as_json", is_flag=True, help="As JSON.")
 def deps_cmd(module: str, tree: str | None, symvers: str | None, jobs: int | None, no_cache: bool,
              max_size: int, show_symbols: bool, as_json: bool) -> None:
     """The dependency tree of MODULE as depmod computes it: each module it needs, with the number
@@ -108,6 +107,6 @@ def deps_cmd(module: str, tree: str | None, symvers: str | None, jobs: int | Non
         t["modules_dep"] = closure
         dump_json(t)
         raise SystemExit(EXIT_OK)
-    render_tree(t, click.echo, show_symbols)
-    click.echo(f"{dm.mods[i].shown_path}:" + "".join(" " + p for p in closure))
+    render_tree(t, args.echo, show_symbols)
+    args.echo(f"{dm.mods[i].shown_path}:" + "".join(" " + p for p in closure))
     raise SystemExit(EXIT_OK)

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import shlex
 
-import click
-
+from .. import args
 from .common import EXIT_ERROR, dump_json, error
 
 
-@click.command("fetch-kernel")
-@click.option("--package", "package", default=None,
+@args.command("fetch-kernel")
+@args.option("--package", "package", default=None,
               help="Image package, e.g. linux-image-6.12.117+deb12-amd64 (default: what --meta depends on).")
-@click.option("--meta", default=None, help="Meta-package to follow (default: linux-image-<flavour> of --arch).")
-@click.option("--arch", default=None,
+@args.option("--meta", default=None, help="Meta-package to follow (default: linux-image-<flavour> of --arch).")
+@args.option("--arch", default=None,
               help="Debian architecture (s390x, i386, armhf, ...): fetched with a private apt state, "
                    "nothing of the system's apt changes.")
-@click.option("--shell", "as_shell", is_flag=True, help="Print KMODSIM_* variable assignments for eval.")
-@click.option("--json", "as_json", is_flag=True)
+@args.option("--shell", "as_shell", is_flag=True, help="Print KMODSIM_* variable assignments for eval.")
+@args.option("--json", "as_json", is_flag=True)
 def fetch_cmd(package: str | None, meta: str | None, arch: str | None, as_shell: bool, as_json: bool) -> None:
     """Fetch a Debian kernel image (apt-get download, cached; never installed) and its headers."""
     from ..debian import DebianError, DebianKernel, image_package
@@ -40,7 +39,7 @@ def fetch_cmd(package: str | None, meta: str | None, arch: str | None, as_shell:
         dump_json(info)
     elif as_shell:
         for key, val in info.items():
-            click.echo(f"KMODSIM_{key.upper()}={shlex.quote(val)}")
+            args.echo(f"KMODSIM_{key.upper()}={shlex.quote(val)}")
     else:
         for key, val in info.items():
-            click.echo(f"{key + ':':<10}{val}")
+            args.echo(f"{key + ':':<10}{val}")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import click
-
+from .. import args
 from .common import EXIT_ERROR, EXIT_OK, dump_json, error, kernel_option, load_kernel
 
 
@@ -20,11 +19,11 @@ def profile_for(release: str):
     return PROFILES["6.4"]
 
 
-@click.command("footprint")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@args.command("footprint")
+@args.argument("files", nargs=-1, required=True, type=args.Path(dir_okay=False))
 @kernel_option()
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--merge", "merges", multiple=True, metavar="A.ko,B.ko[,...]",
+@args.option("--json", "as_json", is_flag=True)
+@args.option("--merge", "merges", multiple=True, metavar="A.ko,B.ko[,...]",
               help="What if these modules were linked into one (repeatable; a module may be in several).")
 def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merges: tuple[str, ...]) -> None:
     """Predict the size /proc/modules shows for each FILE once loaded, with a breakdown by memory
@@ -65,8 +64,8 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
         dump_json({"profile": prof.name, "modules": [x.to_json() for x in out],
                    "total": {"size": total_size, "pages": total_pages}})
     else:
-        click.echo(_table(out))
-        click.echo(f"{'total':<24}{total_size:>10}{total_pages:>7}")
+        args.echo(_table(out))
+        args.echo(f"{'total':<24}{total_size:>10}{total_pages:>7}")
     raise SystemExit(status)
 
 
@@ -90,19 +89,19 @@ def _render_what_if(r: dict, as_json: bool) -> None:
                                      "delta": {"bytes": r["after"] - r["before"],
                                                "pages": pages(r["after"]) - pages(r["before"])}}})
         return
-    click.echo(_table(r["modules"]))
+    args.echo(_table(r["modules"]))
     for g in r["merges"]:
-        click.echo("")
-        click.echo(f"merged {g.footprint.name}: {g.footprint.size} bytes ({g.footprint.pages} pages) "
+        args.echo("")
+        args.echo(f"merged {g.footprint.name}: {g.footprint.size} bytes ({g.footprint.pages} pages) "
                    f"instead of {g.separate} ({pages(g.separate)} pages): {g.delta:+d} bytes, "
                    f"{g.footprint.pages - pages(g.separate):+d} pages")
-        click.echo(f"  exports that become internal ({len(g.internal_exports)}): "
+        args.echo(f"  exports that become internal ({len(g.internal_exports)}): "
                    + (", ".join(g.internal_exports[:12]) + (" ..." if len(g.internal_exports) > 12 else "")))
     if r["duplicates"]:
-        click.echo("")
-        click.echo(f"exported twice after merging: {len(r['duplicates'])} symbols")
+        args.echo("")
+        args.echo(f"exported twice after merging: {len(r['duplicates'])} symbols")
         for s, who in list(r["duplicates"].items())[:10]:
-            click.echo(f"  {s}: {', '.join(who)}")
-    click.echo("")
-    click.echo(f"configuration: {r['before']} -> {r['after']} bytes ({r['after'] - r['before']:+d}), "
+            args.echo(f"  {s}: {', '.join(who)}")
+    args.echo("")
+    args.echo(f"configuration: {r['before']} -> {r['after']} bytes ({r['after'] - r['before']:+d}), "
                f"{pages(r['before'])} -> {pages(r['after'])} pages")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import click
-
+from .. import args
 from ..module import ModuleError, read_module
 from ..report import render_module_text
 from .common import EXIT_ERROR, EXIT_OK, dump_json, error, max_size_option
 
 
-@click.command("inspect")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object (an array for several files).")
+@args.command("inspect")
+@args.argument("files", nargs=-1, required=True, type=args.Path(dir_okay=False))
+@args.option("--json", "as_json", is_flag=True, help="One JSON object (an array for several files).")
 @max_size_option
 def inspect_cmd(files: tuple[str, ...], as_json: bool, max_size: int) -> None:
     """Show what FILE (.ko, .ko.xz, .ko.zst, .ko.gz) exports, imports and declares."""
@@ -27,7 +26,7 @@ def inspect_cmd(files: tuple[str, ...], as_json: bool, max_size: int) -> None:
         if as_json:
             objs.append(m.to_json())
         else:
-            click.echo(render_module_text(m))
+            args.echo(render_module_text(m))
     if as_json and objs:
         dump_json(objs[0] if len(files) == 1 else objs)
     raise SystemExit(status)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import click
-
+from .. import args
 from ..kernel import same_magic
 from ..link import SymbolIndex, resolve
 from ..module import ModuleError, read_module
@@ -20,13 +19,13 @@ from .common import (
 )
 
 
-@click.command("ldd")
-@click.argument("file", type=click.Path(dir_okay=False))
+@args.command("ldd")
+@args.argument("file", type=args.Path(dir_okay=False))
 @kernel_option()
-@click.option("--modules", "-m", "modules_dir", type=click.Path(file_okay=False),
+@args.option("--modules", "-m", "modules_dir", type=args.Path(file_okay=False),
               help="Module tree to take module providers from (default: the kernel's Module.symvers rows).")
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--jobs", "-j", type=int, default=None, help="Worker processes for --modules (default: all cores).")
+@args.option("--json", "as_json", is_flag=True)
+@args.option("--jobs", "-j", type=int, default=None, help="Worker processes for --modules (default: all cores).")
 @max_size_option
 def ldd_cmd(file: str, kernel_path: str, modules_dir: str | None, as_json: bool, jobs: int | None,
             max_size: int) -> None:
@@ -69,8 +68,8 @@ def ldd_cmd(file: str, kernel_path: str, modules_dir: str | None, as_json: bool,
                    "imports": [resolution_json(r) for r in rs]})
     else:
         if vermagic_ok is False:
-            click.echo(f"{m.name}: version magic '{m.vermagic}' should be '{kernel.vermagic}'")
-        click.echo(render_ldd_text(rs))
+            args.echo(f"{m.name}: version magic '{m.vermagic}' should be '{kernel.vermagic}'")
+        args.echo(render_ldd_text(rs))
     if status == EXIT_OK and (bad or vermagic_ok is False):
         status = EXIT_FINDINGS
     raise SystemExit(status)

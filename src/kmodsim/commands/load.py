@@ -3,18 +3,17 @@ would do with a script of insmod/rmmod/modprobe steps (the model of kmodsim.load
 
 from __future__ import annotations
 
-import click
-
+from .. import args
 from .common import EXIT_ERROR, EXIT_OK, dump_json, error, kernel_option, load_kernel
 
 
 def script_options(f):
-    f = click.option("--profile", "profile_name", default=None, metavar="SERIES",
+    f = args.option("--profile", "profile_name", default=None, metavar="SERIES",
                      help="Loader profile (6.1, 6.12); default: from the kernel's release.")(f)
-    f = click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")(f)
-    f = click.option("--script", "-s", "script", required=True, type=click.Path(dir_okay=False),
+    f = args.option("--json", "as_json", is_flag=True, help="Machine-readable result.")(f)
+    f = args.option("--script", "-s", "script", required=True, type=args.Path(dir_okay=False),
                      help="One command a line: insmod PATH [args], rmmod NAME, modprobe NAME [args].")(f)
-    f = click.option("--modules", "-m", "modules_dir", type=click.Path(file_okay=False),
+    f = args.option("--modules", "-m", "modules_dir", type=args.Path(file_okay=False),
                      help="Module tree for modprobe (dependencies from each module's depends=).")(f)
     return kernel_option()(f)
 
@@ -43,7 +42,7 @@ def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name
     return kernel, profile, steps
 
 
-@click.command("load")
+@args.command("load")
 @script_options
 def load_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bool,
              profile_name: str | None) -> None:
@@ -59,5 +58,5 @@ def load_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bo
     if as_json:
         dump_json(doc)
     else:
-        click.echo(render_text(doc), nl=False)
+        args.echo(render_text(doc), nl=False)
     raise SystemExit(EXIT_OK)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import click
-
+from .. import args
 from .common import EXIT_ERROR, EXIT_OK, dump_json, error, max_size_option
 
 
-@click.command("scan")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
-@click.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+@args.command("scan")
+@args.argument("paths", nargs=-1, required=True, type=args.Path())
+@args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
+@args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache.")
+@args.option("--cache-dir", type=args.Path(file_okay=False), default=None,
               help="Cache directory (default: $KMODSIM_CACHE/scan or ~/.cache/kmodsim/scan).")
-@click.option("--json", "as_json", is_flag=True, help="Per-module summary as JSON.")
+@args.option("--json", "as_json", is_flag=True, help="Per-module summary as JSON.")
 @max_size_option
 def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir: str | None,
              as_json: bool, max_size: int) -> None:
@@ -33,6 +32,6 @@ def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir
     else:
         n_exp = sum(s[2] for s in res.summaries)
         n_imp = sum(s[3] for s in res.summaries)
-        click.echo(f"{len(res.items)} modules, {n_exp} exports, {n_imp} imports, {len(res.errors)} errors "
+        args.echo(f"{len(res.items)} modules, {n_exp} exports, {n_imp} imports, {len(res.errors)} errors "
                    f"({res.cached} from cache, {res.parsed} read)")
     raise SystemExit(EXIT_ERROR if res.errors else EXIT_OK)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import tempfile
 
-import click
-
+from .. import args
 from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error
 from .load import prepare, script_options
 
@@ -58,12 +57,12 @@ def image_for(kernel, vmlinuz: str | None) -> str:
         raise SystemExit(EXIT_ERROR) from None
 
 
-@click.command("verify")
+@args.command("verify")
 @script_options
-@click.option("--vmlinuz", type=click.Path(dir_okay=False),
+@args.option("--vmlinuz", type=args.Path(dir_okay=False),
               help="Kernel image to boot (default: Debian's linux-image-<release>, fetched and cached).")
-@click.option("--compare", is_flag=True, help="Diff the real kernel against the model; exit 1 on any difference.")
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed for the boot.")
+@args.option("--compare", is_flag=True, help="Diff the real kernel against the model; exit 1 on any difference.")
+@args.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed for the boot.")
 def verify_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bool, profile_name: str | None,
                vmlinuz: str | None, compare: bool, timeout: float) -> None:
     """Run SCRIPT on the real kernel under QEMU (qemu-system-x86_64, TCG): a busybox initramfs and a
@@ -98,9 +97,9 @@ def verify_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: 
     if as_json:
         dump_json(doc)
     else:
-        click.echo(render_text(doc), nl=False)
+        args.echo(render_text(doc), nl=False)
         if compare:
             for d in diffs:
-                click.echo(f"DIFF: {d}")
-            click.echo(f"# compare: {len(diffs)} difference(s) over {len(steps)} step(s)")
+                args.echo(f"DIFF: {d}")
+            args.echo(f"# compare: {len(diffs)} difference(s) over {len(steps)} step(s)")
     raise SystemExit(EXIT_FINDINGS if diffs else EXIT_OK)

@@ -8,7 +8,7 @@
 * :mod:`kmodsim.ops.report` -- JSON (schema ``kmodsim.ops/1``) and text rendering;
 * :mod:`kmodsim.ops.binary` -- ELF relocation reader: indirect-thunk calls and static-call sites in
   ``.ko`` files;
-* :mod:`kmodsim.ops.cli` -- the ``kmodsim ops`` click command (``ops_cmd``).
+* :mod:`kmodsim.ops.cli` -- the ``kmodsim ops`` command (``ops_cmd``).
 
 Library use::
 

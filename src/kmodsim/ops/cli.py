@@ -12,8 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-import click
-
+from .. import args
 from ..commands.common import error
 from ..module import MODULE_SUFFIXES  # noqa: E402
 from . import binary as binmod
@@ -37,19 +36,19 @@ def _write_raw(text: str) -> None:
         sys.exit(1)
 
 
-@click.command("ops", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("--struct", "struct_name", metavar="NAME", help="The ops struct type, e.g. kvm_x86_ops.")
-@click.option("--json", "as_json", is_flag=True, help="Print the stable JSON document (docs/ops.md).")
-@click.option(
+@args.command("ops")
+@args.argument("paths", nargs=-1, required=True, type=args.Path(path_type=str))
+@args.option("--struct", "struct_name", metavar="NAME", help="The ops struct type, e.g. kvm_x86_ops.")
+@args.option("--json", "as_json", is_flag=True, help="Print the stable JSON document (docs/ops.md).")
+@args.option(
     "--emit",
     "emit_kind",
-    type=click.Choice(["plan", "xmacro", "patch"]),
+    type=args.Choice(["plan", "xmacro", "patch"]),
     help="plan: ranked conversion plan; xmacro: the X-macro list; patch: a unified diff to direct calls.",
 )
-@click.option("--instance", metavar="NAME", help="Direct calls go to this instance's functions (plan/patch).")
-@click.option("--prefix", metavar="PREFIX", help="Direct calls go to PREFIX_<member> (plan/patch).")
-@click.option("--binary", "binary_mode", is_flag=True,
+@args.option("--instance", metavar="NAME", help="Direct calls go to this instance's functions (plan/patch).")
+@args.option("--prefix", metavar="PREFIX", help="Direct calls go to PREFIX_<member> (plan/patch).")
+@args.option("--binary", "binary_mode", is_flag=True,
               help="PATHs are built modules (.ko, .ko.xz, ...): count indirect and static calls.")
 def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, binary_mode):
     """Census of an ops table in C source (PATH: files or directories), with a devirtualization plan.
@@ -59,14 +58,14 @@ def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, binary_mod
     """
     if binary_mode:
         if emit_kind or instance or prefix:
-            raise click.UsageError("--emit, --instance and --prefix apply to C source, not to --binary")
+            raise args.UsageError("--emit, --instance and --prefix apply to C source, not to --binary")
         sys.exit(_binary(paths, as_json))
     if not struct_name:
-        raise click.UsageError("--struct NAME is required (unless --binary)")
+        raise args.UsageError("--struct NAME is required (unless --binary)")
     if as_json and emit_kind in ("xmacro", "patch"):
-        raise click.UsageError(f"--emit {emit_kind} prints a text artifact; it cannot be combined with --json")
+        raise args.UsageError(f"--emit {emit_kind} prints a text artifact; it cannot be combined with --json")
     if instance and prefix:
-        raise click.UsageError("give --instance or --prefix, not both")
+        raise args.UsageError("give --instance or --prefix, not both")
 
     inputs, errors, _root = censusmod.load_inputs(paths)
     for e in errors:

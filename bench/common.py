@@ -1,0 +1,45 @@
+"""What the benchmarks share: timing a command, the peak RSS of its process tree, the trees."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+
+def timed(cmd: list[str], env=None, ok=(0,), before=None) -> float:
+    """Wall seconds of one run of ``cmd`` (a fresh process; ``before()`` runs first, untimed).
+    A run that exits outside ``ok`` stops the benchmark with its stderr."""
+    if before:
+        before()
+    t0 = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    dt = time.perf_counter() - t0
+    if p.returncode not in ok:
+        sys.exit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode().strip()[-500:]}")
+    return dt
+
+
+def peak_rss(cmd: list[str], env=None) -> int:
+    """Peak RSS (KiB) of any process of the tree, from a sub-interpreter's RUSAGE_CHILDREN."""
+    code = ("import resource,subprocess,sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, env=env, check=True)
+    return int(out.stdout.strip())
+
+
+def series_kernel(spec: str):
+    """Debian's kernel of a series ("6.1", "6.12"), fetched and unpacked (cached)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+    from kmodsim.debian import DebianError
+    from kmodsim.debian import series_kernel as fetch
+
+    try:
+        return fetch(spec)
+    except DebianError as exc:
+        sys.exit(str(exc))
+
+
+def count_modules(tree: str) -> int:
+    return sum(1 for _d, _s, fs in os.walk(tree) for f in fs if ".ko" in f)

@@ -1,0 +1,162 @@
+"""Declaring sub-commands: decorators over :mod:`argparse`.
+
+Each command module declares its command with :func:`command`, :func:`option` and
+:func:`argument` — the decorator style of click, which kmodsim used at first — and
+:mod:`kmodsim.cli` builds an argparse parser for the one command that runs. It is not click because
+importing click costs every invocation ~25 ms (a third of a warm ``scan``, measured with
+``python -X importtime``), argparse ~5 ms; and kmodsim needs only this much of a CLI library.
+
+What a parameter may say: option declarations (``"-j", "--jobs"``, plus a bare name for the
+Python parameter), ``type`` (a callable, :class:`Path`, :class:`Choice`, :class:`IntRange`),
+``default``, ``is_flag``, ``count``, ``multiple`` (a tuple), ``required``, ``metavar``, ``help``,
+``show_default``, ``hidden`` and ``callback(ctx, param, value)`` (``ctx`` is None); an argument
+``nargs=-1`` (a tuple, any number; at least one when ``required``) or one value (optional unless
+``required``). A usage error exits 2 with argparse's usage line and ``kmodsim <cmd>: error: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Callable
+
+
+class UsageError(Exception):
+    """Bad command-line usage found by a command itself: exit 2, with the usage line."""
+
+
+class BadParameter(UsageError):
+    """A parameter's value is wrong (raised by a ``type`` or a ``callback``)."""
+
+
+class Path:
+    """A file-system path argument (a str; existence is the command's business, as it reports bad
+    input files one line each instead of stopping the run)."""
+
+    def __init__(self, file_okay: bool = True, dir_okay: bool = True, path_type: type = str) -> None:
+        self.file_okay, self.dir_okay = file_okay, dir_okay
+
+    def __call__(self, text: str) -> str:
+        return text
+
+
+class Choice:
+    def __init__(self, choices) -> None:
+        self.choices = list(choices)
+
+
+class IntRange:
+    def __init__(self, min: int | None = None, max: int | None = None) -> None:  # noqa: A002
+        self.min, self.max = min, max
+
+    def __call__(self, text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+            lo = "" if self.min is None else f">={self.min}"
+            hi = "" if self.max is None else f"<={self.max}"
+            raise argparse.ArgumentTypeError(f"{v} is not in the range {lo}{' and ' if lo and hi else ''}{hi}")
+        return v
+
+
+class Param:
+    def __init__(self, kind: str, decls: tuple[str, ...], kw: dict) -> None:
+        self.kind, self.kw = kind, kw
+        flags = [d for d in decls if d.startswith("-")]
+        names = [d for d in decls if not d.startswith("-")]
+        self.opts = flags
+        if names:
+            self.name = names[0]
+        else:
+            longest = max(flags, key=len)
+            self.name = longest.lstrip("-").replace("-", "_")
+
+
+def _add(f: Callable, p: Param) -> Callable:
+    params = f.__dict__.setdefault("_kms_params", [])
+    params.insert(0, p)  # decorators apply bottom-up; keep the written order
+    return f
+
+
+def option(*decls: str, **kw) -> Callable[[Callable], Callable]:
+    return lambda f: _add(f, Param("option", decls, kw))
+
+
+def argument(name: str, **kw) -> Callable[[Callable], Callable]:
+    return lambda f: _add(f, Param("argument", (name,), kw))
+
+
+class Command:
+    def __init__(self, name: str, func: Callable, params: list[Param]) -> None:
+        self.name, self.func, self.params = name, func, params
+        self.help = textwrap.dedent(func.__doc__ or "").strip()
+        if self.help and "\n" in self.help:  # a docstring's first line is flush left
+            first, rest = self.help.split("\n", 1)
+            self.help = first + "\n" + textwrap.dedent(rest)
+
+    def parser(self, prog: str) -> argparse.ArgumentParser:
+        ap = argparse.ArgumentParser(prog=prog, description=self.help,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+        for p in self.params:
+            kw = p.kw
+            help_ = kw.get("help")
+            if kw.get("show_default") and kw.get("default") is not None and help_ is not None:
+                help_ = f"{help_} (default: {kw['default']})"
+            if kw.get("hidden"):
+                help_ = argparse.SUPPRESS
+            t = kw.get("type")
+            extra: dict = {}
+            if isinstance(t, Choice):
+                extra["choices"] = t.choices
+            elif t is not None:
+                extra["type"] = t
+            if p.kind == "argument":
+                nargs = kw.get("nargs", 1)
+                if nargs == -1:
+                    extra["nargs"] = "+" if kw.get("required") else "*"
+                elif not kw.get("required", True) or "default" in kw:
+                    extra["nargs"] = "?"
+                    extra["default"] = kw.get("default")
+                ap.add_argument(p.name, metavar=p.name.upper(), help=help_, **extra)
+                continue
+            if kw.get("is_flag"):
+                ap.add_argument(*p.opts, dest=p.name, action="store_true", help=help_)
+            elif kw.get("count"):
+                ap.add_argument(*p.opts, dest=p.name, action="count", default=0, help=help_)
+            elif kw.get("multiple"):
+                ap.add_argument(*p.opts, dest=p.name, action="append", default=[], help=help_,
+                                metavar=kw.get("metavar"), **extra)
+            else:
+                ap.add_argument(*p.opts, dest=p.name, default=kw.get("default"), help=help_,
+                                required=bool(kw.get("required")), metavar=kw.get("metavar"), **extra)
+        return ap
+
+    def main(self, argv: list[str], prog: str) -> None:
+        ap = self.parser(prog)
+        ns = ap.parse_intermixed_args(argv) if any(
+            p.kind == "argument" and p.kw.get("nargs") == -1 for p in self.params) else ap.parse_args(argv)
+        values = {}
+        try:
+            for p in self.params:
+                v = getattr(ns, p.name)
+                if p.kw.get("multiple") or p.kw.get("nargs") == -1:
+                    v = tuple(v or ())
+                cb = p.kw.get("callback")
+                if cb is not None:
+                    v = cb(None, p, v)
+                values[p.name] = v
+            self.func(**values)
+        except UsageError as exc:
+            ap.error(str(exc))
+
+
+def command(name: str) -> Callable[[Callable], Command]:
+    return lambda f: Command(name, f, f.__dict__.get("_kms_params", []))
+
+
+def echo(message: str = "", nl: bool = True, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(message + ("\n" if nl else ""))
