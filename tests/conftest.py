@@ -62,6 +62,22 @@ def debian612():
     return k
 
 
+@pytest.fixture(scope="session")
+def debian510():
+    """Debian bullseye's 5.10 kernel (what bullseye's linux-image-amd64 points at), through a
+    private apt state for that release: modules whose CRCs are absolute ``__crc_`` symbols (<5.19)."""
+    from kmodsim.debian import DebianError, DebianKernel, image_package
+
+    try:
+        k = DebianKernel(image_package("linux-image-amd64", None, "bullseye"), None, "bullseye")
+        k.headers_dir = k.headers()
+    except DebianError as exc:
+        need(str(exc))
+    if not k.kver.startswith("5.10."):
+        need(f"bullseye's linux-image-amd64 points at {k.kver}, not a 5.10 kernel")
+    return k
+
+
 def kbuild_set(name: str, headers: str, **kw) -> Path:
     from kmodsim.kbuild import KbuildError, build
 

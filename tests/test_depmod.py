@@ -201,6 +201,14 @@ def test_debian612_byte_identical(debian612, real_depmod, tmp_path):
     pair.compare(extra=("--bin",))
 
 
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_debian510_byte_identical(debian510, real_depmod, tmp_path):
+    """Debian bullseye's 5.10: libkmod reads CRCs from absolute __crc_ symbols there (<5.19)."""
+    pair = Pair(Path(debian510.modules_dir), debian510.kver, tmp_path, link=True)
+    pair.compare(extra=("--bin", "--no-cache"))
+
+
 FOREIGN = {  # arch -> meta-package: ELF32/ELF64, both byte orders (as tests/test_foreign_arch.py)
     "s390x": "linux-image-s390x",
     "i386": "linux-image-686",

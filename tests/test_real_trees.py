@@ -73,6 +73,22 @@ def test_debian_612_every_module(debian612):
     _check_tree(debian612, 4230)
 
 
+def test_debian_510_every_module_absolute_crcs(debian510):
+    """Debian bullseye's 5.10: before 5.19 a CRC is the value of an absolute ``__crc_<S>`` symbol
+    (SHN_ABS), not a u32 in ``__kcrctab`` — the other CRC layout, on a whole real tree."""
+    mods, n_imports = _check_tree(debian510, None)
+    assert len(mods) > 3000 and n_imports > 100_000
+    assert sum(len(m.exports) for m in mods) > 10_000
+    # the layout really is the absolute one: readelf shows __crc_ symbols as ABS, no __kcrctab data
+    kvm = next(m.path for m in mods if m.path.endswith("/kvm.ko"))
+    syms = oracles.readelf_symbols([kvm])[kvm]
+    crc_ndx = {ndx for _t, _b, ndx, name in syms if name.startswith("__crc_")}
+    assert crc_ndx == {"ABS"}, crc_ndx
+    k = Kernel.load(debian510.headers_dir)
+    assert k.vermagic == subprocess.run(["modinfo", "-F", "vermagic", kvm], capture_output=True, text=True,
+                                        check=True).stdout.rstrip("\n")
+
+
 def test_vermagic_computed_from_headers_equals_every_module(debian61):
     """include/linux/vermagic.h computed from .config + UTS_RELEASE vs modinfo(8) on real modules."""
     k = Kernel.load(debian61.headers_dir)

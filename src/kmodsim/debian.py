@@ -59,24 +59,39 @@ def _is_foreign(arch: str | None) -> bool:
     return arch != native_arch()
 
 
+def _private(arch: str | None, suite: str | None) -> bool:
+    """Whether packages come through a private apt state: another architecture, or another
+    Debian release than the system's (``suite``, e.g. "bullseye")."""
+    if suite is not None and not re.fullmatch(r"[a-z][a-z0-9-]*", suite):
+        raise DebianError(f"{suite!r}: not a Debian suite name")
+    return suite is not None or _is_foreign(arch)
+
+
+# Other Debian releases come from this mirror (the system's sources name it too), signed by the keys
+# of debian-archive-keyring (which carries the previous releases' keys).
+OTHER_SUITE_MIRROR = "http://deb.debian.org/debian"
+ARCHIVE_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
 # Settings of the system's Acquire tree worth keeping (proxies, date checks, retries); the rest —
 # notably apt.conf.d's APT::Update::Post-Invoke* hooks and extra index targets — is left out.
 _KEEP_ACQUIRE = re.compile(r"^Acquire::(https?|ftp|Check-Valid-Until|Check-Date|Retries|ForceIPv[46]"
                            r"|Max-ValidTime|Min-ValidTime|AllowInsecure|AllowWeak|AllowDowngrade)")
 
 
-def apt_root(arch: str) -> str:
-    return os.path.join(cache_root(), f"apt-{arch}")
+def apt_root(arch: str, suite: str | None = None) -> str:
+    return os.path.join(cache_root(), f"apt-{arch}" + (f"-{suite}" if suite else ""))
 
 
-def _apt_env(arch: str) -> dict[str, str]:
+def _apt_env(arch: str, suite: str | None = None) -> dict[str, str]:
     """Environment that points apt at the private state of ``arch`` (created on first use).
 
     ``APT_CONFIG`` is read before apt.conf.d, so it can replace the parts directory with an empty
     one: the system's hooks never run. APT::Architectures is that one architecture, so only its
-    Packages lists (and arch: all) are downloaded.
+    Packages lists (and arch: all) are downloaded. With ``suite`` the sources are that release's
+    main component on :data:`OTHER_SUITE_MIRROR` instead of the system's sources.
     """
-    root = apt_root(arch)
+    root = apt_root(arch, suite)
     for d in ("lists/partial", "cache/archives/partial", "parts", "log", "state", "debs"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     status = os.path.join(root, "status")
@@ -97,6 +112,8 @@ def _apt_env(arch: str) -> dict[str, str]:
         f'Dir::State::status "{status}";',
         f'Dir::Cache "{root}/cache";',
         f'Dir::Log "{root}/log";',
+        *([f'Dir::Etc::sourcelist "{root}/sources.list";', f'Dir::Etc::sourceparts "{root}/parts";']
+          if suite else []),
         f'APT::Architecture "{arch}";',
         f'APT::Architectures {{ "{arch}"; }};',
         *kept,
@@ -104,6 +121,9 @@ def _apt_env(arch: str) -> dict[str, str]:
         'Acquire::GzipIndexes "true";',
         "",
     ])
+    if suite:
+        with open(os.path.join(root, "sources.list"), "w", encoding="utf-8") as f:
+            f.write(f"deb [signed-by={ARCHIVE_KEYRING}] {OTHER_SUITE_MIRROR} {suite} main\n")
     path = os.path.join(root, "apt.conf")
     old = open(path, encoding="utf-8").read() if os.path.exists(path) else None
     if old != conf:
@@ -132,21 +152,23 @@ def _update(env: dict[str, str], root: str) -> None:
             raise
 
 
-def apt_update(arch: str) -> None:
-    """Refresh the private package lists of ``arch``."""
-    _update(_apt_env(arch), apt_root(arch))
+def apt_update(arch: str, suite: str | None = None) -> None:
+    """Refresh the private package lists of ``arch`` (of ``suite``)."""
+    _update(_apt_env(arch, suite), apt_root(arch, suite))
 
 
-def _apt(cmd: list[str], arch: str | None, cwd: str | None = None) -> str:
-    """Run an apt command for ``arch`` (None: the system's own apt). A foreign lookup that fails is
-    retried once after refreshing the private lists (a stale list names superseded versions)."""
-    if not _is_foreign(arch):
+def _apt(cmd: list[str], arch: str | None, cwd: str | None = None, suite: str | None = None) -> str:
+    """Run an apt command for ``arch`` and ``suite`` (None, None: the system's own apt). A private
+    lookup that fails is retried once after refreshing the private lists (a stale list names
+    superseded versions)."""
+    if not _private(arch, suite):
         return _run(cmd, cwd=cwd)
-    env = _apt_env(arch)
+    arch = arch or native_arch()
+    env = _apt_env(arch, suite)
     try:
         return _run(cmd, cwd=cwd, env=env)
     except DebianError:
-        _update(env, apt_root(arch))
+        _update(env, apt_root(arch, suite))
         return _run(cmd, cwd=cwd, env=env)
 
 
@@ -154,9 +176,9 @@ def _apt(cmd: list[str], arch: str | None, cwd: str | None = None) -> str:
 # Packages
 # ---------------------------------------------------------------------------------------------
 
-def depends_of(meta: str, arch: str | None = None) -> list[str]:
+def depends_of(meta: str, arch: str | None = None, suite: str | None = None) -> list[str]:
     """Direct dependencies of a (meta-)package, as ``apt-cache depends`` lists them."""
-    out = _apt(["apt-cache", "depends", meta], arch)
+    out = _apt(["apt-cache", "depends", meta], arch, suite=suite)
     return re.findall(r"^\s+Depends: (\S+)", out, re.M)
 
 
@@ -171,20 +193,20 @@ def series_kernel(series: str) -> DebianKernel:
     return DebianKernel(image_package(SERIES_METAPACKAGES[series]))
 
 
-def image_package(meta: str = "linux-image-amd64", arch: str | None = None) -> str:
+def image_package(meta: str = "linux-image-amd64", arch: str | None = None, suite: str | None = None) -> str:
     """The versioned image package a meta-package points at, e.g. linux-image-6.1.0-56-amd64."""
-    for dep in depends_of(meta, arch):
+    for dep in depends_of(meta, arch, suite):
         if dep.startswith("linux-image-"):
             return dep
     raise DebianError(f"{meta}: depends on no linux-image package")
 
 
-def fetch_deb(package: str, arch: str | None = None) -> str:
+def fetch_deb(package: str, arch: str | None = None, suite: str | None = None) -> str:
     """The .deb of ``package`` (``name``, or ``name=version`` for an exact version) in the cache,
-    downloading it if needed. A foreign ``arch`` has its own directory (``apt-<arch>/debs``):
-    same-named packages of two architectures never mix."""
-    foreign = _is_foreign(arch)
-    d = os.path.join(apt_root(arch), "debs") if foreign else os.path.join(cache_root(), "debs")
+    downloading it if needed. A foreign ``arch`` or another ``suite`` has its own directory
+    (``apt-<arch>[-<suite>]/debs``): same-named packages of two architectures never mix."""
+    private = _private(arch, suite)
+    d = os.path.join(apt_root(arch or native_arch(), suite), "debs") if private else os.path.join(cache_root(), "debs")
     os.makedirs(d, exist_ok=True)
     name, _, version = package.split(":")[0].partition("=")
     # .deb file names spell the version's epoch colon as %3a
@@ -194,7 +216,7 @@ def fetch_deb(package: str, arch: str | None = None) -> str:
         return have[-1]
     tmp = tempfile.mkdtemp(prefix=".dl-", dir=d)
     try:
-        _apt(["apt-get", "download", package], arch, cwd=tmp)
+        _apt(["apt-get", "download", package], arch, cwd=tmp, suite=suite)
         debs = glob.glob(os.path.join(tmp, "*.deb"))
         if len(debs) != 1:
             raise DebianError(f"apt-get download {package}: expected one .deb, got {len(debs)}")
@@ -225,10 +247,11 @@ def unpack(debs: list[str], key: str) -> str:
 class DebianKernel:
     """An unpacked Debian kernel image package (of a foreign architecture with ``arch``)."""
 
-    def __init__(self, package: str, arch: str | None = None) -> None:
+    def __init__(self, package: str, arch: str | None = None, suite: str | None = None) -> None:
         self.package = package
         self.arch = arch
-        self.deb = fetch_deb(package, arch)
+        self.suite = suite
+        self.deb = fetch_deb(package, arch, suite)
         self.root = unpack([self.deb], os.path.basename(self.deb)[:-4])
         mods = glob.glob(os.path.join(self.root, "lib", "modules", "*"))
         if len(mods) != 1:
@@ -245,22 +268,22 @@ class DebianKernel:
         """The matching headers directory: installed under /usr/src if there (native packages only),
         else unpacked from ``linux-headers-<kver>``, its ``-common`` and ``linux-kbuild-*`` into the
         cache (with the arch Makefile's include repointed at the unpacked common tree)."""
-        if not _is_foreign(self.arch):
+        if not _private(self.arch, self.suite):
             installed = f"/usr/src/linux-headers-{self.kver}"
             if os.path.isfile(os.path.join(installed, "Module.symvers")):
                 return installed
-        return unpacked_headers(self.kver, self.arch)
+        return unpacked_headers(self.kver, self.arch, self.suite)
 
 
-def unpacked_headers(kver: str, arch: str | None = None) -> str:
+def unpacked_headers(kver: str, arch: str | None = None, suite: str | None = None) -> str:
     """``linux-headers-<kver>`` and what it needs, unpacked into the cache. For a foreign ``arch``
     the ``linux-kbuild-*`` tools (built for that architecture, unusable here) are left out."""
     pkg = f"linux-headers-{kver}"
-    debs = [fetch_deb(pkg, arch)]
-    deps = depends_of(pkg, arch)
+    debs = [fetch_deb(pkg, arch, suite)]
+    deps = depends_of(pkg, arch, suite)
     common = [d for d in deps if d.startswith("linux-headers-") and d.endswith("-common")]
     kbuild = [] if _is_foreign(arch) else [d for d in deps if d.startswith("linux-kbuild-")]
-    debs += [fetch_deb(p, arch) for p in common + kbuild]
+    debs += [fetch_deb(p, arch, suite) for p in common + kbuild]
     root = unpack(debs, f"headers-{kver}")
     hdir = os.path.join(root, "usr", "src", pkg)
     mk = os.path.join(hdir, "Makefile")
