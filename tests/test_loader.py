@@ -2,7 +2,8 @@
 
 * slow + realkernel: every scenario of tests/scenarios is run on Debian's 6.1 kernel under QEMU
   (one boot per scenario, two at a time) and the model must equal the kernel on every step: errno,
-  every message line, the modules (name, refcnt, users, state, taints) and the taint mask.
+  every message line, the modules (name, refcnt, users, state, taints), the formed modules' sizes
+  and the taint mask; the same on Debian's 6.12 kernel with KMODSIM_TEST_612=1.
 * fast: the model against the kernel's answers recorded by ``workspace.py --record`` (real-kernel
   output kept in tests/scenarios/recorded/<release>/), the parameter parser, script errors, the CLI.
 """
@@ -88,6 +89,40 @@ def test_model_equals_kernel_on_every_step(workspace, kernel61, kernel_runs):
         diffs = compare(ws_mod.model_doc(script, workspace, kernel61), real)
         if diffs:
             report[script.name] = diffs
+    assert report == {}, json.dumps(report, indent=1)
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_model_equals_kernel_612_on_every_step(debian612, tmp_path_factory):
+    """The 6.12 profile on Debian's real 6.12 kernel (fixtures built against its headers): every
+    scenario, every step, formed-module sizes included (6.4+'s mod_mem[] layout)."""
+    from kmodsim.kbuild import KbuildError
+    from kmodsim.kernel import Kernel
+    from kmodsim.loader.profiles import profile_for
+    from kmodsim.loader.run import compare
+    from kmodsim.oracle import OracleError
+
+    if shutil.which("make") is None:
+        need("make")
+    try:
+        ws = ws_mod.prepare(tmp_path_factory.mktemp("scenarios612"), debian612.headers_dir)
+    except KbuildError as exc:
+        need(str(exc))
+    kernel = Kernel.load(debian612.headers_dir)
+    assert profile_for(kernel.release).series == "6.12" and profile_for(kernel.release).verified
+    vmlinuz = _vmlinuz(debian612)
+
+    def one(script: Path) -> list[str]:
+        try:
+            real = ws_mod.kernel_run(script, ws, kernel, vmlinuz)
+        except OracleError as exc:
+            pytest.fail(f"{script.name}: {exc}")
+        assert all(s["formed"] is not None for s in real["steps"]), real["notes"]
+        return compare(ws_mod.model_doc(script, ws, kernel), real)
+
+    with ThreadPoolExecutor(2) as ex:
+        report = {s.name: d for s, d in zip(SCENARIOS, ex.map(one, SCENARIOS), strict=True) if d}
     assert report == {}, json.dumps(report, indent=1)
 
 
@@ -272,7 +307,8 @@ def test_next_arg_quotes():
 def test_profiles_are_data():
     from kmodsim.loader.profiles import PROFILES, profile_for
 
-    assert PROFILES["6.1"].verified and not PROFILES["6.12"].verified
+    assert PROFILES["6.1"].verified and PROFILES["6.12"].verified  # both run on the real kernels
+    assert PROFILES["6.12"].taints_after_unformed and not PROFILES["6.1"].taints_after_unformed
     assert profile_for("6.1.0-56-amd64").series == "6.1"
     assert profile_for("6.12.117+deb12-amd64").series == "6.12"
     p = profile_for("6.6.1")

@@ -133,12 +133,10 @@ class KernelModel:
         self.check_modinfo(mod)
         self.add_unformed_module(mod)
         mod.unformed = True
-        if self.profile.module_sig and not info.signed and "sig" not in self.once:
-            self.once.add("sig")
-            self.log.append(f"{mod.name}: module verification failed: signature and/or required key "
-                            f"missing - tainting kernel")
-        if self.profile.module_sig and not info.signed:
-            self.add_taint_module(mod, TAINT_UNSIGNED_MODULE, False)
+        if self.profile.taints_after_unformed:
+            self.module_augment_kernel_taints(mod)
+        else:
+            self.module_sig_taint(mod)
         self.simplify_symbols(mod)
         self.verify_exported_symbols(mod)  # complete_formation()
         mod.coming = True
@@ -179,9 +177,29 @@ class KernelModel:
         self.add_taint_module(mod, TAINT_FORCED_MODULE, True)
         return True
 
+    def module_sig_taint(self, mod: _Loading) -> None:
+        """The unsigned-module line (pr_notice_once) and TAINT_UNSIGNED_MODULE (CONFIG_MODULE_SIG)."""
+        if self.profile.module_sig and not mod.image.signed and "sig" not in self.once:
+            self.once.add("sig")
+            self.log.append(f"{mod.name}: module verification failed: signature and/or required key "
+                            f"missing - tainting kernel")
+        if self.profile.module_sig and not mod.image.signed:
+            self.add_taint_module(mod, TAINT_UNSIGNED_MODULE, False)
+
+    def module_augment_kernel_taints(self, mod: _Loading) -> None:
+        """kernel/module/main.c:module_augment_kernel_taints() (v6.12; the profile's
+        ``taints_after_unformed``): once the module is unique, the out-of-tree, staging and license
+        taints, the unsigned-module line, and "module license taints kernel." when this call is
+        what set TAINT_PROPRIETARY_MODULE (its prev_taint test)."""
+        prev = self.test_taint(TAINT_PROPRIETARY_MODULE)
+        self.modinfo_taints(mod)
+        self.module_sig_taint(mod)
+        if not prev and self.test_taint(TAINT_PROPRIETARY_MODULE):
+            self.log.append(f"{mod.name}: module license taints kernel.")
+
     def check_modinfo(self, mod: _Loading) -> None:
-        """kernel/module/main.c:check_modinfo(): vermagic (same_magic), then the out-of-tree and
-        staging taints, then the license (set_license / module_license_taint_check)."""
+        """kernel/module/main.c:check_modinfo(): vermagic (same_magic), then (up to the profile's
+        ``taints_after_unformed``) the out-of-tree and staging taints and the license."""
         info = mod.image
         ours = self.kernel.vermagic or ""
         if info.vermagic is None:
@@ -189,6 +207,13 @@ class KernelModel:
         elif not same_magic(info.vermagic, ours, info.has_versions):
             self.log.append(f"{info.name}: version magic '{info.vermagic}' should be '{ours}'")
             raise _Fail(E.ENOEXEC)
+        if not self.profile.taints_after_unformed:
+            self.modinfo_taints(mod)
+
+    def modinfo_taints(self, mod: _Loading) -> None:
+        """The out-of-tree and staging taints, then the license (set_license() up to 6.3,
+        module_license_taint_check() after)."""
+        info = mod.image
         if not info.intree:
             if not self.test_taint(TAINT_OOT_MODULE):
                 self.log.append(f"{mod.name}: loading out-of-tree module taints kernel.")

@@ -28,6 +28,12 @@ class Profile:
     # v6.4, "module: avoid allocation if module is already present and ready": the EEXIST check moved
     # into early_mod_check(), still after check_modinfo() — the order of the log lines is unchanged.
     early_exists_check: bool = False
+    # v6.12 (module_augment_kernel_taints(), called once add_unformed_module() succeeded): the
+    # out-of-tree/staging/license taints move out of check_modinfo() to after the EEXIST check,
+    # with the unsigned-module line, and "module license taints kernel." follows when that call
+    # set TAINT_PROPRIETARY_MODULE (in 6.1 its prev_taint is sampled after set_license(): silent).
+    # Seen on Debian's 6.12.117 under QEMU; the release that introduced it was not looked up.
+    taints_after_unformed: bool = False
     # pr_notice_once() of the unsigned-module line, after add_unformed_module() (CONFIG_MODULE_SIG=y,
     # CONFIG_MODULE_SIG_FORCE unset: Debian's configuration)
     module_sig: bool = True
@@ -47,10 +53,12 @@ PROFILES: dict[str, Profile] = {
                "every scenario of tests/scenarios run on linux-image-6.1.0-*-amd64 under QEMU",)),
 }
 PROFILES["6.12"] = replace(
-    PROFILES["6.1"], series="6.12", verified=False, early_exists_check=True, footprint="6.4",
-    notes=("v6.12 sources: early_mod_check() (v6.4) runs check_modinfo() then the EEXIST check; "
-           "set_license() is module_license_taint_check(); messages unchanged. Not yet run on the "
-           "real 6.12 kernel (needs fixtures built against the 6.12 headers).",))
+    PROFILES["6.1"], series="6.12", verified=True, early_exists_check=True, footprint="6.4",
+    taints_after_unformed=True,
+    notes=("v6.12 sources: early_mod_check() (v6.4) runs check_modinfo() then the EEXIST check; the "
+           "taints follow add_unformed_module() in module_augment_kernel_taints(); every scenario of "
+           "tests/scenarios run on linux-image-6.12.*+deb12-amd64 under QEMU (fixtures built "
+           "against its headers)",))
 
 
 def profile_for(release: str) -> Profile:
