@@ -43,3 +43,29 @@ def series_kernel(spec: str):
 
 def count_modules(tree: str) -> int:
     return sum(1 for _d, _s, fs in os.walk(tree) for f in fs if ".ko" in f)
+
+
+def arguments(doc: str, rounds: int):
+    """The options every benchmark takes (--tree, repeatable; --rounds); add more, then parse."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tree", action="append", help="6.1, 6.12, or a lib/modules/<kver> directory")
+    ap.add_argument("--rounds", type=int, default=rounds)
+    return ap
+
+
+def tools() -> tuple[str, str]:
+    """(kmodsim, depmod): the venv's kmodsim on PATH, kmod's depmod."""
+    import shutil
+
+    kmodsim = shutil.which("kmodsim") or sys.exit("kmodsim is not on PATH (run scripts/setup.sh, use .venv/bin)")
+    return kmodsim, shutil.which("depmod") or "/usr/sbin/depmod"
+
+
+def linked_root(tree: str, root: str) -> str:
+    """``root/lib/modules/<kver>`` made of hard links to ``tree``'s files (depmod writes its outputs
+    into the copy, never into the original tree); returns ``root``."""
+    os.makedirs(os.path.join(root, "lib", "modules"))
+    subprocess.run(["cp", "-al", tree, os.path.join(root, "lib", "modules", os.path.basename(tree))], check=True)
+    return root

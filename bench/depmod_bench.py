@@ -22,16 +22,14 @@ are byte-identical to depmod's.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 
-from common import count_modules, peak_rss, series_kernel, timed
+from common import arguments, count_modules, linked_root, peak_rss, series_kernel, timed, tools
 
 TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
 FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
@@ -47,11 +45,7 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) ->
     kver = os.path.basename(tree)
     work = tempfile.mkdtemp(prefix="kmodsim-depmod-bench-")
     try:
-        roots = {}
-        for side in ("a", "b"):
-            roots[side] = os.path.join(work, side)
-            os.makedirs(os.path.join(roots[side], "lib", "modules"))
-            subprocess.run(["cp", "-al", tree, os.path.join(roots[side], "lib", "modules", kver)], check=True)
+        roots = {side: linked_root(tree, os.path.join(work, side)) for side in ("a", "b")}
         cache = os.path.join(work, "cache")
         env = dict(os.environ, KMODSIM_CACHE=cache)
         # as installed Python code runs: from its cached bytecode (else every run recompiles kmodsim)
@@ -90,13 +84,10 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) ->
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tree", action="append", help="6.1, 6.12, or a lib/modules/<kver> directory")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap = arguments(__doc__, 5)
     ap.add_argument("--verbose", "-v", action="store_true", help="print every round's times")
     args = ap.parse_args()
-    kmodsim = shutil.which("kmodsim") or sys.exit("kmodsim is not on PATH (use .venv/bin)")
-    depmod = shutil.which("depmod") or "/usr/sbin/depmod"
+    kmodsim, depmod = tools()
     version = subprocess.run([depmod, "--version"], capture_output=True, text=True).stdout.split()[2]
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; depmod: kmod {version}")
     print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"

@@ -14,15 +14,13 @@ biggest process: the parent or a worker).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 
-from common import count_modules, peak_rss, series_kernel, timed
+from common import arguments, count_modules, linked_root, peak_rss, series_kernel, timed, tools
 
 TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
 # kmodsim check against depmod -e -E Module.symvers (issue: <= 1x cold on 6.12, <= 0.05x warm)
@@ -41,10 +39,7 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, he
     kver = os.path.basename(tree.rstrip("/"))
     work = tempfile.mkdtemp(prefix="kmodsim-bench-")
     try:
-        base = os.path.join(work, "root")
-        os.makedirs(os.path.join(base, "lib", "modules"))
-        # hard links: depmod writes its outputs into the copy, never into the original tree
-        subprocess.run(["cp", "-al", tree, os.path.join(base, "lib", "modules", kver)], check=True)
+        base = linked_root(tree, os.path.join(work, "root"))
         cache = os.path.join(work, "cache")
         env = dict(os.environ, KMODSIM_CACHE=cache)
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # let kmodsim's .pyc be written and used, as on a user's machine
@@ -75,12 +70,8 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, he
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tree", action="append", help="6.1, 6.12, or a lib/modules/<kver> directory")
-    ap.add_argument("--rounds", type=int, default=5)
-    args = ap.parse_args()
-    kmodsim = shutil.which("kmodsim") or sys.exit("kmodsim is not on PATH (run scripts/setup.sh, use .venv)")
-    depmod = shutil.which("depmod") or "/usr/sbin/depmod"
+    args = arguments(__doc__, 5).parse_args()
+    kmodsim, depmod = tools()
     print(f"machine: {os.cpu_count()} cores; depmod: {subprocess.run([depmod, '--version'], capture_output=True, text=True).stdout.split()[2]}")
     print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"
           f"{'warm s':>9}{'ratio':>7}{'target':>8}{'RSS MiB depmod/cold/warm':>28}")

@@ -18,15 +18,12 @@ no CPython process that keeps the cache exact can meet it on that tree.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 
-from common import count_modules, series_kernel, timed
+from common import arguments, count_modules, linked_root, series_kernel, timed, tools
 
 WALK_AND_STAT = r"""
 import os, sys
@@ -47,13 +44,9 @@ while stack:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tree", action="append", help="6.1, 6.12, or a lib/modules/<kver> directory")
-    ap.add_argument("--rounds", type=int, default=9)
-    args = ap.parse_args()
-    kmodsim = shutil.which("kmodsim") or sys.exit("kmodsim is not on PATH (use .venv/bin)")
+    args = arguments(__doc__, 9).parse_args()
+    kmodsim, depmod = tools()
     python = os.path.join(os.path.dirname(kmodsim), "python")
-    depmod = shutil.which("depmod") or "/usr/sbin/depmod"
     print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'python':>10}{'walk+stat':>11}{'kmodsim warm':>14}"
           "   (fractions of depmod)")
     for spec in args.tree or ["6.1"]:
@@ -61,9 +54,7 @@ def main() -> None:
         kver = os.path.basename(tree)
         work = tempfile.mkdtemp(prefix="kmodsim-floor-")
         try:
-            base = os.path.join(work, "root")
-            os.makedirs(os.path.join(base, "lib", "modules"))
-            subprocess.run(["cp", "-al", tree, os.path.join(base, "lib", "modules", kver)], check=True)
+            base = linked_root(tree, os.path.join(work, "root"))
             env = dict(os.environ, KMODSIM_CACHE=os.path.join(work, "cache"))
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             cmds = {"depmod": [depmod, "-b", base, kver], "python": [python, "-c", "pass"],
