@@ -11,6 +11,8 @@ import pytest
 from kmodsim.btf import Btf, BtfError, vmlinux_btf
 from kmodsim.oracle.run import _probe_definition, module_probe_fields, parse_probe_line
 
+import oracles
+
 
 def _section_size(path: str, name: str) -> int:
     """Size of a section as readelf lists it (an independent reader)."""
@@ -29,14 +31,13 @@ def test_struct_module_matches_real_modules(series, request, tmp_path):
     btf = vmlinux_btf(k.vmlinuz)
     # every module carries a struct module in .gnu.linkonce.this_module: its size is sizeof(struct module)
     import glob
-    import lzma
 
     ko = sorted(glob.glob(f"{k.modules_dir}/kernel/drivers/net/dummy.ko*"))[0]
     plain = ko
     if ko.endswith(".xz"):
         plain = str(tmp_path / "dummy.ko")
         with open(plain, "wb") as f:
-            f.write(lzma.decompress(open(ko, "rb").read()))
+            f.write(oracles.elf_bytes(ko))
     assert btf.size_of(btf.struct_id("module")) == _section_size(plain, ".gnu.linkonce.this_module")
     # and its name field holds the module's name at the offset BTF gives
     off, size = btf.offset_of("module", "name")

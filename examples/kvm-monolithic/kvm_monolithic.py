@@ -172,6 +172,8 @@ def load_verify(ctx: dict) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 def footprint(ctx: dict, runs: list[dict]) -> dict:
+    from kmodsim.oracle.run import strip_module
+
     files = {("normal", n): p for n, p in ctx["modules"]["normal"].items()}
     files.update({("mono", n): p for n, p in ctx["modules"]["mono"].items()})
     # The modules as shipped and loaded: debug info stripped (Debian's packaging strips modules, and
@@ -181,7 +183,7 @@ def footprint(ctx: dict, runs: list[dict]) -> dict:
         shipped = []
         for (lay, n), p in files.items():
             dest = os.path.join(tmp, f"{lay}-{n}.ko")
-            subprocess.run(["strip", "--strip-debug", "-o", dest, p], check=True)
+            strip_module(p, dest)  # the copy `kmodsim verify` packs for the guest
             shipped.append(dest)
         doc = json.loads(kmodsim("footprint", "--kernel", ctx["headers"], "--json", *shipped).stdout)
     model = {key: m["size"] for key, m in zip(files, doc["modules"], strict=True)}

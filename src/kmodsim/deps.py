@@ -51,7 +51,8 @@ from itertools import compress, repeat
 from operator import itemgetter
 from typing import NamedTuple
 
-DEFAULT_MAX_SIZE = 1 << 30  # kmodsim.module's; that module is imported only when a file is read
+from .module import DEFAULT_MAX_SIZE, ModuleError, read_image
+from .tree import ScanCache, default_cache_dir, parallel_map, stat_key
 
 KMOD_EXTENSIONS = (".ko", ".ko.xz", ".ko.zst")  # kmod 30 built +XZ +ZSTD -ZLIB (Debian 12)
 DEFAULT_CFG_PATHS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
@@ -408,48 +409,13 @@ def _crcs(buf, sh_off: list[int], sh_size: list[int], values, where, e: str) -> 
     return out
 
 
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)  # a FIFO named *.ko must not block
-
-
-def _image(path: str, max_size: int):
-    """The ELF image of a module file: a read-only map of a plain file, or the decompressed bytes
-    (kmodsim.module's decompression and size limit). Raises OSError or ValueError."""
-    import mmap
-    import stat
-
-    fd = os.open(path, _OPEN_FLAGS)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError("is a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
-        if st.st_size == 0:
-            raise ValueError("empty file")
-        m = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    finally:
-        os.close(fd)
-    head = m[:6]
-    if head.startswith(b"\x7fELF"):
-        return m
-    from .module import compression_of, decompress
-
-    fmt = compression_of(head)
-    if not fmt:
-        return m
-    try:
-        return decompress(m, fmt, max_size)
-    finally:
-        m.close()
-
-
 def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) -> tuple:
     """kmod's view of one module file; a file that cannot be read gives an empty record naming
     the problem (depmod keeps such a module, with no symbols and no dependencies)."""
     try:
-        buf = _image(path, max_size)
-    except OSError as exc:
-        return EMPTY_RECORD[:-1] + (exc.strerror or str(exc),)
-    except ValueError as exc:
-        return EMPTY_RECORD[:-1] + (str(exc),)
+        buf, _fmt, _size = read_image(path, max_size)  # a read-only map, or the decompressed bytes
+    except ModuleError as exc:
+        return EMPTY_RECORD[:-1] + (exc.problem,)
     try:
         return kmod_view(buf, crcs)
     except _Bad as exc:
@@ -466,8 +432,6 @@ def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFA
                  crcs: bool = True) -> dict[str, tuple]:
     """Records of ``paths``, read by ``jobs`` processes (default: all cores), shared out in
     discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too)."""
-    from .tree import parallel_map
-
     return dict(zip(paths, parallel_map(lambda p: read_record(p, max_size, crcs), paths, jobs), strict=True))
 
 
@@ -1171,17 +1135,7 @@ def tree_dirname(basedir: str | None, kver: str) -> str:
 def cache_dir_for(cache_dir: str | None) -> str:
     if cache_dir:
         return cache_dir
-    from .tree import default_cache_dir
-
     return os.path.join(os.path.dirname(default_cache_dir()), f"depmod-v{RECORD_VERSION}")
-
-
-def stat_key(path: str) -> tuple[int, int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 class Plan(NamedTuple):
@@ -1259,8 +1213,6 @@ def load_records(pl: Plan, jobs: int | None = None, use_cache: bool = True, cach
     todo = []
     if use_cache:
         import marshal
-
-        from .tree import ScanCache
 
         keys = _keys(pl)
         cache = ScanCache(pl.cache_root, cache_dir_for(cache_dir))

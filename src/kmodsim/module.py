@@ -404,6 +404,11 @@ def decompress(data: bytes, fmt: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes
     raise ValueError(f"unknown compression {fmt!r}")
 
 
+def stat_key_of(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What identifies a file's content for kmodsim's caches: (size, mtime_ns, ctime_ns, inode)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
 class FileImage:
     """A plain module file, read on demand: each slice is one ``pread``.
 
@@ -468,7 +473,7 @@ def open_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str
         size = st.st_size
         if size == 0:
             raise ModuleError(path, "empty file")
-        key = (size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        key = stat_key_of(st)
         fmt = compression_of(os.pread(fd, 6, 0))
         if not fmt:
             img, fd = FileImage(fd, size), -1

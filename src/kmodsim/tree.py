@@ -21,7 +21,15 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from .module import DEFAULT_MAX_SIZE, MODULE_SUFFIXES, Module, ModuleError, open_image, parse_record
+from .module import (
+    DEFAULT_MAX_SIZE,
+    MODULE_SUFFIXES,
+    Module,
+    ModuleError,
+    open_image,
+    parse_record,
+    stat_key_of,
+)
 
 CACHE_MAGIC = b"KMSCACHE"
 # Bump when the parser or the record layout changes: older caches are then rebuilt.
@@ -218,12 +226,12 @@ def expand_paths(paths: Iterable[str], errors: list[ScanError]) -> list[tuple[st
 # Reading, in parallel
 # ---------------------------------------------------------------------------------------------
 
-def _stat_key(path: str) -> tuple[int, int, int, int] | None:
+def stat_key(path: str) -> tuple[int, int, int, int] | None:
+    """The cache key of ``path`` (:func:`kmodsim.module.stat_key_of`), None if it cannot be stat'ed."""
     try:
-        st = os.stat(path)
+        return stat_key_of(os.stat(path))
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 def _read_one(path: str, max_size: int) -> tuple[bool, object]:
@@ -406,7 +414,7 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
     def size(p: str) -> int:
         key = keys.get(p) if keys is not None else None
         if key is None and not p.endswith(".ko"):
-            key = _stat_key(p)
+            key = stat_key(p)
         return key[0] if key else 0
 
     ordered = sorted(paths, key=size, reverse=True) if len(paths) >= 64 else list(paths)
@@ -426,7 +434,7 @@ def default_cache_dir() -> str:
 
 def file_fingerprint(paths: Iterable[str]) -> list[tuple[str, tuple | None]]:
     """(path, stat key) of each path that exists, for cache keys of derived results."""
-    return [(p, _stat_key(p)) for p in paths]
+    return [(p, stat_key(p)) for p in paths]
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -614,7 +622,7 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
             continue
         seen.add(f)
         order.append(f)
-        key = keys[f] = _stat_key(f) if use_cache else None  # without a cache: the readers' fstat
+        key = keys[f] = stat_key(f) if use_cache else None  # without a cache: the readers' fstat
         summ = caches[root].summary(f, key) if use_cache else None
         if summ is not None:
             items[f] = (f, _Cached(caches[root], f, max_size), summ)

@@ -13,6 +13,7 @@ from .load import prepare, script_options
 
 def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
     from ..loader.run import result_doc, step_record
+    from ..oracle.run import formed_sizes
 
     observed = bool(raw.get("probe"))
     recs = [step_record(s, r["calls"], r["messages"], r["modules"], r["tainted"],
@@ -28,18 +29,6 @@ def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
     doc = result_doc("kernel", kernel, profile, recs, last["modules"], last["tainted"], notes)
     doc["boot_seconds"] = raw["boot_seconds"]
     return doc
-
-
-# init memory: 6.1's init_layout, 6.4+'s MOD_INIT_* types; everything else stays after init
-_INIT_LABELS = ("init", "init_text", "init_data", "init_rodata")
-
-
-def formed_sizes(hit: dict) -> dict:
-    """A probe hit -> ``{"name", "core", "init", "sizes"}``: core and init bytes as the footprint
-    model counts them, and the raw fields read from struct module."""
-    sizes = hit["sizes"]
-    return {"name": hit["name"], "core": sum(v for k, v in sizes.items() if k not in _INIT_LABELS),
-            "init": sum(v for k, v in sizes.items() if k in _INIT_LABELS), "sizes": dict(sizes)}
 
 
 def image_for(kernel, vmlinuz: str | None) -> str:

@@ -43,6 +43,18 @@ PROBE_EVENT = "kmodsim/formed"
 MOD_MEM_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")
 
 
+# init memory: 6.1's init_layout, 6.4+'s MOD_INIT_* types; everything else stays after init
+_INIT_LABELS = ("init", "init_text", "init_data", "init_rodata")
+
+
+def formed_sizes(hit: dict) -> dict:
+    """A probe hit -> ``{"name", "core", "init", "sizes"}``: core and init bytes as the footprint
+    model counts them, and the raw fields read from struct module."""
+    sizes = hit["sizes"]
+    return {"name": hit["name"], "core": sum(v for k, v in sizes.items() if k not in _INIT_LABELS),
+            "init": sum(v for k, v in sizes.items() if k in _INIT_LABELS), "sizes": dict(sizes)}
+
+
 def module_probe_fields(vmlinuz: str) -> list[tuple[str, int, int]]:
     """(label, byte offset, size) of the fields of struct module the probe reads, from the BTF of
     ``vmlinuz``: ``name``, then ``core``/``init`` (``struct module_layout``, up to 6.3; also
