@@ -97,6 +97,16 @@ def basic_build(headers61) -> Path:
     return kbuild_set("basic", headers61)
 
 
+def settle_timestamps() -> None:
+    """Wait until files written so far are older than kmodsim's racy-timestamp cutoff
+    (:func:`kmodsim.tree.racy_cutoff`), so that a cache filled from now on keeps them (a test of
+    warm runs on a tree it has just written needs that; real trees are that old already)."""
+    import time
+
+    now = time.time()
+    time.sleep(1.0 - now % 1.0 + 0.15)
+
+
 def run_kmodsim(*args, check=None, **kw) -> subprocess.CompletedProcess:
     """The installed CLI in a child process (so exit codes, stderr and tracebacks are real)."""
     p = subprocess.run(["kmodsim", *map(str, args)], capture_output=True, text=True, timeout=600, **kw)

@@ -52,7 +52,7 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from .module import DEFAULT_MAX_SIZE, ModuleError, read_image
-from .tree import ScanCache, default_cache_dir, parallel_map, stat_key
+from .tree import ScanCache, default_cache_dir, is_trusted, parallel_map, racy_cutoff, stat_key
 
 KMOD_EXTENSIONS = (".ko", ".ko.xz", ".ko.zst")  # kmod 30 built +XZ +ZSTD -ZLIB (Debian 12)
 DEFAULT_CFG_PATHS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
@@ -1359,22 +1359,30 @@ def cycle_report(dm: Depmod, limit: int) -> list[str]:
 
 
 def _memo_key(pl: Plan, options: tuple) -> bytes:
+    """The memo's key; empty (never memoise) when an input cannot be stat'ed or its stat key cannot
+    be trusted yet (:func:`kmodsim.tree.is_trusted`). Stat keys in ``options`` count as inputs."""
     import hashlib
     import marshal
 
+    cutoff = racy_cutoff()  # before the modules are read (load_records)
     cfg = pl.cfg
     keys = _keys(pl)
     me = stat_key(__file__)
+    ksrc_key = None if pl.ksrc is None else stat_key(pl.ksrc[1])
+    order_key = stat_key(os.path.join(pl.dirname, "modules.order"))
     parts = (
         RECORD_VERSION, me, pl.dirname, pl.kver, pl.files_mode, options,
         None if cfg is None else (cfg.searches, cfg.overrides, cfg.externals, cfg.excludes, cfg.messages),
-        None if pl.ksrc is None else (pl.ksrc, stat_key(pl.ksrc[1])),
-        stat_key(os.path.join(pl.dirname, "modules.order")),
+        None if pl.ksrc is None else (pl.ksrc, ksrc_key),
+        order_key,
         pl.errors,
         [(f.path, f.relpath, f.name, keys[f.path]) for f in pl.found],
     )
-    if any(k is None for k in keys.values()):
-        return b""  # a module vanished or cannot be stat'ed: never memoise
+    if any(not is_trusted(k, cutoff) for k in keys.values()):
+        return b""  # a module vanished, cannot be stat'ed, or is racily clean
+    others = [me, ksrc_key, order_key, *(k for k in options if isinstance(k, tuple))]
+    if any(k is not None and not is_trusted(k, cutoff) for k in others):
+        return b""  # a file missing today may appear; one changed this second is racy
     return hashlib.blake2b(marshal.dumps(parts), digest_size=20).digest()
 
 

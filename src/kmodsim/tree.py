@@ -10,6 +10,13 @@ The cache (:class:`ScanCache`) maps a path to the parsed module, keyed by size, 
 and inode. It is one file per tree, written atomically (temporary file + rename), carrying a format
 version and a digest of its payload: a torn, truncated or tampered cache is detected and rebuilt,
 an entry whose file changed is re-read. The cache can only make a scan faster, never different.
+
+A stat key cannot tell two versions of a file apart when both were written within one tick of the
+file system's clock (one second on ext4 with 128-byte inodes, ext3, many network file systems): a
+module rewritten in place, same size, in the very second it was read keeps its key. As git does for
+its index ("racy git", Documentation/technical/racy-git.txt), an entry is only kept when its file's
+ctime is older than the second in which kmodsim started to read it (:func:`racy_cutoff`,
+:func:`is_trusted`); a racily clean entry is not cached, and the next run reads the module again.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -232,6 +240,25 @@ def stat_key(path: str) -> tuple[int, int, int, int] | None:
         return stat_key_of(os.stat(path))
     except OSError:
         return None
+
+
+# Kernel file times come from a coarse clock that may lag the wall clock by a few ticks.
+_CLOCK_SLACK_NS = 100_000_000
+
+
+def racy_cutoff(now_ns: int | None = None) -> int:
+    """The start of the clock second before which a file's ctime must lie for its stat key to be
+    trusted by a cache whose content is read from now on (git's racy-clean rule, at one-second
+    resolution: the coarsest timestamps of the file systems kmodsim reads)."""
+    t = (time.time_ns() if now_ns is None else now_ns) - _CLOCK_SLACK_NS
+    return t - t % 1_000_000_000
+
+
+def is_trusted(key: tuple | None, cutoff: int) -> bool:
+    """Whether a stat key (:func:`kmodsim.module.stat_key_of`) taken after ``cutoff`` can stand for
+    the content read with it: any later write changes the ctime (and so the key) only when the
+    current ctime is older than ``cutoff``."""
+    return key is not None and key[2] < cutoff
 
 
 def _read_one(path: str, max_size: int) -> tuple[bool, object]:
@@ -478,6 +505,8 @@ class ScanCache:
         self.dirty = False
         self.problem = ""  # why a cache file was discarded, if it was
         self._map = None  # the loaded file, mapped: blobs are read from it on demand
+        # made before any module of this run is read: entries whose files changed since are racy
+        self.cutoff = racy_cutoff()
 
     _HEAD = len(CACHE_MAGIC) + 16
 
@@ -577,6 +606,8 @@ class ScanCache:
         off = 0
         for path in list(self.entries):
             e = self.entries[path]
+            if not is_trusted(e[0], self.cutoff):
+                continue  # racily clean: read again next time (see the module docstring)
             blob = e[2] if len(e) == 3 else self.blob(path)  # an unchanged record: copied (checked)
             if blob is None:
                 continue

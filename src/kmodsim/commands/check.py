@@ -27,7 +27,7 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     """
     from .. import __version__
     from ..check import CheckError, load_allowlist, load_symbol_list, run_checks
-    from ..tree import scan
+    from ..tree import racy_cutoff, scan
     from .common import load_kernel
 
     try:
@@ -37,6 +37,7 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
     input_error = False
+    cutoff = racy_cutoff()  # before any input is read: findings from racily clean inputs are not kept
     res = scan(paths, jobs=jobs, max_size=max_size, use_cache=not no_cache)
     tree = scan([modules_dir], jobs=jobs, max_size=max_size, use_cache=not no_cache) if modules_dir else None
     for e in res.errors + (tree.errors if tree else []):
@@ -47,8 +48,8 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     # same contents), the previous run's findings are the answer.
     key = None
     if not no_cache and not input_error:
-        key = _fingerprint(__version__, res, tree, kernel_path, allow_files, symbol_lists)
-        hit = _load_findings(key)
+        key = _fingerprint(__version__, res, tree, kernel_path, allow_files, symbol_lists, cutoff)
+        hit = _load_findings(key) if key else None
         if hit is not None:
             _render(hit, fmt, __version__)
             raise SystemExit(_status(hit, False))
@@ -71,7 +72,7 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     doc = {"findings": [f.to_json() for f in findings],
            "summary": {"modules": len(modules), "errors": sum(f.severity == "error" for f in findings),
                        "warnings": sum(f.severity == "warning" for f in findings)}}
-    if key is not None and not input_error:
+    if key and not input_error:
         _store_findings(key, doc)
     _render(doc, fmt, __version__)
     raise SystemExit(_status(doc, input_error))
@@ -102,11 +103,13 @@ KERNEL_INPUTS = ("Module.symvers", ".config", ".kernelvariables", "include/gener
                  "include/config/kernel.release", "include/generated/randstruct_hash.h")
 
 
-def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists) -> str:
+def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists, cutoff: int) -> str:
+    """The findings cache key; "" when an input's stat key cannot be trusted (a missing module, or
+    one changed within the clock second the run started in: :func:`kmodsim.tree.is_trusted`)."""
     import hashlib
     import os
 
-    from ..tree import file_fingerprint
+    from ..tree import file_fingerprint, is_trusted
 
     h = hashlib.blake2b(digest_size=20)
     kfiles = []
@@ -116,6 +119,10 @@ def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists) -> 
     parts = [version, [(p, res.keys.get(p)) for p, _r, _s in res.items],
              [(p, tree.keys.get(p)) for p, _r, _s in tree.items] if tree else None,
              file_fingerprint(kfiles)]
+    modkeys = [k for group in parts[1:3] if group for _p, k in group]
+    if not all(is_trusted(k, cutoff) for k in modkeys) or not all(
+            k is None or is_trusted(k, cutoff) for _p, k in parts[3]):
+        return ""
     h.update(repr(parts).encode("utf-8", "surrogateescape"))
     for f in (*allow_files, *symbol_lists):  # contents, not only stat: they are small
         with open(f, "rb") as fh:
