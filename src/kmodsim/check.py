@@ -289,8 +289,8 @@ def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists, modul
                     out.append(Finding("symbol-list", "error", name, m.name, m.path,
                                        f"{m.name}: uses {name} from vmlinux, which is not in {lname}",
                                        {"symbol_list": lname}))
-    for ns in imported_ns - used_ns:
-        if module_ns and ns.startswith("module:"):
+    for ns in dict.fromkeys(m.import_ns):  # modinfo order, as modpost's check_imports() reports
+        if ns in used_ns or module_ns and ns.startswith("module:"):
             continue
         out.append(Finding("namespace-unused", "warning", "", m.name, m.path,
                            f"module {m.name} imports namespace {ns}, but doesn't use it.", {"namespace": ns}))

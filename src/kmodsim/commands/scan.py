@@ -13,10 +13,16 @@ from .common import EXIT_ERROR, EXIT_OK, dump_json, error, max_size_option
 @args.option("--cache-dir", type=args.Path(file_okay=False), default=None,
               help="Cache directory (default: $KMODSIM_CACHE/scan or ~/.cache/kmodsim/scan).")
 @args.option("--json", "as_json", is_flag=True, help="Per-module summary as JSON.")
+@args.option("--stats", is_flag=True,
+              help="Also say on stderr how many modules came from the cache and how many were read.")
 @max_size_option
 def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir: str | None,
-             as_json: bool, max_size: int) -> None:
-    """Read every module under PATH (a module tree, a root with lib/modules/<kver>, or files)."""
+             as_json: bool, stats: bool, max_size: int) -> None:
+    """Read every module under PATH (a module tree, a root with lib/modules/<kver>, or files).
+
+    The output depends on the modules only: the same with a cold or a warm cache, with any --jobs
+    (--stats tells the cache's part, on stderr).
+    """
     from ..tree import scan
 
     res = scan(paths, jobs=jobs, use_cache=not no_cache, cache_dir=cache_dir, max_size=max_size)
@@ -27,11 +33,11 @@ def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir
             "modules": [{"name": name, "path": path, "exports": n_exp, "imports": n_imp}
                         for path, name, n_exp, n_imp in res.summaries],
             "errors": [{"path": e.path, "problem": e.problem} for e in res.errors],
-            "cached": res.cached, "parsed": res.parsed,
         })
     else:
         n_exp = sum(s[2] for s in res.summaries)
         n_imp = sum(s[3] for s in res.summaries)
-        args.echo(f"{len(res.items)} modules, {n_exp} exports, {n_imp} imports, {len(res.errors)} errors "
-                   f"({res.cached} from cache, {res.parsed} read)")
+        args.echo(f"{len(res.items)} modules, {n_exp} exports, {n_imp} imports, {len(res.errors)} errors")
+    if stats:
+        error(f"scan: {res.cached} modules from the cache, {res.parsed} read")
     raise SystemExit(EXIT_ERROR if res.errors else EXIT_OK)
