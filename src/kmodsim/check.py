@@ -318,8 +318,10 @@ def render_text(findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-def to_sarif(findings: list[Finding], version: str) -> dict:
-    """SARIF 2.1.0 (OASIS), one result per finding, one rule per check."""
+def to_sarif(findings: list[Finding], version: str, problems: list[tuple[str, str]] = ()) -> dict:
+    """SARIF 2.1.0 (OASIS), one result per finding, one rule per check. The run's one invocation
+    says whether it succeeded: every input problem (``(path, problem)``, what stderr says) is a
+    tool execution notification, and ``executionSuccessful`` is false when there is one."""
     rules = [{"id": c, "name": c, "shortDescription": {"text": d}} for c, d in CHECKS.items()]
     index = {c: i for i, c in enumerate(CHECKS)}
     results = []
@@ -334,10 +336,20 @@ def to_sarif(findings: list[Finding], version: str) -> dict:
         if f.path:
             r["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}}}]
         results.append(r)
+    invocation: dict = {"executionSuccessful": not problems}
+    if problems:
+        notes = []
+        for path, problem in problems:
+            n: dict = {"level": "error", "message": {"text": f"{path}: {problem}" if path else problem}}
+            if path:
+                n["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": _uri(path)}}}]
+            notes.append(n)
+        invocation["toolExecutionNotifications"] = notes
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [{"tool": {"driver": {"name": "kmodsim", "version": version, "rules": rules}},
+                  "invocations": [invocation],
                   "results": results}],
     }
 

@@ -224,7 +224,10 @@ def expand_paths(paths: Iterable[str], errors: list[ScanError]) -> list[tuple[st
             except ValueError as exc:
                 errors.append(ScanError(p, str(exc)))
                 continue
-            out.extend((root, f) for f in find_modules(root, errors))
+            found = find_modules(root, errors)
+            if not found:  # a mistyped path must not pass as a clean tree
+                errors.append(ScanError(p, "no modules found (*.ko, *.ko.xz, *.ko.zst, *.ko.gz)"))
+            out.extend((root, f) for f in found)
         else:
             out.append((os.path.dirname(p) or ".", p))
     return out

@@ -28,33 +28,44 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     from .. import __version__
     from ..check import CheckError, load_allowlist, load_symbol_list, run_checks
     from ..tree import racy_cutoff, scan
-    from .common import load_kernel
+
+    problems: list[tuple[str, str]] = []  # (path, problem): stderr, and SARIF's invocation
+
+    def problem(path: str, what: str) -> None:
+        error(f"{path}: {what}" if path else what)
+        problems.append((path, what))
 
     try:
         allow = [e for f in allow_files for e in load_allowlist(f)]
         lists = [(f, load_symbol_list(f)) for f in symbol_lists]
     except CheckError as exc:
-        error(str(exc))
-        raise SystemExit(EXIT_ERROR) from None
-    input_error = False
+        problem("", str(exc))
+        _abort(fmt, __version__, problems)
     cutoff = racy_cutoff()  # before any input is read: findings from racily clean inputs are not kept
     res = scan(paths, jobs=jobs, max_size=max_size, use_cache=not no_cache)
     tree = scan([modules_dir], jobs=jobs, max_size=max_size, use_cache=not no_cache) if modules_dir else None
     for e in res.errors + (tree.errors if tree else []):
-        error(str(e))
-        input_error = True
+        problem(e.path, e.problem)
 
     # The findings are a function of every input below: with all of them unchanged (same stat keys,
     # same contents), the previous run's findings are the answer.
     key = None
-    if not no_cache and not input_error:
+    if not no_cache and not problems:
         key = _fingerprint(__version__, res, tree, kernel_path, allow_files, symbol_lists, cutoff)
         hit = _load_findings(key) if key else None
         if hit is not None:
-            _render(hit, fmt, __version__)
+            _render(hit, fmt, __version__, problems)
             raise SystemExit(_status(hit, False))
 
-    kernel = load_kernel(kernel_path) if kernel_path else None
+    kernel = None
+    if kernel_path:
+        from ..kernel import Kernel, KernelError
+
+        try:
+            kernel = Kernel.load(kernel_path)
+        except KernelError as exc:
+            problem("", str(exc))
+            _abort(fmt, __version__, problems)
     modules = res.modules
     if kernel is not None and kernel.machine is not None:
         from ..elf import MACHINE_NAMES
@@ -62,9 +73,8 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
         keep = []
         for m in modules:
             if m.machine != kernel.machine:
-                error(f"{m.path}: ELF machine {m.machine_name} does not match the kernel's "
-                      f"({MACHINE_NAMES.get(kernel.machine, kernel.machine)})")
-                input_error = True
+                problem(m.path, f"ELF machine {m.machine_name} does not match the kernel's "
+                                f"({MACHINE_NAMES.get(kernel.machine, kernel.machine)})")
             else:
                 keep.append(m)
         modules = keep
@@ -72,10 +82,17 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     doc = {"findings": [f.to_json() for f in findings],
            "summary": {"modules": len(modules), "errors": sum(f.severity == "error" for f in findings),
                        "warnings": sum(f.severity == "warning" for f in findings)}}
-    if key and not input_error:
+    if key and not problems:
         _store_findings(key, doc)
-    _render(doc, fmt, __version__)
-    raise SystemExit(_status(doc, input_error))
+    _render(doc, fmt, __version__, problems)
+    raise SystemExit(_status(doc, bool(problems)))
+
+
+def _abort(fmt: str, version: str, problems: list[tuple[str, str]]) -> None:
+    """A run that cannot check anything: exit 2 (with SARIF, a run that says it failed and why)."""
+    if fmt == "sarif":
+        _render({"findings": [], "summary": {"modules": 0, "errors": 0, "warnings": 0}}, fmt, version, problems)
+    raise SystemExit(EXIT_ERROR)
 
 
 def _status(doc: dict, input_error: bool) -> int:
@@ -84,7 +101,7 @@ def _status(doc: dict, input_error: bool) -> int:
     return EXIT_FINDINGS if doc["summary"]["errors"] else EXIT_OK
 
 
-def _render(doc: dict, fmt: str, version: str) -> None:
+def _render(doc: dict, fmt: str, version: str, problems: list[tuple[str, str]]) -> None:
     from ..check import Finding, render_text, to_sarif
 
     if fmt == "json":
@@ -94,7 +111,7 @@ def _render(doc: dict, fmt: str, version: str) -> None:
     findings = [Finding(*(f[k] for k in base), {k: v for k, v in f.items() if k not in base})
                 for f in doc["findings"]]
     if fmt == "sarif":
-        dump_json(to_sarif(findings, version))
+        dump_json(to_sarif(findings, version, problems))
     elif findings:
         args.echo(render_text(findings))
 

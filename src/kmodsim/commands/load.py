@@ -47,7 +47,8 @@ def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name
 def load_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bool,
              profile_name: str | None) -> None:
     """Replay SCRIPT on a model of the kernel's load_module()/delete_module(): per step the errno,
-    the exact kernel log lines, and /proc/modules (sizes are not modelled yet).
+    the exact kernel log lines, the taints, and /proc/modules with each module's size (from the
+    footprint model of the module's memory layout, as `kmodsim footprint` computes it).
 
     Exit status: 0 the script ran (whatever its steps returned), 2 usage or input error.
     """
