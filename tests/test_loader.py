@@ -175,7 +175,8 @@ def test_scenarios_cover_every_failure(kernel_runs):
 @pytest.mark.realkernel
 @pytest.mark.slow
 def test_verify_cli_compare(workspace, headers61, debian61):
-    """``kmodsim verify --compare`` end to end: exit 0, the JSON shape, one boot within 10 s."""
+    """``kmodsim verify --compare`` end to end: exit 0, the JSON shape. (How long a boot takes is
+    bench/loader_bench.py's to measure: a timed assertion fails on a busy machine, not on a slow tool.)"""
     vmlinuz = _vmlinuz(debian61)
     script = TESTS / "scenarios" / "24_refused_then_robust.script"
     p = run_kmodsim("verify", "--kernel", headers61, "--vmlinuz", vmlinuz, "--modules", "basic",
@@ -184,7 +185,7 @@ def test_verify_cli_compare(workspace, headers61, debian61):
     doc = json.loads(p.stdout)
     assert doc["source"] == "kernel" and doc["differences"] == []
     assert all(isinstance(m["size"], int) and m["size"] > 0 for m in doc["modules"])
-    assert doc["boot_seconds"] <= 10
+    assert isinstance(doc["boot_seconds"], float) and doc["boot_seconds"] > 0
     for s in doc["steps"]:
         assert set(s) >= {"cmd", "errno", "errname", "messages"}
 
