@@ -562,3 +562,35 @@ def test_why_and_deps_on_fixtures(cycle_build, real_depmod, tmp_path):
                 stack.append(c)
         text = run_kmodsim("deps", "-t", d, m, check=0, env=env).stdout.splitlines()
         assert text[-1] == f"{t['path']}:" + "".join(" " + x for x in dep[t["path"]])
+
+
+@pytest.mark.realkernel
+def test_progress_on_a_terminal_only(debian61, real_depmod, tmp_path):
+    """A cold run shows scan's progress bar when stderr is a terminal, and nothing else changes:
+    the files are depmod's, and stdout (here a pipe) stays empty. Piped, stderr is depmod's alone
+    (every other test here compares it whole)."""
+    import pty
+
+    pair = Pair(Path(debian61.modules_dir), debian61.kver, tmp_path, link=True)
+    pa = pair.depmod()
+    main, sub = pty.openpty()
+    p = subprocess.Popen(["kmodsim", "depmod", "--no-cache", "-b", str(pair.b), pair.kver], stdout=subprocess.PIPE,
+                         stderr=sub, env=pair.env)
+    os.close(sub)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        tty += chunk
+    out, _ = p.communicate(timeout=600)
+    os.close(main)
+    assert p.returncode == pa.returncode == 0 and out == b""
+    shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", tty).decode("utf-8", "replace")
+    n = len((pair.dir(pair.a) / "modules.dep").read_text().splitlines())  # every module, as depmod found them
+    assert "reading modules" in shown and f"{n}/{n}" in shown and n > 4000, shown[-500:]
+    assert "Traceback" not in shown and "depmod:" not in shown
+    pair.same_files()
