@@ -328,3 +328,65 @@ def test_kmod_v30_depmod_case(name, modules, cases, playground, traps, depmod_fe
         assert not outputs & set(written)  # depmod writes nothing when it stops on a cycle
     else:
         assert outputs <= set(written)
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond the cases: the testsuite's modules in other trees
+# ---------------------------------------------------------------------------------------------
+
+PLAYGROUND = [f"mod-loop-{c}" for c in "abcdefghijk"] + ["mod-foo", "mod-foo-a", "mod-foo-b", "mod-foo-c",
+                                                         "mod-simple"]
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_playground_trees_like_depmod(seed, playground, depmod_features, tmp_path):
+    """Random subsets of module-playground's modules (its loops, its chains), in random places,
+    with or without a modules.order: kmodsim's stderr, exit status and files equal depmod's.
+    Where depmod's cycle report never ends (a walk going round a cycle without its start prints
+    ever longer lines), kmodsim prints the same lines up to its cut, says so, and ends."""
+    import random
+
+    rnd = random.Random(seed)
+    modules = playground[rnd.choice(sorted(playground))]
+    names = rnd.sample(PLAYGROUND, rnd.randint(2, len(PLAYGROUND)))
+    where = {n: rnd.choice(["kernel", "kernel/x", "extra", "updates"]) for n in names}
+    order = rnd.choice([None, "listed", "reversed"])
+    dirs = {}
+    for who in ("a", "b"):
+        d = tmp_path / who / "lib" / "modules" / "4.4.4"
+        for n in names:
+            (d / where[n]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(modules / f"{n}.ko", d / where[n])
+        if order:
+            lines = [f"{where[n]}/{n}.ko\n" for n in names]
+            (d / "modules.order").write_text("".join(lines if order == "listed" else lines[::-1]))
+        dirs[who] = d
+    argv = ["-C", str(tmp_path / "no-config"), "4.4.4"]
+    pb = subprocess.run(["kmodsim", "depmod", "--bin", "--no-cache", "-b", str(tmp_path / "b"), *argv],
+                        capture_output=True, timeout=120)
+    mine = pb.stderr.replace(str(tmp_path / "b").encode(), b"ROOT")
+    cut = b"kmodsim: depmod's cycle report does not end"
+    pa = subprocess.Popen([DEPMOD, "-b", str(tmp_path / "a"), *argv], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    if cut not in mine:
+        _, err = pa.communicate(timeout=60)
+        assert pb.returncode == pa.returncode
+        assert mine == err.replace(str(tmp_path / "a").encode(), b"ROOT")
+        for f in sorted(set(os.listdir(dirs["a"])) | set(os.listdir(dirs["b"]))):
+            if f.startswith("modules."):
+                assert (dirs["a"] / f).read_bytes() == (dirs["b"] / f).read_bytes(), f
+    else:  # depmod's lines, as far as kmodsim went: read that much of its endless report
+        head = mine[:mine.index(cut)]
+        theirs = b""
+        try:
+            while len(theirs) < len(head) + 4096:
+                chunk = pa.stderr.read1(65536)
+                if not chunk:
+                    break
+                theirs += chunk
+        finally:
+            pa.kill()
+            pa.wait()
+        assert pb.returncode == 1
+        assert theirs.replace(str(tmp_path / "a").encode(), b"ROOT").startswith(head) and head.count(b"\n") > 100
+        assert not (dirs["b"] / "modules.dep").exists()

@@ -1592,7 +1592,10 @@ def _depmod_cycle_report(dm: Depmod) -> list[str]:
     visited = [False] * len(dm.mods)
     in_loops: set[str] = set()
     lines = []
-    budget = 1_000_000  # depmod may walk forever (or abort) on some graphs; kmodsim stops
+    # depmod may walk forever on some graphs (a walk that enters a cycle without its root goes
+    # round it for ever, printing ever longer lines) or abort (its stack is as deep as the
+    # roots are many); kmodsim stops after so many steps and printed names, and says so
+    budget = 100_000
     while roots:
         root = roots.pop(0)
         stack: list[tuple[int, tuple | None]] = [(root, None)]
@@ -1608,6 +1611,7 @@ def _depmod_cycle_report(dm: Depmod) -> list[str]:
                     in_loops.add(dm.mods[v[0]].name)
                     v = v[1]
                 chain.reverse()
+                budget -= len(chain)
                 for c in chain:
                     roots = _remove_rotating(roots, c)
                 lines.append("depmod: ERROR: Cycle detected: "
@@ -1622,6 +1626,9 @@ def _depmod_cycle_report(dm: Depmod) -> list[str]:
                 break
             for d in deps[m]:
                 stack.append((d, vertex))
+    if budget <= 0:
+        lines.append("kmodsim: depmod's cycle report does not end on this graph (its walk goes round a "
+                     "cycle for ever, or overflows its stack): cut here\n")
     lines.append(f"depmod: ERROR: Found {len(in_loops)} modules in dependency cycles!\n")
     return lines
 
