@@ -302,6 +302,9 @@ def test_cycles_like_depmod_plus_symbols(cycle_build, real_depmod, tmp_path):
     assert pa.returncode == 1
     assert not (pair.dir(pair.a) / "modules.dep").exists()  # depmod writes nothing on a cycle
     assert any("Cycle detected" in ln for ln in pair.depmod_lines(pa, pair.a))
+    # without --explain-cycles stderr is depmod's alone (kmod's testsuite compares it whole)
+    assert pb.stderr.decode().replace(str(pair.b), "ROOT") == pa.stderr.decode().replace(str(pair.a), "ROOT")
+    pa, pb = pair.compare(extra=("--explain-cycles",))
     # kmodsim's report: every elementary cycle of the oracle graph, each edge with its symbols
     edges = _edges_oracle(cycle_build, names, _symvers_owners(cycle_build))
     graph: dict[str, set[str]] = {}
@@ -474,16 +477,42 @@ def test_unreadable_module_is_listed_and_reported(cycle_build, real_depmod, tmp_
     assert len(mine) == 2
 
 
-def test_bad_invocations(tmp_path):
-    p = run_kmodsim("depmod", "-b", tmp_path, "6.1.0-x")
-    assert p.returncode == 2 and p.stderr.startswith(f"kmodsim: {tmp_path}/lib/modules/6.1.0-x: ")
-    assert len(p.stderr.splitlines()) == 1
-    (tmp_path / "lib/modules/6.1.0-x").mkdir(parents=True)
-    p = run_kmodsim("depmod", "-b", tmp_path, "-E", tmp_path / "nope.symvers", "6.1.0-x")
-    assert p.returncode == 2 and p.stderr == f"kmodsim: {tmp_path}/nope.symvers: No such file or directory\n"
-    assert not list((tmp_path / "lib/modules/6.1.0-x").iterdir())
-    p = run_kmodsim("depmod", "-b", tmp_path, "not-a-version")
-    assert p.returncode == 2 and len(p.stderr.splitlines()) == 1
+BAD_INVOCATIONS = {  # the errors that stop depmod: depmod's words and exit status 1 (tools/depmod.c)
+    "missing-tree": ["-b", "{root}/nope", "{kver}"],
+    "bad-version": ["-b", "{root}", "not-a-version"],
+    "prefix-too-long": ["-b", "{root}", "-P", "ab", "{kver}"],
+    "missing-symvers": ["-b", "{root}", "-E", "{root}/nope.symvers", "{kver}"],
+    "missing-system-map": ["-b", "{root}", "-F", "{root}/nope.map", "{kver}"],
+    "symvers-is-a-directory": ["-b", "{root}", "-E", "{root}", "{kver}"],
+    "relative-module": ["-b", "{root}", "{kver}", "extra/kmcy_a.ko"],
+    "missing-module": ["-b", "{root}", "{kver}", "{dir}/extra/nope.ko"],
+    "module-twice": ["-b", "{root}", "{kver}", "{dir}/extra/kmcy_a.ko", "{dir}/extra/kmcy_a.ko"],
+    "one-name-two-paths": ["-b", "{root}", "{kver}", "{dir}/extra/kmcy_a.ko", "{dir}/other/kmcy_a.ko"],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INVOCATIONS))
+def test_bad_invocations_like_depmod(case, cycle_build, real_depmod, tmp_path):
+    """Where depmod stops (its FATAL and 'Bad version' errors) kmodsim says what it says, exits 1
+    as it does, and writes nothing either."""
+    out = {}
+    for who in ("a", "b"):
+        root = tmp_path / who
+        d = root / "lib" / "modules" / KVER
+        (d / "extra").mkdir(parents=True)
+        (d / "other").mkdir()
+        shutil.copy(cycle_build / "kmcy_a.ko", d / "extra")
+        shutil.copy(cycle_build / "kmcy_a.ko", d / "other")
+        argv = [a.format(root=root, kver=KVER, dir=d) for a in BAD_INVOCATIONS[case]]
+        if who == "a":
+            p = subprocess.run([DEPMOD, *argv], capture_output=True, text=True, timeout=60)
+        else:
+            p = run_kmodsim("depmod", "--no-cache", "--bin", *argv)
+        out[who] = (p.returncode, p.stdout, p.stderr.replace(str(root), "ROOT"),
+                    sorted(f.name for f in d.iterdir()))
+    assert out["b"] == out["a"]
+    if case != "symvers-is-a-directory":  # depmod reads a directory as an empty file and goes on
+        assert out["a"][0] == 1 and out["a"][2].startswith("depmod: ") and out["a"][3] == ["extra", "other"]
 
 
 def test_cache_follows_changes(cycle_build, real_depmod, tmp_path):
@@ -534,3 +563,35 @@ def test_why_and_deps_on_fixtures(cycle_build, real_depmod, tmp_path):
                 stack.append(c)
         text = run_kmodsim("deps", "-t", d, m, check=0, env=env).stdout.splitlines()
         assert text[-1] == f"{t['path']}:" + "".join(" " + x for x in dep[t["path"]])
+
+
+@pytest.mark.realkernel
+def test_progress_on_a_terminal_only(debian61, real_depmod, tmp_path):
+    """A cold run shows scan's progress bar when stderr is a terminal, and nothing else changes:
+    the files are depmod's, and stdout (here a pipe) stays empty. Piped, stderr is depmod's alone
+    (every other test here compares it whole)."""
+    import pty
+
+    pair = Pair(Path(debian61.modules_dir), debian61.kver, tmp_path, link=True)
+    pa = pair.depmod()
+    main, sub = pty.openpty()
+    p = subprocess.Popen(["kmodsim", "depmod", "--no-cache", "-b", str(pair.b), pair.kver], stdout=subprocess.PIPE,
+                         stderr=sub, env=pair.env)
+    os.close(sub)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        tty += chunk
+    out, _ = p.communicate(timeout=600)
+    os.close(main)
+    assert p.returncode == pa.returncode == 0 and out == b""
+    shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", tty).decode("utf-8", "replace")
+    n = len((pair.dir(pair.a) / "modules.dep").read_text().splitlines())  # every module, as depmod found them
+    assert "reading modules" in shown and f"{n}/{n}" in shown and n > 4000, shown[-500:]
+    assert "Traceback" not in shown and "depmod:" not in shown
+    pair.same_files()

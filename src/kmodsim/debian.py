@@ -79,19 +79,20 @@ _KEEP_ACQUIRE = re.compile(r"^Acquire::(https?|ftp|Check-Valid-Until|Check-Date|
                            r"|Max-ValidTime|Min-ValidTime|AllowInsecure|AllowWeak|AllowDowngrade)")
 
 
-def apt_root(arch: str, suite: str | None = None) -> str:
-    return os.path.join(cache_root(), f"apt-{arch}" + (f"-{suite}" if suite else ""))
+def apt_root(arch: str, suite: str | None = None, source: bool = False) -> str:
+    return os.path.join(cache_root(), f"apt-{arch}" + (f"-{suite}" if suite else "") + ("-src" if source else ""))
 
 
-def _apt_env(arch: str, suite: str | None = None) -> dict[str, str]:
+def _apt_env(arch: str, suite: str | None = None, source: bool = False) -> dict[str, str]:
     """Environment that points apt at the private state of ``arch`` (created on first use).
 
     ``APT_CONFIG`` is read before apt.conf.d, so it can replace the parts directory with an empty
     one: the system's hooks never run. APT::Architectures is that one architecture, so only its
     Packages lists (and arch: all) are downloaded. With ``suite`` the sources are that release's
-    main component on :data:`OTHER_SUITE_MIRROR` instead of the system's sources.
+    main component on :data:`OTHER_SUITE_MIRROR` instead of the system's sources; with ``source``
+    too, that release's ``deb-src`` line alone (a state of its own, for ``apt-get source``).
     """
-    root = apt_root(arch, suite)
+    root = apt_root(arch, suite, source)
     for d in ("lists/partial", "cache/archives/partial", "parts", "log", "state", "debs"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     status = os.path.join(root, "status")
@@ -123,7 +124,8 @@ def _apt_env(arch: str, suite: str | None = None) -> dict[str, str]:
     ])
     if suite:
         with open(os.path.join(root, "sources.list"), "w", encoding="utf-8") as f:
-            f.write(f"deb [signed-by={ARCHIVE_KEYRING}] {OTHER_SUITE_MIRROR} {suite} main\n")
+            kind = "deb-src" if source else "deb"
+            f.write(f"{kind} [signed-by={ARCHIVE_KEYRING}] {OTHER_SUITE_MIRROR} {suite} main\n")
     path = os.path.join(root, "apt.conf")
     old = open(path, encoding="utf-8").read() if os.path.exists(path) else None
     if old != conf:
@@ -138,7 +140,7 @@ def _apt_env(arch: str, suite: str | None = None) -> dict[str, str]:
 
 
 def _lists(root: str) -> list[str]:
-    return glob.glob(os.path.join(root, "lists", "*_Packages*"))
+    return glob.glob(os.path.join(root, "lists", "*_Packages*")) + glob.glob(os.path.join(root, "lists", "*_Sources*"))
 
 
 def _update(env: dict[str, str], root: str) -> None:
@@ -157,18 +159,19 @@ def apt_update(arch: str, suite: str | None = None) -> None:
     _update(_apt_env(arch, suite), apt_root(arch, suite))
 
 
-def _apt(cmd: list[str], arch: str | None, cwd: str | None = None, suite: str | None = None) -> str:
-    """Run an apt command for ``arch`` and ``suite`` (None, None: the system's own apt). A private
-    lookup that fails is retried once after refreshing the private lists (a stale list names
-    superseded versions)."""
+def _apt(cmd: list[str], arch: str | None, cwd: str | None = None, suite: str | None = None,
+         source: bool = False) -> str:
+    """Run an apt command for ``arch`` and ``suite`` (None, None: the system's own apt; ``source``:
+    the ``deb-src`` state of ``suite``). A private lookup that fails is retried once after
+    refreshing the private lists (a stale list names superseded versions)."""
     if not _private(arch, suite):
         return _run(cmd, cwd=cwd)
     arch = arch or native_arch()
-    env = _apt_env(arch, suite)
+    env = _apt_env(arch, suite, source)
     try:
         return _run(cmd, cwd=cwd, env=env)
     except DebianError:
-        _update(env, apt_root(arch, suite))
+        _update(env, apt_root(arch, suite, source))
         return _run(cmd, cwd=cwd, env=env)
 
 
@@ -293,3 +296,57 @@ def unpacked_headers(kver: str, arch: str | None = None, suite: str | None = Non
         with open(mk, "w", encoding="utf-8") as f:
             f.write(fixed)
     return hdir
+
+
+# ---------------------------------------------------------------------------------------------
+# Source packages
+# ---------------------------------------------------------------------------------------------
+
+def source_version(package: str, suite: str) -> str:
+    """The version of source package ``package`` in ``suite`` (its private ``deb-src`` state)."""
+    out = _apt(["apt-cache", "showsrc", "--only-source", package], None, suite=suite, source=True)
+    m = re.search(r"^Version: (\S+)", out, re.M)
+    if m is None:
+        raise DebianError(f"{package}: no source package in {suite}")
+    return m.group(1)
+
+
+def upstream_source(package: str, suite: str) -> str:
+    """The upstream tree of source package ``package`` of ``suite`` (e.g. bookworm's ``kmod``):
+    ``apt-get source --download-only`` through a private apt state with that release's
+    ``deb-src`` line, then the ``.orig.tar.*`` unpacked — the upstream code, without Debian's
+    patches — into ``cache_root()/src/<package>_<version>/``; returns its top directory. apt may
+    stop after the tarballs arrived (a ``.dsc`` it cannot verify): the tarball is what counts."""
+    version = source_version(package, suite)
+    dest = os.path.join(cache_root(), "src", f"{package}_{version}")
+    done = os.path.join(dest, ".kmodsim-complete")
+    if not os.path.exists(done):
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".s-", dir=os.path.dirname(dest))
+        try:
+            dl = os.path.join(tmp, "dl")
+            os.mkdir(dl)
+            try:
+                _apt(["apt-get", "-q", "source", "--download-only", f"{package}={version}"], None, cwd=dl,
+                     suite=suite, source=True)
+            except DebianError:
+                pass  # judged by the tarball below
+            upstream = version.split(":")[-1].rsplit("-", 1)[0]
+            origs = glob.glob(os.path.join(dl, f"{glob.escape(package)}_{glob.escape(upstream)}.orig.tar.*"))
+            if len(origs) != 1:
+                raise DebianError(f"apt-get source {package}={version}: expected one .orig.tar.*, got {len(origs)}")
+            tree = os.path.join(tmp, "tree")
+            os.mkdir(tree)
+            _run(["tar", "-xf", origs[0], "-C", tree, "--no-same-owner"])
+            shutil.rmtree(dl)
+            open(os.path.join(tmp, ".kmodsim-complete"), "w").close()
+            if os.path.isdir(dest):
+                shutil.rmtree(dest)
+            os.rename(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    tops = [d for d in os.listdir(os.path.join(dest, "tree")) if not d.startswith(".")]
+    if len(tops) != 1:
+        raise DebianError(f"{dest}/tree: expected one top directory, found {len(tops)}")
+    return os.path.join(dest, "tree", tops[0])

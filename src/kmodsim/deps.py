@@ -70,7 +70,13 @@ TEXT_FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbol
 
 
 class DepmodError(Exception):
-    """A problem that stops the run; ``str()`` is ``<file>: <problem>``."""
+    """A problem that stops the run; ``str()`` is ``<file>: <problem>``, and ``depmod`` what kmod
+    30's depmod prints when it stops there (its ``ERROR``/``FATAL`` lines, tools/depmod.c), for
+    ``kmodsim depmod``, which exits 1 with it as depmod does."""
+
+    def __init__(self, message: str, depmod: str = "") -> None:
+        super().__init__(message)
+        self.depmod = depmod or f"depmod: FATAL: {message}\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,10 +435,14 @@ def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) 
 
 
 def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
-                 crcs: bool = True) -> dict[str, tuple]:
+                 crcs: bool = True, progress: bool | None = False) -> dict[str, tuple]:
     """Records of ``paths``, read by ``jobs`` processes (default: all cores), shared out in
-    discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too)."""
-    return dict(zip(paths, parallel_map(lambda p: read_record(p, max_size, crcs), paths, jobs), strict=True))
+    discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too).
+    ``progress``: the bar ``scan`` shows (None: on a terminal only)."""
+    from .tree import _progress
+
+    return dict(zip(paths, parallel_map(lambda p: read_record(p, max_size, crcs), paths, jobs,
+                                        _progress(progress, len(paths))), strict=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1168,11 +1178,21 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
         try:
             with open(ksrc[1], "rb"):
                 pass
+        except IsADirectoryError:
+            pass  # depmod's fopen() takes a directory; its first fgets() ends the (empty) file
         except OSError as exc:
-            raise DepmodError(f"{ksrc[1]}: {exc.strerror or exc}") from None
+            raise DepmodError(f"{ksrc[1]}: {exc.strerror or exc}",
+                              f"depmod: FATAL: could not load {ksrc[1]}: {exc.strerror or exc}\n") from None
     errors: list[tuple[str, str]] = []
     cfg = None
     if files is None:
+        try:  # depmod_modules_search_path()'s opendir() of the tree, then do_depmod()'s CRIT
+            os.scandir(dirname).close()
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise DepmodError(f"{dirname}: cannot read directory: {why}",
+                              f"depmod: ERROR: could not open directory {dirname}: {why}\n"
+                              f"depmod: FATAL: could not search modules: {why}\n") from None
         cfg = Config.load(config_paths, kver)
         disc = Discovery(dirname, cfg)
         disc.run()
@@ -1182,17 +1202,29 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
         found = list(disc.by_name.values())
     else:
         found = []
-        names: set[str] = set()
+        names: dict[str, str] = {}
         dl = len(dirname)
-        for p in files:
+        for p in files:  # do_depmod(): each argument in turn, the first failure stops the run
             if not p.startswith("/"):
-                raise DepmodError(f"{p}: not an absolute path")
+                raise DepmodError(f"{p}: not an absolute path", f"depmod: FATAL: {p}: not absolute path.\n")
+            try:  # kmod_module_new_from_path() stat()s the file
+                os.stat(p)
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                raise DepmodError(f"{p}: {why}", f"depmod: FATAL: could not create module {p}: {why}\n") from None
             rel = p[dl + 1:] if p.startswith(dirname) and p[dl:dl + 1] == "/" else None
             n = modname(os.path.basename(p))
             if n in names:
-                errors.append((p, f"a module named {n} was given already"))
-                continue
-            names.add(n)
+                if names[n] == p:  # the same kmod_module again: depmod_module_add()'s hash refuses it
+                    lines = (f"depmod: ERROR: hash_add_unique {n}: File exists\n"
+                             f"depmod: FATAL: could not add module {p}: File exists\n")
+                else:  # libkmod's pool refuses a second path for one name (its ERR names its source line)
+                    lines = (f"depmod: ERROR: ../libkmod/libkmod-module.c:428 kmod_module_new_from_path() "
+                             f"kmod_module '{n}' already exists with different path: new-path='{p}' "
+                             f"old-path='{names[n]}'\n"
+                             f"depmod: FATAL: could not create module {p}: File exists\n")
+                raise DepmodError(f"{p}: a module named {n} was given already", lines)
+            names[n] = p
             found.append(Found(p, rel, n))
     keys = {f.path: stat_key(f.path) for f in found} if stat else {}
     return Plan(dirname, kver, found, keys, cfg, ksrc, errors, files is not None)
@@ -1205,9 +1237,11 @@ def _keys(pl: Plan) -> dict[str, tuple | None]:
 
 
 def load_records(pl: Plan, jobs: int | None = None, use_cache: bool = True, cache_dir: str | None = None,
-                 max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) -> dict[str, tuple]:
+                 max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True,
+                 progress: bool | None = False) -> dict[str, tuple]:
     """Records of every found module, from the cache when its file is unchanged. Without the cache
-    and without ``crcs`` (no ``-e``) the CRCs imports expect are not read."""
+    and without ``crcs`` (no ``-e``) the CRCs imports expect are not read. ``progress``: a bar
+    while the others are read (None: on a terminal only, as ``scan``)."""
     recs: dict[str, tuple] = {}
     cache = None
     todo = []
@@ -1226,7 +1260,7 @@ def load_records(pl: Plan, jobs: int | None = None, use_cache: bool = True, cach
     else:
         todo = [f.path for f in pl.found]
     if todo:
-        recs.update(read_records(todo, jobs, max_size, crcs or use_cache))
+        recs.update(read_records(todo, jobs, max_size, crcs or use_cache, progress))
     if cache is not None:
         for p in todo:
             if keys[p] is not None:
@@ -1246,8 +1280,11 @@ def compute(pl: Plan, recs: dict[str, tuple], *, errsyms: bool = False, prefix: 
         loader = load_symvers if pl.ksrc[0] == "symvers" else load_system_map
         try:
             ksyms = loader(pl.ksrc[1], prefix, warnings)
+        except IsADirectoryError:
+            ksyms = []  # as plan() says: an empty file to depmod
         except OSError as exc:
-            raise DepmodError(f"{pl.ksrc[1]}: {exc.strerror or exc}") from None
+            why = exc.strerror or str(exc)
+            raise DepmodError(f"{pl.ksrc[1]}: {why}", f"depmod: FATAL: could not load {pl.ksrc[1]}: {why}\n") from None
     check_crcs = pl.ksrc is not None and pl.ksrc[0] == "symvers"
     if errsyms and ksyms is None:
         warnings.append("depmod: WARNING: -e needs -E or -F\n")
@@ -1315,24 +1352,28 @@ MEMO_MAGIC = b"KMSDEPMO"
 def depmod_result(pl: Plan, *, errsyms: bool = False, prefix: str = "", warn: bool = False,
                   show: bool = False, bins: bool = False, cycles_limit: int = 1000, jobs: int | None = None,
                   use_cache: bool = True, cache_dir: str | None = None,
-                  max_size: int = DEFAULT_MAX_SIZE) -> Result:
+                  max_size: int = DEFAULT_MAX_SIZE, explain_cycles: bool = False,
+                  progress: bool | None = False) -> Result:
     """The files, stderr and exit status of ``kmodsim depmod``. With the cache, the whole result
     is also kept, keyed by every input's stat key and every option: an unchanged tree costs its
-    discovery and nothing else."""
+    discovery and nothing else. kmodsim's own cycle report (:func:`cycle_report`) follows
+    depmod's lines only with ``explain_cycles``: stderr is otherwise depmod's alone, as kmod's
+    testsuite compares it (``depmod_detect_loop``)."""
     key = None
     if use_cache:
-        key = _memo_key(pl, (errsyms, prefix, warn, show, bins, cycles_limit, max_size,
+        key = _memo_key(pl, (errsyms, prefix, warn, show, bins, cycles_limit, max_size, explain_cycles,
                              stat_key(os.path.join(pl.dirname, "modules.builtin")),
                              stat_key(os.path.join(pl.dirname, "modules.builtin.modinfo"))))
         hit = _memo_load(pl, cache_dir, key)
         if hit is not None:
             return hit
-    dm = compute(pl, load_records(pl, jobs, use_cache, cache_dir, max_size, crcs=errsyms), errsyms=errsyms,
-                 prefix=prefix)
+    dm = compute(pl, load_records(pl, jobs, use_cache, cache_dir, max_size, crcs=errsyms, progress=progress),
+                 errsyms=errsyms, prefix=prefix)
     err = list(dm.warnings)
     err += [f"kmodsim: {p}: {problem}\n" for p, problem in dm.errors]
     if dm.dep_sort is None:
-        err += cycle_report(dm, cycles_limit)
+        if explain_cycles:
+            err += cycle_report(dm, cycles_limit)
         res = Result(None, "".join(err), 1)
     else:
         messages: list[str] = []
@@ -1538,6 +1579,17 @@ def _topo_sort(dm: Depmod) -> list[int] | None:
     return order if k == n else None
 
 
+def _remove_rotating(roots: list[int], m: int) -> list[int]:
+    """depmod_list_remove_data() on depmod's circular list of roots: kmod_list_remove_data()
+    (libkmod/libkmod-list.c) returns the node after the removed one, which becomes the list's
+    head — the remaining roots, rotated to start after ``m``. Unchanged if ``m`` is not there."""
+    try:
+        k = roots.index(m)
+    except ValueError:
+        return roots
+    return roots[k + 1:] + roots[:k]
+
+
 def _depmod_cycle_report(dm: Depmod) -> list[str]:
     """depmod_report_cycles(), line for line: the walks it makes from each module left over by
     the sort, and the count of modules named in the cycles it prints."""
@@ -1548,7 +1600,10 @@ def _depmod_cycle_report(dm: Depmod) -> list[str]:
     visited = [False] * len(dm.mods)
     in_loops: set[str] = set()
     lines = []
-    budget = 1_000_000  # depmod may walk forever (or abort) on some graphs; kmodsim stops
+    # depmod may walk forever on some graphs (a walk that enters a cycle without its root goes
+    # round it for ever, printing ever longer lines) or abort (its stack is as deep as the
+    # roots are many); kmodsim stops after so many steps and printed names, and says so
+    budget = 100_000
     while roots:
         root = roots.pop(0)
         stack: list[tuple[int, tuple | None]] = [(root, None)]
@@ -1564,22 +1619,24 @@ def _depmod_cycle_report(dm: Depmod) -> list[str]:
                     in_loops.add(dm.mods[v[0]].name)
                     v = v[1]
                 chain.reverse()
+                budget -= len(chain)
                 for c in chain:
-                    if c in roots:
-                        roots.remove(c)
+                    roots = _remove_rotating(roots, c)
                 lines.append("depmod: ERROR: Cycle detected: "
                              + " -> ".join([dm.mods[c].name for c in chain] + [dm.mods[m].name]) + "\n")
                 continue
             visited[m] = True
             if not deps[m]:
-                if m in roots:
-                    roots.remove(m)
+                roots = _remove_rotating(roots, m)
                 continue
             if len(stack) + len(deps[m]) > limit:
                 budget = 0
                 break
             for d in deps[m]:
                 stack.append((d, vertex))
+    if budget <= 0:
+        lines.append("kmodsim: depmod's cycle report does not end on this graph (its walk goes round a "
+                     "cycle for ever, or overflows its stack): cut here\n")
     lines.append(f"depmod: ERROR: Found {len(in_loops)} modules in dependency cycles!\n")
     return lines
 
@@ -1658,7 +1715,9 @@ class Index:
                 off |= NODE_VALUES
             return off
 
-        root = node(0, len(keys), 0, True) if keys else 0
+        # an empty index still has its root node: nothing is written for it, and the header
+        # points at the offset where it would be (index_write__node() returns ftell() = 12)
+        root = node(0, len(keys), 0, True) if keys else len(out)
         out[8:12] = u32(root)
         return bytes(out)
 

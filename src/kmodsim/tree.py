@@ -698,10 +698,12 @@ class _progress:
     def __enter__(self) -> Callable[[int], None] | None:
         if not self.enabled:
             return None
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        # on stderr, the terminal it checked: stdout may carry the output (scan --json, depmod -n)
         self._p = Progress(TextColumn("reading modules"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), transient=True)
+                           TimeElapsedColumn(), transient=True, console=Console(stderr=True))
         self._p.start()
         task = self._p.add_task("scan", total=self.total)
         return lambda n: self._p.advance(task, n)

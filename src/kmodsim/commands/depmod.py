@@ -7,6 +7,8 @@ import sys
 from .. import args
 from .common import EXIT_ERROR, EXIT_OK, error, max_size_option
 
+DEPMOD_FAILED = 1  # depmod's EXIT_FAILURE: a cycle, or an error that stops it
+
 TEXT_FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
 
 
@@ -39,8 +41,10 @@ def _deprecated(ctx: None, param: args.Param, value: bool) -> bool:
 @args.option("--no-cache", is_flag=True, help="Neither read nor write kmodsim's cache.")
 @args.option("--cache-dir", type=args.Path(file_okay=False), default=None,
               help="Cache directory (default: $KMODSIM_CACHE/depmod-v1).")
+@args.option("--explain-cycles", is_flag=True,
+              help="After depmod's cycle lines, list every dependency cycle with the symbols behind each edge.")
 @args.option("--cycles-limit", type=args.IntRange(1), default=1000, show_default=True,
-              help="Report at most this many dependency cycles.")
+              help="With --explain-cycles, list at most this many cycles.")
 @max_size_option
 @args.argument("kver", required=False)
 @args.argument("modules", nargs=-1)
@@ -48,17 +52,21 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, config: tuple[str, 
                symvers: str | None, filesyms: str | None, show: bool, prefix: str, warn: bool, verbose: int,
                unresolved_error: bool, quiet: bool, root: bool, map_: bool, bins: bool, jobs: int | None,
                no_cache: bool,
-               cache_dir: str | None, cycles_limit: int, max_size: int, kver: str | None,
+               cache_dir: str | None, explain_cycles: bool, cycles_limit: int, max_size: int, kver: str | None,
                modules: tuple[str, ...]) -> None:
     """Compute module dependencies as kmod's depmod does and write modules.dep, modules.alias,
     modules.softdep, modules.symbols and modules.devname into BASEDIR/lib/modules/KVER,
     byte-identical to kmod 30's; with --bin also the .bin indexes modprobe reads (not written
-    otherwise). depmod's messages are printed in its own words; a dependency cycle stops the run
-    as it stops depmod, and kmodsim adds every cycle with the symbols behind each edge. With -n
-    the files go to stdout. MODULES (absolute paths, after KVER) limit the run to them, unless -a.
+    otherwise). depmod's messages are printed in its own words and order; a dependency cycle stops
+    the run as it stops depmod (--explain-cycles adds every cycle with the symbols behind each
+    edge). With -n the files go to stdout. MODULES (absolute paths, after KVER) limit the run to
+    them, unless -a. On a terminal, a progress bar while modules are read.
 
-    Exit status: 0 written, 1 dependency cycles (nothing written), 2 usage or input error
-    (an unreadable module is still listed, as depmod lists it)."""
+    Exit status, depmod's: 0 written, 1 depmod stopped (a dependency cycle, nothing written; or
+    its 'depmod: FATAL: ...' and 'Bad version passed' errors: a missing tree or symbol file, a
+    module argument that is not absolute or not there, -P with more than one character).
+    kmodsim's own: 2 for a command-line usage error, or an unreadable module (one line
+    'kmodsim: <file>: <problem>' for it; it is still listed, as depmod lists it)."""
     import os
 
     from ..deps import (
@@ -71,12 +79,13 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, config: tuple[str, 
         write_outputs,
     )
 
+    # do_depmod() (kmod 30, tools/depmod.c): these stop depmod with exit 1, in its words
     if len(prefix) > 1:
-        error("-P: takes a single character")
-        raise SystemExit(EXIT_ERROR)
+        sys.stderr.write("depmod: FATAL: -P only takes a single char\n")
+        raise SystemExit(DEPMOD_FAILED)
     if kver is not None and not is_version_number(kver):
-        error(f"{kver}: bad version (a kernel release such as 6.1.0-18-amd64)")
-        raise SystemExit(EXIT_ERROR)
+        sys.stderr.write(f"depmod: ERROR: Bad version passed {kver}\n")
+        raise SystemExit(DEPMOD_FAILED)
     kver = kver or os.uname().release
     dirname = tree_dirname(basedir, kver)
     if quick:
@@ -92,10 +101,11 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, config: tuple[str, 
                   system_map=filesyms, config_paths=list(config) if config else None, stat=not no_cache)
         res = depmod_result(pl, errsyms=errsyms, prefix=prefix, warn=warn, show=show, bins=bins,
                             cycles_limit=cycles_limit, jobs=jobs, use_cache=not no_cache,
-                            cache_dir=cache_dir, max_size=max_size)
+                            cache_dir=cache_dir, max_size=max_size, explain_cycles=explain_cycles,
+                            progress=None)
     except DepmodError as exc:
-        error(str(exc))
-        raise SystemExit(EXIT_ERROR) from None
+        sys.stderr.write(exc.depmod)
+        raise SystemExit(DEPMOD_FAILED) from None
     if res.files is not None:
         if show:
             out = sys.stdout.buffer
