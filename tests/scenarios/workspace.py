@@ -263,24 +263,64 @@ def kernel_run(script: Path, ws: Path, kernel, vmlinuz: str, timeout: float = 12
     return kernel_doc(kernel, profile_for(kernel.release), steps, raw)
 
 
-def record(ws: Path, headers: str, vmlinuz: str, jobs: int = 2) -> Path:
-    """Run every scenario on the real kernel and keep its answers in recorded/<release>/, for the
-    fast model tests (the slow test re-derives them from the kernel every time)."""
+def recorded_doc(doc: dict) -> dict:
+    """A kernel run as it is kept: without the boot time (the only part that varies run to run)."""
+    doc = dict(doc)
+    doc.pop("boot_seconds", None)
+    doc["notes"] = [n for n in doc["notes"] if not n.startswith("booted in")]
+    return doc
+
+
+def record_scenarios(ws: Path, kernel, vmlinuz: str, scripts, out: Path, name=None, jobs: int = 2) -> None:
+    """Run ``scripts`` on the real kernel (``jobs`` boots at a time) and write each answer to
+    ``out/<name(script)>`` (default ``<stem>.json``), atomically."""
     import json
     from concurrent.futures import ThreadPoolExecutor
 
+    out.mkdir(parents=True, exist_ok=True)
+    name = name or (lambda s: f"{s.stem}.json")
+
+    def one(script: Path) -> None:
+        doc = recorded_doc(kernel_run(script, ws, kernel, vmlinuz))
+        tmp = out / f".{name(script)}.tmp"
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.rename(out / name(script))
+
+    with ThreadPoolExecutor(jobs) as ex:
+        list(ex.map(one, scripts))
+
+
+def record(ws: Path, headers: str, vmlinuz: str, jobs: int = 2) -> Path:
+    """Run every scenario on the real kernel and keep its answers in recorded/<release>/, for the
+    fast model tests (the slow test re-derives them from the kernel every time)."""
     from kmodsim.kernel import Kernel
 
     kernel = Kernel.load(headers)
     out = RECORDED / kernel.release
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(jobs) as ex:
-        docs = list(ex.map(lambda s: kernel_run(s, ws, kernel, vmlinuz), SCENARIOS))
-    for script, doc in zip(SCENARIOS, docs, strict=True):
-        doc.pop("boot_seconds", None)
-        doc["notes"] = [n for n in doc["notes"] if not n.startswith("booted in")]
-        (out / f"{script.stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    record_scenarios(ws, kernel, vmlinuz, SCENARIOS, out, jobs=jobs)
     return out
+
+
+def scenario_key(script: Path) -> str:
+    """What a recorded answer depends on besides the kernel: the script, the fixture sources and the
+    byte patches of this file (a digest; a cached answer with another key is not used)."""
+    import hashlib
+
+    h = hashlib.sha256(script.read_bytes())
+    h.update(Path(__file__).read_bytes())
+    for d in ("basic", "consumers", "loader"):
+        for f in sorted((KBUILD_SRC / d).iterdir()):
+            if f.is_file():
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_dir(image: str) -> Path:
+    """Where answers recorded by the tests are kept for a kernel image package (its .deb's name, so
+    a rebuilt image of the same ABI is recorded anew): ``$KMODSIM_CACHE/loader-recorded/<image>``."""
+    from kmodsim.debian import cache_root
+
+    return Path(cache_root()) / "loader-recorded" / image
 
 
 def default_headers() -> str:
