@@ -145,6 +145,12 @@ COVERAGE = {
     "invalid parameter": r": `.*' invalid for parameter `.*'$",
     "unknown parameter": r": unknown parameter '.*' ignored$",
     "inherited taint": r"inheriting taint\.$",
+    # check_version() / check_modstruct_version() / check_module_license_and_versions()
+    "no symbol version": r": no symbol version for kms_a_plain$",
+    "no module_layout version": r": no symbol version for module_layout$",
+    "forced: no __versions": r"^kms_c: module_layout: kernel tainted\.$",
+    "forced: exports without CRCs": r": no versions for exported symbols: kernel tainted\.$",
+    "GPL-only user of a proprietary export": r": module using GPL-only symbols uses symbols \S+ from proprietary module",
 }
 
 
@@ -217,49 +223,92 @@ def test_verify_without_qemu_is_clear(tmp_path, headers61):
 
 # -- the model against the kernel's recorded answers (fast) -------------------------------------------
 
+def recorded_answers(scripts, repo: Path, cache: Path, cached_name, record, report=print) -> dict[str, dict]:
+    """The kernel's answer to each script: ``repo/<stem>.json``, else ``cache/<cached_name(script)>``,
+    else recorded now by ``record(missing scripts)`` (which writes them to the cache). A recording that
+    cannot be made is need()ed: skipped, or failed under KMODSIM_REQUIRE_REAL=1 — never silent."""
+    import time
+
+    from kmodsim.oracle import OracleError
+
+    def found(script: Path) -> Path | None:
+        for p in (repo / f"{script.stem}.json", cache / cached_name(script)):
+            if p.is_file():
+                return p
+        return None
+
+    missing = [s for s in scripts if found(s) is None]
+    if missing:
+        t0 = time.monotonic()
+        try:
+            record(missing)
+        except OracleError as exc:
+            need(f"no recorded kernel answers in {repo} and recording them failed: {exc}")
+        report(f"test_loader: recorded {len(missing)} scenario(s) on the real kernel under QEMU in "
+               f"{time.monotonic() - t0:.1f} s -> {cache}")
+    docs = {}
+    for s in scripts:
+        p = found(s)
+        assert p is not None, f"{s.name}: recorded, yet no answer in {repo} or {cache}"
+        docs[s.stem] = json.loads(p.read_text())
+    return docs
+
+
 @pytest.fixture(scope="session")
 def recorded_kernel(request, workspace, kernel61, debian61) -> dict[str, dict]:
     """The real kernel's answer to every scenario, for the 6.1 kernel the archive serves today: from
     tests/scenarios/recorded/<release>/, else from the cache of earlier runs, else recorded now (QEMU,
     two boots at a time; into the cache, or the repository with KMODSIM_RECORD_REPO=1)."""
-    import time
-
-    from kmodsim.oracle import OracleError
-
     repo = ws_mod.RECORDED / kernel61.release
     image = Path(debian61.deb).name.removesuffix(".deb")
     into_repo = os.environ.get("KMODSIM_RECORD_REPO") == "1"
     cache = repo if into_repo else ws_mod.cache_dir(image)
 
-    def cached(script: Path) -> Path:
-        return cache / (f"{script.stem}.json" if into_repo else f"{script.stem}-{ws_mod.scenario_key(script)}.json")
+    def cached_name(script: Path) -> str:
+        return f"{script.stem}.json" if into_repo else f"{script.stem}-{ws_mod.scenario_key(script)}.json"
 
-    def found(script: Path) -> Path | None:
-        for p in (repo / f"{script.stem}.json", cached(script)):
-            if p.is_file():
-                return p
-        return None
-
-    missing = [s for s in SCENARIOS if found(s) is None]
-    if missing:
+    def record(missing):
         vmlinuz = _vmlinuz(debian61)  # no QEMU or busybox: need() (a failure under KMODSIM_REQUIRE_REAL=1)
-        t0 = time.monotonic()
-        try:
-            ws_mod.record_scenarios(workspace, kernel61, vmlinuz, missing, cache,
-                                    name=lambda s: cached(s).name)
-        except OracleError as exc:
-            need(f"no recorded kernel answers for {kernel61.release} and recording them failed: {exc}")
-        took = time.monotonic() - t0
-        tr = request.config.pluginmanager.get_plugin("terminalreporter")
-        if tr is not None:
-            tr.write_line(f"test_loader: recorded {len(missing)} scenario(s) on {image} under QEMU in "
-                          f"{took:.1f} s -> {cache}")
-    docs = {}
-    for s in SCENARIOS:
-        p = found(s)
-        assert p is not None, f"{s.name}: recorded, yet no answer in {repo} or {cache}"
-        docs[s.stem] = json.loads(p.read_text())
-    return docs
+        ws_mod.record_scenarios(workspace, kernel61, vmlinuz, missing, cache, name=cached_name)
+
+    tr = request.config.pluginmanager.get_plugin("terminalreporter")
+    return recorded_answers(SCENARIOS, repo, cache, cached_name, record,
+                            report=tr.write_line if tr is not None else print)
+
+
+def test_missing_recording_is_recorded_or_fails(tmp_path, monkeypatch):
+    """The harness of the fast tests: a scenario recorded in the repository is read from there, a
+    missing one from the cache or recorded; a recording that cannot be made fails under
+    KMODSIM_REQUIRE_REAL=1 and is skipped (visibly) otherwise."""
+    from kmodsim.oracle import OracleError
+
+    repo, cache = tmp_path / "repo", tmp_path / "cache"
+    repo.mkdir()
+    a, b = SCENARIOS[0], SCENARIOS[1]
+    (repo / f"{a.stem}.json").write_text('{"from": "repo"}')
+    made = []
+
+    def record(missing):
+        made.extend(s.stem for s in missing)
+        cache.mkdir(exist_ok=True)
+        for s in missing:
+            (cache / f"{s.stem}-k.json").write_text('{"from": "run"}')
+
+    docs = recorded_answers([a, b], repo, cache, lambda s: f"{s.stem}-k.json", record, report=lambda m: None)
+    assert docs == {a.stem: {"from": "repo"}, b.stem: {"from": "run"}} and made == [b.stem]
+    made.clear()
+    assert recorded_answers([a, b], repo, cache, lambda s: f"{s.stem}-k.json", record,
+                            report=lambda m: None)[b.stem] == {"from": "run"} and made == []  # cached
+
+    def broken(missing):
+        raise OracleError("qemu-system-x86_64: not installed")
+
+    monkeypatch.setenv("KMODSIM_REQUIRE_REAL", "1")
+    with pytest.raises(pytest.fail.Exception, match="no recorded kernel answers .* recording them failed"):
+        recorded_answers([a, b], repo, tmp_path / "empty", lambda s: "x.json", broken)
+    monkeypatch.delenv("KMODSIM_REQUIRE_REAL")
+    with pytest.raises(pytest.skip.Exception):
+        recorded_answers([a, b], repo, tmp_path / "empty", lambda s: "x.json", broken)
 
 
 @pytest.mark.parametrize("script", SCENARIOS, ids=[s.stem for s in SCENARIOS])
@@ -409,3 +458,29 @@ def test_profiles_are_data():
     assert profile_for("6.12.117+deb12-amd64").series == "6.12"
     p = profile_for("6.6.1")
     assert p.series == "6.1" and not p.verified
+
+
+def test_config_options_come_from_the_target(workspace, kernel61):
+    """The profile's configuration fields are the target's .config (Debian: FORCE_LOAD, MODVERSIONS
+    and MODULE_SIG on, SIG_FORCE and ALLOW_MISSING_NAMESPACE_IMPORTS off); with CONFIG_MODULE_FORCE_LOAD
+    unset, try_to_force_load() returns -ENOEXEC silently (kernel/module/main.c), so a module without
+    __versions is refused at check_modstruct_version(). Not reachable on Debian's kernels (both set
+    FORCE_LOAD): the expected values are the 6.1 source's, the rest of the step is the recorded one."""
+    import dataclasses
+
+    from kmodsim.loader.image import load_image
+    from kmodsim.loader.model import KernelModel
+
+    m = KernelModel(kernel61)
+    assert (m.profile.force_load, m.profile.modversions, m.profile.module_sig) == (True, True, True)
+    assert (m.profile.sig_force, m.profile.allow_missing_ns_imports) == (False, False)
+    strict = dataclasses.replace(kernel61, config={**kernel61.config, "CONFIG_MODULE_FORCE_LOAD": "n"})
+    m = KernelModel(strict)
+    call = m.load_module(load_image(str(workspace / "patched" / "kms_a_noversions.ko")))
+    assert (call.errno, call.messages, m.tainted) == (8, [], 0)
+    call = m.load_module(load_image(str(workspace / "patched" / "kms_a_nocrcs.ko")))
+    assert call.errno == 8 and not any("kernel tainted" in x for x in call.messages)
+    # without CONFIG_MODVERSIONS there is no check_version(): a missing record is not looked at
+    loose = dataclasses.replace(kernel61, config={**kernel61.config, "CONFIG_MODVERSIONS": "n"})
+    m = KernelModel(loose)
+    assert m.load_module(load_image(str(workspace / "patched" / "kms_c_nolayout.ko"))).errno == 0
