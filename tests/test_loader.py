@@ -271,9 +271,16 @@ def recorded_kernel(request, workspace, kernel61, debian61) -> dict[str, dict]:
         vmlinuz = _vmlinuz(debian61)  # no QEMU or busybox: need() (a failure under KMODSIM_REQUIRE_REAL=1)
         ws_mod.record_scenarios(workspace, kernel61, vmlinuz, missing, cache, name=cached_name)
 
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    return recorded_answers(SCENARIOS, repo, cache, cached_name, record,
-                            report=tr.write_line if tr is not None else print)
+    def report(line: str) -> None:  # on the terminal, past pytest's capture of fixture output
+        tr = request.config.pluginmanager.get_plugin("terminalreporter")
+        capman = request.config.pluginmanager.get_plugin("capturemanager")
+        if tr is None or capman is None:
+            print(line)
+            return
+        with capman.global_and_fixture_disabled():
+            tr.write_line(line)
+
+    return recorded_answers(SCENARIOS, repo, cache, cached_name, record, report=report)
 
 
 def test_missing_recording_is_recorded_or_fails(tmp_path, monkeypatch):

@@ -63,7 +63,8 @@ PROFILES: dict[str, Profile] = {
     "6.1": Profile(
         series="6.1", verified=True,
         notes=("kernel/module/{main,version}.c and kernel/params.c of v6.1 (Debian 6.1.192); "
-               "every scenario of tests/scenarios run on linux-image-6.1.0-*-amd64 under QEMU",)),
+               "every scenario of tests/scenarios run on linux-image-6.1.0-*-amd64 under QEMU "
+               "(6.1.0-56: scenarios 01-24; 6.1.0-57: 01-34)",)),
 }
 PROFILES["6.12"] = replace(
     PROFILES["6.1"], series="6.12", verified=True, early_exists_check=True, footprint="6.4",
@@ -71,7 +72,7 @@ PROFILES["6.12"] = replace(
     notes=("v6.12 sources: early_mod_check() (v6.4) runs check_modinfo() then the EEXIST check; the "
            "taints follow add_unformed_module() in module_augment_kernel_taints(); every scenario of "
            "tests/scenarios run on linux-image-6.12.*+deb12-amd64 under QEMU (fixtures built "
-           "against its headers)",))
+           "against its headers; 6.12.117: 01-24, 6.12.118: 01-34)",))
 
 
 # .config options the model reads from the target (``--kernel`` headers) when it has them: field -> option
