@@ -539,7 +539,8 @@ def check_version(versions: dict[str, int] | None, symbol: str, crc: int | None)
     ``versions``: the module's ``__versions`` (None when the module has none). ``crc``: the
     exporter's CRC (None when the exporter has none). Returns "ok", "mismatch" (the kernel prints
     "disagrees about version of symbol"), "no-version" (the module lists no CRC for the symbol:
-    warned once, accepted), "no-crc" (the exporter supplied none: accepted, already tainted) or
+    "no symbol version for", refused by Debian's 6.1.192 and 6.12.118 — see kmodsim.loader's
+    check_version(); mainline from v4.9 warned once and accepted), "no-crc" (the exporter supplied none: accepted, already tainted) or
     "no-versions" (the module has no ``__versions`` at all: a forced load that taints).
     """
     if versions is None:

@@ -11,6 +11,20 @@
                 kms_c_layout.ko    module_layout CRC differs in __versions   -> ENOEXEC
                 kms_b_crc.ko       kms_a_plain's CRC differs in __versions  -> EINVAL
                 kmc_dup_vmlinux.ko kmc_dup's export renamed to a vmlinux export -> "(owned by kernel)"
+              the branches of check_version()/check_modstruct_version() (kernel/module/version.c) and
+              check_module_license_and_versions() (kernel/module/main.c), one module each:
+                kms_c_nolayout.ko   no module_layout record in __versions    -> ENOEXEC, "no symbol version"
+                kms_b_noversion.ko  no record for kms_a_plain, kms_a_counter -> EINVAL, "no symbol version"
+                {kms_a,kms_b,kms_c}_noversions.ko  no __versions section     -> forced load (taint F)
+                kms_c_noversions_release.ko  ... and another release in vermagic -> ENOEXEC (same_magic)
+                kms_c_versions_noalloc.ko  __versions without SHF_ALLOC (find_sec ignores it) -> forced
+                kms_b_versions_short.ko  sh_size 8 bytes short: the last record (module_layout) is
+                                    not one                                  -> ENOEXEC
+                kms_b_versions_long.ko  40 bytes past the last record (ignored)  -> loads
+                kms_b_crc_high.ko   kms_a_plain's CRC with bit 32 set (an unsigned long compare) -> EINVAL
+                kms_b_dupver_bad_first.ko / _good_first.ko  two kms_a_plain records, the wrong one
+                                    first / last (the first decides)         -> EINVAL / loads
+                kms_a_nocrcs.ko     __kcrctab renamed: plain exports without CRCs -> forced load
 
 Usage: ``python tests/scenarios/workspace.py DEST [--headers DIR] [--record VMLINUZ]``, then from DEST:
 ``kmodsim verify --kernel DIR --modules basic --script .../tests/scenarios/NAME.script --compare``.
@@ -78,6 +92,71 @@ def patch_version_crc(data: bytes, symbol: str, xor: int = 0x5A5A5A5A) -> bytes:
     raise AssertionError(f"{symbol} not in __versions")
 
 
+def _shdr(data: bytes, name: str):
+    """(offset of the section header, section) of the first section called ``name`` (ELF64 LSB)."""
+    from kmodsim.elf import ElfFile
+
+    elf = ElfFile(data)
+    sec = elf.section(name)
+    assert sec is not None and elf.is64 and elf.little, name
+    return elf.shoff + sec.index * 64, sec
+
+
+def rename_section(data: bytes, old: str, new: str) -> bytes:
+    """Rename a section in .shstrtab (same length; every name ending in ``old`` is renamed)."""
+    from kmodsim.elf import ElfFile
+
+    assert len(old) == len(new)
+    elf = ElfFile(data)
+    strtab = elf.section(".shstrtab")
+    body = data[strtab.offset:strtab.offset + strtab.size]
+    assert (old + "\0").encode() in body, old
+    body = body.replace((old + "\0").encode(), (new + "\0").encode())
+    return data[:strtab.offset] + body + data[strtab.offset + strtab.size:]
+
+
+def section_flags_cleared(data: bytes, name: str, flags: int) -> bytes:
+    off, sec = _shdr(data, name)
+    out = bytearray(data)
+    struct.pack_into("<Q", out, off + 8, sec.flags & ~flags)  # Elf64_Shdr.sh_flags
+    return bytes(out)
+
+
+def versions_records(data: bytes) -> list[bytes]:
+    """The 64-byte ``__versions`` records of a module, in file order."""
+    _, sec = _shdr(data, "__versions")
+    body = data[sec.offset:sec.offset + sec.size]
+    return [body[i:i + 64] for i in range(0, len(body), 64)]
+
+
+def with_versions(data: bytes, body: bytes) -> bytes:
+    """The module with ``body`` as its ``__versions`` contents: appended to the file (8-aligned) and the
+    section header pointed at it, so the section may grow, shrink or take any size."""
+    off, _ = _shdr(data, "__versions")
+    pad = -len(data) % 8
+    out = bytearray(data + b"\0" * pad + body)
+    struct.pack_into("<QQ", out, off + 24, len(data) + pad, len(body))  # sh_offset, sh_size
+    return bytes(out)
+
+
+def record_renamed(rec: bytes, new: str) -> bytes:
+    return rec[:8] + new.encode().ljust(56, b"\0")
+
+
+def record_name(rec: bytes) -> str:
+    return rec[8:].split(b"\0", 1)[0].decode()
+
+
+def patch_version_name(data: bytes, symbol: str, new: str) -> bytes:
+    """Rename the ``__versions`` record of ``symbol`` (same length): the module then lists no CRC for it."""
+    assert len(new) == len(symbol)
+    _, sec = _shdr(data, "__versions")
+    recs = versions_records(data)
+    i = [record_name(r) for r in recs].index(symbol)
+    at = sec.offset + 64 * i
+    return data[:at] + record_renamed(recs[i], new) + data[at + 64:]
+
+
 def vmlinux_name_like(headers: str, length: int) -> str:
     """A plain vmlinux export whose name has ``length`` characters (first in sort order)."""
     names = []
@@ -112,7 +191,34 @@ def prepare(dest: Path, headers: str) -> Path:
     (p / "kms_b_crc.ko").write_bytes(patch_version_crc(kms_b, "kms_a_plain"))
     vm = vmlinux_name_like(headers, len("kms_a_counter")).encode()
     (p / "kmc_dup_vmlinux.ko").write_bytes(kmc_dup.replace(b"kms_a_counter", vm))
+    kms_a = (sets["basic"] / "kms_a.ko").read_bytes()
+    patch_versions(p, kms_a, kms_b, kms_c, release, other)
     return dest
+
+
+def patch_versions(p: Path, kms_a: bytes, kms_b: bytes, kms_c: bytes, release: bytes, other: bytes) -> None:
+    """The modules of the check_version() branches (see the module docstring)."""
+    from kmodsim.elf import SHF_ALLOC
+
+    (p / "kms_c_nolayout.ko").write_bytes(patch_version_name(kms_c, "module_layout", "module_layouX"))
+    nover = patch_version_name(kms_b, "kms_a_plain", "kms_a_plaiX")
+    (p / "kms_b_noversion.ko").write_bytes(patch_version_name(nover, "kms_a_counter", "kms_a_countXr"))
+    for name, data in (("kms_a", kms_a), ("kms_b", kms_b), ("kms_c", kms_c)):
+        (p / f"{name}_noversions.ko").write_bytes(rename_section(data, "__versions", "__versionX"))
+    (p / "kms_c_noversions_release.ko").write_bytes(
+        _replace_once(rename_section(kms_c, "__versions", "__versionX"), b"vermagic=" + release,
+                      b"vermagic=" + other))
+    (p / "kms_c_versions_noalloc.ko").write_bytes(section_flags_cleared(kms_c, "__versions", SHF_ALLOC))
+    recs = versions_records(kms_b)
+    body = b"".join(recs)
+    (p / "kms_b_versions_short.ko").write_bytes(with_versions(kms_b, body[:-8]))
+    (p / "kms_b_versions_long.ko").write_bytes(with_versions(kms_b, body + b"\0" * 40))
+    (p / "kms_b_crc_high.ko").write_bytes(patch_version_crc(kms_b, "kms_a_plain", 1 << 32))
+    plain = next(r for r in recs if record_name(r) == "kms_a_plain")
+    wrong = struct.pack("<Q", struct.unpack_from("<Q", plain)[0] ^ 0x5A5A5A5A) + plain[8:]
+    (p / "kms_b_dupver_bad_first.ko").write_bytes(with_versions(kms_b, wrong + body))
+    (p / "kms_b_dupver_good_first.ko").write_bytes(with_versions(kms_b, body + wrong))
+    (p / "kms_a_nocrcs.ko").write_bytes(rename_section(kms_a, "__kcrctab", "__kcrctaX"))
 
 
 SCENARIOS = sorted(HERE.glob("*.script"))
@@ -157,24 +263,64 @@ def kernel_run(script: Path, ws: Path, kernel, vmlinuz: str, timeout: float = 12
     return kernel_doc(kernel, profile_for(kernel.release), steps, raw)
 
 
-def record(ws: Path, headers: str, vmlinuz: str, jobs: int = 2) -> Path:
-    """Run every scenario on the real kernel and keep its answers in recorded/<release>/, for the
-    fast model tests (the slow test re-derives them from the kernel every time)."""
+def recorded_doc(doc: dict) -> dict:
+    """A kernel run as it is kept: without the boot time (the only part that varies run to run)."""
+    doc = dict(doc)
+    doc.pop("boot_seconds", None)
+    doc["notes"] = [n for n in doc["notes"] if not n.startswith("booted in")]
+    return doc
+
+
+def record_scenarios(ws: Path, kernel, vmlinuz: str, scripts, out: Path, name=None, jobs: int = 2) -> None:
+    """Run ``scripts`` on the real kernel (``jobs`` boots at a time) and write each answer to
+    ``out/<name(script)>`` (default ``<stem>.json``), atomically."""
     import json
     from concurrent.futures import ThreadPoolExecutor
 
+    out.mkdir(parents=True, exist_ok=True)
+    name = name or (lambda s: f"{s.stem}.json")
+
+    def one(script: Path) -> None:
+        doc = recorded_doc(kernel_run(script, ws, kernel, vmlinuz))
+        tmp = out / f".{name(script)}.tmp"
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        tmp.rename(out / name(script))
+
+    with ThreadPoolExecutor(jobs) as ex:
+        list(ex.map(one, scripts))
+
+
+def record(ws: Path, headers: str, vmlinuz: str, jobs: int = 2) -> Path:
+    """Run every scenario on the real kernel and keep its answers in recorded/<release>/, for the
+    fast model tests (the slow test re-derives them from the kernel every time)."""
     from kmodsim.kernel import Kernel
 
     kernel = Kernel.load(headers)
     out = RECORDED / kernel.release
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(jobs) as ex:
-        docs = list(ex.map(lambda s: kernel_run(s, ws, kernel, vmlinuz), SCENARIOS))
-    for script, doc in zip(SCENARIOS, docs, strict=True):
-        doc.pop("boot_seconds", None)
-        doc["notes"] = [n for n in doc["notes"] if not n.startswith("booted in")]
-        (out / f"{script.stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    record_scenarios(ws, kernel, vmlinuz, SCENARIOS, out, jobs=jobs)
     return out
+
+
+def scenario_key(script: Path) -> str:
+    """What a recorded answer depends on besides the kernel: the script, the fixture sources and the
+    byte patches of this file (a digest; a cached answer with another key is not used)."""
+    import hashlib
+
+    h = hashlib.sha256(script.read_bytes())
+    h.update(Path(__file__).read_bytes())
+    for d in ("basic", "consumers", "loader"):
+        for f in sorted((KBUILD_SRC / d).iterdir()):
+            if f.is_file():
+                h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_dir(image: str) -> Path:
+    """Where answers recorded by the tests are kept for a kernel image package (its .deb's name, so
+    a rebuilt image of the same ABI is recorded anew): ``$KMODSIM_CACHE/loader-recorded/<image>``."""
+    from kmodsim.debian import cache_root
+
+    return Path(cache_root()) / "loader-recorded" / image
 
 
 def default_headers() -> str:

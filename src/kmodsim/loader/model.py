@@ -14,10 +14,9 @@ import errno as E
 from dataclasses import dataclass, field
 
 from ..kernel import Kernel, license_is_gpl_compatible, same_magic
-from ..kernel import check_version as _check_version_verdict
 from .image import ModuleImage
 from .params import parse_args
-from .profiles import Profile, profile_for
+from .profiles import Profile, profile_for, with_config
 
 # include/linux/panic.h: taint bits, and the letters module_flags() prints (kernel/panic.c taint_flags)
 TAINT_PROPRIETARY_MODULE, TAINT_FORCED_MODULE, TAINT_CRAP, TAINT_OOT_MODULE, TAINT_UNSIGNED_MODULE = 0, 1, 10, 12, 13
@@ -68,7 +67,8 @@ class KernelModel:
 
     def __init__(self, kernel: Kernel, profile: Profile | None = None) -> None:
         self.kernel = kernel
-        self.profile = profile or profile_for(kernel.release or "")
+        # the configuration options of the profile come from the target's .config when it has one
+        self.profile = with_config(profile or profile_for(kernel.release or ""), kernel.config)
         self.vmlinux = kernel.exports
         self.modules: list[LoadedModule] = []
         self.tainted = 0
@@ -125,6 +125,7 @@ class KernelModel:
         if self.profile.sig_force and not info.signed:
             self.log.append("Loading of unsigned module is rejected")
             raise _Fail(E.EKEYREJECTED)
+        # load_module(): "Check module struct version now, before we try to use module."
         if self.profile.modstruct_version and not self.check_modstruct_version(mod):
             raise _Fail(E.ENOEXEC)
         # <6.4: layout_and_allocate() -> check_modinfo(), then add_unformed_module();
@@ -137,6 +138,9 @@ class KernelModel:
             self.module_augment_kernel_taints(mod)
         else:
             self.module_sig_taint(mod)
+        err = self.check_module_license_and_versions(mod)
+        if err:
+            raise _Fail(-err)
         self.simplify_symbols(mod)
         self.verify_exported_symbols(mod)  # complete_formation()
         mod.coming = True
@@ -148,34 +152,74 @@ class KernelModel:
         self.do_init_module(mod, init_ret, init_log)
 
     def check_modstruct_version(self, mod: _Loading) -> bool:
-        """kernel/module/version.c:check_modstruct_version(): module_layout's CRC, first of all."""
+        """kernel/module/version.c:check_modstruct_version(): check_version() of ``module_layout``
+        against vmlinux's CRC, before anything else (no-op without CONFIG_MODVERSIONS: internal.h)."""
+        if not self.profile.modversions:
+            return True
         e = self.vmlinux.get("module_layout")
         return self.check_version(mod, "module_layout", e.crc if e is not None else None)
 
     def check_version(self, mod: _Loading, symname: str, crc: int | None) -> bool:
-        """kernel/module/version.c:check_version()."""
-        info = mod.image
-        if crc is None:
-            return True  # the exporter supplied no CRC: already tainted
-        if not info.has_versions:
-            return self.try_to_force_load(mod, symname)
-        verdict = _check_version_verdict(info.versions, symname, crc)
-        if verdict == "ok":
-            return True
-        if verdict == "no-version":
-            if "no-version" not in self.once:  # pr_warn_once
-                self.once.add("no-version")
-                self.log.append(f"{info.name}: no symbol version for {symname}")
-            return True
-        self.log.append(f"{info.name}: disagrees about version of symbol {symname}")
-        return False
+        """kernel/module/version.c:check_version(), branch by branch:
 
-    def try_to_force_load(self, mod: _Loading, reason: str) -> bool:
-        """kernel/module/main.c:try_to_force_load() (CONFIG_MODULE_FORCE_LOAD=y)."""
+        * the exporter supplied no CRC (``crc`` None: its table has no ``__kcrctab``): accepted
+          ("OK, we're already tainted": such an exporter was forced in by
+          :meth:`check_module_license_and_versions`);
+        * no ``__versions`` at all (``info->index.vers == 0``, find_sec(): an SHF_ALLOC section):
+          :meth:`try_to_force_load` with the symbol's name as the reason;
+        * the first of the ``sh_size / 64`` records whose name is ``symname`` decides: its CRC, an
+          unsigned long, equal to the exporter's u32 -> accepted, else "disagrees about version of
+          symbol" and refused;
+        * no record of that name: "no symbol version for" (pr_warn, every time) and refused
+          (profile ``missing_version_refused``; warned once and accepted from v4.9's faaae2a58143
+          on mainline, see profiles.py).
+        Without CONFIG_MODVERSIONS the kernel has no check_version(): everything is accepted."""
+        info = mod.image
+        if not self.profile.modversions or crc is None:
+            return True
+        if not info.has_versions:
+            return self.try_to_force_load(mod, symname) == 0
+        for name, mine in info.versions:
+            if name != symname:
+                continue
+            if mine == crc:
+                return True
+            self.log.append(f"{info.name}: disagrees about version of symbol {symname}")
+            return False
+        if self.profile.missing_version_refused:
+            self.log.append(f"{info.name}: no symbol version for {symname}")
+            return False
+        if "no-version" not in self.once:  # pr_warn_once (v4.9 .. : "Broken toolchain")
+            self.once.add("no-version")
+            self.log.append(f"{info.name}: no symbol version for {symname}")
+        return True
+
+    def try_to_force_load(self, mod: _Loading, reason: str) -> int:
+        """kernel/module/main.c:try_to_force_load(): with CONFIG_MODULE_FORCE_LOAD the first forced
+        module prints "<mod>: <reason>: kernel tainted." (while TAINT_FORCED_MODULE is unset), the
+        module and kernel take taint F and the load goes on (0); without it, -ENOEXEC, silently."""
+        if not self.profile.force_load:
+            return -E.ENOEXEC
         if not self.test_taint(TAINT_FORCED_MODULE):
             self.log.append(f"{mod.name}: {reason}: kernel tainted.")
         self.add_taint_module(mod, TAINT_FORCED_MODULE, True)
-        return True
+        return 0
+
+    def check_module_license_and_versions(self, mod: _Loading) -> int:
+        """kernel/module/main.c:check_module_license_and_versions() (6.1; its CRC half is
+        check_export_symbol_versions() in 6.12, at the same point: after find_module_sections(),
+        before simplify_symbols()): with CONFIG_MODVERSIONS, a module exporting symbols from a table
+        without CRCs (``__ksymtab`` without ``__kcrctab``, or the GPL pair) goes through
+        try_to_force_load("no versions for exported symbols"). Returns 0 or -errno. (The name-based
+        taints of 6.1's version — ndiswrapper, driverloader, lve — are not modelled.)"""
+        info = mod.image
+        if not self.profile.modversions:
+            return 0
+        has_syms = any(not e.gpl for e in info.exports)
+        has_gpl = any(e.gpl for e in info.exports)
+        if (has_syms and not info.syms_crcs) or (has_gpl and not info.gpl_syms_crcs):
+            return self.try_to_force_load(mod, "no versions for exported symbols")
+        return 0
 
     def module_sig_taint(self, mod: _Loading) -> None:
         """The unsigned-module line (pr_notice_once) and TAINT_UNSIGNED_MODULE (CONFIG_MODULE_SIG)."""
@@ -203,7 +247,9 @@ class KernelModel:
         info = mod.image
         ours = self.kernel.vermagic or ""
         if info.vermagic is None:
-            self.try_to_force_load(mod, "bad vermagic")
+            err = self.try_to_force_load(mod, "bad vermagic")
+            if err:
+                raise _Fail(-err)
         elif not same_magic(info.vermagic, ours, info.has_versions):
             self.log.append(f"{info.name}: version magic '{info.vermagic}' should be '{ours}'")
             raise _Fail(E.ENOEXEC)

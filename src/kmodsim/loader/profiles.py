@@ -38,6 +38,19 @@ class Profile:
     # CONFIG_MODULE_SIG_FORCE unset: Debian's configuration)
     module_sig: bool = True
     sig_force: bool = False
+    # CONFIG_MODVERSIONS: check_version(), check_modstruct_version() and the exported-CRC check of
+    # check_module_license_and_versions() (check_export_symbol_versions() in 6.12) exist only with it
+    modversions: bool = True
+    # CONFIG_MODULE_FORCE_LOAD: try_to_force_load() taints (F) and lets the module through; without it
+    # it returns -ENOEXEC (no __versions, no vermagic, exports without CRCs are then refused)
+    force_load: bool = True
+    # check_version(), a symbol the module's __versions does not list: refused ("no symbol version for
+    # S", pr_warn each time; resolve_symbol() -> -EINVAL, check_modstruct_version() -> -ENOEXEC), as in
+    # the kernel/module/version.c of Debian's 6.1.192 and 6.12.118 and seen on both under QEMU. From
+    # v4.9 ("Re-enable CONFIG_MODVERSIONS in a slightly weaker form", faaae2a58143) mainline warned once
+    # and accepted ("Broken toolchain"); the change back to a refusal was not found in Debian's
+    # changelog or the upstream stable changelogs it lists, so it is not attributed here.
+    missing_version_refused: bool = True
     # kstrtobool() accepts t/T/f/F (since v5.3? "lib/kstrtox: ..."; checked on 6.1 only through the model)
     kstrtobool_tf: bool = True
     # symbols simplify_symbols() leaves undefined on x86 (ignore_undef_symbol)
@@ -50,7 +63,8 @@ PROFILES: dict[str, Profile] = {
     "6.1": Profile(
         series="6.1", verified=True,
         notes=("kernel/module/{main,version}.c and kernel/params.c of v6.1 (Debian 6.1.192); "
-               "every scenario of tests/scenarios run on linux-image-6.1.0-*-amd64 under QEMU",)),
+               "every scenario of tests/scenarios run on linux-image-6.1.0-*-amd64 under QEMU "
+               "(6.1.0-56: scenarios 01-24; 6.1.0-57: 01-34)",)),
 }
 PROFILES["6.12"] = replace(
     PROFILES["6.1"], series="6.12", verified=True, early_exists_check=True, footprint="6.4",
@@ -58,7 +72,25 @@ PROFILES["6.12"] = replace(
     notes=("v6.12 sources: early_mod_check() (v6.4) runs check_modinfo() then the EEXIST check; the "
            "taints follow add_unformed_module() in module_augment_kernel_taints(); every scenario of "
            "tests/scenarios run on linux-image-6.12.*+deb12-amd64 under QEMU (fixtures built "
-           "against its headers)",))
+           "against its headers; 6.12.117: 01-24, 6.12.118: 01-34)",))
+
+
+# .config options the model reads from the target (``--kernel`` headers) when it has them: field -> option
+CONFIG_FIELDS = {
+    "modversions": "CONFIG_MODVERSIONS",
+    "force_load": "CONFIG_MODULE_FORCE_LOAD",
+    "module_sig": "CONFIG_MODULE_SIG",
+    "sig_force": "CONFIG_MODULE_SIG_FORCE",
+    "allow_missing_ns_imports": "CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS",
+}
+
+
+def with_config(profile: Profile, config: dict[str, str]) -> Profile:
+    """The profile with its configuration fields taken from the target's ``.config`` (an option unset
+    or absent there is off); unchanged without a ``.config`` (the profile's defaults are Debian's)."""
+    if not config:
+        return profile
+    return replace(profile, **{f: config.get(opt) == "y" for f, opt in CONFIG_FIELDS.items()})
 
 
 def profile_for(release: str) -> Profile:
