@@ -46,10 +46,15 @@ class Profile:
     force_load: bool = True
     # check_version(), a symbol the module's __versions does not list: refused ("no symbol version for
     # S", pr_warn each time; resolve_symbol() -> -EINVAL, check_modstruct_version() -> -ENOEXEC), as in
-    # the kernel/module/version.c of Debian's 6.1.192 and 6.12.118 and seen on both under QEMU. From
-    # v4.9 ("Re-enable CONFIG_MODVERSIONS in a slightly weaker form", faaae2a58143) mainline warned once
-    # and accepted ("Broken toolchain"); the change back to a refusal was not found in Debian's
-    # changelog or the upstream stable changelogs it lists, so it is not attributed here.
+    # the kernel/module/version.c of Debian's 6.1.192 and 6.12.118 and seen on both under QEMU. This is
+    # a Debian patch, not upstream behaviour: debian/patches/bugfix/all/
+    # module-disable-matching-missing-version-crc.patch ("module: Disable matching missing version
+    # CRC", Ben Hutchings, 2016-12-02, Forwarded: not-needed; listed in the series of Debian's linux
+    # 6.1.176-1 source package, read with `apt-get source --download-only linux=6.1.176-1` through a
+    # private apt state), which "partly reverts commit cd3caefb4663" to "fail closed if a symbol
+    # version CRC is missing, as the alternative may allow subverting module signing". Mainline (from
+    # v4.9's "Re-enable CONFIG_MODVERSIONS in a slightly weaker form", faaae2a58143) warns once and
+    # accepts ("Broken toolchain"): a profile of an unpatched kernel sets this False.
     missing_version_refused: bool = True
     # kstrtobool() accepts t/T/f/F (since v5.3? "lib/kstrtox: ..."; checked on 6.1 only through the model)
     kstrtobool_tf: bool = True
