@@ -492,3 +492,20 @@ def test_config_options_come_from_the_target(workspace, kernel61):
     loose = dataclasses.replace(kernel61, config={**kernel61.config, "CONFIG_MODVERSIONS": "n"})
     m = KernelModel(loose)
     assert m.load_module(load_image(str(workspace / "patched" / "kms_c_nolayout.ko"))).errno == 0
+
+
+def test_check_names_what_the_kernel_refuses_for_missing_versions(workspace, recorded_kernel):
+    """``kmodsim check`` of scenario 26's modules reports exactly the "no symbol version for" lines
+    the real kernel printed when it refused kms_b (its recording), and no CRC finding for the
+    untouched kms_b."""
+    real = recorded_kernel["26_versions_no_symbol_version"]
+    refused = next(s for s in real["steps"] if s["cmd"] == "insmod patched/kms_b_noversion.ko")
+    expected = sorted(m for m in refused["messages"] if "no symbol version for" in m)
+    assert expected
+    p = run_kmodsim("check", "--no-cache", "--format", "json", "basic/kms_a.ko", "patched/kms_b_noversion.ko",
+                    cwd=workspace, check=1)
+    got = sorted(f["message"] for f in json.loads(p.stdout)["findings"] if f["check"] == "crc")
+    assert got == expected
+    p = run_kmodsim("check", "--no-cache", "--format", "json", "basic/kms_a.ko", "basic/kms_b.ko",
+                    cwd=workspace)
+    assert [f for f in json.loads(p.stdout)["findings"] if f["check"] == "crc"] == []

@@ -47,7 +47,7 @@ CHECKS = {
     "gpl-only": "A GPL-only export used by a module whose license is not GPL-compatible",
     "namespace": "A namespaced symbol used without MODULE_IMPORT_NS, or (6.16+) a module: namespace that excludes the user",
     "namespace-unused": "MODULE_IMPORT_NS of a namespace the module uses no symbol from",
-    "crc": "An import's __versions CRC differs from the exporter's CRC",
+    "crc": "An import's __versions CRC differs from the exporter's CRC, or __versions lacks it",
     "vermagic": "The module's vermagic does not match the kernel's",
     "symbol-list": "An import from vmlinux outside the given symbol list(s)",
     "allowlist": "An allowlist entry that matched no finding",
@@ -283,6 +283,12 @@ def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists, modul
             out.append(Finding("crc", "error", name, m.name, m.path,
                                f"{m.name}: disagrees about version of symbol {name}",
                                {"expected_crc": crcs[i], "provider_crc": e.crc, "provider": owner}))
+        # ... and refuses an import its __versions does not list when the exporter has a CRC (Debian's
+        # bugfix/all/module-disable-matching-missing-version-crc.patch; mainline warns once)
+        elif crcs[i] < 0 and e.crc is not None and m.versions:
+            out.append(Finding("crc", "error", name, m.name, m.path,
+                               f"{m.name}: no symbol version for {name}",
+                               {"expected_crc": None, "provider_crc": e.crc, "provider": owner}))
         if owner == "vmlinux":
             for lname, lst in sym_lists:
                 if name not in lst:

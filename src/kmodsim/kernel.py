@@ -543,10 +543,10 @@ def check_version(versions: dict[str, int] | None, symbol: str, crc: int | None)
     check_version(); mainline from v4.9 warned once and accepted), "no-crc" (the exporter supplied none: accepted, already tainted) or
     "no-versions" (the module has no ``__versions`` at all: a forced load that taints).
     """
+    if crc is None:  # tested first, as the kernel does ("OK, we're already tainted")
+        return "no-crc"
     if versions is None:
         return "no-versions"
-    if crc is None:
-        return "no-crc"
     mine = versions.get(symbol)
     if mine is None:
         return "no-version"
