@@ -216,6 +216,7 @@ class Discovery:
             return
         excludes = self.cfg.excludes
         by_name = self.by_name
+        new = tuple.__new__  # Found(...) without NamedTuple's Python-level __new__ (a warm scan's walk)
         d += "/"
         for ent in entries:
             name = ent.name
@@ -239,7 +240,7 @@ class Discovery:
                 mn = name.split(".", 1)[0].replace("-", "_")
                 old = by_name.get(mn)
                 if old is None or not self._old_wins(old, d + name, mn):
-                    by_name[mn] = Found(d + name, None if rel is None else rel + name, mn)
+                    by_name[mn] = new(Found, (d + name, None if rel is None else rel + name, mn))
             elif name.endswith(IGNORED_EXTENSIONS) and name not in IGNORED_EXTENSIONS:
                 self.ignored.append(d + name)
 
@@ -320,14 +321,14 @@ def depmod_order(names: list[bytes], relpaths: list[bytes | None], dirname: str,
     if lines is not None:
         # a module's key: its path below the tree, cut after the length of its name plus ".ko"
         # (depmod's uncrelpath: kernel/fs/foo.ko.xz -> kernel/fs/foo.ko)
-        by_unc: dict[bytes, int] = {}
-        for i, rel in enumerate(relpaths):
-            if rel is not None:
-                by_unc[rel[:rel.rfind(b"/") + 4 + len(names[i])]] = i
+        by_unc = {rel[:rel.rfind(b"/") + 4 + len(n)]: i
+                  for i, (n, rel) in enumerate(zip(names, relpaths, strict=True)) if rel is not None}
         total = len(lines) + 1
         for no, i in enumerate(map(by_unc.get, lines), 1):
             if i is not None:
                 sort_idx[i] = no - total
+    if len(sort_idx) == len(names):  # every module in modules.order (Debian's trees)
+        return sorted(sort_idx, key=sort_idx.__getitem__)
     rest = [i for i in range(len(names)) if i not in sort_idx]
     rest.sort(key=lambda i: (superfasthash(names[i]) & mask, names[i]))
     return sorted(sort_idx, key=sort_idx.__getitem__) + rest
@@ -354,10 +355,7 @@ def discover(dirname: str, config_paths: Iterable[str] | None = None, kver: str 
     disc = Discovery(dirname, cfg)
     disc.run()
     found = list(disc.by_name.values())
-    order = depmod_order([_b(f.name) for f in found], [None if f.relpath is None else _b(f.relpath) for f in found],
+    order = depmod_order([f.name.encode("utf-8", "surrogateescape") for f in found],  # as depmod spells them
+                         [None if f.relpath is None else f.relpath.encode("utf-8", "surrogateescape") for f in found],
                          dirname)
     return Discovered(dirname, cfg, [found[i] for i in order], disc.errors, disc.ignored)
-
-
-def _b(s: str) -> bytes:
-    return s.encode("utf-8", "surrogateescape")  # as depmod spells names and paths
