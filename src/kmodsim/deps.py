@@ -1197,8 +1197,7 @@ def _memo_save(pl: Plan, cache_dir: str | None, key: bytes, res: Result) -> None
 def _depmod_order(mods: list[Mod], dirname: str, warnings: list[str]) -> list[Mod]:
     """The hash order of names, then modules.order first (depmod_modules_sort, shared with every
     command's discovery: :func:`kmodsim.discovery.depmod_order`)."""
-    order = depmod_order([m.bname for m in mods], [m.bpath if m.relpath is not None else None for m in mods],
-                         dirname, warnings)
+    order = depmod_order([m.name for m in mods], [m.relpath for m in mods], dirname, warnings)
     return [mods[i] for i in order]
 
 

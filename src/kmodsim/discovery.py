@@ -297,15 +297,17 @@ def _starts_with_dir(path: str, prefix: str) -> bool:
 # Order (depmod_modules_sort) and the whole discovery
 # ---------------------------------------------------------------------------------------------
 
-def depmod_order(names: list[bytes], relpaths: list[bytes | None], dirname: str,
+def depmod_order(names: list[str], relpaths: list[str | None], dirname: str,
                  warnings: list[str] | None = None) -> list[int]:
     """The modules.dep order of modules given by name and path below the tree (None: outside it),
     as indices into those lists: the hash order of names, then modules.order first. depmod's
-    messages about modules.order go to ``warnings``."""
+    messages about modules.order go to ``warnings``. (Names and paths as Python spells file names,
+    undecodable bytes as surrogates; modules.order is read the same way, so matching text is
+    matching bytes.)"""
     mask = MODULE_BUCKETS - 1
     try:
         with open(os.path.join(dirname, "modules.order"), "rb") as f:
-            lines = f.read().split(b"\n")
+            lines = f.read().decode("utf-8", "surrogateescape").split("\n")
     except OSError as exc:
         lines = None
         if warnings is not None:
@@ -320,18 +322,20 @@ def depmod_order(names: list[bytes], relpaths: list[bytes | None], dirname: str,
             lines.pop()
     if lines is not None:
         # a module's key: its path below the tree, cut after the length of its name plus ".ko"
-        # (depmod's uncrelpath: kernel/fs/foo.ko.xz -> kernel/fs/foo.ko)
-        by_unc = {rel[:rel.rfind(b"/") + 4 + len(n)]: i
+        # (depmod's uncrelpath: kernel/fs/foo.ko.xz -> kernel/fs/foo.ko; the name is the start of
+        # the file name, so counting characters cuts where depmod's count of bytes does)
+        by_unc = {rel[:rel.rfind("/") + 4 + len(n)]: i
                   for i, (n, rel) in enumerate(zip(names, relpaths, strict=True)) if rel is not None}
         total = len(lines) + 1
         for no, i in enumerate(map(by_unc.get, lines), 1):
             if i is not None:
                 sort_idx[i] = no - total
+    ordered = sorted(sort_idx, key=sort_idx.__getitem__)
     if len(sort_idx) == len(names):  # every module in modules.order (Debian's trees)
-        return sorted(sort_idx, key=sort_idx.__getitem__)
-    rest = [i for i in range(len(names)) if i not in sort_idx]
-    rest.sort(key=lambda i: (superfasthash(names[i]) & mask, names[i]))
-    return sorted(sort_idx, key=sort_idx.__getitem__) + rest
+        return ordered
+    rest = [(n.encode("utf-8", "surrogateescape"), i) for i, n in enumerate(names) if i not in sort_idx]
+    rest.sort(key=lambda bi: (superfasthash(bi[0]) & mask, bi[0]))  # bucket, then strcmp
+    return ordered + [i for _b, i in rest]
 
 
 class Discovered(NamedTuple):
@@ -355,7 +359,5 @@ def discover(dirname: str, config_paths: Iterable[str] | None = None, kver: str 
     disc = Discovery(dirname, cfg)
     disc.run()
     found = list(disc.by_name.values())
-    order = depmod_order([f.name.encode("utf-8", "surrogateescape") for f in found],  # as depmod spells them
-                         [None if f.relpath is None else f.relpath.encode("utf-8", "surrogateescape") for f in found],
-                         dirname)
+    order = depmod_order([f.name for f in found], [f.relpath for f in found], dirname)
     return Discovered(dirname, cfg, [found[i] for i in order], disc.errors, disc.ignored)
