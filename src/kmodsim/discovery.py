@@ -195,54 +195,105 @@ class Discovery:
     def __init__(self, dirname: str, cfg: Config) -> None:
         self.dirname = dirname
         self.cfg = cfg
-        self.by_name: dict[str, Found] = {}
+        # the modules picked, in discovery order, as three columns (see by_name)
+        self.paths: list[str] = []
+        self.relpaths: list[str | None] = []
+        self.names: list[str] = []
         self.errors: list[tuple[str, str]] = []
         self.ignored: list[str] = []  # module files kmod as Debian builds it does not read (.ko.gz)
 
+    @property
+    def by_name(self) -> dict[str, Found]:
+        """Module name -> the file picked for it, in discovery order."""
+        return {n: Found(p, r, n) for p, r, n in zip(self.paths, self.relpaths, self.names, strict=True)}
+
     def run(self) -> None:
+        self._skip = {"build", "source", *self.cfg.excludes}
+        self._segments: list[tuple[str, str | None, list[str]]] = []
         self._walk(self.dirname, "", {os.path.realpath(self.dirname)}, top=True)
         dl = len(self.dirname)
         for ext in self.cfg.externals:
             base = ext[dl + 1:] + "/" if ext.startswith(self.dirname) and ext[dl:dl + 1] == "/" else None
             self._walk(ext, base, {os.path.realpath(ext)}, top=False)
+        self._pick()
 
     def _walk(self, d: str, rel: str | None, ancestors: set, top: bool) -> None:
-        """``rel``: the directory below the tree ("" at its top, None outside it)."""
+        """Every file name, in walk order: runs of a directory's files as ``(dir + "/", its path
+        below the tree or None, names)``, cut where a subdirectory's walk comes between them (so
+        that the walk order is depmod's). ``rel``: the directory below the tree ("" at its top,
+        None outside it)."""
         try:
             entries = list(os.scandir(d))
         except OSError as exc:
             if top or not isinstance(exc, FileNotFoundError):
                 self.errors.append((d, f"cannot read directory: {exc.strerror or exc}"))
             return
-        excludes = self.cfg.excludes
-        by_name = self.by_name
-        new = tuple.__new__  # Found(...) without NamedTuple's Python-level __new__ (a warm scan's walk)
+        skip = self._skip
+        segments = self._segments
         d += "/"
+        files: list[str] = []
         for ent in entries:
             name = ent.name
-            if name in ("build", "source") or name in excludes:
+            if name in skip:
                 continue
             try:
                 is_dir = ent.is_dir()
             except OSError:
                 is_dir = False
-            if is_dir:
-                sub = None if rel is None else rel + name + "/"
-                if ent.is_symlink():  # a loop can only come through a link: depmod would recurse
-                    real = os.path.realpath(d + name)  # until the path is too long; kmodsim stops
-                    here = os.path.realpath(d)
-                    if real in ancestors or here == real or here.startswith(real + "/"):
-                        continue
-                    self._walk(d + name, sub, ancestors | {real}, False)
-                else:
-                    self._walk(d + name, sub, ancestors, False)
-            elif name.endswith(KMOD_EXTENSIONS) and name not in KMOD_EXTENSIONS:  # longer than its extension
-                mn = name.split(".", 1)[0].replace("-", "_")
-                old = by_name.get(mn)
-                if old is None or not self._old_wins(old, d + name, mn):
-                    by_name[mn] = new(Found, (d + name, None if rel is None else rel + name, mn))
-            elif name.endswith(IGNORED_EXTENSIONS) and name not in IGNORED_EXTENSIONS:
-                self.ignored.append(d + name)
+            if not is_dir:
+                files.append(name)
+                continue
+            if files:
+                segments.append((d, rel, files))
+                files = []
+            sub = None if rel is None else rel + name + "/"
+            if ent.is_symlink():  # a loop can only come through a link: depmod would recurse
+                real = os.path.realpath(d + name)  # until the path is too long; kmodsim stops
+                here = os.path.realpath(d)
+                if real in ancestors or here == real or here.startswith(real + "/"):
+                    continue
+                self._walk(d + name, sub, ancestors | {real}, False)
+            else:
+                self._walk(d + name, sub, ancestors, False)
+        if files:
+            segments.append((d, rel, files))
+
+    def _pick(self) -> None:
+        """depmod_modules_search_file() on every file, in walk order: the module files (a name
+        longer than, and ending with, one of kmod's extensions), one per module name by
+        :meth:`_old_wins` (a later pick keeps the place of the name's first file); the ``.ko.gz``
+        files to :attr:`ignored`. In bulk: on a tree where no two files share a module name,
+        no file is compared with another."""
+        paths: list[str] = []
+        rels: list[str | None] = []
+        names: list[str] = []
+        exts = KMOD_EXTENSIONS
+        for d, rel, files in self._segments:
+            mods = [n for n in files if n.endswith(exts) and n not in exts]
+            if mods:
+                paths += [d + n for n in mods]
+                rels += [None] * len(mods) if rel is None else [rel + n for n in mods]
+                names += [n[:n.index(".")] for n in mods]
+            if len(mods) < len(files):
+                self.ignored += [d + n for n in files if n.endswith(IGNORED_EXTENSIONS) and n not in IGNORED_EXTENSIONS]
+        if any("-" in n for n in names):
+            names = [n.replace("-", "_") for n in names]
+        if len(set(names)) < len(names):
+            at: dict[str, int] = {}
+            kp: list[str] = []
+            kr: list[str | None] = []
+            kn: list[str] = []
+            for p, r, n in zip(paths, rels, names, strict=True):
+                i = at.get(n)
+                if i is None:
+                    at[n] = len(kn)
+                    kp.append(p)
+                    kr.append(r)
+                    kn.append(n)
+                elif not self._old_wins(Found(kp[i], kr[i], n), p, n):
+                    kp[i], kr[i] = p, r
+            paths, rels, names = kp, kr, kn
+        self.paths, self.relpaths, self.names = paths, rels, names
 
     def _old_wins(self, old: Found, newpath: str, name: str) -> bool:
         """depmod_module_is_higher_priority(); lengths count the name up to the module name."""
@@ -338,15 +389,22 @@ def depmod_order(names: list[str], relpaths: list[str | None], dirname: str,
     return ordered + [i for _b, i in rest]
 
 
-class Discovered(NamedTuple):
-    """One tree as depmod sees it: its modules in modules.dep order, what could not be read,
-    the ``.ko.gz`` files passed over."""
+class Discovered:
+    """One tree as depmod sees it: its modules in modules.dep order (:attr:`paths`, and
+    :attr:`found` with their names), what could not be read, the ``.ko.gz`` files passed over.
+    (A plain class: a NamedTuple costs a warm scan its creation at import.)"""
 
-    dirname: str
-    cfg: Config
-    found: list[Found]
-    errors: list[tuple[str, str]]
-    ignored: list[str]
+    __slots__ = ("dirname", "cfg", "paths", "_found", "errors", "ignored")
+
+    def __init__(self, dirname: str, cfg: Config, disc: Discovery, order: list[int]) -> None:
+        self.dirname, self.cfg, self.errors, self.ignored = dirname, cfg, disc.errors, disc.ignored
+        self.paths = [disc.paths[i] for i in order]
+        self._found = (disc, order)
+
+    @property
+    def found(self) -> list[Found]:
+        disc, order = self._found
+        return [Found(disc.paths[i], disc.relpaths[i], disc.names[i]) for i in order]
 
 
 def discover(dirname: str, config_paths: Iterable[str] | None = None, kver: str | None = None) -> Discovered:
@@ -358,6 +416,4 @@ def discover(dirname: str, config_paths: Iterable[str] | None = None, kver: str 
     cfg = Config.load(None if config_paths is None else list(config_paths), kver)
     disc = Discovery(dirname, cfg)
     disc.run()
-    found = list(disc.by_name.values())
-    order = depmod_order([f.name for f in found], [f.relpath for f in found], dirname)
-    return Discovered(dirname, cfg, [found[i] for i in order], disc.errors, disc.ignored)
+    return Discovered(dirname, cfg, disc, depmod_order(disc.names, disc.relpaths, dirname))

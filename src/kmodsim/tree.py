@@ -145,7 +145,7 @@ def find_modules(root: str, errors: list[ScanError] | None = None, config_paths:
         errors.extend(ScanError(p, problem) for p, problem in d.errors)
     if ignored is not None:
         ignored.extend(d.ignored)
-    return [f.path for f in d.found]
+    return d.paths
 
 
 def expand_paths(paths: Iterable[str], errors: list[ScanError], config_paths: Iterable[str] | None = None,
