@@ -246,3 +246,26 @@ def test_depmod_outputs_byte_identical(tree, tmp_path):
     assert p.returncode == 0, p.stderr
     for f in ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols"):
         assert (tree.dir(c) / f).read_bytes() == (tree.dir(tree.a) / f).read_bytes(), f
+
+
+def test_modprobe_on_a_tree_with_a_cycle(oracles_ok, headers61, tmp_path):
+    """kmcy_a and kmcy_b use each other: kmod's depmod refuses the tree (exit 1, no modules.dep), so
+    modprobe has nothing to follow; kmodsim's modprobe step is refused, naming the cycle."""
+    from conftest import kbuild_set
+
+    build = kbuild_set("cycle", headers61)
+    for root in ("a", "b"):
+        d = tmp_path / root / "lib" / "modules" / KVER / "extra"
+        d.mkdir(parents=True)
+        for n in ("kmcy_a", "kmcy_b", "kmcy-c"):
+            shutil.copy(build / f"{n}.ko", d)
+    p = subprocess.run([DEPMOD, "-b", str(tmp_path / "a"), KVER], capture_output=True, text=True)
+    assert p.returncode == 1 and "dependency cycle" in p.stderr, p.stderr
+    assert not (tmp_path / "a" / "lib" / "modules" / KVER / "modules.dep").exists()
+    script = tmp_path / "mp.script"
+    script.write_text("modprobe kmcy_a\n")
+    r = run_kmodsim("load", "-k", headers61, "--modules", tmp_path / "b", "--script", script,
+                    env=dict(os.environ, KMODSIM_CACHE=str(tmp_path / "cache")))
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    assert r.stderr == (f"kmodsim: {script}:1: dependency loop: kmcy_a -> kmcy_b -> kmcy_a (depmod writes no "
+                        f"modules.dep for this tree)\n")
