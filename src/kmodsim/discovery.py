@@ -35,7 +35,7 @@ import os
 import re
 import struct
 from collections.abc import Iterable
-from typing import NamedTuple
+from operator import itemgetter
 
 KMOD_EXTENSIONS = (".ko", ".ko.xz", ".ko.zst")  # kmod 30 built +XZ +ZSTD -ZLIB (Debian 12)
 IGNORED_EXTENSIONS = (".ko.gz",)  # what a +ZLIB kmod would read too
@@ -183,10 +183,19 @@ def modname(filename: str) -> str:
     return filename.split(".", 1)[0].replace("-", "_")
 
 
-class Found(NamedTuple):
-    path: str  # dirname + "/" + relpath, as depmod spells it
-    relpath: str | None
-    name: str
+class Found(tuple):
+    """One module file: ``(path, relpath, name)``. ``path`` as depmod spells it (dirname + "/" +
+    relpath), ``relpath`` below the tree (None outside it), ``name`` the module's. (A tuple with
+    named fields written out: a NamedTuple class costs a warm scan its creation at import.)"""
+
+    __slots__ = ()
+
+    def __new__(cls, path: str, relpath: str | None, name: str) -> Found:
+        return tuple.__new__(cls, (path, relpath, name))
+
+    path = property(itemgetter(0))
+    relpath = property(itemgetter(1))
+    name = property(itemgetter(2))
 
 
 class Discovery:
