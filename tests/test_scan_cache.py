@@ -5,6 +5,7 @@ from __future__ import annotations
 import lzma
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -12,14 +13,15 @@ import zstandard
 
 from kmodsim.tree import CACHE_MAGIC, ScanCache, find_modules, scan
 
-from conftest import settle_timestamps
+from conftest import need, settle_timestamps
 
 pytestmark = pytest.mark.kbuild
 
 
 @pytest.fixture
 def tree(basic_build, tmp_path):
-    """A small lib/modules/<kver> tree with plain, xz, zstd and gzip modules, build/ and source/."""
+    """A small lib/modules/<kver> tree with plain, xz and zstd modules, build/ and source/, and a
+    gzip module (which Debian's depmod, kmod 30 -ZLIB, passes over: so does the scan)."""
     import gzip
 
     root = tmp_path / "rootfs"
@@ -33,7 +35,9 @@ def tree(basic_build, tmp_path):
     c = (basic_build / "kms_c.ko").read_bytes()
     (kdir / "kernel" / "a" / "kms_a.ko.xz").write_bytes(lzma.compress(a, check=lzma.CHECK_CRC32))
     (kdir / "kernel" / "a" / "kms_b.ko.zst").write_bytes(zstandard.ZstdCompressor().compress(b))
-    (kdir / "extra" / "kms_c.ko.gz").write_bytes(gzip.compress(c))
+    (kdir / "extra" / "kms_c.ko").write_bytes(c)
+    (kdir / "extra" / "gz").mkdir()
+    (kdir / "extra" / "gz" / "kms_gz.ko.gz").write_bytes(gzip.compress(c))
     (kdir / "extra" / "plain.ko").write_bytes(a)
     shutil.copy(basic_build / "kms_a.ko", kdir / "build" / "ignored.ko")
     shutil.copy(basic_build / "kms_a.ko", kdir / "source" / "ignored.ko")
@@ -42,17 +46,31 @@ def tree(basic_build, tmp_path):
     return root, kdir
 
 
-def test_discovery_like_depmod(tree):
+def test_discovery_like_depmod(tree, tmp_path):
+    """The files and the order of kmod's depmod (its modules.dep, on a copy of the tree): modules.order
+    first (matched with the suffix replaced by .ko), then kmod's hash order; build/ and source/
+    skipped; the .ko.gz left out (and listed)."""
     root, kdir = tree
-    found = [os.path.relpath(p, kdir) for p in find_modules(str(kdir))]
-    # modules.order first (matched with the suffix replaced by .ko), then the rest by path;
-    # build/ and source/ skipped
-    assert found == ["kernel/a/kms_b.ko.zst", "kernel/a/kms_a.ko.xz", "extra/kms_c.ko.gz", "extra/plain.ko"]
+    depmod = shutil.which("depmod") or "/usr/sbin/depmod"
+    if not os.access(depmod, os.X_OK):
+        need("kmod's depmod")
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    subprocess.run([depmod, "-b", str(copy), kdir.name], check=True, capture_output=True)
+    want = [ln.split(":")[0] for ln in (copy / "lib" / "modules" / kdir.name / "modules.dep").read_text().splitlines()]
+    ignored: list[str] = []
+    found = [os.path.relpath(p, kdir) for p in find_modules(str(kdir), ignored=ignored)]
+    assert found == want and want[:2] == ["kernel/a/kms_b.ko.zst", "kernel/a/kms_a.ko.xz"]
+    assert ignored == [str(kdir / "extra" / "gz" / "kms_gz.ko.gz")]
     res = scan([str(root)], use_cache=False)  # a root fs: lib/modules/<kver> is found
     assert [os.path.relpath(r[1], kdir) for r in res.records] == found
     assert [s[0] for s in res.summaries] == [r[1] for r in res.records]
+    assert res.ignored == ignored and res.errors == []
     comps = {os.path.basename(m.path): m.compression for m in res.modules}
-    assert comps == {"kms_b.ko.zst": "zstd", "kms_a.ko.xz": "xz", "kms_c.ko.gz": "gzip", "plain.ko": ""}
+    assert comps == {"kms_b.ko.zst": "zstd", "kms_a.ko.xz": "xz", "kms_c.ko": "", "plain.ko": ""}
+    # a .ko.gz named as a file is read (kmodsim decompresses gzip itself)
+    (gz,) = scan(ignored, use_cache=False).modules
+    assert gz.compression == "gzip" and gz.name == "kms_c"
 
 
 def _snapshot(res):

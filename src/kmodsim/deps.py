@@ -8,7 +8,8 @@ The rules are kmod 30's (``tools/depmod.c`` and ``libkmod/libkmod-elf.c``), re-s
   that end in ``.ko``, ``.ko.xz`` or ``.ko.zst`` (kmod as Debian builds it: ``+XZ +ZSTD -ZLIB``).
   The module name is the file name up to its first ``.``, with ``-`` turned into ``_``. Two files
   with one name: the one in the higher-priority ``search`` directory wins (default: ``updates``
-  over everything else), ``override`` lines first; on a tie the first one found stays.
+  over everything else), ``override`` lines first; on a tie the first one found stays. (This
+  discovery, :mod:`kmodsim.discovery`, is the one every kmodsim command uses.)
 * Order of modules (the line order of modules.dep, .alias, .softdep, .devname): kmod's hash table of
   names (512 buckets, Paul Hsieh's SuperFastHash, names sorted by ``strcmp`` inside a bucket), then
   a stable sort that puts the modules of ``modules.order`` first, in that file's order (the last
@@ -46,19 +47,26 @@ import re
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from itertools import compress, repeat
 from operator import itemgetter
 from typing import NamedTuple
 
+from .discovery import (  # noqa: F401 - re-exported: kmodsim.deps names them too
+    DEFAULT_CFG_PATHS,
+    KMOD_EXTENSIONS,
+    Config,
+    Discovery,
+    Found,
+    depmod_order,
+    modname,
+    superfasthash,
+)
 from .module import DEFAULT_MAX_SIZE, ModuleError, read_image
 from .tree import ScanCache, default_cache_dir, is_trusted, parallel_map, racy_cutoff, stat_key
 
-KMOD_EXTENSIONS = (".ko", ".ko.xz", ".ko.zst")  # kmod 30 built +XZ +ZSTD -ZLIB (Debian 12)
-DEFAULT_CFG_PATHS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
 RECORD_VERSION = 1
 SYMBOL_BUCKETS = 2048  # hash_new(2048, ...) in depmod_init
-MODULE_BUCKETS = 512   # hash_new(512, ...)
 
 HEADERS = {
     "modules.alias": b"# Aliases extracted from modules themselves.\n",
@@ -77,57 +85,6 @@ class DepmodError(Exception):
     def __init__(self, message: str, depmod: str = "") -> None:
         super().__init__(message)
         self.depmod = depmod or f"depmod: FATAL: {message}\n"
-
-
-# ---------------------------------------------------------------------------------------------
-# kmod's hash
-# ---------------------------------------------------------------------------------------------
-
-def superfasthash(key: bytes, _u16s=struct.unpack_from) -> int:
-    """``hash_superfast()`` of kmod's shared/hash.c on a little-endian host with signed ``char``
-    (x86): 16-bit words read little-endian, the odd tail byte sign-extended. Arithmetic is mod
-    2**32; the low bits never depend on the high ones, so masking can wait until a right shift."""
-    n = len(key)
-    h = n
-    rem = n & 3
-    end = n - rem
-    if end:
-        it = iter(_u16s(f"<{end >> 1}H", key))
-        for lo in it:
-            h += lo
-            h = ((h << 16) ^ (next(it) << 11) ^ h) & 0xFFFFFFFF
-            h += h >> 11
-        h &= 0xFFFFFFFF
-    if rem == 3:
-        h += key[end] | key[end + 1] << 8
-        h ^= h << 16
-        c = key[end + 2]
-        h ^= (c - 256 if c > 127 else c) << 18
-        h &= 0xFFFFFFFF
-        h += h >> 11
-    elif rem == 2:
-        h += key[end] | key[end + 1] << 8
-        h ^= h << 11
-        h &= 0xFFFFFFFF
-        h += h >> 17
-    elif rem == 1:
-        c = key[end]
-        h += c - 256 if c > 127 else c
-        h ^= h << 10
-        h &= 0xFFFFFFFF
-        h += h >> 1
-    h &= 0xFFFFFFFF
-    h ^= h << 3
-    h &= 0xFFFFFFFF
-    h += h >> 5
-    h &= 0xFFFFFFFF
-    h ^= h << 4
-    h &= 0xFFFFFFFF
-    h += h >> 17
-    h &= 0xFFFFFFFF
-    h ^= h << 25
-    h &= 0xFFFFFFFF
-    return (h + (h >> 6)) & 0xFFFFFFFF
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,201 +400,6 @@ def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFA
 
     return dict(zip(paths, parallel_map(lambda p: read_record(p, max_size, crcs), paths, jobs,
                                         _progress(progress, len(paths))), strict=True))
-
-
-# ---------------------------------------------------------------------------------------------
-# Configuration (depmod.d) and discovery
-# ---------------------------------------------------------------------------------------------
-
-class Config:
-    """depmod.d: ``search``, ``override``, ``external`` and ``exclude`` lines. Lists are kept in
-    kmod's order: each new entry goes in front.
-
-    (Plain classes here, not dataclasses: generating their methods costs milliseconds at import,
-    and a warm ``kmodsim depmod`` is meant to take a few tens of them.)"""
-
-    def __init__(self) -> None:
-        self.searches: list[str] = []  # a path, or "built-in" / "external"
-        self.overrides: list[str] = []  # "<subdir>/<modname>"
-        self.externals: list[str] = []
-        self.excludes: list[str] = []
-        self.messages: list[str] = []  # depmod's own lines about the files
-
-    @classmethod
-    def load(cls, paths: Iterable[str] | None, kver: str) -> Config:
-        cfg = cls()
-        files: dict[str, str] = {}  # name -> path; the first directory naming a file wins
-        for p in (DEFAULT_CFG_PATHS if paths is None else paths):
-            try:
-                if not os.path.isdir(p):
-                    if os.path.exists(p):
-                        files.setdefault(os.path.basename(p), p)
-                    continue
-                names = os.listdir(p)
-            except OSError:
-                continue
-            for n in names:
-                full = os.path.join(p, n)
-                if n.startswith(".") or len(n) < 6 or not n.endswith(".conf") or os.path.isdir(full):
-                    continue
-                files.setdefault(n, full)
-        for n in sorted(files, key=os.fsencode):
-            cfg._parse(files[n], kver)
-        if not cfg.searches:
-            cfg.searches.insert(0, "updates")
-        return cfg
-
-    def _parse(self, path: str, kver: str) -> None:
-        try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8", "surrogateescape")
-        except OSError as exc:
-            self.messages.append(f"depmod: ERROR: file parse {path}: {exc.strerror}\n")
-            return
-        text = text.replace("\\\n", "")
-        for no, line in enumerate(text.split("\n"), 1):
-            if not line or line.startswith("#"):
-                continue
-            words = line.replace("\t", " ").split()
-            if not words:
-                continue
-            cmd, args = words[0], words[1:]
-            if cmd == "search":
-                for a in args:
-                    self.searches.insert(0, a)
-            elif cmd == "override" and len(args) >= 3:
-                if _kernel_matches(args[1], kver):
-                    self.overrides.insert(0, f"{args[2]}/{args[0]}")
-            elif cmd == "external" and len(args) >= 2:
-                if _kernel_matches(args[0], kver):
-                    self.externals.insert(0, args[1])
-            elif cmd == "exclude":
-                for a in args:
-                    self.excludes.insert(0, a)
-            elif cmd in ("include", "make_map_files"):
-                pass
-            else:
-                self.messages.append(f"depmod: ERROR: {path}:{no}: ignoring bad line starting with '{cmd}'\n")
-
-
-def _kernel_matches(pattern: str, kver: str) -> bool:
-    if pattern == "*":
-        return True
-    try:
-        return re.search(pattern, kver) is not None
-    except re.error:
-        return False
-
-
-def modname(filename: str) -> str:
-    """path_to_modname(): the file name up to its first '.', '-' replaced by '_'."""
-    return filename.split(".", 1)[0].replace("-", "_")
-
-
-class Found(NamedTuple):
-    path: str  # dirname + "/" + relpath, as depmod spells it
-    relpath: str | None
-    name: str
-
-
-class Discovery:
-    """depmod_modules_search(): the modules of a tree, one per name, by depmod's priorities."""
-
-    def __init__(self, dirname: str, cfg: Config) -> None:
-        self.dirname = dirname
-        self.cfg = cfg
-        self.by_name: dict[str, Found] = {}
-        self.errors: list[tuple[str, str]] = []
-
-    def run(self) -> None:
-        self._walk(self.dirname, "", {os.path.realpath(self.dirname)}, top=True)
-        dl = len(self.dirname)
-        for ext in self.cfg.externals:
-            base = ext[dl + 1:] + "/" if ext.startswith(self.dirname) and ext[dl:dl + 1] == "/" else None
-            self._walk(ext, base, {os.path.realpath(ext)}, top=False)
-
-    def _walk(self, d: str, rel: str | None, ancestors: set, top: bool) -> None:
-        """``rel``: the directory below the tree ("" at its top, None outside it)."""
-        try:
-            entries = list(os.scandir(d))
-        except OSError as exc:
-            if top or not isinstance(exc, FileNotFoundError):
-                self.errors.append((d, f"cannot read directory: {exc.strerror or exc}"))
-            return
-        excludes = self.cfg.excludes
-        by_name = self.by_name
-        d += "/"
-        for ent in entries:
-            name = ent.name
-            if name in ("build", "source") or name in excludes:
-                continue
-            try:
-                is_dir = ent.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                sub = None if rel is None else rel + name + "/"
-                if ent.is_symlink():  # a loop can only come through a link: depmod would recurse
-                    real = os.path.realpath(d + name)  # until the path is too long; kmodsim stops
-                    here = os.path.realpath(d)
-                    if real in ancestors or here == real or here.startswith(real + "/"):
-                        continue
-                    self._walk(d + name, sub, ancestors | {real}, False)
-                else:
-                    self._walk(d + name, sub, ancestors, False)
-            elif name.endswith(KMOD_EXTENSIONS) and name not in KMOD_EXTENSIONS:  # longer than its extension
-                mn = name.split(".", 1)[0].replace("-", "_")
-                old = by_name.get(mn)
-                if old is None or not self._old_wins(old, d + name, mn):
-                    by_name[mn] = Found(d + name, None if rel is None else rel + name, mn)
-
-    def _old_wins(self, old: Found, newpath: str, name: str) -> bool:
-        """depmod_module_is_higher_priority(); lengths count the name up to the module name."""
-        cfg = self.cfg
-        dl = len(self.dirname)
-
-        def rel(p: str) -> str | None:
-            if not p.startswith(self.dirname):
-                return None
-            base = p.rfind("/") + 1
-            return p[dl + 1:base + len(name)]
-
-        newrel, oldrel = rel(newpath), rel(old.path)
-        for ov in cfg.overrides:
-            if newrel == ov:
-                return False
-            if oldrel == ov:
-                return True
-        bprio = oldprio = newprio = -1
-        i = 0
-        newlen = newpath.rfind("/") + 1 + len(name)
-        oldlen = old.path.rfind("/") + 1 + len(name)
-        for se in cfg.searches:
-            if se == "built-in":
-                bprio = i
-            elif se == "external":
-                for ext in cfg.externals:
-                    if _starts_with_dir(newpath[:newlen], ext):
-                        newprio = i
-                    if _starts_with_dir(old.path[:oldlen], ext):
-                        oldprio = i
-                    i += 1
-            elif newrel is not None and len(newrel) > len(se) and newrel[len(se)] == "/" and \
-                    newrel.startswith(se):
-                newprio = i
-            elif oldrel is not None and len(oldrel) > len(se) and oldrel[len(se)] == "/" and \
-                    oldrel.startswith(se):
-                oldprio = i
-            i += 1
-        if newprio < 0:
-            newprio = bprio
-        if oldprio < 0:
-            oldprio = bprio
-        return newprio <= oldprio
-
-
-def _starts_with_dir(path: str, prefix: str) -> bool:
-    return len(path) > len(prefix) and path[len(prefix)] == "/" and path.startswith(prefix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1482,38 +1244,10 @@ def _memo_save(pl: Plan, cache_dir: str | None, key: bytes, res: Result) -> None
 
 
 def _depmod_order(mods: list[Mod], dirname: str, warnings: list[str]) -> list[Mod]:
-    """The hash order of names, then modules.order first (depmod_modules_sort)."""
-    mask = MODULE_BUCKETS - 1
-    try:
-        with open(os.path.join(dirname, "modules.order"), "rb") as f:
-            lines = f.read().split(b"\n")
-    except OSError as exc:
-        lines = None
-        warnings.append(f"depmod: WARNING: could not open modules.order at {dirname}: {exc.strerror}\n")
-    sort_idx: dict[str, int] = {}
-    if lines is not None:
-        if lines[-1]:  # the last line misses its '\n'
-            warnings.append(f"depmod: ERROR: {dirname}/modules.order:{len(lines)} corrupted line misses '\\n'\n")
-            lines = None
-        else:
-            lines.pop()
-    if lines is not None:
-        # a module's key: its path below the tree, cut after the length of its name plus ".ko"
-        # (depmod's uncrelpath: kernel/fs/foo.ko.xz -> kernel/fs/foo.ko)
-        by_unc: dict[bytes, Mod] = {}
-        for m in mods:
-            if m.relpath is not None:
-                rel = m.bpath
-                by_unc[rel[:rel.rfind(b"/") + 4 + len(m.bname)]] = m
-        total = len(lines) + 1
-        hits = map(by_unc.get, lines)
-        for no, m in enumerate(hits, 1):
-            if m is not None:
-                sort_idx[m.name] = no - total
-    rest = [m for m in mods if m.name not in sort_idx]
-    rest.sort(key=lambda m: (superfasthash(m.bname) & mask, m.bname))
-    ordered = sorted((m for m in mods if m.name in sort_idx), key=lambda m: sort_idx[m.name])
-    return ordered + rest
+    """The hash order of names, then modules.order first (depmod_modules_sort, shared with every
+    command's discovery: :func:`kmodsim.discovery.depmod_order`)."""
+    order = depmod_order([m.name for m in mods], [m.relpath for m in mods], dirname, warnings)
+    return [mods[i] for i in order]
 
 
 def _dependencies(dm: Depmod, errsyms: bool, check_crcs: bool) -> list[list[int]]:

@@ -1,10 +1,11 @@
 """Finding and reading every module of a tree: depmod's discovery, worker processes, a cache.
 
-Discovery mirrors kmod's depmod (tools/depmod.c, ``depmod_modules_search_dir`` and
-``should_exclude_dir``): a recursive walk that skips ``build``, ``source``, ``.`` and ``..``,
-follows symbolic links, and keeps files ending in ``.ko``, ``.ko.xz``, ``.ko.zst`` or ``.ko.gz``.
-Modules listed in ``modules.order`` come first, in that order (``depmod_modules_sort``), the rest
-after them, by path.
+A tree's modules are the ones kmod's depmod takes (:mod:`kmodsim.discovery`, shared with
+``kmodsim depmod``): a recursive walk that skips ``build``, ``source`` and depmod.d's ``exclude``
+directories, follows symbolic links, keeps ``.ko``, ``.ko.xz`` and ``.ko.zst`` files (Debian 12's
+kmod 30 reads no ``.ko.gz``), one file per module name by depmod's priorities (depmod.d
+``override`` and ``search``, ``updates/`` first by default), plus the ``external`` directories;
+in modules.dep order (``modules.order`` first, then kmod's hash order of names).
 
 The cache (:class:`ScanCache`) maps a path to the parsed module, keyed by size, mtime_ns, ctime_ns
 and inode. It is one file per tree, written atomically (temporary file + rename), carrying a format
@@ -65,6 +66,7 @@ class ScanResult:
         self.items: list[tuple[str, tuple | bytes, tuple[str, int, int]]] = []
         self.keys: dict[str, tuple | None] = {}  # path -> stat key (size, mtime_ns, ctime_ns, ino)
         self.errors: list[ScanError] = []
+        self.ignored: list[str] = []  # .ko.gz files of the trees, which depmod passes over
         self.cached = cached
         self.parsed = parsed
         self._records: list[tuple] | None = None
@@ -139,83 +141,25 @@ def is_module_file(name: str) -> bool:
     return name.endswith(MODULE_SUFFIXES)
 
 
-def find_modules(root: str, errors: list[ScanError] | None = None) -> list[str]:
-    """Module files under ``root``, in depmod's order (modules.order first)."""
-    found: list[str] = []
-    seen_dirs: set[tuple[int, int]] = set()
+def find_modules(root: str, errors: list[ScanError] | None = None, config_paths: Iterable[str] | None = None,
+                 ignored: list[str] | None = None) -> list[str]:
+    """The modules depmod takes from the tree ``root``, in modules.dep order
+    (:func:`kmodsim.discovery.discover`: depmod.d ``search``/``override``/``external``/``exclude``,
+    one file per module name, ``.ko.gz`` passed over and listed in ``ignored``)."""
+    from .discovery import discover
 
-    def walk(d: str, via_link: bool) -> None:
-        try:
-            if via_link:  # only a symlink can close a loop: remember real directories reached by one
-                st = os.stat(d)
-                key = (st.st_dev, st.st_ino)
-                if key in seen_dirs:
-                    return
-                seen_dirs.add(key)
-            entries = list(os.scandir(d))
-        except OSError as exc:
-            if errors is not None:
-                errors.append(ScanError(d, f"cannot read directory: {exc.strerror or exc}"))
-            return
-        subdirs = []
-        for e in entries:
-            name = e.name
-            if name.endswith(MODULE_SUFFIXES):
-                try:
-                    if not e.is_dir():  # follows symlinks, like depmod's fstatat()
-                        found.append(e.path)
-                        continue
-                except OSError:
-                    found.append(e.path)  # a dangling link: reported when it is read
-                    continue
-            elif name in ("build", "source"):
-                continue
-            try:
-                if e.is_dir():
-                    subdirs.append((e.path, via_link or e.is_symlink()))
-            except OSError:
-                pass
-        for s, link in sorted(subdirs):
-            walk(s, link)
-
-    try:
-        st = os.stat(root)
-        seen_dirs.add((st.st_dev, st.st_ino))  # a link back to the root closes a loop too
-    except OSError:
-        pass
-    walk(root, False)
-    return order_modules(root, found)
+    d = discover(root, config_paths)
+    if errors is not None:
+        errors.extend(ScanError(p, problem) for p, problem in d.errors)
+    if ignored is not None:
+        ignored.extend(d.ignored)
+    return d.paths
 
 
-def order_modules(root: str, paths: list[str]) -> list[str]:
-    """Sort as depmod does: entries of ``modules.order`` (matched on the path relative to the root,
-    with the compression suffix replaced by ``.ko``) first in file order, then the others by path."""
-    order: dict[str, int] = {}
-    try:
-        with open(os.path.join(root, "modules.order"), encoding="utf-8", errors="surrogateescape") as f:
-            for i, line in enumerate(f):
-                line = line.rstrip("\n")
-                if line:
-                    order.setdefault(line, i)
-    except OSError:
-        pass
-    big = len(order) + 1
-
-    prefix = os.path.join(root, "")
-
-    def key(p: str) -> tuple[int, str]:
-        rel = p[len(prefix):] if p.startswith(prefix) else os.path.relpath(p, root)
-        for suf in (".ko.xz", ".ko.zst", ".ko.gz"):
-            if rel.endswith(suf):
-                rel = rel[: -len(suf) + 3]
-                break
-        return (order.get(rel, big), rel)
-
-    return sorted(paths, key=key)
-
-
-def expand_paths(paths: Iterable[str], errors: list[ScanError]) -> list[tuple[str, str]]:
-    """(root, file) for every module named on a command line: files as given, directories walked."""
+def expand_paths(paths: Iterable[str], errors: list[ScanError], config_paths: Iterable[str] | None = None,
+                 ignored: list[str] | None = None) -> list[tuple[str, str]]:
+    """(root, file) for every module named on a command line: files as given, directories by
+    depmod's discovery (:func:`find_modules`)."""
     out: list[tuple[str, str]] = []
     for p in paths:
         if os.path.isdir(p):
@@ -224,13 +168,16 @@ def expand_paths(paths: Iterable[str], errors: list[ScanError]) -> list[tuple[st
             except ValueError as exc:
                 errors.append(ScanError(p, str(exc)))
                 continue
-            found = find_modules(root, errors)
+            found = find_modules(root, errors, config_paths, ignored)
             if not found:  # a mistyped path must not pass as a clean tree
-                errors.append(ScanError(p, "no modules found (*.ko, *.ko.xz, *.ko.zst, *.ko.gz)"))
+                errors.append(ScanError(p, "no modules found (*.ko, *.ko.xz, *.ko.zst)"))
             out.extend((root, f) for f in found)
         else:
             out.append((os.path.dirname(p) or ".", p))
     return out
+
+
+IGNORED_NOTE = "not a module to Debian 12's depmod and modprobe (kmod 30 is built without zlib): left out"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,10 +581,12 @@ class ScanCache:
 
 def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
          cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE,
-         progress: bool | None = None) -> ScanResult:
-    """Read every module named by ``paths`` (files or trees). Problems are collected, not raised."""
+         progress: bool | None = None, config_paths: Iterable[str] | None = None) -> ScanResult:
+    """Read every module named by ``paths`` (files, or trees as depmod finds their modules with
+    the depmod.d configuration of ``config_paths``). Problems are collected, not raised."""
     errors: list[ScanError] = []
-    files = expand_paths(paths, errors)
+    ignored: list[str] = []
+    files = expand_paths(paths, errors, config_paths, ignored)
     roots = sorted({r for r, _ in files})
     caches: dict[str, ScanCache] = {}
     if use_cache:
@@ -683,6 +632,7 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
     result.items = [items[f] for f in order if f in items]
     result.keys = keys
     result.errors = errors
+    result.ignored = ignored
     return result
 
 

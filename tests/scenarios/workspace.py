@@ -227,11 +227,11 @@ RECORDED = HERE / "recorded"
 
 def steps_of(script: Path, ws: Path):
     """The resolved steps of a scenario, paths relative to the workspace ``ws``."""
-    from kmodsim.loader.run import tree_index
+    from kmodsim.loader.run import modprobe_tree
     from kmodsim.loader.script import read_script, resolve
 
     steps = read_script(str(script))
-    resolve(steps, str(script), tree_index(str(ws / "basic")), base=str(ws))
+    resolve(steps, str(script), modprobe_tree(str(ws / "basic")), base=str(ws))
     return steps
 
 

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from .. import args
-from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, max_size_option
+from .common import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    config_option,
+    dump_json,
+    error,
+    max_size_option,
+    warn_ignored,
+)
 
 
 @args.command("check")
@@ -19,9 +28,12 @@ from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, max_si
 @args.option("--format", "fmt", type=args.Choice(["text", "json", "sarif"]), default="text", show_default=True)
 @args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
 @args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache.")
+@config_option
 @max_size_option
-def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, jobs, no_cache, max_size) -> None:
-    """Check PATH (.ko files or module trees) the way modpost, depmod and the loader would.
+def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, jobs, no_cache, config,
+              max_size) -> None:
+    """Check PATH (.ko files or module trees) the way modpost, depmod and the loader would. A
+    tree's modules are the ones depmod takes (depmod.d, updates/ first, no .ko.gz).
 
     Exit status: 0 no error findings, 1 error findings, 2 usage or input error.
     """
@@ -42,8 +54,11 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
         problem("", str(exc))
         _abort(fmt, __version__, problems)
     cutoff = racy_cutoff()  # before any input is read: findings from racily clean inputs are not kept
-    res = scan(paths, jobs=jobs, max_size=max_size, use_cache=not no_cache)
-    tree = scan([modules_dir], jobs=jobs, max_size=max_size, use_cache=not no_cache) if modules_dir else None
+    cfg = config or None
+    res = scan(paths, jobs=jobs, max_size=max_size, use_cache=not no_cache, config_paths=cfg)
+    tree = scan([modules_dir], jobs=jobs, max_size=max_size, use_cache=not no_cache,
+                config_paths=cfg) if modules_dir else None
+    warn_ignored(res.ignored + (tree.ignored if tree else []))
     for e in res.errors + (tree.errors if tree else []):
         problem(e.path, e.problem)
 

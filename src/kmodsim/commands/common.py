@@ -53,3 +53,19 @@ def load_kernel(path: str):
     except KernelError as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
+
+
+def config_option(f):
+    """depmod's ``-C``: the depmod.d files or directories that decide which file of a tree is a
+    module (``search``, ``override``, ``external``, ``exclude``), as for ``kmodsim depmod``."""
+    return args.option(
+        "--config", "-C", "config", multiple=True, metavar="PATH",
+        help="depmod.d configuration for trees (repeatable; default: depmod's directories).")(f)
+
+
+def warn_ignored(paths) -> None:
+    """One stderr line per ``.ko.gz`` a tree holds: depmod and modprobe (kmod 30, -ZLIB) pass over it."""
+    from ..tree import IGNORED_NOTE
+
+    for p in paths:
+        print(f"kmodsim: warning: {p}: {IGNORED_NOTE}", file=sys.stderr)

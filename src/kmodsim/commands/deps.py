@@ -4,7 +4,7 @@ behind each edge."""
 from __future__ import annotations
 
 from .. import args
-from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, max_size_option
+from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, config_option, dump_json, error, max_size_option
 
 
 def _tree_option(f):
@@ -15,10 +15,12 @@ def _tree_option(f):
                      help="The kernel's symbols (only changes who owns a name a module re-exports).")(f)
     f = args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")(f)
     f = args.option("--no-cache", is_flag=True, help="Neither read nor write kmodsim's cache.")(f)
+    f = config_option(f)
     return max_size_option(f)
 
 
-def _load(tree: str | None, symvers: str | None, jobs: int | None, no_cache: bool, max_size: int):
+def _load(tree: str | None, symvers: str | None, jobs: int | None, no_cache: bool, max_size: int,
+          config: tuple[str, ...] = ()):
     import os
 
     from ..deps import DepmodError, compute, load_records, plan
@@ -31,7 +33,8 @@ def _load(tree: str | None, symvers: str | None, jobs: int | None, no_cache: boo
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
     try:
-        pl = plan(kver=os.path.basename(dirname), dirname=dirname, symvers=symvers, stat=not no_cache)
+        pl = plan(kver=os.path.basename(dirname), dirname=dirname, symvers=symvers, stat=not no_cache,
+                  config_paths=list(config) or None)
         dm = compute(pl, load_records(pl, jobs, not no_cache, None, max_size))
     except DepmodError as exc:
         error(str(exc))
@@ -55,7 +58,7 @@ def _find(dm, name: str) -> int:
 @_tree_option
 @args.option("--json", "as_json", is_flag=True, help="As JSON.")
 def why_cmd(module: str, needed: str, tree: str | None, symvers: str | None, jobs: int | None,
-            no_cache: bool, max_size: int, as_json: bool) -> None:
+            no_cache: bool, config: tuple[str, ...], max_size: int, as_json: bool) -> None:
     """Which symbols make MODULE need NEEDED, directly or through a chain of modules.
 
     MODULE and NEEDED are module names ('-' and '_' alike) or paths. Every chain of dependencies
@@ -64,7 +67,7 @@ def why_cmd(module: str, needed: str, tree: str | None, symvers: str | None, job
     0 MODULE needs NEEDED, 1 it does not, 2 usage or input error."""
     from ..deps import why
 
-    dm = _load(tree, symvers, jobs, no_cache, max_size)
+    dm = _load(tree, symvers, jobs, no_cache, max_size, config)
     a, b = _find(dm, module), _find(dm, needed)
     w = why(dm, a, b)
     if as_json:
@@ -92,14 +95,14 @@ def why_cmd(module: str, needed: str, tree: str | None, symvers: str | None, job
 @args.option("--symbols", "-s", "show_symbols", is_flag=True, help="List the symbols of each edge.")
 @args.option("--json", "as_json", is_flag=True, help="As JSON.")
 def deps_cmd(module: str, tree: str | None, symvers: str | None, jobs: int | None, no_cache: bool,
-             max_size: int, show_symbols: bool, as_json: bool) -> None:
+             config: tuple[str, ...], max_size: int, show_symbols: bool, as_json: bool) -> None:
     """The dependency tree of MODULE as depmod computes it: each module it needs, with the number
     (or, with --symbols, the names) of the symbols that make it needed. A module met a second
     time is marked [see above]; one that closes a cycle, [cycle]. The last line is MODULE's
     modules.dep line."""
     from ..deps import dep_tree, render_tree
 
-    dm = _load(tree, symvers, jobs, no_cache, max_size)
+    dm = _load(tree, symvers, jobs, no_cache, max_size, config)
     i = _find(dm, module)
     t = dep_tree(dm, i)
     closure = [dm.mods[d].shown_path for d in dm.closure(i)]

@@ -11,11 +11,13 @@ from .common import (
     EXIT_ERROR,
     EXIT_FINDINGS,
     EXIT_OK,
+    config_option,
     dump_json,
     error,
     kernel_option,
     load_kernel,
     max_size_option,
+    warn_ignored,
 )
 
 
@@ -23,12 +25,14 @@ from .common import (
 @args.argument("file", type=args.Path(dir_okay=False))
 @kernel_option()
 @args.option("--modules", "-m", "modules_dir", type=args.Path(file_okay=False),
-              help="Module tree to take module providers from (default: the kernel's Module.symvers rows).")
+              help="Module tree to take module providers from, the modules depmod takes "
+                   "(default: the kernel's Module.symvers rows).")
 @args.option("--json", "as_json", is_flag=True)
 @args.option("--jobs", "-j", type=int, default=None, help="Worker processes for --modules (default: all cores).")
+@config_option
 @max_size_option
 def ldd_cmd(file: str, kernel_path: str, modules_dir: str | None, as_json: bool, jobs: int | None,
-            max_size: int) -> None:
+            config: tuple[str, ...], max_size: int) -> None:
     """Resolve FILE's imports: provider (vmlinux, a module, or none), GPL-only, namespace, CRC.
 
     Exit status: 0 all imports resolve cleanly, 1 some do not (unresolved, CRC mismatch, GPL-only
@@ -51,7 +55,8 @@ def ldd_cmd(file: str, kernel_path: str, modules_dir: str | None, as_json: bool,
     if modules_dir:
         from ..tree import scan
 
-        res = scan([modules_dir], jobs=jobs, max_size=max_size)
+        res = scan([modules_dir], jobs=jobs, max_size=max_size, config_paths=config or None)
+        warn_ignored(res.ignored)
         for e in res.errors:
             error(str(e))
             status = EXIT_ERROR

@@ -4,7 +4,7 @@ would do with a script of insmod/rmmod/modprobe steps (the model of kmodsim.load
 from __future__ import annotations
 
 from .. import args
-from .common import EXIT_ERROR, EXIT_OK, dump_json, error, kernel_option, load_kernel
+from .common import EXIT_ERROR, EXIT_OK, config_option, dump_json, error, kernel_option, load_kernel
 
 
 def script_options(f):
@@ -14,14 +14,18 @@ def script_options(f):
     f = args.option("--script", "-s", "script", required=True, type=args.Path(dir_okay=False),
                      help="One command a line: insmod PATH [args], rmmod NAME, modprobe NAME [args].")(f)
     f = args.option("--modules", "-m", "modules_dir", type=args.Path(file_okay=False),
-                     help="Module tree for modprobe (dependencies from each module's depends=).")(f)
+                     help="Module tree for modprobe: the modules depmod takes, dependencies as "
+                          "depmod writes them into modules.dep.")(f)
+    f = config_option(f)
     return kernel_option()(f)
 
 
-def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name: str | None):
+def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name: str | None,
+            config: tuple[str, ...] = ()):
     """(kernel, profile, resolved steps); exits 2 with one line on bad input."""
+    from ..deps import DepmodError
     from ..loader.profiles import PROFILES, profile_for
-    from ..loader.run import tree_index
+    from ..loader.run import modprobe_tree
     from ..loader.script import ScriptError, read_script, resolve
 
     kernel = load_kernel(kernel_path)
@@ -34,9 +38,9 @@ def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name
     profile = PROFILES[profile_name] if profile_name else profile_for(kernel.release)
     try:
         steps = read_script(script)
-        tree = tree_index(modules_dir) if modules_dir else None
+        tree = modprobe_tree(modules_dir, list(config) or None) if modules_dir else None
         resolve(steps, script, tree)
-    except ScriptError as exc:
+    except (ScriptError, DepmodError, ValueError) as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
     return kernel, profile, steps
@@ -44,7 +48,7 @@ def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name
 
 @args.command("load")
 @script_options
-def load_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bool,
+def load_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None, script: str, as_json: bool,
              profile_name: str | None) -> None:
     """Replay SCRIPT on a model of the kernel's load_module()/delete_module(): per step the errno,
     the exact kernel log lines, the taints, and /proc/modules with each module's size (from the
@@ -54,7 +58,7 @@ def load_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bo
     """
     from ..loader.run import render_text, replay
 
-    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name)
+    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     doc = replay(kernel, steps, profile)
     if as_json:
         dump_json(doc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import args
-from .common import EXIT_ERROR, EXIT_OK, dump_json, error, max_size_option
+from .common import EXIT_ERROR, EXIT_OK, config_option, dump_json, error, max_size_option, warn_ignored
 
 
 @args.command("scan")
@@ -15,17 +15,21 @@ from .common import EXIT_ERROR, EXIT_OK, dump_json, error, max_size_option
 @args.option("--json", "as_json", is_flag=True, help="Per-module summary as JSON.")
 @args.option("--stats", is_flag=True,
               help="Also say on stderr how many modules came from the cache and how many were read.")
+@config_option
 @max_size_option
 def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir: str | None,
-             as_json: bool, stats: bool, max_size: int) -> None:
-    """Read every module under PATH (a module tree, a root with lib/modules/<kver>, or files).
+             as_json: bool, stats: bool, config: tuple[str, ...], max_size: int) -> None:
+    """Read every module under PATH (a module tree, a root with lib/modules/<kver>, or files). A
+    tree's modules are the ones depmod takes (depmod.d, updates/ first, no .ko.gz).
 
     The output depends on the modules only: the same with a cold or a warm cache, with any --jobs
     (--stats tells the cache's part, on stderr).
     """
     from ..tree import scan
 
-    res = scan(paths, jobs=jobs, use_cache=not no_cache, cache_dir=cache_dir, max_size=max_size)
+    res = scan(paths, jobs=jobs, use_cache=not no_cache, cache_dir=cache_dir, max_size=max_size,
+               config_paths=config or None)
+    warn_ignored(res.ignored)
     for e in res.errors:
         error(str(e))
     if as_json:
@@ -33,6 +37,7 @@ def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir
             "modules": [{"name": name, "path": path, "exports": n_exp, "imports": n_imp}
                         for path, name, n_exp, n_imp in res.summaries],
             "errors": [{"path": e.path, "problem": e.problem} for e in res.errors],
+            "ignored": res.ignored,
         })
     else:
         n_exp = sum(s[2] for s in res.summaries)

@@ -52,8 +52,8 @@ def image_for(kernel, vmlinuz: str | None) -> str:
               help="Kernel image to boot (default: Debian's linux-image-<release>, fetched and cached).")
 @args.option("--compare", is_flag=True, help="Diff the real kernel against the model; exit 1 on any difference.")
 @args.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed for the boot.")
-def verify_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: bool, profile_name: str | None,
-               vmlinuz: str | None, compare: bool, timeout: float) -> None:
+def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None, script: str, as_json: bool,
+               profile_name: str | None, vmlinuz: str | None, compare: bool, timeout: float) -> None:
     """Run SCRIPT on the real kernel under QEMU (qemu-system-x86_64, TCG): a busybox initramfs and a
     static helper making one finit_module/delete_module call per step.
 
@@ -65,7 +65,7 @@ def verify_cmd(kernel_path: str, modules_dir: str | None, script: str, as_json: 
     from ..oracle import OracleError, run_on_kernel
     from ..oracle.run import ModuleFileError, on_packed, pack_modules
 
-    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name)
+    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     image = image_for(kernel, vmlinuz)
     with tempfile.TemporaryDirectory(prefix="kmodsim-verify-") as tmp:
         try:

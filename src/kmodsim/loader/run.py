@@ -23,16 +23,19 @@ def errname(err: int) -> str:
     return E.errorcode.get(err, str(err)) if err else ""
 
 
-def tree_index(root: str) -> dict[str, str]:
-    """Module name -> path for every module of a tree (depmod's walk; the file name gives the name,
-    as in modules.dep)."""
-    from ..module import module_name_from_path
-    from ..tree import find_modules, module_root
+def modprobe_tree(root: str, config_paths: list[str] | None = None, jobs: int | None = None,
+                  use_cache: bool = True):
+    """depmod's model of the tree ``root`` (a lib/modules/<kver> directory or a root holding one):
+    the modules depmod takes (:mod:`kmodsim.discovery`, with depmod.d from ``config_paths``) and
+    the dependencies it writes into modules.dep (:func:`kmodsim.deps.compute`), which modprobe
+    steps follow. Raises ValueError (several kernel versions) or :class:`kmodsim.deps.DepmodError`."""
+    from ..deps import compute, load_records, plan
+    from ..tree import module_root
 
-    out: dict[str, str] = {}
-    for p in find_modules(module_root(root)):
-        out.setdefault(module_name_from_path(p), p)
-    return out
+    dirname = module_root(root)
+    dirname = dirname.rstrip("/") or "/"
+    pl = plan(kver=os.path.basename(dirname), dirname=dirname, config_paths=config_paths, stat=use_cache)
+    return compute(pl, load_records(pl, jobs, use_cache))
 
 
 def step_record(step: Step, calls: list[dict], messages: list[str], modules: list[dict], tainted: int,

@@ -112,9 +112,10 @@ def read_script(path: str) -> list[Step]:
     return parse_script(text, path)
 
 
-def resolve(steps: list[Step], path: str, tree: dict[str, str] | None, base: str = ".") -> None:
-    """Fill every step's plan: module files read, modprobe dependencies found (``tree``: module
-    name -> path, from --modules). Raises ScriptError naming the line."""
+def resolve(steps: list[Step], path: str, tree=None, base: str = ".") -> None:
+    """Fill every step's plan: module files read, modprobe dependencies found (``tree``: depmod's
+    model of the --modules tree, a :class:`kmodsim.deps.Depmod`, see
+    :func:`kmodsim.loader.run.modprobe_tree`). Raises ScriptError naming the line."""
     from ..module import ModuleError
     from .image import load_image
 
@@ -134,25 +135,30 @@ def resolve(steps: list[Step], path: str, tree: dict[str, str] | None, base: str
         else:
             if tree is None:
                 raise ScriptError(f"{where}: modprobe needs --modules TREE")
-            name = s.target.replace("-", "_")
-            order: list[tuple[str, str]] = []
-            _deps(name, tree, order, [], where)
-            s.plan = order
+            s.plan = probe_list(tree, s.target.replace("-", "_"), where)
 
 
-def _deps(name: str, tree: dict[str, str], order: list, stack: list, where: str) -> None:
-    """Dependencies first (depth first, in ``depends=`` order), each module once: what modprobe
-    inserts for a module whose modules.dep line depmod derived from the same links."""
-    from .image import load_image
+def probe_list(dm, name: str, where: str) -> list[tuple[str, str]]:
+    """(name, path) of what kmod's modprobe inserts for module ``name``, dependencies first, from
+    the modules.dep line depmod writes for it (``dm``: depmod's model of the tree).
 
-    if any(n == name for n, _ in order):
-        return
-    if name in stack:
-        raise ScriptError(f"{where}: dependency loop: {' -> '.join(stack + [name])}")
-    p = tree.get(name)
-    if p is None:
+    libkmod (libkmod-module.c): kmod_module_parse_depline() builds the dependency list by
+    prepending each module of the line, which depmod sorted users before what they use, so the
+    list runs deepest first; __kmod_module_get_probe_list() appends each of them, then the module
+    itself. The line already holds the whole closure: no recursion is needed. (Soft dependencies,
+    modules.softdep and modprobe.d, are not modelled.)"""
+    i = dm.index_of(name)
+    if i is None or dm.mods[i].name != name:
         raise ScriptError(f"{where}: module {name} not found in --modules")
-    img = load_image(p)
-    for d in img.depends:
-        _deps(d.replace("-", "_"), tree, order, stack + [name], where)
-    order.append((name, p))
+    if dm.dep_sort is None:  # depmod writes no modules.dep at all for a tree with a cycle
+        cyc = [dm.mods[k].name for k in (dm.cycles(1) or [[i]])[0]]
+        raise ScriptError(f"{where}: dependency loop: {' -> '.join(cyc + cyc[:1])} (depmod writes no "
+                          f"modules.dep for this tree)")
+    bad = dict(dm.errors)
+    out = []
+    for k in [*reversed(dm.closure(i)), i]:
+        m = dm.mods[k]
+        if m.path in bad:
+            raise ScriptError(f"{where}: {m.path}: {bad[m.path]}")
+        out.append((m.name, m.path))
+    return out
