@@ -96,13 +96,21 @@ def test_missing_file_and_bad_kernel(tmp_path):
 
 
 def test_decompression_bomb_default_limit(tmp_path):
-    """The default limit (1 GiB) stops an xz that expands further; memory stays bounded."""
+    """The default limit (128 MiB, said in --help) stops an xz that expands further, by its index;
+    the same stream without its index is stopped while it is decompressed. See also
+    test_bad_input_sweep.py (all formats, under a 1 GiB address-space limit)."""
     bomb = tmp_path / "bomb.ko.xz"
     with open(bomb, "wb") as f:
-        subprocess.run("head -c 1100M /dev/zero | xz -0 -T2", shell=True, stdout=f, check=True)
-    r = run_kmodsim("inspect", bomb)
-    assert r.returncode == 2
-    assert r.stderr.strip() == f"kmodsim: {bomb}: xz data expands past the 1073741824-byte limit"
+        subprocess.run("head -c 200M /dev/zero | xz -0 -T1", shell=True, stdout=f, check=True)
+    cut = tmp_path / "cut.ko.xz"
+    cut.write_bytes(bomb.read_bytes()[:-64])
+    for p in (bomb, cut):
+        r = run_kmodsim("inspect", p)
+        assert r.returncode == 2
+        assert r.stderr.strip() == f"kmodsim: {p}: xz data expands past the 134217728-byte limit"
+    assert r.stdout == ""
+    r = run_kmodsim("inspect", "--help")
+    assert "--max-decompressed SIZE" in r.stdout and "(default: 128M)" in " ".join(r.stdout.split())
 
 
 def test_unreadable_directory_inside_tree(basic_build, tmp_path):

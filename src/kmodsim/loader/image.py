@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..elf import SHN_UNDEF, ElfFile
-from ..module import Export, Module, parse_module, read_image
+from ..elf import SHN_UNDEF, ElfError, ElfFile
+from ..module import Export, Module, ModuleError, parse_module, read_image
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,22 @@ _cache: dict[tuple, ModuleImage] = {}
 
 
 def load_image(path: str) -> ModuleImage:
-    """Read (and cache by path, size, mtime) a module file. Raises kmodsim.module.ModuleError."""
-    st = os.stat(path)
+    """Read (and cache by path, size, mtime) a module file. Raises kmodsim.module.ModuleError, and
+    only that, on a file that cannot be read or is not a module (a non-ELF or truncated file)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ModuleError(path, exc.strerror or str(exc)) from None
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     img = _cache.get(key)
     if img is None:
         buf, comp, size = read_image(path)
-        mod = parse_module(buf, path, comp, size)
-        elf = ElfFile(buf)
-        img = _cache[key] = image_of(mod, elf)
+        try:
+            mod = parse_module(buf, path, comp, size)
+            img = image_of(mod, ElfFile(buf))
+        except ElfError as exc:
+            raise ModuleError(path, str(exc)) from None
+        _cache[key] = img
     return img
 
 

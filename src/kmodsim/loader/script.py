@@ -128,8 +128,6 @@ def resolve(steps: list[Step], path: str, tree: dict[str, str] | None, base: str
                 img = load_image(p)
             except ModuleError as exc:
                 raise ScriptError(f"{where}: {s.target}: {exc.problem}") from None
-            except OSError as exc:
-                raise ScriptError(f"{where}: {s.target}: {exc.strerror or exc}") from None
             s.plan = [(img.name, p)]
         else:
             if tree is None:
@@ -143,6 +141,7 @@ def resolve(steps: list[Step], path: str, tree: dict[str, str] | None, base: str
 def _deps(name: str, tree: dict[str, str], order: list, stack: list, where: str) -> None:
     """Dependencies first (depth first, in ``depends=`` order), each module once: what modprobe
     inserts for a module whose modules.dep line depmod derived from the same links."""
+    from ..module import ModuleError
     from .image import load_image
 
     if any(n == name for n, _ in order):
@@ -152,7 +151,10 @@ def _deps(name: str, tree: dict[str, str], order: list, stack: list, where: str)
     p = tree.get(name)
     if p is None:
         raise ScriptError(f"{where}: module {name} not found in --modules")
-    img = load_image(p)
+    try:
+        img = load_image(p)
+    except ModuleError as exc:
+        raise ScriptError(f"{where}: {p}: {exc.problem}") from None
     for d in img.depends:
         _deps(d.replace("-", "_"), tree, order, stack + [name], where)
     order.append((name, p))
