@@ -81,9 +81,12 @@ def run_limited(*args, cwd=None) -> Run:
 def assert_bad_input_contract(r: Run, files: list[str], must_fail: list[str] = (), codes=(0, 2),
                               name_of=None) -> Counter:
     """No traceback; an allowed exit status; every stderr line names exactly one of ``files``
-    (``name_of`` extracts the name from a line), at most once each; every file of ``must_fail``
-    named; exit 2 exactly when a file was named. Returns the count of lines per file."""
+    (``name_of`` extracts the name from a line), at most once each, with a problem the reader
+    itself diagnosed; every file of ``must_fail`` named; exit 2 exactly when a file was named.
+    Returns the count of lines per file."""
     assert "Traceback" not in r.stderr, (r.args, r.stderr[-3000:])
+    # the readers' catch-all for an exception other than their own error: a reader bug
+    assert "unreadable module (" not in r.stderr, (r.args, r.stderr[-3000:])
     assert r.returncode in codes, (r.args, r.returncode, r.stderr[-3000:])
     named: Counter = Counter()
     known = set(files)

@@ -385,7 +385,7 @@ def decompress(data, fmt: str, max_size: int = DEFAULT_MAX_SIZE):
         at += n
         return view[at - n:at]
 
-    return inflate(read, fmt, max_size, view[-_TAIL:])
+    return inflate(read, fmt, max_size, lambda: view[-_TAIL:])
 
 
 def xz_declared_size(tail) -> int | None:
@@ -438,9 +438,10 @@ def inflate(read, fmt: str, max_size: int = DEFAULT_MAX_SIZE, tail=None):
     empty at the end), in bounded steps: at most 1 MiB of input and 8 MiB of output at a time, so
     memory stays near ``max_size`` whatever the input claims, and an input that expands past
     ``max_size`` is refused as soon as it does (a 2 MiB gzip of zeros expands to 2 GiB). Bytes
-    after the stream are ignored. ``tail``: the input's last bytes, where an xz file states its
-    size (:func:`xz_declared_size`). Returns bytes (one step) or a bytearray; raises ValueError
-    naming the problem."""
+    after the stream are ignored. ``tail()``: the input's last bytes, where an xz file states its
+    size (:func:`xz_declared_size`), asked for once the output passes one step: an xz file that
+    declares more than ``max_size`` is refused there. Returns bytes (one step) or a bytearray;
+    raises ValueError naming the problem."""
     if fmt == "xz":
         pieces = _xz_pieces
     elif fmt == "gzip":
@@ -449,8 +450,7 @@ def inflate(read, fmt: str, max_size: int = DEFAULT_MAX_SIZE, tail=None):
         pieces = _zstd_pieces
     else:
         raise ValueError(f"unknown compression {fmt!r}")
-    if fmt == "xz" and tail is not None and (xz_declared_size(tail) or 0) > max_size:
-        raise ValueError(f"xz data expands past the {max_size}-byte limit")
+    too_big = ValueError(f"{fmt} data expands past the {max_size}-byte limit")
     out = None
 
     def left() -> int:  # what the output may still grow by, one byte past the limit included
@@ -462,10 +462,12 @@ def inflate(read, fmt: str, max_size: int = DEFAULT_MAX_SIZE, tail=None):
                 out = piece
             else:
                 if not isinstance(out, bytearray):
+                    if tail is not None and fmt == "xz" and (xz_declared_size(tail()) or 0) > max_size:
+                        raise too_big
                     out = bytearray(out)
                 out += piece
             if len(out) > max_size:
-                raise ValueError(f"{fmt} data expands past the {max_size}-byte limit")
+                raise too_big
     except (lzma.LZMAError, zlib.error, EOFError) as exc:
         raise ValueError(f"corrupt {fmt} data: {exc}") from None
     except MemoryError:
@@ -577,6 +579,24 @@ class FileImage:
             self.fd = -1
 
 
+def _reader(fd: int, size: int):
+    """``read(n)`` for :func:`inflate`: the file from its start, no more than ``size`` bytes asked
+    for at once (a small module costs one read of its size, not a 1 MiB buffer)."""
+    at = 0
+
+    def read(n: int) -> bytes:
+        nonlocal at
+        data = os.pread(fd, min(n, max(size - at, 0)) or n, at)
+        at += len(data)
+        return data
+
+    return read
+
+
+def _tail(fd: int, size: int):
+    return lambda: os.pread(fd, _TAIL, max(0, size - _TAIL))
+
+
 def open_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str, int, tuple]:
     """Like :func:`read_image`, for the hot path: a plain file comes back as a :class:`FileImage`
     (close it), a compressed one decompressed in memory. The fourth item is the stat key of the
@@ -598,8 +618,7 @@ def open_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str
         if not fmt:
             img, fd = FileImage(fd, size), -1
             return img, "", size, key
-        tail = os.pread(fd, _TAIL, max(0, size - _TAIL)) if fmt == "xz" else None
-        return inflate(lambda n: os.read(fd, n), fmt, max_size, tail), fmt, size, key
+        return inflate(_reader(fd, size), fmt, max_size, _tail(fd, size)), fmt, size, key
     except ValueError as exc:
         raise ModuleError(path, str(exc)) from None
     except OSError as exc:
@@ -631,9 +650,7 @@ def read_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str
             head = f.read(6)
             fmt = compression_of(head)
             if fmt:
-                tail = os.pread(fd, _TAIL, max(0, size - _TAIL)) if fmt == "xz" else None
-                f.seek(0)
-                return inflate(f.read, fmt, max_size, tail), fmt, size
+                return inflate(_reader(fd, size), fmt, max_size, _tail(fd, size)), fmt, size
             return mmap.mmap(fd, 0, access=mmap.ACCESS_READ), "", size
         except ValueError as exc:
             raise ModuleError(path, str(exc)) from None
