@@ -122,3 +122,27 @@ def test_unreadable_directory_inside_tree(basic_build, tmp_path):
     r = run_kmodsim("scan", "--no-cache", d)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("1 modules,")
+
+
+@pytest.mark.parametrize("command", ["load", "verify"])
+def test_script_naming_a_bad_module(command, basic_build, headers61, tmp_path):
+    """A script's insmod (or a modprobe through --modules) of a non-ELF or truncated file: one line
+    naming the script line and the file, exit 2 — not a traceback and exit 1 ("findings")."""
+    data = (basic_build / "kms_b.ko").read_bytes()
+    (tmp_path / "trunc.ko").write_bytes(data[:len(data) // 2])
+    (tmp_path / "text.ko").write_text("not a module\n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(basic_build / "kms_a.ko", tree / "kms_a.ko")
+    (tree / "kms_b.ko").write_bytes(data[:100])  # modprobe kms_b: its own file is bad
+    cases = {"insmod trunc.ko": f"trunc.ko: section header table at {int.from_bytes(data[0x28:0x30], 'little'):#x} "
+                                f"is past the end of the file ({len(data) // 2:#x} bytes)",
+             "insmod text.ko": "text.ko: not an ELF file (bad magic)",
+             "insmod /bin/true": "/bin/true: not a kernel module: ELF type ET_DYN, expected ET_REL",
+             "modprobe kms_b": f"{tree / 'kms_b.ko'}: section header table at "}
+    for i, (line, problem) in enumerate(cases.items()):
+        script = tmp_path / f"s{i}.txt"
+        script.write_text(f"insmod {basic_build / 'kms_c.ko'}\n{line}\n")
+        r = run_kmodsim(command, "--kernel", headers61, "--modules", tree, "--script", script, cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (line, r.returncode, r.stderr[-2000:])
+        assert r.stderr.startswith(f"kmodsim: {script}:2: {problem}") and r.stderr.count("\n") == 1, r.stderr
