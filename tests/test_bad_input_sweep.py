@@ -315,6 +315,13 @@ def test_bombs_refused_fast_and_small(inputs):
         assert r.seconds < 2.0, (path, r.seconds)  # 0.1-0.9 s measured; 2 s leaves room for a loaded CI
         # the resident set stays near the limit (128 MiB, plus the interpreter), never twice it
         assert r.rss_kib < (128 + 96) * 1024, (path, r.rss_kib)
+    # a limit of the user's choice holds the same way (the old reader, asking for the whole limit
+    # at once and joining its output, died of MemoryError under the 1 GiB address-space limit)
+    for path in inputs["bomb"]:
+        if path.endswith((".gz", ".zst")):
+            r = run_limited("inspect", "--max-decompressed", "512M", path)
+            assert r.returncode == 2 and r.stderr.endswith(" data expands past the 536870912-byte limit\n"), r.stderr
+            assert r.rss_kib < (512 + 96) * 1024, (path, r.rss_kib)
 
 
 @pytest.mark.parametrize("command", ["inspect", "scan", "check"])
