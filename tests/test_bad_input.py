@@ -96,13 +96,21 @@ def test_missing_file_and_bad_kernel(tmp_path):
 
 
 def test_decompression_bomb_default_limit(tmp_path):
-    """The default limit (1 GiB) stops an xz that expands further; memory stays bounded."""
+    """The default limit (128 MiB, said in --help) stops an xz that expands further, by its index;
+    the same stream without its index is stopped while it is decompressed. See also
+    test_bad_input_sweep.py (all formats, under a 1 GiB address-space limit)."""
     bomb = tmp_path / "bomb.ko.xz"
     with open(bomb, "wb") as f:
-        subprocess.run("head -c 1100M /dev/zero | xz -0 -T2", shell=True, stdout=f, check=True)
-    r = run_kmodsim("inspect", bomb)
-    assert r.returncode == 2
-    assert r.stderr.strip() == f"kmodsim: {bomb}: xz data expands past the 1073741824-byte limit"
+        subprocess.run("head -c 200M /dev/zero | xz -0 -T1", shell=True, stdout=f, check=True)
+    cut = tmp_path / "cut.ko.xz"
+    cut.write_bytes(bomb.read_bytes()[:-64])
+    for p in (bomb, cut):
+        r = run_kmodsim("inspect", p)
+        assert r.returncode == 2
+        assert r.stderr.strip() == f"kmodsim: {p}: xz data expands past the 134217728-byte limit"
+    assert r.stdout == ""
+    r = run_kmodsim("inspect", "--help")
+    assert "--max-decompressed SIZE" in r.stdout and "(default: 128M)" in " ".join(r.stdout.split())
 
 
 def test_unreadable_directory_inside_tree(basic_build, tmp_path):
@@ -114,3 +122,28 @@ def test_unreadable_directory_inside_tree(basic_build, tmp_path):
     r = run_kmodsim("scan", "--no-cache", d)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("1 modules,")
+
+
+@pytest.mark.parametrize("command", ["load", "verify"])
+def test_script_naming_a_bad_module(command, basic_build, headers61, tmp_path):
+    """A script's insmod (or a modprobe through --modules) of a non-ELF or truncated file: one line
+    naming the script line and the file, exit 2 — not a traceback and exit 1 ("findings")."""
+    data = (basic_build / "kms_b.ko").read_bytes()
+    (tmp_path / "trunc.ko").write_bytes(data[:len(data) // 2])
+    (tmp_path / "text.ko").write_text("not a module\n")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(basic_build / "kms_a.ko", tree / "kms_a.ko")
+    (tree / "kms_b.ko").write_bytes(data[:100])  # modprobe kms_b: its own file is bad
+    cases = {"insmod trunc.ko": f"trunc.ko: section header table at {int.from_bytes(data[0x28:0x30], 'little'):#x} "
+                                f"is past the end of the file ({len(data) // 2:#x} bytes)",
+             "insmod text.ko": "text.ko: not an ELF file (bad magic)",
+             "insmod /bin/true": "/bin/true: not a kernel module: ELF type ET_DYN, expected ET_REL",
+             # modprobe resolves through depmod's model of the tree, whose reader words it as libkmod
+             "modprobe kms_b": f"{tree / 'kms_b.ko'}: file too short to hold its section headers"}
+    for i, (line, problem) in enumerate(cases.items()):
+        script = tmp_path / f"s{i}.txt"
+        script.write_text(f"insmod {basic_build / 'kms_c.ko'}\n{line}\n")
+        r = run_kmodsim(command, "--kernel", headers61, "--modules", tree, "--script", script, cwd=tmp_path)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (line, r.returncode, r.stderr[-2000:])
+        assert r.stderr.startswith(f"kmodsim: {script}:2: {problem}") and r.stderr.count("\n") == 1, r.stderr

@@ -16,11 +16,9 @@ Only vmlinux's own exports are the kernel's; the module rows of a Module.symvers
 
 from __future__ import annotations
 
-import lzma
 import os
 import re
 import struct
-import zlib
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -380,26 +378,19 @@ def same_magic(amagic: str, bmagic: str, has_crcs: bool) -> bool:
 # vmlinux / bzImage
 # ---------------------------------------------------------------------------------------------
 
-_PAYLOAD_MAGICS = [(b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x1f\x8b\x08", "gzip")]
-
-
 def extract_vmlinux(image: bytes, max_size: int = 1 << 30) -> bytes | None:
-    """The ELF payload of a bzImage (what scripts/extract-vmlinux does, for xz, zstd and gzip)."""
-    from .module import decompress
+    """The ELF payload of a bzImage (what scripts/extract-vmlinux does, for xz, zstd and gzip):
+    the first stream, at any offset, that decompresses completely within ``max_size`` into an ELF
+    file (kmodsim.module: the same magic numbers and the same bounded decompression as modules)."""
+    from .module import COMPRESSION_MAGICS, decompress
 
-    for magic, fmt in _PAYLOAD_MAGICS:
+    view = memoryview(image)
+    for magic, fmt in COMPRESSION_MAGICS:
         start = image.find(magic)
         while start >= 0:
             try:
-                if fmt == "xz":
-                    d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-                    out = d.decompress(image[start:], max_length=max_size)
-                elif fmt == "gzip":
-                    d = zlib.decompressobj(wbits=31)
-                    out = d.decompress(image[start:], max_size)
-                else:
-                    out = decompress(image[start:], fmt, max_size)
-            except (lzma.LZMAError, zlib.error, ValueError):
+                out = decompress(view[start:], fmt, max_size)
+            except ValueError:
                 out = b""
             if out.startswith(b"\x7fELF"):
                 return out

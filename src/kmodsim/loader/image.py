@@ -8,7 +8,7 @@ import struct
 from dataclasses import dataclass
 
 from ..elf import SHF_ALLOC, SHN_UNDEF, SHT_NOBITS, ElfError, ElfFile
-from ..module import Export, Module, parse_module, read_image
+from ..module import Export, Module, ModuleError, parse_module, read_image
 
 # include/linux/module.h: struct modversion_info { unsigned long crc; char name[MODULE_NAME_LEN]; }
 MODVERSION_INFO_SIZE = 64
@@ -65,24 +65,32 @@ _cache: dict[tuple, ModuleImage] = {}
 
 
 def load_image(path: str) -> ModuleImage:
-    """Read (and cache by path, size, mtime) a module file. Raises kmodsim.module.ModuleError."""
-    st = os.stat(path)
+    """Read (and cache by path, size, mtime) a module file. Raises kmodsim.module.ModuleError, and
+    only that, on a file that cannot be read or is not a module (a non-ELF or truncated file)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ModuleError(path, exc.strerror or str(exc)) from None
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     img = _cache.get(key)
     if img is None:
         buf, comp, size = read_image(path)
-        elf = ElfFile(buf)
         try:
-            mod = parse_module(buf, path, comp, size)
+            elf = ElfFile(buf)
+            try:
+                mod = parse_module(buf, path, comp, size)
+            except ElfError as exc:
+                # kmodsim.module refuses a __versions whose size is not a multiple of 64 (a malformed
+                # file for scan and check); the kernel just walks sh_size / 64 records: read the rest
+                # of the module with that size, the records themselves below as check_version() does
+                fixed = _versions_size_floored(elf, buf) if "__versions size" in str(exc) else None
+                if fixed is None:
+                    raise
+                mod = parse_module(fixed, path, comp, size)
+            img = image_of(mod, elf)
         except ElfError as exc:
-            # kmodsim.module refuses a __versions whose size is not a multiple of 64 (a malformed
-            # file for scan and check); the kernel just walks sh_size / 64 records: read the rest of
-            # the module with that size, the records themselves below as check_version() does
-            fixed = _versions_size_floored(elf, buf) if "__versions size" in str(exc) else None
-            if fixed is None:
-                raise
-            mod = parse_module(fixed, path, comp, size)
-        img = _cache[key] = image_of(mod, elf)
+            raise ModuleError(path, str(exc)) from None
+        _cache[key] = img
     return img
 
 

@@ -129,8 +129,6 @@ def resolve(steps: list[Step], path: str, tree=None, base: str = ".") -> None:
                 img = load_image(p)
             except ModuleError as exc:
                 raise ScriptError(f"{where}: {s.target}: {exc.problem}") from None
-            except OSError as exc:
-                raise ScriptError(f"{where}: {s.target}: {exc.strerror or exc}") from None
             s.plan = [(img.name, p)]
         else:
             if tree is None:
