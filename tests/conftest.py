@@ -97,6 +97,21 @@ def basic_build(headers61) -> Path:
     return kbuild_set("basic", headers61)
 
 
+DEPMOD = shutil.which("depmod") or "/usr/sbin/depmod"
+
+
+@pytest.fixture(scope="session")
+def real_depmod() -> str:
+    """kmod 30's depmod (Debian 12's), the oracle of kmodsim depmod."""
+    try:
+        out = subprocess.run([DEPMOD, "--version"], capture_output=True, text=True).stdout
+    except OSError:
+        need("kmod's depmod (apt-get install kmod)")
+    if not out.startswith("kmod version 30"):
+        need(f"kmod 30's depmod, found {out.splitlines()[:1]}")
+    return DEPMOD
+
+
 def settle_timestamps() -> None:
     """Wait until files written so far are older than kmodsim's racy-timestamp cutoff
     (:func:`kmodsim.tree.racy_cutoff`), so that a cache filled from now on keeps them (a test of

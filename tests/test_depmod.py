@@ -20,25 +20,13 @@ from pathlib import Path
 import pytest
 
 import oracles
-from conftest import kbuild_set, need, run_kmodsim, settle_timestamps
+from conftest import DEPMOD, kbuild_set, need, run_kmodsim, settle_timestamps
 
 pytestmark = pytest.mark.kbuild
 
 FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
 BINS = ("modules.dep.bin", "modules.alias.bin", "modules.symbols.bin", "modules.builtin.bin",
         "modules.builtin.alias.bin")
-DEPMOD = shutil.which("depmod") or "/usr/sbin/depmod"
-
-
-@pytest.fixture(scope="session")
-def real_depmod() -> str:
-    try:
-        out = subprocess.run([DEPMOD, "--version"], capture_output=True, text=True).stdout
-    except OSError:
-        need("kmod's depmod (apt-get install kmod)")
-    if not out.startswith("kmod version 30"):
-        need(f"kmod 30's depmod, found {out.splitlines()[:1]}")
-    return DEPMOD
 
 
 @pytest.fixture(scope="session")

@@ -40,11 +40,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need
+from conftest import DEPMOD, need
 
 pytestmark = pytest.mark.kbuild
 
-DEPMOD = shutil.which("depmod") or "/usr/sbin/depmod"
 CFG_DIRS = ("etc/depmod.d", "run/depmod.d", "usr/local/lib/depmod.d", "lib/depmod.d")  # kmod 30's defaults
 TEXT = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
 BINS = ("modules.dep.bin", "modules.alias.bin", "modules.symbols.bin", "modules.builtin.bin",
@@ -70,14 +69,9 @@ def kmod_src() -> Path:
 
 
 @pytest.fixture(scope="session")
-def depmod_features() -> str:
-    try:
-        out = subprocess.run([DEPMOD, "--version"], capture_output=True, text=True).stdout
-    except OSError:
-        need("kmod's depmod (apt-get install kmod)")
-    if not out.startswith("kmod version 30"):
-        need(f"kmod 30's depmod, found {out.splitlines()[:1]}")
-    return out.splitlines()[1]
+def depmod_features(real_depmod) -> str:
+    """The feature line of ``depmod --version`` (e.g. ``+ZSTD +XZ -ZLIB +LIBCRYPTO``)."""
+    return subprocess.run([real_depmod, "--version"], capture_output=True, text=True).stdout.splitlines()[1]
 
 
 def _c_string(expr: str, macros: dict[str, str]) -> str:
