@@ -21,8 +21,10 @@ import sys
 import textwrap
 from collections.abc import Callable
 
+from .errors import Error
 
-class UsageError(Exception):
+
+class UsageError(Error):
     """Bad command-line usage found by a command itself: exit 2, with the usage line."""
 
 

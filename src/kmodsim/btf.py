@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 import struct
 
+from .errors import Error
+
 BTF_MAGIC = 0xEB9F
 
 KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM = 1, 2, 3, 4, 5, 6
@@ -31,7 +33,7 @@ _PER_ITEM = {KIND_STRUCT: 12, KIND_UNION: 12, KIND_ENUM: 8, KIND_FUNC_PROTO: 8, 
 _QUALIFIERS = (KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_RESTRICT, KIND_TYPE_TAG)
 
 
-class BtfError(Exception):
+class BtfError(Error):
     pass
 
 

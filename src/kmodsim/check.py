@@ -31,6 +31,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .errors import Error
 from .kernel import (
     Kernel,
     check_version,
@@ -54,7 +55,7 @@ CHECKS = {
 }
 
 
-class CheckError(Exception):
+class CheckError(Error):
     """A bad allowlist or symbol list; the message names the file."""
 
 

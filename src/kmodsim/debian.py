@@ -21,8 +21,10 @@ import shutil
 import subprocess
 import tempfile
 
+from .errors import Error
 
-class DebianError(Exception):
+
+class DebianError(Error):
     pass
 
 

@@ -62,6 +62,7 @@ from .discovery import (  # noqa: F401 - re-exported: kmodsim.deps names them to
     modname,
     superfasthash,
 )
+from .errors import Error
 from .module import DEFAULT_MAX_SIZE, ModuleError, read_image
 from .tree import ScanCache, default_cache_dir, is_trusted, parallel_map, racy_cutoff, stat_key
 
@@ -77,7 +78,7 @@ HEADERS = {
 TEXT_FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
 
 
-class DepmodError(Exception):
+class DepmodError(Error):
     """A problem that stops the run; ``str()`` is ``<file>: <problem>``, and ``depmod`` what kmod
     30's depmod prints when it stops there (its ``ERROR``/``FATAL`` lines, tools/depmod.c), for
     ``kmodsim depmod``, which exits 1 with it as depmod does."""

@@ -22,6 +22,8 @@ from itertools import repeat
 from operator import add
 from typing import NamedTuple
 
+from .errors import Error
+
 ELFMAG = b"\x7fELF"
 ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB, ELFDATA2MSB = 1, 2
@@ -46,7 +48,7 @@ MACHINE_NAMES = {
 }
 
 
-class ElfError(Exception):
+class ElfError(Error):
     """The buffer is not a well-formed ELF file; the message says what is wrong."""
 
 

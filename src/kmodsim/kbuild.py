@@ -15,9 +15,10 @@ import subprocess
 import tempfile
 
 from .debian import cache_root
+from .errors import Error
 
 
-class KbuildError(Exception):
+class KbuildError(Error):
     pass
 
 

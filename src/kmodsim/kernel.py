@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .elf import ET_EXEC, SHT_NOBITS, ElfError, ElfFile
+from .errors import Error
 
 EXPORT_TYPES = {
     "EXPORT_SYMBOL": (False, ""),
@@ -89,7 +90,7 @@ def has_behaviour(name: str, version: tuple[int, int, int] | None) -> bool:
     return version is not None and version[:2] >= VERSION_BEHAVIOUR[name][0]
 
 
-class KernelError(Exception):
+class KernelError(Error):
     """The kernel description cannot be read; ``str()`` names the file and the problem."""
 
 

@@ -36,6 +36,7 @@ from operator import and_, not_
 from typing import NamedTuple
 
 from .elf import ET_NAMES, ET_REL, SHN_ABS, SHT_NOBITS, ElfError, ElfFile, cstr
+from .errors import Error
 
 _WEAK = bytes(1 if c >> 4 == 2 else 0 for c in range(256))  # st_info -> 1 if STB_WEAK
 _NUL_TO_SPACE = bytes.maketrans(b"\0", b" ")
@@ -64,7 +65,7 @@ KCRCTAB_SECTIONS = ("__kcrctab", "__kcrctab_gpl", "__kcrctab_gpl_future", "__kcr
                     "__kcrctab_unused_gpl")
 
 
-class ModuleError(Exception):
+class ModuleError(Error):
     """A module file cannot be read; ``str()`` is one line naming the file and the problem."""
 
     def __init__(self, path: str, problem: str) -> None:

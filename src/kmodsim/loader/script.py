@@ -20,8 +20,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ..errors import Error
 
-class ScriptError(Exception):
+
+class ScriptError(Error):
     """``str()`` is ``<file>:<line>: <problem>``."""
 
 

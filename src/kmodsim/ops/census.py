@@ -63,6 +63,7 @@ from pathlib import Path
 
 from tree_sitter import Node
 
+from ..errors import Error
 from . import parse
 from .model import (
     MANDATORY,
@@ -127,7 +128,7 @@ class Census:
         return None
 
 
-class CensusError(Exception):
+class CensusError(Error):
     """The census cannot be made (e.g. the struct is not defined in the inputs)."""
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
+from ..errors import Error
+
 C_SUFFIXES = (".c", ".h")
 
 # Attribute-like macros expanded to nothing (or to __attribute__) by the kernel's headers.
@@ -234,7 +236,7 @@ _ATTR_BYTES = frozenset(n.encode() for n in ATTRIBUTE_MACROS)
 _ATTR_ARGS_BYTES = frozenset(n.encode() for n in ATTRIBUTE_MACROS_WITH_ARGS)
 
 
-class InputError(Exception):
+class InputError(Error):
     """A PATH argument that cannot be used: missing, unreadable, or not C source."""
 
     def __init__(self, path: str, problem: str) -> None:

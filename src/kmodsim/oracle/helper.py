@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 
 from ..debian import cache_root
+from ..errors import Error
 
 HELPER_C = r"""
 /* kmodsim guest helper: one finit_module/delete_module syscall per module, errno printed. */
@@ -95,7 +96,7 @@ int main(int argc, char **argv)
 """
 
 
-class HelperError(Exception):
+class HelperError(Error):
     pass
 
 

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 
+from ..errors import Error
 from ..loader.script import Step
 from .helper import HelperError, helper_binary
 from .initramfs import build_initramfs
@@ -25,7 +26,7 @@ BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 _TS = re.compile(r"^\[\s*\d+\.\d+\] ")
 
 
-class OracleError(Exception):
+class OracleError(Error):
     pass
 
 
