@@ -21,16 +21,13 @@ import shutil
 import subprocess
 import tempfile
 
+from .cache import cache_root
 from .errors import Error
 
 
 class DebianError(Error):
     pass
 
-
-def cache_root() -> str:
-    return os.environ.get("KMODSIM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kmodsim")
 
 
 def _run(cmd: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> str:

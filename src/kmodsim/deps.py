@@ -52,6 +52,7 @@ from itertools import compress, repeat
 from operator import itemgetter
 from typing import NamedTuple
 
+from .cache import is_trusted, racy_cutoff, write_atomic
 from .discovery import (  # noqa: F401 - re-exported: kmodsim.deps names them too
     DEFAULT_CFG_PATHS,
     KMOD_EXTENSIONS,
@@ -64,7 +65,7 @@ from .discovery import (  # noqa: F401 - re-exported: kmodsim.deps names them to
 )
 from .errors import Error
 from .module import DEFAULT_MAX_SIZE, ModuleError, read_image
-from .tree import ScanCache, default_cache_dir, is_trusted, parallel_map, racy_cutoff, stat_key
+from .tree import ScanCache, default_cache_dir, parallel_map, stat_key
 
 RECORD_VERSION = 1
 SYMBOL_BUCKETS = 2048  # hash_new(2048, ...) in depmod_init
@@ -1223,23 +1224,13 @@ def _memo_load(pl: Plan, cache_dir: str | None, key: bytes) -> Result | None:
 
 def _memo_save(pl: Plan, cache_dir: str | None, key: bytes, res: Result) -> None:
     import marshal
-    import tempfile
     import zlib
 
     if not key:
         return
     payload = key + marshal.dumps((key, res.files, res.stderr, res.status))
-    path = _memo_file(pl, cache_dir)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(MEMO_MAGIC + zlib.crc32(payload).to_bytes(4, "little") + payload)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomic(_memo_file(pl, cache_dir), MEMO_MAGIC + zlib.crc32(payload).to_bytes(4, "little") + payload)
     except OSError:
         pass  # a memo that cannot be written only costs time
 

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 
-from .debian import cache_root
+from .cache import cache_root
 from .errors import Error
 
 

@@ -12,12 +12,8 @@ and inode. It is one file per tree, written atomically (temporary file + rename)
 version and a digest of its payload: a torn, truncated or tampered cache is detected and rebuilt,
 an entry whose file changed is re-read. The cache can only make a scan faster, never different.
 
-A stat key cannot tell two versions of a file apart when both were written within one tick of the
-file system's clock (one second on ext4 with 128-byte inodes, ext3, many network file systems): a
-module rewritten in place, same size, in the very second it was read keeps its key. As git does for
-its index ("racy git", Documentation/technical/racy-git.txt), an entry is only kept when its file's
-ctime is older than the second in which kmodsim started to read it (:func:`racy_cutoff`,
-:func:`is_trusted`); a racily clean entry is not cached, and the next run reads the module again.
+An entry is kept only under git's racy-clean rule (:mod:`kmodsim.cache`, where every cache's
+shared pieces live): a module changed in the second its run started to read is read again next time.
 """
 
 from __future__ import annotations
@@ -25,11 +21,11 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-import time
 import zlib
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from .cache import cache_root, is_trusted, racy_cutoff, write_atomic
 from .module import (
     DEFAULT_MAX_SIZE,
     MODULE_SUFFIXES,
@@ -190,25 +186,6 @@ def stat_key(path: str) -> tuple[int, int, int, int] | None:
         return stat_key_of(os.stat(path))
     except OSError:
         return None
-
-
-# Kernel file times come from a coarse clock that may lag the wall clock by a few ticks.
-_CLOCK_SLACK_NS = 100_000_000
-
-
-def racy_cutoff(now_ns: int | None = None) -> int:
-    """The start of the clock second before which a file's ctime must lie for its stat key to be
-    trusted by a cache whose content is read from now on (git's racy-clean rule, at one-second
-    resolution: the coarsest timestamps of the file systems kmodsim reads)."""
-    t = (time.time_ns() if now_ns is None else now_ns) - _CLOCK_SLACK_NS
-    return t - t % 1_000_000_000
-
-
-def is_trusted(key: tuple | None, cutoff: int) -> bool:
-    """Whether a stat key (:func:`kmodsim.module.stat_key_of`) taken after ``cutoff`` can stand for
-    the content read with it: any later write changes the ctime (and so the key) only when the
-    current ctime is older than ``cutoff``."""
-    return key is not None and key[2] < cutoff
 
 
 def _read_one(path: str, max_size: int) -> tuple[bool, object]:
@@ -404,32 +381,12 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
 # ---------------------------------------------------------------------------------------------
 
 def default_cache_dir() -> str:
-    from .debian import cache_root
-
     return os.path.join(cache_root(), "scan")
 
 
 def file_fingerprint(paths: Iterable[str]) -> list[tuple[str, tuple | None]]:
     """(path, stat key) of each path that exists, for cache keys of derived results."""
     return [(p, stat_key(p)) for p in paths]
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never a torn file)."""
-    import tempfile
-
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class ScanCache:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from kmodsim.cache import cache_root as debian_cache_root
 from kmodsim.debian import SERIES_METAPACKAGES
-from kmodsim.debian import cache_root as debian_cache_root
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SOURCE_PACKAGE = "linux-source-6.1"

@@ -318,7 +318,7 @@ def scenario_key(script: Path) -> str:
 def cache_dir(image: str) -> Path:
     """Where answers recorded by the tests are kept for a kernel image package (its .deb's name, so
     a rebuilt image of the same ABI is recorded anew): ``$KMODSIM_CACHE/loader-recorded/<image>``."""
-    from kmodsim.debian import cache_root
+    from kmodsim.cache import cache_root
 
     return Path(cache_root()) / "loader-recorded" / image
 

@@ -38,8 +38,9 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     Exit status: 0 no error findings, 1 error findings, 2 usage or input error.
     """
     from .. import __version__
+    from ..cache import racy_cutoff
     from ..check import CheckError, load_allowlist, load_symbol_list, run_checks
-    from ..tree import racy_cutoff, scan
+    from ..tree import scan
 
     problems: list[tuple[str, str]] = []  # (path, problem): stderr, and SARIF's invocation
 
@@ -141,7 +142,8 @@ def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists, cut
     import hashlib
     import os
 
-    from ..tree import file_fingerprint, is_trusted
+    from ..cache import is_trusted
+    from ..tree import file_fingerprint
 
     h = hashlib.blake2b(digest_size=20)
     kfiles = []
@@ -165,7 +167,7 @@ def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists, cut
 def _findings_file(key: str) -> str:
     import os
 
-    from ..debian import cache_root
+    from ..cache import cache_root
 
     return os.path.join(cache_root(), "check", key + ".json")
 
@@ -187,7 +189,7 @@ def _store_findings(key: str, doc: dict) -> None:
     import json
     import os
 
-    from ..tree import write_atomic
+    from ..cache import write_atomic
 
     path = _findings_file(key)
     try:
