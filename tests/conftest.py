@@ -133,3 +133,13 @@ def run_kmodsim(*args, check=None, **kw) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="session")
 def headers612(debian612) -> str:
     return debian612.headers_dir
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier (``pytest -m fast``): every test not marked ``slow`` — no QEMU boot, no whole
+    Debian tree parsed again and again. It needs no network once the caches are warm (Debian
+    packages unpacked, kbuild fixtures built): about 90 s on a 2-core machine, offline
+    (``unshare -n``). CI runs every test."""
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)
