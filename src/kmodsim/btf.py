@@ -67,12 +67,13 @@ class Btf:
             name_off, info, size_or_type = head.unpack_from(data, pos)
             pos += 12
             kind, vlen, kflag = (info >> 24) & 0x1F, info & 0xFFFF, info >> 31
-            extra = None
+            extra: list | tuple | None = None
             if kind in (KIND_STRUCT, KIND_UNION):
-                extra = []
+                members: list[tuple[str, int, int]] = []
+                extra = members
                 for k in range(vlen):
                     m_name, m_type, m_off = member.unpack_from(data, pos + 12 * k)
-                    extra.append((self._str(m_name), m_type, (m_off & 0xFFFFFF) if kflag else m_off))
+                    members.append((self._str(m_name), m_type, (m_off & 0xFFFFFF) if kflag else m_off))
             elif kind == KIND_ARRAY:
                 elem, _index, count = struct.unpack_from(e + "III", data, pos)
                 extra = (elem, count)
@@ -94,8 +95,10 @@ class Btf:
         return self._strings[off:end].decode("utf-8", "replace")
 
     def _resolve(self, tid: int) -> int:
-        while self.types[tid] is not None and self.types[tid][0] in _QUALIFIERS:
-            tid = self.types[tid][2]
+        t = self.types[tid]
+        while t is not None and t[0] in _QUALIFIERS:
+            tid = t[2]
+            t = self.types[tid]
         return tid
 
     def size_of(self, tid: int) -> int:
@@ -175,9 +178,10 @@ def vmlinux_btf(vmlinuz_or_vmlinux: str, max_size: int = 1 << 30) -> Btf:
     with open(vmlinuz_or_vmlinux, "rb") as f:
         data = f.read()
     if not data.startswith(b"\x7fELF"):
-        data = extract_vmlinux(data, max_size)
-        if data is None:
+        payload = extract_vmlinux(data, max_size)
+        if payload is None:
             raise BtfError(f"{vmlinuz_or_vmlinux}: no vmlinux found in the image")
+        data = payload
     try:
         elf = ElfFile(data)
     except ElfError as exc:

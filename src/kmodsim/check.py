@@ -28,7 +28,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import Error
@@ -175,8 +175,8 @@ def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: I
     # name -> exporters in load order: vmlinux, then the checked set, then the extra providers
     exporters: dict[str, list[tuple[str, Module | None, object]]] = {}
     if kernel is not None:
-        for e in kernel.exports.values():
-            exporters[e.name] = [("vmlinux", None, e)]
+        for k in kernel.exports.values():
+            exporters[k.name] = [("vmlinux", None, k)]
     for m in modules:
         for e in m.exports:
             exporters.setdefault(e.name, []).append((m.name, m, e))
@@ -325,7 +325,7 @@ def render_text(findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-def to_sarif(findings: list[Finding], version: str, problems: list[tuple[str, str]] = ()) -> dict:
+def to_sarif(findings: list[Finding], version: str, problems: Sequence[tuple[str, str]] = ()) -> dict:
     """SARIF 2.1.0 (OASIS), one result per finding, one rule per check. The run's one invocation
     says whether it succeeded: every input problem (``(path, problem)``, what stderr says) is a
     tool execution notification, and ``executionSuccessful`` is false when there is one."""

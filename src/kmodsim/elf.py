@@ -53,7 +53,7 @@ class ElfError(Error):
 
 
 class Section(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, as pyelftools' names do
     name: str
     type: int
     flags: int
@@ -72,7 +72,7 @@ class Section(NamedTuple):
 
 
 class Symbol(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index
     name: str
     value: int
     size: int

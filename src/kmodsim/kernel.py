@@ -220,13 +220,13 @@ def parse_symvers(path: str) -> tuple[dict[str, KernelExport], list[KernelExport
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        f = line.split("\t")
-        if len(f) == 5 and f[3] in EXPORT_TYPES:  # 5.6+: crc sym module type namespace
-            crc, sym, mod, typ, ns = f
-        elif len(f) == 5 and f[4] in EXPORT_TYPES:  # 5.4-5.5: crc sym namespace module type
-            crc, sym, ns, mod, typ = f
-        elif len(f) == 4 and f[3] in EXPORT_TYPES:  # <=5.3: crc sym module type
-            crc, sym, mod, typ = f
+        cols = line.split("\t")
+        if len(cols) == 5 and cols[3] in EXPORT_TYPES:  # 5.6+: crc sym module type namespace
+            crc, sym, mod, typ, ns = cols
+        elif len(cols) == 5 and cols[4] in EXPORT_TYPES:  # 5.4-5.5: crc sym namespace module type
+            crc, sym, ns, mod, typ = cols
+        elif len(cols) == 4 and cols[3] in EXPORT_TYPES:  # <=5.3: crc sym module type
+            crc, sym, mod, typ = cols
             ns = ""
         else:
             raise KernelError(f"{path}:{no}: not a Module.symvers line (expected 4 or 5 tab-separated "
@@ -485,7 +485,7 @@ def _kcrctab(elf: ElfFile, name: str, count: int) -> list[int] | None:
 
 
 def _crc_symbols(elf: ElfFile) -> dict[str, int]:
-    out = {}
+    out: dict[str, int] = {}
     if elf.symtab() is None:
         return out
     for s in elf.symbols():

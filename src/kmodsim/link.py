@@ -39,15 +39,15 @@ class SymbolIndex:
         of the kernel's Module.symvers (used when no module tree is given)."""
         idx = cls()
         if kernel is not None:
-            for e in kernel.exports.values():
-                idx.add(e.name, Provider("vmlinux", "", e.gpl, e.namespace, e.crc))
+            for k in kernel.exports.values():
+                idx.add(k.name, Provider("vmlinux", "", k.gpl, k.namespace, k.crc))
         for m in modules:
             for e in m.exports:
                 idx.add(e.name, Provider(m.name, m.path, e.gpl, e.namespace, e.crc))
         if symvers_modules and kernel is not None:
-            for e in kernel.module_rows:
-                owner = e.module.rsplit("/", 1)[-1].replace("-", "_")
-                idx.add(e.name, Provider(owner, e.module, e.gpl, e.namespace, e.crc))
+            for row in kernel.module_rows:
+                owner = row.module.rsplit("/", 1)[-1].replace("-", "_")
+                idx.add(row.name, Provider(owner, row.module, row.gpl, row.namespace, row.crc))
         return idx
 
     def providers(self, name: str, exclude: str = "") -> list[Provider]:

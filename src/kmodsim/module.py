@@ -187,10 +187,11 @@ class Module:
         """All values of a ``.modinfo`` key, in file order."""
         d = self._cache.get("info")
         if d is None:
-            d = {}
+            info: dict[str, list[str]] = {}
             for k, v in self.modinfo:
-                d.setdefault(k, []).append(v)
-            self._cache["info"] = d
+                info.setdefault(k, []).append(v)
+            self._cache["info"] = d = info
+        assert isinstance(d, dict)
         return d.get(key, [])
 
     def info1(self, key: str, default: str = "") -> str:
@@ -838,14 +839,14 @@ def _versions(elf: ElfFile) -> tuple[list[str], list[int]]:
     ext_crcs = elf.section("__version_ext_crcs") if ext else None
     ext_names = elf.section("__version_ext_names") if ext else None
     if ext_crcs is not None and ext_names is not None:
-        crcs = elf.data(ext_crcs)
+        raw = elf.data(ext_crcs)
         names = [n.decode("utf-8", "surrogateescape") for n in elf.data(ext_names).split(b"\0")]
-        if len(crcs) % 4:
+        if len(raw) % 4:
             raise ElfError("__version_ext_crcs size is not a multiple of 4")
-        count = len(crcs) // 4
+        count = len(raw) // 4
         if len(names) < count:
             raise ElfError(f"__version_ext_names has fewer names than __version_ext_crcs ({count})")
-        return names[:count], list(struct.unpack(elf.e + f"{count}I", crcs))
+        return names[:count], list(struct.unpack(elf.e + f"{count}I", raw))
     sec = elf.section("__versions")
     if sec is None or sec.type == SHT_NOBITS:
         return [], []

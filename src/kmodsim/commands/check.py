@@ -124,7 +124,7 @@ def _render(doc: dict, fmt: str, version: str, problems: list[tuple[str, str]]) 
         dump_json(doc)
         return
     base = ("check", "severity", "symbol", "module", "path", "message")
-    findings = [Finding(*(f[k] for k in base), {k: v for k, v in f.items() if k not in base})
+    findings = [Finding(**{k: f[k] for k in base}, extra={k: v for k, v in f.items() if k not in base})
                 for f in doc["findings"]]
     if fmt == "sarif":
         dump_json(to_sarif(findings, version, problems))

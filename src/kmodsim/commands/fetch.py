@@ -28,7 +28,7 @@ def fetch_cmd(package: str | None, meta: str | None, arch: str | None, as_shell:
             if arch not in flavour:
                 raise DebianError(f"--arch {arch}: name the image with --package or --meta")
             meta = f"linux-image-{flavour[arch]}"
-        k = DebianKernel(package or image_package(meta, arch), arch)
+        k = DebianKernel(package or image_package(meta or "", arch), arch)
         headers = k.headers()
     except DebianError as exc:
         error(str(exc))

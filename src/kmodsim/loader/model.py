@@ -343,6 +343,7 @@ class KernelModel:
         if owner is not None and owner not in mod.uses:
             mod.uses.append(owner)
             o = self.find_module(owner)
+            assert o is not None, owner  # resolve_symbol() found its export in a loaded module
             o.users.insert(0, mod.name)
             o.refcnt += 1
 
@@ -365,6 +366,7 @@ class KernelModel:
         """kernel/module/main.c:verify_exported_symbols(): one name, one owner, whatever the GPL
         flag or namespace; the first clash is reported (owner ``kernel`` for vmlinux)."""
         for e in mod.image.exports:
+            owner: str | None
             if e.name in self.vmlinux:
                 owner = "kernel"
             else:

@@ -9,6 +9,7 @@ the sources only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def with_config(profile: Profile, config: dict[str, str]) -> Profile:
     or absent there is off); unchanged without a ``.config`` (the profile's defaults are Debian's)."""
     if not config:
         return profile
-    return replace(profile, **{f: config.get(opt) == "y" for f, opt in CONFIG_FIELDS.items()})
+    values: dict[str, Any] = {f: config.get(opt) == "y" for f, opt in CONFIG_FIELDS.items()}
+    return replace(profile, **values)
 
 
 def profile_for(release: str) -> Profile:

@@ -50,14 +50,15 @@ def _init_value(text: str) -> int:
     if t.isdigit():
         v = int(t)
     else:
-        v = getattr(errno, t, None)
-        if v is None:
+        named = getattr(errno, t, None)
+        if not isinstance(named, int):
             raise ValueError(f"unknown errno name {t}")
+        v = named
     return -v if neg else v
 
 
 def parse_script(text: str, path: str = "<script>") -> list[Step]:
-    steps = []
+    steps: list[Step] = []
     log_ok = False  # a "#> line" may follow an insmod/modprobe step or another "#>" line
     for no, raw in enumerate(text.splitlines(), 1):
         where = f"{path}:{no}"
