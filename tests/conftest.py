@@ -9,11 +9,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).parent
+
+# The tests run the CLI as a child process: the one installed beside this interpreter (the venv's),
+# whether or not the venv's bin directory is on PATH (`.venv/bin/python -m pytest` works as is).
+_BIN = os.path.dirname(sys.executable)
+if os.path.isfile(os.path.join(_BIN, "kmodsim")) and _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 KBUILD_SRC = TESTS / "kbuild"
 
 
