@@ -583,3 +583,15 @@ def test_progress_on_a_terminal_only(debian61, real_depmod, tmp_path):
     assert "reading modules" in shown and f"{n}/{n}" in shown and n > 4000, shown[-500:]
     assert "Traceback" not in shown and "depmod:" not in shown
     pair.same_files()
+
+
+@pytest.mark.parametrize("argv", [["--bogus"], ["-X"], ["-aX"], ["-b"], ["--basedir"], ["-nb"], ["--all=1"],
+                                  ["--bogus=3"], ["--bas"], ["-a", "--warn=x"]])
+def test_option_errors_are_getopts(argv, real_depmod, tmp_path):
+    """A bad option: getopt_long()'s own line and exit 1, as kmod's depmod gives them (nothing written)."""
+    # getopt names argv[0]: run kmod's as "depmod", as a user types it
+    real = subprocess.run(["depmod", *argv], executable=real_depmod, capture_output=True, text=True, cwd=tmp_path)
+    ours = run_kmodsim("depmod", *argv, cwd=tmp_path)
+    assert (ours.returncode, ours.stdout, ours.stderr) == (real.returncode, real.stdout, real.stderr)
+    assert real.returncode == 1 and real.stderr.startswith("depmod: ")
+    assert list(tmp_path.iterdir()) == []

@@ -91,7 +91,57 @@ def argument(name: str, **kw) -> Callable[[Callable], Callable]:
     return lambda f: _add(f, Param("argument", (name,), kw))
 
 
+def getopt_error(params: list[Param], argv: list[str]) -> str | None:
+    """The first complaint glibc's getopt_long() would make about ``argv`` for these options, in its
+    words (posix/getopt.c: "invalid option -- 'X'", "option requires an argument -- 'b'",
+    "unrecognized option '--x'", "option '--x' requires an argument", "option '--x' doesn't allow
+    an argument"), or None. Long options may be abbreviated to a unique prefix, as getopt_long()
+    allows; arguments are permuted (options may follow operands); "--" ends the options."""
+    takes: dict[str, bool] = {"-h": False, "--help": False}
+    for p in params:
+        if p.kind == "option":
+            for o in p.opts:
+                takes[o] = not (p.kw.get("is_flag") or p.kw.get("count"))
+    longs = sorted(o for o in takes if o.startswith("--"))
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a == "--":
+            return None
+        if a.startswith("--"):
+            name, eq, _value = a.partition("=")
+            hits = [o for o in longs if o == name] or [o for o in longs if o.startswith(name)]
+            if len(hits) != 1:
+                return f"unrecognized option '{a}'" if not hits else \
+                    f"option '{name}' is ambiguous; possibilities: {' '.join(repr(h) for h in hits)}"
+            if takes[hits[0]]:
+                if not eq:
+                    if i >= len(argv):
+                        return f"option '{hits[0]}' requires an argument"
+                    i += 1
+            elif eq:
+                return f"option '{hits[0]}' doesn't allow an argument"
+        elif a.startswith("-") and a != "-":
+            for k, c in enumerate(a[1:], 1):
+                if f"-{c}" not in takes:
+                    return f"invalid option -- '{c}'"
+                if takes[f"-{c}"]:
+                    if k == len(a) - 1:  # the argument is the next word
+                        if i >= len(argv):
+                            return f"option requires an argument -- '{c}'"
+                        i += 1
+                    break  # the rest of this word is the argument
+    return None
+
+
 class Command:
+    # A command that mirrors a C tool's command line (depmod) reports the option errors getopt_long()
+    # would, as ``<getopt_prog>: <message>``, and exits ``getopt_status`` (argparse's message and 2
+    # otherwise).
+    getopt_prog: str | None = None
+    getopt_status: int = 2
+
     def __init__(self, name: str, func: Callable, params: list[Param]) -> None:
         self.name, self.func, self.params = name, func, params
         self.help = textwrap.dedent(func.__doc__ or "").strip()
@@ -137,6 +187,11 @@ class Command:
         return ap
 
     def main(self, argv: list[str], prog: str) -> None:
+        if self.getopt_prog is not None:
+            msg = getopt_error(self.params, argv)
+            if msg is not None:
+                sys.stderr.write(f"{self.getopt_prog}: {msg}\n")
+                raise SystemExit(self.getopt_status)
         ap = self.parser(prog)
         ns = ap.parse_intermixed_args(argv) if any(
             p.kind == "argument" and p.kw.get("nargs") == -1 for p in self.params) else ap.parse_args(argv)

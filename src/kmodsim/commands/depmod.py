@@ -121,3 +121,8 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, config: tuple[str, 
                 raise SystemExit(EXIT_ERROR) from None
     sys.stderr.write(res.stderr)
     raise SystemExit(res.status)
+
+
+# Option errors as kmod's depmod gives them: getopt_long()'s own line, and EXIT_FAILURE.
+depmod_cmd.getopt_prog = "depmod"
+depmod_cmd.getopt_status = DEPMOD_FAILED
