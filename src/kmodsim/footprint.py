@@ -188,6 +188,8 @@ def layout(inp: LayoutInput, profile: Profile | str = "6.1", path: str = "", nam
 
     # section index -> (in the init layout?, core type) for every SHF_ALLOC section placed
     placed: dict[int, bool] = {}
+    core_types: tuple[str | None, ...]
+    init_types: tuple[str | None, ...]
     if prof.mod_mem:
         core_types = ("text", "rodata", "ro_after_init", "data", "data")
         init_types = ("init_text", "init_rodata", None, "init_data", "init_data")
@@ -226,12 +228,14 @@ def layout(inp: LayoutInput, profile: Profile | str = "6.1", path: str = "", nam
                 if want_init:
                     init_total = _align(init_total, prof.page_size)
                 else:
+                    assert t is not None  # 6.1's core layout types are all named
                     by_type[t] = by_type.get(t, 0) + _align(core_total, prof.page_size) - core_total
                     core_total = _align(core_total, prof.page_size)
 
     # layout_symtab(): the core copy of kallsyms, the full tables in init
     ndst = kallsyms_bytes = 0
     if prof.kallsyms and inp.symtab is not None:
+        assert inp.strtab is not None  # input_of()/merge_inputs() set both or neither
         pcpu = index.get(".data..percpu", 0)
         strtab_size = 0
         for i, sym in enumerate(inp.symbols):

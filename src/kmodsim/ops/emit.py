@@ -54,6 +54,7 @@ def emit_xmacro(census: Census) -> str:
 
 def _toplevel(root: Node, offset: int) -> Node:
     n = root.descendant_for_byte_range(offset, offset)
+    assert n is not None, offset  # the offset lies inside the parsed file
     while n.parent is not None and n.parent.type != "translation_unit":
         n = n.parent
     return n

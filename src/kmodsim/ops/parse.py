@@ -63,7 +63,7 @@ ATTRIBUTE_MACROS_WITH_ARGS = frozenset(
 
 _ITERATOR_NAME = re.compile(rb"(?:^|_)for_each(?:_|$)")
 _INTERESTING = b"|".join(
-    sorted((n.encode() for n in ATTRIBUTE_MACROS | ATTRIBUTE_MACROS_WITH_ARGS), key=len, reverse=True)
+    [n.encode() for n in sorted(ATTRIBUTE_MACROS | ATTRIBUTE_MACROS_WITH_ARGS, key=lambda n: (-len(n), n))]
 )
 # The tokens masking cares about: comments, literals and preprocessor lines (skipped as a whole,
 # so nothing inside them is masked) and the identifiers that may need masking.
@@ -307,7 +307,7 @@ def function_name(defn: Node) -> str | None:
                 inner = inner.child_by_field_name("declarator") or (
                     inner.named_children[0] if inner.named_children else None
                 )
-            if inner is not None and inner.type == "identifier":
+            if inner is not None and inner.type == "identifier" and inner.text is not None:
                 return inner.text.decode()
             return None
         d = d.child_by_field_name("declarator")
@@ -368,7 +368,7 @@ def iter_c_files(paths: Iterable[str]) -> Iterator[tuple[str, Path | None, Input
         p = Path(arg)
         if p.is_dir():
             try:
-                found = []
+                found: list[Path] = []
                 for dirpath, dirnames, filenames in os.walk(p, onerror=_raise):
                     dirnames.sort()
                     found.extend(Path(dirpath) / f for f in filenames if f.endswith(C_SUFFIXES))
