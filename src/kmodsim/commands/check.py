@@ -138,7 +138,7 @@ KERNEL_INPUTS = ("Module.symvers", ".config", ".kernelvariables", "include/gener
 
 def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists, cutoff: int) -> str:
     """The findings cache key; "" when an input's stat key cannot be trusted (a missing module, or
-    one changed within the clock second the run started in: :func:`kmodsim.tree.is_trusted`)."""
+    one changed within the clock second the run started in: :func:`kmodsim.cache.is_trusted`)."""
     import hashlib
     import os
 
@@ -150,13 +150,13 @@ def _fingerprint(version, res, tree, kernel_path, allow_files, symbol_lists, cut
     if kernel_path:
         kp = os.path.realpath(kernel_path)
         kfiles = [os.path.join(kp, f) for f in KERNEL_INPUTS] if os.path.isdir(kp) else [kp]
-    parts = [version, [(p, res.keys.get(p)) for p, _r, _s in res.items],
-             [(p, tree.keys.get(p)) for p, _r, _s in tree.items] if tree else None,
-             file_fingerprint(kfiles)]
-    modkeys = [k for group in parts[1:3] if group for _p, k in group]
-    if not all(is_trusted(k, cutoff) for k in modkeys) or not all(
-            k is None or is_trusted(k, cutoff) for _p, k in parts[3]):
+    checked = [(p, res.keys.get(p)) for p, _r, _s in res.items]
+    providers = [(p, tree.keys.get(p)) for p, _r, _s in tree.items] if tree else None
+    kernel_files = file_fingerprint(kfiles)  # a kernel input that does not exist has key None
+    if not all(is_trusted(k, cutoff) for _p, k in checked + (providers or [])) or not all(
+            k is None or is_trusted(k, cutoff) for _p, k in kernel_files):
         return ""
+    parts = [version, checked, providers, kernel_files]
     h.update(repr(parts).encode("utf-8", "surrogateescape"))
     for f in (*allow_files, *symbol_lists):  # contents, not only stat: they are small
         with open(f, "rb") as fh:
