@@ -108,13 +108,13 @@ def test_file_image_reads_what_bytes_read(seed, muts, cut, tmp_path_factory):
         FileImage.TAIL = default
 
 
-# -- depmod's own decoder (kmodsim.deps.kmod_view: libkmod's view of a module, decoded by hand) --
+# -- depmod's own decoder (kmodsim.depmod.kmod_view: libkmod's view of a module, decoded by hand) --
 # It must give a record or its own _Bad for every input: read_record reports any other exception
 # as "unreadable module (<type>: ...)", which would hide a decoder bug as a bad module.
 
 
 def _kmod_view_outcome(data: bytes) -> list:
-    from kmodsim.deps import _Bad, kmod_view
+    from kmodsim.depmod.kmod_view import _Bad, kmod_view
 
     out = []
     for crcs in (True, False):

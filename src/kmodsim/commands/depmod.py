@@ -69,7 +69,7 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, config: tuple[str, 
     'kmodsim: <file>: <problem>' for it; it is still listed, as depmod lists it)."""
     import os
 
-    from ..deps import (
+    from ..depmod import (
         DepmodError,
         depmod_result,
         is_version_number,

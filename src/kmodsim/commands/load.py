@@ -23,7 +23,7 @@ def script_options(f):
 def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name: str | None,
             config: tuple[str, ...] = ()):
     """(kernel, profile, resolved steps); exits 2 with one line on bad input."""
-    from ..deps import DepmodError
+    from ..depmod import DepmodError
     from ..loader.profiles import PROFILES, profile_for
     from ..loader.run import modprobe_tree
     from ..loader.script import ScriptError, read_script, resolve

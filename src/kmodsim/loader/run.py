@@ -27,9 +27,9 @@ def modprobe_tree(root: str, config_paths: list[str] | None = None, jobs: int | 
                   use_cache: bool = True):
     """depmod's model of the tree ``root`` (a lib/modules/<kver> directory or a root holding one):
     the modules depmod takes (:mod:`kmodsim.discovery`, with depmod.d from ``config_paths``) and
-    the dependencies it writes into modules.dep (:func:`kmodsim.deps.compute`), which modprobe
-    steps follow. Raises ValueError (several kernel versions) or :class:`kmodsim.deps.DepmodError`."""
-    from ..deps import compute, load_records, plan
+    the dependencies it writes into modules.dep (:func:`kmodsim.depmod.compute`), which modprobe
+    steps follow. Raises ValueError (several kernel versions) or :class:`kmodsim.depmod.DepmodError`."""
+    from ..depmod import compute, load_records, plan
     from ..tree import module_root
 
     dirname = module_root(root)

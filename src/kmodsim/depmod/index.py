@@ -1,0 +1,175 @@
+"""kmod's binary index format (``libkmod/libkmod-index.c``): the .bin radix trees, and
+modules.builtin.bin / modules.builtin.alias.bin."""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+
+# ---------------------------------------------------------------------------------------------
+# The .bin indexes (kmod's index format: libkmod/libkmod-index.c describes it)
+# ---------------------------------------------------------------------------------------------
+
+INDEX_HEADER = b"\xb0\x07\xf4\x57\x00\x02\x00\x01"  # magic 0xB007F457, version 2.1, big-endian
+NODE_PREFIX, NODE_VALUES, NODE_CHILDS = 0x80000000, 0x40000000, 0x20000000
+
+
+class Index:
+    """A key -> values map written as kmod's radix-tree index. Values are kept in the order
+    depmod's index_add_value() leaves them: by priority, a later value before an earlier one of
+    the same priority."""
+
+    def __init__(self) -> None:
+        self.entries: dict[bytes, list[tuple[int, int, bytes]]] = {}
+        self.seq = 0
+
+    def insert(self, key: bytes, value: bytes, priority: int) -> bool:
+        """Add a value; True if the key already had this very value (depmod's 'duplicate')."""
+        vals = self.entries.setdefault(key, [])
+        dup = any(v == value for _p, _s, v in vals)
+        self.seq += 1
+        vals.append((priority, -self.seq, value))
+        return dup
+
+    def to_bytes(self) -> bytes:
+        """The file. The tree is built from the sorted keys (a node's prefix is what its keys
+        share past the branch character, as depmod's node splitting leaves it) and written in
+        post-order, children first, as index_write() does; the root keeps an empty prefix."""
+        import bisect
+
+        keys = sorted(self.entries)
+        out = bytearray(INDEX_HEADER + b"\0\0\0\0")
+        entries = self.entries
+        u32 = struct.Struct(">I").pack
+
+        def node(lo: int, hi: int, d: int, root: bool) -> int:
+            a, b = keys[lo], keys[hi - 1]
+            n = 0
+            if not root:  # common prefix length of a[d:] and b[d:], by bisection
+                top = min(len(a), len(b)) - d
+                while n < top:
+                    mid = (n + top + 1) >> 1
+                    if a[d:d + mid] == b[d:d + mid]:
+                        n = mid
+                    else:
+                        top = mid - 1
+            d2 = d + n
+            has_value = len(a) == d2
+            k = lo + 1 if has_value else lo
+            children: dict[int, int] = {}
+            while k < hi:
+                key = keys[k]
+                c = key[d2]
+                end = bisect.bisect_left(keys, key[:d2] + bytes((c + 1,)), k, hi) if c < 255 else hi
+                children[c] = node(k, end, d2 + 1, False)
+                k = end
+            off = len(out)
+            if n:
+                out.extend(a[d:d2] + b"\0")
+                off |= NODE_PREFIX
+            if children:
+                first, last = min(children), max(children)
+                out.extend(bytes((first, last)))
+                out.extend(b"".join([u32(children.get(c, 0)) for c in range(first, last + 1)]))
+                off |= NODE_CHILDS
+            if has_value:
+                vals = sorted(entries[a])
+                out.extend(u32(len(vals)))
+                for prio, _s, v in vals:
+                    out.extend(u32(prio) + v + b"\0")
+                off |= NODE_VALUES
+            return off
+
+        # an empty index still has its root node: nothing is written for it, and the header
+        # points at the offset where it would be (index_write__node() returns ftell() = 12)
+        root = node(0, len(keys), 0, True) if keys else len(out)
+        out[8:12] = u32(root)
+        return bytes(out)
+
+
+def builtin_index(dirname: str, messages: list[str]) -> bytes | None:
+    """modules.builtin.bin: the module name of each modules.builtin line (None: no such file)."""
+    try:
+        with open(os.path.join(dirname, "modules.builtin"), "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+    except OSError as exc:
+        messages.append(f"depmod: WARNING: could not open modules.builtin at {dirname}: {exc.strerror}\n")
+        return None
+    idx = Index()
+    for line in lines:
+        if not line[:1].isalpha():
+            messages.append(f"depmod: ERROR: Invalid modules.builtin line: {line.decode('utf-8', 'surrogateescape')}\n")
+            continue
+        base = line.rsplit(b"/", 1)[-1]
+        idx.insert(re.split(rb"[.\0]", base, maxsplit=1)[0].replace(b"-", b"_"), b"", 0)
+    return idx.to_bytes()
+
+
+def builtin_alias_index(dirname: str, messages: list[str]) -> bytes | None:
+    """modules.builtin.alias.bin: the ``<module>.alias=<value>`` strings of modules.builtin.modinfo,
+    read with depmod's stream rules (a field ends at its delimiter or at a NUL)."""
+    try:
+        with open(os.path.join(dirname, "modules.builtin.modinfo"), "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        messages.append(f"depmod: WARNING: could not open modules.builtin.modinfo at {dirname}: "
+                        f"{exc.strerror}\n")
+        return None
+    idx = Index()
+    pos, size = 0, len(data)
+
+    def field(end: int) -> tuple[bytes, bool]:
+        nonlocal pos
+        j = data.find(b"\0", pos)
+        if end:
+            k = data.find(bytes((end,)), pos, j if j >= 0 else size)
+            if k >= 0:
+                j = k
+        if j < 0:
+            text, pos = data[pos:], size
+            return text, False
+        text, stop = data[pos:j], data[j]
+        pos = j + 1
+        return text, stop == end
+
+    while pos < size:
+        name, ok = field(0x2E)  # '.'
+        if not ok or not name:
+            continue
+        key, ok = field(0x3D)  # '='
+        if not ok or key != b"alias":
+            field(0)  # depmod skips to the next NUL (past the following string if the key had none)
+            continue
+        value, ok = field(0)
+        if not ok or not value:
+            continue
+        norm = alias_normalize(value)
+        if norm is None:
+            messages.append(f"depmod: WARNING: Unmatched bracket in {value.decode('utf-8', 'surrogateescape')}\n")
+            continue
+        idx.insert(norm, name, 0)
+    return idx.to_bytes()
+
+def alias_normalize(v: bytes) -> bytes | None:
+    """alias_normalize(): '-' becomes '_' outside brackets; None for an unmatched bracket."""
+    if b"[" not in v and b"]" not in v:
+        return v.replace(b"-", b"_")
+    out = bytearray()
+    i = 0
+    while i < len(v):
+        c = v[i]
+        if c == 0x2D:  # '-'
+            out.append(0x5F)
+        elif c == 0x5D:  # ']'
+            return None
+        elif c == 0x5B:  # '['
+            j = v.find(b"]", i)
+            if j < 0:
+                return None
+            out += v[i:j + 1]
+            i = j
+        else:
+            out.append(c)
+        i += 1
+    return bytes(out)

@@ -1,0 +1,284 @@
+"""The files depmod writes: modules.dep, .alias, .softdep, .symbols, .devname (and their .bin
+indexes), written as depmod writes them; ``-A``'s up-to-date test."""
+
+from __future__ import annotations
+
+import os
+import re
+from itertools import repeat
+from typing import TYPE_CHECKING
+
+from ..discovery import KMOD_EXTENSIONS, superfasthash
+from .index import Index, alias_normalize, builtin_alias_index, builtin_index
+from .kmod_view import R_ALIASES, R_EXHASH, R_EXPORTS, R_SOFTDEPS, split0, u32s
+
+if TYPE_CHECKING:
+    from .graph import Depmod
+
+
+
+SYMBOL_BUCKETS = 2048  # hash_new(2048, ...) in depmod_init
+
+HEADERS = {
+    "modules.alias": b"# Aliases extracted from modules themselves.\n",
+    "modules.softdep": b"# Soft dependencies extracted from modules themselves.\n",
+    "modules.symbols": b"# Aliases for symbols, used by symbol_request().\n",
+    "modules.devname": b"# Device nodes to trigger on-demand module loading.\n",
+}
+TEXT_FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
+
+
+
+def output_dep(dm: Depmod) -> bytes:
+    paths = [m.bpath for m in dm.mods]
+    sort = dm.dep_sort
+    assert sort is not None
+    deps = dm.deps
+    memo: list = [None] * len(dm.mods)
+    # closures, leaves first (highest topological number first)
+    for i in sorted(range(len(dm.mods)), key=sort.__getitem__, reverse=True):
+        ds = deps[i]
+        if not ds:
+            memo[i] = ()
+            continue
+        s = set(ds)
+        for d in ds:
+            s.update(memo[d])
+        memo[i] = s
+    key = sort.__getitem__
+    out = []
+    for i, p in enumerate(paths):
+        ds = memo[i]
+        if ds:
+            out.append(p + b": " + b" ".join([paths[d] for d in sorted(ds, key=key)]) + b"\n")
+        else:
+            out.append(p + b":\n")
+    return b"".join(out)
+
+def output_alias(dm: Depmod) -> bytes:
+    out = [HEADERS["modules.alias"]]
+    for m in dm.mods:
+        v = m.rec[R_ALIASES]
+        if v:
+            tail = b" " + m.bname + b"\n"
+            out.append(b"alias " + v[:-1].replace(b"\0", tail + b"alias ") + tail)
+    return b"".join(out)
+
+def output_softdep(dm: Depmod) -> bytes:
+    out = [HEADERS["modules.softdep"]]
+    for m in dm.mods:
+        v = m.rec[R_SOFTDEPS]
+        if v:
+            head = b"softdep " + m.bname + b" "
+            out.append(head + v[:-1].replace(b"\0", b"\n" + head) + b"\n")
+    return b"".join(out)
+
+def output_symbols(dm: Depmod) -> bytes:
+    """The owned names in kmod's hash-table order: by bucket, then by name."""
+    mask = SYMBOL_BUCKETS - 1
+    owned: dict[bytes, tuple[int, int]] = {}  # name -> (bucket, owner); the last exporter wins
+    pre = dm.prefix.encode()
+    for m in dm.mods:
+        rec = m.rec
+        if not rec[R_EXPORTS]:
+            continue
+        names = split0(rec[R_EXPORTS])
+        buckets = [h & mask for h in u32s(rec[R_EXHASH])]
+        if pre and any(n[:1] == pre for n in names):  # -P: the table holds the names without it
+            names = [n[1:] if n[:1] == pre else n for n in names]
+            buckets = [superfasthash(n) & mask for n in names]
+        owned.update(zip(names, zip(buckets, repeat(m.idx)), strict=True))
+    rows = sorted([(b, n, o) for n, (b, o) in owned.items()])
+    mods = dm.mods
+    return HEADERS["modules.symbols"] + b"".join(
+        [b"alias symbol:" + n + b" " + mods[o].bname + b"\n" for _b, n, o in rows])
+
+def output_devname(dm: Depmod, messages: list[str] | None = None) -> bytes:
+    out = []
+    for m in dm.mods:
+        aliases = m.rec[R_ALIASES]
+        if b"devname:" not in aliases:
+            continue
+        devname = None
+        typ = ""
+        major = minor = 0
+        for v in split0(aliases):
+            if v.startswith(b"devname:"):
+                devname = v[8:]
+            else:
+                for t, pre in (("c", b"char-major-"), ("b", b"block-major-")):
+                    mm = _scan_major_minor(v, pre)
+                    if mm is not None:
+                        typ, (major, minor) = t, mm
+                        break
+            if typ and devname is not None:
+                break
+        if devname is None:
+            continue
+        if typ:
+            out.append(b"%s %s %s%d:%d\n" % (m.bname, devname, typ.encode(), major, minor))
+        elif messages is not None:
+            messages.append(f"depmod: ERROR: Module '{m.name}' has devname "
+                            f"({devname.decode('utf-8', 'surrogateescape')}) but lacks major and minor "
+                            f"information. Ignoring.\n")
+    return HEADERS["modules.devname"] + b"".join(out) if out else b""
+
+def outputs(dm: Depmod, messages: list[str] | None = None, bins: bool = False, warn_dups: bool = False,
+            show: bool = False) -> dict[str, bytes]:
+    """The files, in the order depmod writes them; with ``bins`` the .bin indexes too. The
+    messages depmod prints while writing them go to ``messages``, in its order: aliases it
+    cannot index (and with -w duplicates) unless -n, the builtin files with ``bins``, devnames
+    without a major/minor."""
+    msgs: list[str] = []
+    out = {"modules.dep": output_dep(dm)}
+    if bins:
+        out["modules.dep.bin"] = dep_index(dm, out["modules.dep"])
+    out["modules.alias"] = output_alias(dm)
+    if bins:
+        out["modules.alias.bin"] = alias_index(dm, msgs, warn_dups)
+    elif not show:
+        msgs.extend(alias_warnings(dm, warn_dups))
+    out["modules.softdep"] = output_softdep(dm)
+    out["modules.symbols"] = output_symbols(dm)
+    if bins:
+        out["modules.symbols.bin"] = symbols_index(dm, out["modules.symbols"])
+    if not show:  # the built-in indexes are small: read them for depmod's messages even without bins
+        for name, make in (("modules.builtin.bin", builtin_index),
+                           ("modules.builtin.alias.bin", builtin_alias_index)):
+            data = make(dm.dirname, msgs)
+            if bins:
+                out[name] = b"" if data is None else data  # depmod leaves an empty file
+    out["modules.devname"] = output_devname(dm, msgs)
+    if messages is not None:
+        messages.extend(msgs)
+    return out
+
+def dep_index(dm: Depmod, dep: bytes) -> bytes:
+    idx = Index()
+    for m, line in zip(dm.mods, dep.split(b"\n"), strict=False):
+        idx.insert(m.bname, line, m.idx)
+    return idx.to_bytes()
+
+def alias_index(dm: Depmod, messages: list[str], warn_dups: bool) -> bytes:
+    """modules.alias.bin (normalised aliases); an alias with an unmatched bracket is reported
+    and left out, and with -w one a module declares twice."""
+    idx = Index()
+    for m in dm.mods:
+        aliases = m.rec[R_ALIASES]
+        if not aliases:
+            continue
+        for v in split0(aliases):
+            norm = alias_normalize(v)
+            if norm is None:
+                messages.append(f"depmod: WARNING: Unmatched bracket in {v.decode('utf-8', 'surrogateescape')}\n")
+                continue
+            if idx.insert(norm, m.bname, m.idx) and warn_dups:
+                messages.append(f"depmod: WARNING: duplicate module alias:\n"
+                                f"{norm.decode('utf-8', 'surrogateescape')} {m.name}\n")
+    return idx.to_bytes()
+
+def alias_warnings(dm: Depmod, warn_dups: bool) -> list[str]:
+    """alias_index()'s messages without building the index."""
+    out = []
+    for m in dm.mods:
+        aliases = m.rec[R_ALIASES]
+        if not aliases or (not warn_dups and b"[" not in aliases and b"]" not in aliases):
+            continue
+        seen: set[bytes] = set()
+        for v in split0(aliases):
+            norm = alias_normalize(v)
+            if norm is None:
+                out.append(f"depmod: WARNING: Unmatched bracket in {v.decode('utf-8', 'surrogateescape')}\n")
+                continue
+            if norm in seen and warn_dups:
+                out.append(f"depmod: WARNING: duplicate module alias:\n"
+                           f"{norm.decode('utf-8', 'surrogateescape')} {m.name}\n")
+            seen.add(norm)
+    return out
+
+def symbols_index(dm: Depmod, symbols: bytes) -> bytes:
+    idx = Index()
+    by_name = {m.bname: m.idx for m in dm.mods}
+    for line in symbols.split(b"\n")[1:-1]:
+        _alias, key, owner = line.split(b" ")
+        idx.insert(key, owner, by_name[owner])
+    return idx.to_bytes()
+
+
+def _scan_major_minor(v: bytes, prefix: bytes) -> tuple[int, int] | None:
+    """sscanf(v, "<prefix>%u-%u"): two unsigned decimals, the rest ignored."""
+    if not v.startswith(prefix):
+        return None
+    m = re.match(rb"\s*([+-]?\d+)-\s*([+-]?\d+)", v[len(prefix):])
+    if m is None:
+        return None
+    return int(m.group(1)) % (1 << 32), int(m.group(2)) % (1 << 32)
+
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+def write_outputs(dirname: str, files: dict[str, bytes]) -> None:
+    """Each file through a temporary name and a rename, as depmod does (mode 0644 less umask)."""
+    import time
+
+    stamp = f"{os.getpid()}.{int(time.time() * 1e6) % 1000000}.{int(time.time())}"
+    for name, data in files.items():
+        tmp = os.path.join(dirname, f"{name}.{stamp}")
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, os.path.join(dirname, name))
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+
+
+def up_to_date(dirname: str, messages: list[str] | None = None) -> bool:
+    """depfile_up_to_date() for -A: modules.dep exists and no module file is newer (in whole
+    seconds). depmod's complaints go to ``messages``; when in doubt the work is done."""
+    import stat as _st
+
+    try:
+        mtime = int(os.stat(os.path.join(dirname, "modules.dep")).st_mtime)
+    except OSError as exc:
+        if messages is not None:
+            if not os.path.isdir(dirname):
+                messages.append(f"depmod: ERROR: could not open directory {dirname}: {exc.strerror}\n")
+            else:
+                messages.append(f"depmod: ERROR: could not fstatat({dirname}, modules.dep): {exc.strerror}\n")
+        return False
+
+    def walk(d: str) -> bool:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            return True
+        for e in entries:
+            if e.name in ("build", "source"):
+                continue
+            try:
+                st = e.stat()
+            except OSError:
+                continue
+            if _st.S_ISDIR(st.st_mode):
+                if not walk(e.path):
+                    return False
+            elif _st.S_ISREG(st.st_mode) and e.name.endswith(KMOD_EXTENSIONS) and e.name not in KMOD_EXTENSIONS:
+                if int(st.st_mtime) > mtime:
+                    return False
+        return True
+
+    return walk(dirname)
+
+
+def is_version_number(v: str) -> bool:
+    """sscanf(v, "%u.%u") == 2."""
+    return re.match(r"\s*[+-]?\d+\.\s*[+-]?\d+", v) is not None

@@ -1,0 +1,168 @@
+"""What a depmod run reads, decided before any module is opened (configuration, discovery, the
+kernel symbol file, stat keys), and the records of its modules (read in parallel, cached)."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from ..discovery import Config, Discovery, Found, modname
+from ..errors import Error
+from ..module import DEFAULT_MAX_SIZE
+from ..tree import ScanCache, default_cache_dir, stat_key
+from .kmod_view import read_records
+
+RECORD_VERSION = 1
+
+
+class DepmodError(Error):
+    """A problem that stops the run; ``str()`` is ``<file>: <problem>``, and ``depmod`` what kmod
+    30's depmod prints when it stops there (its ``ERROR``/``FATAL`` lines, tools/depmod.c), for
+    ``kmodsim depmod``, which exits 1 with it as depmod does."""
+
+    def __init__(self, message: str, depmod: str = "") -> None:
+        super().__init__(message)
+        self.depmod = depmod or f"depmod: FATAL: {message}\n"
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Building a run
+# ---------------------------------------------------------------------------------------------
+
+def tree_dirname(basedir: str | None, kver: str) -> str:
+    """``<basedir>/lib/modules/<kver>``, spelled as depmod spells it (the base made absolute
+    against the working directory, nothing normalised)."""
+    root = ""
+    if basedir:
+        root = basedir if basedir.startswith("/") else f"{os.getcwd()}/{basedir}"
+    return f"{root}/lib/modules/{kver}"
+
+
+def cache_dir_for(cache_dir: str | None) -> str:
+    if cache_dir:
+        return cache_dir
+    return os.path.join(os.path.dirname(default_cache_dir()), f"depmod-v{RECORD_VERSION}")
+
+
+class Plan(NamedTuple):
+    """What a run reads, known before any module is opened: the tree, the modules chosen (in
+    discovery order) and the stat keys of every input."""
+
+    dirname: str
+    kver: str
+    found: list[Found]
+    keys: dict[str, tuple | None]
+    cfg: Config | None
+    ksrc: tuple[str, str] | None  # ("symvers" | "system_map", path)
+    errors: list[tuple[str, str]]
+    files_mode: bool
+
+    @property
+    def cache_root(self) -> str:
+        return self.dirname if not self.files_mode else os.path.join(self.dirname, ".files")
+
+
+def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str] | None = None,
+         symvers: str | None = None, system_map: str | None = None, config_paths: list[str] | None = None,
+         dirname: str | None = None, stat: bool = True) -> Plan:
+    """Configuration and discovery (and, with ``stat``, the stat keys the cache needs). Raises
+    :class:`DepmodError` when the run cannot start."""
+    kver = kver or os.uname().release
+    dirname = dirname or tree_dirname(basedir, kver)
+    ksrc = ("symvers", symvers) if symvers else ("system_map", system_map) if system_map else None
+    if ksrc is not None:
+        try:
+            with open(ksrc[1], "rb"):
+                pass
+        except IsADirectoryError:
+            pass  # depmod's fopen() takes a directory; its first fgets() ends the (empty) file
+        except OSError as exc:
+            raise DepmodError(f"{ksrc[1]}: {exc.strerror or exc}",
+                              f"depmod: FATAL: could not load {ksrc[1]}: {exc.strerror or exc}\n") from None
+    errors: list[tuple[str, str]] = []
+    cfg = None
+    if files is None:
+        try:  # depmod_modules_search_path()'s opendir() of the tree, then do_depmod()'s CRIT
+            os.scandir(dirname).close()
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise DepmodError(f"{dirname}: cannot read directory: {why}",
+                              f"depmod: ERROR: could not open directory {dirname}: {why}\n"
+                              f"depmod: FATAL: could not search modules: {why}\n") from None
+        cfg = Config.load(config_paths, kver)
+        disc = Discovery(dirname, cfg)
+        disc.run()
+        if disc.errors and disc.errors[0][0] == dirname:
+            raise DepmodError(f"{dirname}: {disc.errors[0][1]}")
+        errors.extend(disc.errors)
+        found = list(disc.by_name.values())
+    else:
+        found = []
+        names: dict[str, str] = {}
+        dl = len(dirname)
+        for p in files:  # do_depmod(): each argument in turn, the first failure stops the run
+            if not p.startswith("/"):
+                raise DepmodError(f"{p}: not an absolute path", f"depmod: FATAL: {p}: not absolute path.\n")
+            try:  # kmod_module_new_from_path() stat()s the file
+                os.stat(p)
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                raise DepmodError(f"{p}: {why}", f"depmod: FATAL: could not create module {p}: {why}\n") from None
+            rel = p[dl + 1:] if p.startswith(dirname) and p[dl:dl + 1] == "/" else None
+            n = modname(os.path.basename(p))
+            if n in names:
+                if names[n] == p:  # the same kmod_module again: depmod_module_add()'s hash refuses it
+                    lines = (f"depmod: ERROR: hash_add_unique {n}: File exists\n"
+                             f"depmod: FATAL: could not add module {p}: File exists\n")
+                else:  # libkmod's pool refuses a second path for one name (its ERR names its source line)
+                    lines = (f"depmod: ERROR: ../libkmod/libkmod-module.c:428 kmod_module_new_from_path() "
+                             f"kmod_module '{n}' already exists with different path: new-path='{p}' "
+                             f"old-path='{names[n]}'\n"
+                             f"depmod: FATAL: could not create module {p}: File exists\n")
+                raise DepmodError(f"{p}: a module named {n} was given already", lines)
+            names[n] = p
+            found.append(Found(p, rel, n))
+    keys = {f.path: stat_key(f.path) for f in found} if stat else {}
+    return Plan(dirname, kver, found, keys, cfg, ksrc, errors, files is not None)
+
+
+def plan_keys(pl: Plan) -> dict[str, tuple | None]:
+    if len(pl.keys) != len(pl.found):
+        pl.keys.update((f.path, stat_key(f.path)) for f in pl.found)
+    return pl.keys
+
+
+def load_records(pl: Plan, jobs: int | None = None, use_cache: bool = True, cache_dir: str | None = None,
+                 max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True,
+                 progress: bool | None = False) -> dict[str, tuple]:
+    """Records of every found module, from the cache when its file is unchanged. Without the cache
+    and without ``crcs`` (no ``-e``) the CRCs imports expect are not read. ``progress``: a bar
+    while the others are read (None: on a terminal only, as ``scan``)."""
+    recs: dict[str, tuple] = {}
+    cache = None
+    todo = []
+    if use_cache:
+        import marshal
+
+        keys = plan_keys(pl)
+        cache = ScanCache(pl.cache_root, cache_dir_for(cache_dir))
+        cache.load()
+        for f in pl.found:
+            hit = cache.get(f.path, keys[f.path])
+            if hit is not None:
+                recs[f.path] = marshal.loads(hit[0])
+            else:
+                todo.append(f.path)
+    else:
+        todo = [f.path for f in pl.found]
+    if todo:
+        recs.update(read_records(todo, jobs, max_size, crcs or use_cache, progress))
+    if cache is not None:
+        for p in todo:
+            k = keys[p]
+            if k is not None:
+                cache.put(p, k, marshal.dumps(recs[p]), ())
+        cache.prune(set(keys))
+        cache.save()
+    return recs

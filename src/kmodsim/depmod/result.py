@@ -1,0 +1,141 @@
+"""What ``kmodsim depmod`` prints and writes (files, stderr, status), memoised on disk by every
+input's stat key and every option."""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from ..cache import is_trusted, racy_cutoff, write_atomic
+from ..module import DEFAULT_MAX_SIZE
+from ..tree import stat_key
+from .cycles import cycle_report
+from .graph import compute
+from .outputs import outputs
+from .plan import RECORD_VERSION, Plan, cache_dir_for, load_records, plan_keys
+
+# ---------------------------------------------------------------------------------------------
+# What ``kmodsim depmod`` prints and writes, memoised
+# ---------------------------------------------------------------------------------------------
+
+class Result(NamedTuple):
+    files: dict[str, bytes] | None  # None: a cycle stopped the run, nothing is written
+    stderr: str
+    status: int  # 0 written, 1 cycles, 2 unreadable input
+
+
+MEMO_MAGIC = b"KMSDEPMO"
+
+
+def depmod_result(pl: Plan, *, errsyms: bool = False, prefix: str = "", warn: bool = False,
+                  show: bool = False, bins: bool = False, cycles_limit: int = 1000, jobs: int | None = None,
+                  use_cache: bool = True, cache_dir: str | None = None,
+                  max_size: int = DEFAULT_MAX_SIZE, explain_cycles: bool = False,
+                  progress: bool | None = False) -> Result:
+    """The files, stderr and exit status of ``kmodsim depmod``. With the cache, the whole result
+    is also kept, keyed by every input's stat key and every option: an unchanged tree costs its
+    discovery and nothing else. kmodsim's own cycle report (:func:`cycle_report`) follows
+    depmod's lines only with ``explain_cycles``: stderr is otherwise depmod's alone, as kmod's
+    testsuite compares it (``depmod_detect_loop``)."""
+    key = None
+    if use_cache:
+        key = _memo_key(pl, (errsyms, prefix, warn, show, bins, cycles_limit, max_size, explain_cycles,
+                             stat_key(os.path.join(pl.dirname, "modules.builtin")),
+                             stat_key(os.path.join(pl.dirname, "modules.builtin.modinfo"))))
+        hit = _memo_load(pl, cache_dir, key)
+        if hit is not None:
+            return hit
+    dm = compute(pl, load_records(pl, jobs, use_cache, cache_dir, max_size, crcs=errsyms, progress=progress),
+                 errsyms=errsyms, prefix=prefix)
+    err = list(dm.warnings)
+    err += [f"kmodsim: {p}: {problem}\n" for p, problem in dm.errors]
+    if dm.dep_sort is None:
+        if explain_cycles:
+            err += cycle_report(dm, cycles_limit)
+        res = Result(None, "".join(err), 1)
+    else:
+        messages: list[str] = []
+        files = outputs(dm, messages, bins=bins and not show, warn_dups=warn, show=show)
+        res = Result(files, "".join(err + messages), 2 if dm.errors else 0)
+    if key is not None:
+        _memo_save(pl, cache_dir, key, res)
+    return res
+
+
+
+def _code_keys() -> tuple:
+    """The stat keys of this package's code: a memo made by other code is not trusted."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return tuple(stat_key(os.path.join(here, n)) for n in sorted(os.listdir(here)) if n.endswith(".py"))
+
+
+def _memo_key(pl: Plan, options: tuple) -> bytes:
+    """The memo's key; empty (never memoise) when an input cannot be stat'ed or its stat key cannot
+    be trusted yet (:func:`kmodsim.tree.is_trusted`). Stat keys in ``options`` count as inputs."""
+    import hashlib
+    import marshal
+
+    cutoff = racy_cutoff()  # before the modules are read (load_records)
+    cfg = pl.cfg
+    keys = plan_keys(pl)
+    me = _code_keys()
+    ksrc_key = None if pl.ksrc is None else stat_key(pl.ksrc[1])
+    order_key = stat_key(os.path.join(pl.dirname, "modules.order"))
+    parts = (
+        RECORD_VERSION, me, pl.dirname, pl.kver, pl.files_mode, options,
+        None if cfg is None else (cfg.searches, cfg.overrides, cfg.externals, cfg.excludes, cfg.messages),
+        None if pl.ksrc is None else (pl.ksrc, ksrc_key),
+        order_key,
+        pl.errors,
+        [(f.path, f.relpath, f.name, keys[f.path]) for f in pl.found],
+    )
+    if any(not is_trusted(k, cutoff) for k in keys.values()):
+        return b""  # a module vanished, cannot be stat'ed, or is racily clean
+    others = [*me, ksrc_key, order_key, *(k for k in options if isinstance(k, tuple))]
+    if any(k is not None and not is_trusted(k, cutoff) for k in others):
+        return b""  # a file missing today may appear; one changed this second is racy
+    return hashlib.blake2b(marshal.dumps(parts), digest_size=20).digest()
+
+
+def _memo_file(pl: Plan, cache_dir: str | None) -> str:
+    import hashlib
+
+    h = hashlib.blake2b(pl.cache_root.encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
+    return os.path.join(cache_dir_for(cache_dir), f"{h}.result")
+
+
+def _memo_load(pl: Plan, cache_dir: str | None, key: bytes) -> Result | None:
+    import marshal
+    import zlib
+
+    if not key:
+        return None
+    try:
+        with open(_memo_file(pl, cache_dir), "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    head = len(MEMO_MAGIC) + 4
+    if len(blob) < head + len(key) or blob[:len(MEMO_MAGIC)] != MEMO_MAGIC or blob[head:head + len(key)] != key:
+        return None
+    payload = memoryview(blob)[head:]
+    if zlib.crc32(payload) != int.from_bytes(blob[len(MEMO_MAGIC):head], "little"):
+        return None
+    try:
+        _key, files, stderr, status = marshal.loads(payload[len(key):])
+    except (ValueError, EOFError, TypeError):
+        return None
+    return Result(files, stderr, status)
+
+
+def _memo_save(pl: Plan, cache_dir: str | None, key: bytes, res: Result) -> None:
+    import marshal
+    import zlib
+
+    if not key:
+        return
+    payload = key + marshal.dumps((key, res.files, res.stderr, res.status))
+    try:
+        write_atomic(_memo_file(pl, cache_dir), MEMO_MAGIC + zlib.crc32(payload).to_bytes(4, "little") + payload)
+    except OSError:
+        pass  # a memo that cannot be written only costs time
