@@ -6,6 +6,8 @@ may stand for a file's content.
   ``kbuild``, ``roots``, ``oracle`` ...).
 * :func:`write_atomic` — a temporary file in the same directory, written, fsync'ed, renamed over
   the old one: a reader sees the old file or the new one, never a torn one.
+* :func:`cached_dir` — a directory made once (a kbuild build, an unpacked package, a source tree):
+  filled in a temporary directory beside it and renamed into place, so that it exists only whole.
 * :func:`racy_cutoff` / :func:`is_trusted` — git's racy-clean rule. A stat key (size, mtime_ns,
   ctime_ns, inode: :func:`kmodsim.module.stat_key_of`) cannot tell two versions of a file apart
   when both were written within one tick of the file system's clock (one second on ext4 with
@@ -22,8 +24,10 @@ all stand above it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
 
 def cache_root() -> str:
@@ -46,6 +50,31 @@ def write_atomic(path: str, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def cached_dir(dest: str, fill: Callable[[str], None]) -> str:
+    """``dest``, made once: when it does not exist, ``fill(tmp)`` writes its content into a new
+    temporary directory beside it, which is then renamed to ``dest``. A directory is only ever
+    renamed into place whole, so its existence is its completeness; an interrupted ``fill`` leaves
+    nothing behind (its temporary directory is removed). Two runs filling one ``dest`` at once: the
+    first rename wins, the other run's copy is dropped. Returns ``dest``."""
+    if os.path.isdir(dest):
+        return dest
+    parent = os.path.dirname(dest)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=parent)
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not os.path.isdir(dest):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # another run got there first
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
 
 
 # Kernel file times come from a coarse clock that may lag the wall clock by a few ticks.

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 
-from .cache import cache_root
+from .cache import cache_root, cached_dir
 from .errors import Error
 
 
@@ -231,19 +231,12 @@ def fetch_deb(package: str, arch: str | None = None, suite: str | None = None) -
 
 def unpack(debs: list[str], key: str) -> str:
     """``dpkg-deb -x`` every .deb into one directory of the cache named ``key``; atomic."""
-    dest = os.path.join(cache_root(), "roots", key)
-    if os.path.isdir(dest):
-        return dest
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".x-", dir=os.path.dirname(dest))
-    try:
+
+    def fill(tmp: str) -> None:
         for deb in debs:
             _run(["dpkg-deb", "-x", deb, tmp])
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+
+    return cached_dir(os.path.join(cache_root(), "roots", key), fill)
 
 
 class DebianKernel:
@@ -318,33 +311,25 @@ def upstream_source(package: str, suite: str) -> str:
     stop after the tarballs arrived (a ``.dsc`` it cannot verify): the tarball is what counts."""
     version = source_version(package, suite)
     dest = os.path.join(cache_root(), "src", f"{package}_{version}")
-    done = os.path.join(dest, ".kmodsim-complete")
-    if not os.path.exists(done):
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".s-", dir=os.path.dirname(dest))
+
+    def fill(tmp: str) -> None:
+        dl = os.path.join(tmp, "dl")
+        os.mkdir(dl)
         try:
-            dl = os.path.join(tmp, "dl")
-            os.mkdir(dl)
-            try:
-                _apt(["apt-get", "-q", "source", "--download-only", f"{package}={version}"], None, cwd=dl,
-                     suite=suite, source=True)
-            except DebianError:
-                pass  # judged by the tarball below
-            upstream = version.split(":")[-1].rsplit("-", 1)[0]
-            origs = glob.glob(os.path.join(dl, f"{glob.escape(package)}_{glob.escape(upstream)}.orig.tar.*"))
-            if len(origs) != 1:
-                raise DebianError(f"apt-get source {package}={version}: expected one .orig.tar.*, got {len(origs)}")
-            tree = os.path.join(tmp, "tree")
-            os.mkdir(tree)
-            _run(["tar", "-xf", origs[0], "-C", tree, "--no-same-owner"])
-            shutil.rmtree(dl)
-            open(os.path.join(tmp, ".kmodsim-complete"), "w").close()
-            if os.path.isdir(dest):
-                shutil.rmtree(dest)
-            os.rename(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            _apt(["apt-get", "-q", "source", "--download-only", f"{package}={version}"], None, cwd=dl,
+                 suite=suite, source=True)
+        except DebianError:
+            pass  # judged by the tarball below
+        upstream = version.split(":")[-1].rsplit("-", 1)[0]
+        origs = glob.glob(os.path.join(dl, f"{glob.escape(package)}_{glob.escape(upstream)}.orig.tar.*"))
+        if len(origs) != 1:
+            raise DebianError(f"apt-get source {package}={version}: expected one .orig.tar.*, got {len(origs)}")
+        tree = os.path.join(tmp, "tree")
+        os.mkdir(tree)
+        _run(["tar", "-xf", origs[0], "-C", tree, "--no-same-owner"])
+        shutil.rmtree(dl)
+
+    cached_dir(dest, fill)
     tops = [d for d in os.listdir(os.path.join(dest, "tree")) if not d.startswith(".")]
     if len(tops) != 1:
         raise DebianError(f"{dest}/tree: expected one top directory, found {len(tops)}")

@@ -12,9 +12,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tempfile
 
-from .cache import cache_root
+from .cache import cache_root, cached_dir
 from .errors import Error
 
 
@@ -49,11 +48,8 @@ def build(src: str, headers: str, make_args: tuple[str, ...] = (), extra_symbols
             h.update(b"sym\0" + hashlib.sha256(f.read()).digest())
     key = h.hexdigest()[:20]
     dest = os.path.join(cache_root(), "kbuild", f"{os.path.basename(os.path.normpath(src))}-{key}")
-    if os.path.isfile(os.path.join(dest, ".kmodsim-built")):
-        return dest
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".b-", dir=os.path.dirname(dest))
-    try:
+
+    def fill(tmp: str) -> None:
         for rel in _source_files(src):
             os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
             shutil.copy2(os.path.join(src, rel), os.path.join(tmp, rel))
@@ -68,11 +64,5 @@ def build(src: str, headers: str, make_args: tuple[str, ...] = (), extra_symbols
         if p.returncode != 0:
             tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-15:])
             raise KbuildError(f"kbuild failed in {src} against {headers}:\n{tail}")
-        open(os.path.join(tmp, ".kmodsim-built"), "w").close()
-        if os.path.isdir(dest):
-            shutil.rmtree(dest)
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
+
+    return cached_dir(dest, fill)
