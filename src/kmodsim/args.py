@@ -7,7 +7,7 @@ importing click costs every invocation ~25 ms (a third of a warm ``scan``, measu
 ``python -X importtime``), argparse ~5 ms; and kmodsim needs only this much of a CLI library.
 
 What a parameter may say: option declarations (``"-j", "--jobs"``, plus a bare name for the
-Python parameter), ``type`` (a callable, :class:`Path`, :class:`Choice`, :class:`IntRange`),
+Python parameter), ``type`` (a callable, :func:`path`, :class:`Choice`, :class:`IntRange`),
 ``default``, ``is_flag``, ``count``, ``multiple`` (a tuple), ``required``, ``metavar``, ``help``,
 ``show_default``, ``hidden`` and ``callback(ctx, param, value)`` (``ctx`` is None); an argument
 ``nargs=-1`` (a tuple, any number; at least one when ``required``) or one value (optional unless
@@ -32,15 +32,11 @@ class BadParameter(UsageError):
     """A parameter's value is wrong (raised by a ``type`` or a ``callback``)."""
 
 
-class Path:
-    """A file-system path argument (a str; existence is the command's business, as it reports bad
-    input files one line each instead of stopping the run)."""
-
-    def __init__(self, file_okay: bool = True, dir_okay: bool = True, path_type: type = str) -> None:
-        self.file_okay, self.dir_okay = file_okay, dir_okay
-
-    def __call__(self, text: str) -> str:
-        return text
+def path(text: str) -> str:
+    """The type of a file-system path argument: the text as given. Whether it exists, and is a
+    file or a directory, is the command's business: it reports each bad input in one line and goes
+    on with the others instead of stopping the run at argument parsing."""
+    return text
 
 
 class Choice:

@@ -16,14 +16,14 @@ from .common import (
 
 
 @args.command("check")
-@args.argument("paths", nargs=-1, required=True, type=args.Path())
+@args.argument("paths", nargs=-1, required=True, type=args.path)
 @args.option("--kernel", "-k", "kernel_path", metavar="KDIR|Module.symvers|vmlinux",
               help="Target kernel (vmlinux exports, vermagic). Without it, unresolved and vermagic are not checked.")
-@args.option("--modules", "-m", "modules_dir", type=args.Path(file_okay=False),
+@args.option("--modules", "-m", "modules_dir", type=args.path,
               help="A module tree whose exports may satisfy imports (not itself checked).")
-@args.option("--allow", "allow_files", multiple=True, type=args.Path(dir_okay=False),
+@args.option("--allow", "allow_files", multiple=True, type=args.path,
               help="Allowlist (TOML: [[exclusive]] and [[allow]] entries). Repeatable.")
-@args.option("--symbol-list", "symbol_lists", multiple=True, type=args.Path(dir_okay=False),
+@args.option("--symbol-list", "symbol_lists", multiple=True, type=args.path,
               help="Allowed vmlinux imports (Android [abi_symbol_list] or one name a line). Repeatable.")
 @args.option("--format", "fmt", type=args.Choice(["text", "json", "sarif"]), default="text", show_default=True)
 @args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")

@@ -39,7 +39,7 @@ def _deprecated(ctx: None, param: args.Param, value: bool) -> bool:
               help="Also write the .bin indexes modprobe reads (kmod's index format; slower).")
 @args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
 @args.option("--no-cache", is_flag=True, help="Neither read nor write kmodsim's cache.")
-@args.option("--cache-dir", type=args.Path(file_okay=False), default=None,
+@args.option("--cache-dir", type=args.path, default=None,
               help="Cache directory (default: $KMODSIM_CACHE/depmod-v1).")
 @args.option("--explain-cycles", is_flag=True,
               help="After depmod's cycle lines, list every dependency cycle with the symbols behind each edge.")

@@ -20,7 +20,7 @@ def profile_for(release: str):
 
 
 @args.command("footprint")
-@args.argument("files", nargs=-1, required=True, type=args.Path(dir_okay=False))
+@args.argument("files", nargs=-1, required=True, type=args.path)
 @kernel_option()
 @args.option("--json", "as_json", is_flag=True)
 @args.option("--merge", "merges", multiple=True, metavar="A.ko,B.ko[,...]",

@@ -9,7 +9,7 @@ from .common import EXIT_ERROR, EXIT_OK, dump_json, error, max_size_option
 
 
 @args.command("inspect")
-@args.argument("files", nargs=-1, required=True, type=args.Path(dir_okay=False))
+@args.argument("files", nargs=-1, required=True, type=args.path)
 @args.option("--json", "as_json", is_flag=True, help="One JSON object (an array for several files).")
 @max_size_option
 def inspect_cmd(files: tuple[str, ...], as_json: bool, max_size: int) -> None:

@@ -22,9 +22,9 @@ from .common import (
 
 
 @args.command("ldd")
-@args.argument("file", type=args.Path(dir_okay=False))
+@args.argument("file", type=args.path)
 @kernel_option()
-@args.option("--modules", "-m", "modules_dir", type=args.Path(file_okay=False),
+@args.option("--modules", "-m", "modules_dir", type=args.path,
               help="Module tree to take module providers from, the modules depmod takes "
                    "(default: the kernel's Module.symvers rows).")
 @args.option("--json", "as_json", is_flag=True)

@@ -11,9 +11,9 @@ def script_options(f):
     f = args.option("--profile", "profile_name", default=None, metavar="SERIES",
                      help="Loader profile (6.1, 6.12); default: from the kernel's release.")(f)
     f = args.option("--json", "as_json", is_flag=True, help="Machine-readable result.")(f)
-    f = args.option("--script", "-s", "script", required=True, type=args.Path(dir_okay=False),
+    f = args.option("--script", "-s", "script", required=True, type=args.path,
                      help="One command a line: insmod PATH [args], rmmod NAME, modprobe NAME [args].")(f)
-    f = args.option("--modules", "-m", "modules_dir", type=args.Path(file_okay=False),
+    f = args.option("--modules", "-m", "modules_dir", type=args.path,
                      help="Module tree for modprobe: the modules depmod takes, dependencies as "
                           "depmod writes them into modules.dep.")(f)
     f = config_option(f)

@@ -7,10 +7,10 @@ from .common import EXIT_ERROR, EXIT_OK, config_option, dump_json, error, max_si
 
 
 @args.command("scan")
-@args.argument("paths", nargs=-1, required=True, type=args.Path())
+@args.argument("paths", nargs=-1, required=True, type=args.path)
 @args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
 @args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache.")
-@args.option("--cache-dir", type=args.Path(file_okay=False), default=None,
+@args.option("--cache-dir", type=args.path, default=None,
               help="Cache directory (default: $KMODSIM_CACHE/scan or ~/.cache/kmodsim/scan).")
 @args.option("--json", "as_json", is_flag=True, help="Per-module summary as JSON.")
 @args.option("--stats", is_flag=True,

@@ -48,7 +48,7 @@ def image_for(kernel, vmlinuz: str | None) -> str:
 
 @args.command("verify")
 @script_options
-@args.option("--vmlinuz", type=args.Path(dir_okay=False),
+@args.option("--vmlinuz", type=args.path,
               help="Kernel image to boot (default: Debian's linux-image-<release>, fetched and cached).")
 @args.option("--compare", is_flag=True, help="Diff the real kernel against the model; exit 1 on any difference.")
 @args.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed for the boot.")

@@ -37,7 +37,7 @@ def _write_raw(text: str) -> None:
 
 
 @args.command("ops")
-@args.argument("paths", nargs=-1, required=True, type=args.Path(path_type=str))
+@args.argument("paths", nargs=-1, required=True, type=args.path)
 @args.option("--struct", "struct_name", metavar="NAME", help="The ops struct type, e.g. kvm_x86_ops.")
 @args.option("--json", "as_json", is_flag=True, help="Print the stable JSON document (docs/ops.md).")
 @args.option(
