@@ -41,7 +41,9 @@ CACHE_MAGIC = b"KMSCACHE"
 CACHE_FORMAT = 7  # 3: module record v2; 4: index apart from the records; 5-7: module record v3-v5
 
 
-class ScanError(NamedTuple):
+class ScanProblem(NamedTuple):
+    """An input a scan could not read (a record, not an exception: the scan goes on)."""
+
     path: str
     problem: str
 
@@ -61,7 +63,7 @@ class ScanResult:
         self.root = root
         self.items: list[tuple[str, tuple | bytes, tuple[str, int, int]]] = []
         self.keys: dict[str, tuple | None] = {}  # path -> stat key (size, mtime_ns, ctime_ns, ino)
-        self.errors: list[ScanError] = []
+        self.errors: list[ScanProblem] = []
         self.ignored: list[str] = []  # .ko.gz files of the trees, which depmod passes over
         self.cached = cached
         self.parsed = parsed
@@ -137,7 +139,7 @@ def is_module_file(name: str) -> bool:
     return name.endswith(MODULE_SUFFIXES)
 
 
-def find_modules(root: str, errors: list[ScanError] | None = None, config_paths: Iterable[str] | None = None,
+def find_modules(root: str, errors: list[ScanProblem] | None = None, config_paths: Iterable[str] | None = None,
                  ignored: list[str] | None = None) -> list[str]:
     """The modules depmod takes from the tree ``root``, in modules.dep order
     (:func:`kmodsim.discovery.discover`: depmod.d ``search``/``override``/``external``/``exclude``,
@@ -146,13 +148,13 @@ def find_modules(root: str, errors: list[ScanError] | None = None, config_paths:
 
     d = discover(root, config_paths)
     if errors is not None:
-        errors.extend(ScanError(p, problem) for p, problem in d.errors)
+        errors.extend(ScanProblem(p, problem) for p, problem in d.errors)
     if ignored is not None:
         ignored.extend(d.ignored)
     return d.paths
 
 
-def expand_paths(paths: Iterable[str], errors: list[ScanError], config_paths: Iterable[str] | None = None,
+def expand_paths(paths: Iterable[str], errors: list[ScanProblem], config_paths: Iterable[str] | None = None,
                  ignored: list[str] | None = None) -> list[tuple[str, str]]:
     """(root, file) for every module named on a command line: files as given, directories by
     depmod's discovery (:func:`find_modules`)."""
@@ -162,11 +164,11 @@ def expand_paths(paths: Iterable[str], errors: list[ScanError], config_paths: It
             try:
                 root = module_root(p)
             except ValueError as exc:
-                errors.append(ScanError(p, str(exc)))
+                errors.append(ScanProblem(p, str(exc)))
                 continue
             found = find_modules(root, errors, config_paths, ignored)
             if not found:  # a mistyped path must not pass as a clean tree
-                errors.append(ScanError(p, "no modules found (*.ko, *.ko.xz, *.ko.zst)"))
+                errors.append(ScanProblem(p, "no modules found (*.ko, *.ko.xz, *.ko.zst)"))
             out.extend((root, f) for f in found)
         else:
             out.append((os.path.dirname(p) or ".", p))
@@ -541,7 +543,7 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
          progress: bool | None = None, config_paths: Iterable[str] | None = None) -> ScanResult:
     """Read every module named by ``paths`` (files, or trees as depmod finds their modules with
     the depmod.d configuration of ``config_paths``). Problems are collected, not raised."""
-    errors: list[ScanError] = []
+    errors: list[ScanProblem] = []
     ignored: list[str] = []
     files = expand_paths(paths, errors, config_paths, ignored)
     roots = sorted({r for r, _ in files})
@@ -581,7 +583,7 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
                 if use_cache:
                     caches[root].put(f, key, blob, summ)
             else:
-                errors.append(ScanError(f, val))
+                errors.append(ScanProblem(f, val))
     if use_cache:
         for r, c in caches.items():
             c.prune({f for root, f in files if root == r})
