@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from kmodsim.btf import Btf, BtfError, vmlinux_btf
-from kmodsim.oracle.run import _probe_definition, module_probe_fields, parse_probe_line
+from kmodsim.oracle.boot import _probe_definition, module_probe_fields, parse_probe_line
 
 import oracles
 

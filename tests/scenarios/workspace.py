@@ -238,7 +238,7 @@ def steps_of(script: Path, ws: Path):
 def packed_steps(script: Path, ws: Path):
     """The scenario's steps and the copies of its modules the guest loads (debug info stripped), made
     once in ``ws/packed/<scenario>/``: the model reads the same copies (as ``kmodsim verify`` does)."""
-    from kmodsim.oracle.run import pack_modules
+    from kmodsim.oracle.boot import pack_modules
 
     steps = steps_of(script, ws)
     return steps, pack_modules(steps, str(ws / "packed" / script.stem))
@@ -246,7 +246,7 @@ def packed_steps(script: Path, ws: Path):
 
 def model_doc(script: Path, ws: Path, kernel) -> dict:
     from kmodsim.loader.run import replay
-    from kmodsim.oracle.run import on_packed
+    from kmodsim.oracle.boot import on_packed
 
     steps, packed = packed_steps(script, ws)
     return replay(kernel, on_packed(steps, packed))

@@ -13,7 +13,7 @@ from .load import prepare, script_options
 
 def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
     from ..loader.run import result_doc, step_record
-    from ..oracle.run import formed_sizes
+    from ..oracle.boot import formed_sizes
 
     observed = bool(raw.get("probe"))
     recs = [step_record(s, r["calls"], r["messages"], r["modules"], r["tainted"],
@@ -63,7 +63,7 @@ def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | Non
     from ..loader.run import compare as compare_docs
     from ..loader.run import render_text, replay
     from ..oracle import OracleError, run_on_kernel
-    from ..oracle.run import ModuleFileError, on_packed, pack_modules
+    from ..oracle.boot import ModuleFileError, on_packed, pack_modules
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     image = image_for(kernel, vmlinuz)
