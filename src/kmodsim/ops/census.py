@@ -192,7 +192,7 @@ def _squash(s: str) -> str:
     return _SPACES.sub(" ", s).strip()
 
 
-def _declarator_name(d: Node) -> tuple[str | None, int, Node | None, bool]:
+def _declarator_name(d: Node | None) -> tuple[str | None, int, Node | None, bool]:
     """Unwrap a declarator: ``(name, pointer depth, initializer value, is_function)``."""
     depth = 0
     value = None
@@ -212,7 +212,7 @@ def _declarator_name(d: Node) -> tuple[str | None, int, Node | None, bool]:
             inner = _declarator_name(d.child_by_field_name("declarator"))
             return inner[0], depth, value, True
         elif t in ("identifier", "field_identifier"):
-            return d.text.decode(), depth, value, False
+            return _src(d), depth, value, False
         else:
             return None, depth, value, False
     return None, depth, value, False
@@ -222,7 +222,7 @@ def _function_pointer(decl: Node) -> tuple[str, int, Node, Node] | None:
     """If a field declarator declares a function pointer, ``(name, outer pointer depth,
     function_declarator, the '(*name)' node)``."""
     depth = 0
-    d = decl
+    d: Node | None = decl
     while d is not None and d.type == "pointer_declarator":
         depth += 1
         d = d.child_by_field_name("declarator")
@@ -237,7 +237,7 @@ def _function_pointer(decl: Node) -> tuple[str, int, Node, Node] | None:
     ident = p.child_by_field_name("declarator")
     if ident is None or ident.type != "field_identifier":
         return None
-    return ident.text.decode(), depth, d, inner
+    return _src(ident), depth, d, inner
 
 
 def _iter_fields(body: Node):
@@ -258,7 +258,22 @@ def _iter_toplevel(root: Node):
             yield c
 
 
-def _strip(node: Node) -> Node:
+def _src(node: Node | None) -> str:
+    """The source text of a node the grammar guarantees (tree-sitter types every child and text
+    as optional; a tree parsed from bytes has both)."""
+    assert node is not None and node.text is not None
+    return node.text.decode()
+
+
+def _field(node: Node, name: str) -> Node:
+    """A field the grammar guarantees (the operator of a unary or binary expression ...)."""
+    child = node.child_by_field_name(name)
+    assert child is not None
+    return child
+
+
+def _strip(node: Node | None) -> Node:
+    assert node is not None
     while node.type == "parenthesized_expression" and node.named_children:
         node = node.named_children[0]
     return node
@@ -274,7 +289,7 @@ def _is_nullish(sf: SourceFile, node: Node | None) -> bool:
 def _call_name(call: Node) -> str | None:
     f = call.child_by_field_name("function")
     if f is not None and f.type == "identifier":
-        return f.text.decode()
+        return _src(f)
     return None
 
 
@@ -304,8 +319,8 @@ class _Analyzer:
         self.wrappers: set[str] = set()
         self.macros: list[tuple[SourceFile, Node, str, list[str] | None, str]] = []
         self.family: set[str] = set()
-        self._fs_cache: dict[str, dict[str, bool]] = {}
-        self._local_cache: dict[tuple[str, int], dict[str, bool]] = {}
+        self._fs_cache: dict[str, dict[str, str]] = {}
+        self._local_cache: dict[tuple[str, int], dict[str, str]] = {}
         self._fn_name: dict[tuple[str, int], str | None] = {}
         self.copies: list[Assignment] = []
         self.reads: dict[str, list[Location]] = defaultdict(list)
@@ -408,6 +423,8 @@ class _Analyzer:
 
     def _read_struct(self, sf: SourceFile, node: Node) -> None:
         body = node.child_by_field_name("body")
+        if body is None:  # a declaration without a member list
+            return
         for fd in _iter_fields(body):
             tnode = fd.child_by_field_name("type")
             if tnode is None:
@@ -452,7 +469,7 @@ class _Analyzer:
                     desig = c.children_by_field_name("designator")
                     value = c.child_by_field_name("value")
                     if len(desig) == 1 and desig[0].type == "field_designator" and value is not None:
-                        fname = desig[0].named_children[0].text.decode()
+                        fname = _src(desig[0].named_children[0])
                         self._store_init(sf, fname, value, impls, nulls)
                         if fname in self.field_order:
                             position = self.field_order.index(fname) + 1
@@ -484,10 +501,10 @@ class _Analyzer:
     # -- macro pass --------------------------------------------------------------------------
 
     def _macro(self, sf: SourceFile, m: dict) -> None:
-        name = m["name"][0].text.decode()
+        name = _src(m["name"][0])
         params = None
         if "params" in m:
-            params = [p.text.decode() for p in m["params"][0].named_children if p.type == "identifier"]
+            params = [_src(p) for p in m["params"][0].named_children if p.type == "identifier"]
         body = _text(sf, m["body"][0])
         self.macros.append((sf, m["body"][0], name, params, body))
         if params and self.static_prefix is None and "STATIC_CALL" in body:
@@ -557,7 +574,7 @@ class _Analyzer:
         self._local_cache[key] = out
         return out
 
-    def _type_of(self, sf: SourceFile, node: Node) -> str | None:
+    def _type_of(self, sf: SourceFile, node: Node | None) -> str | None:
         """Struct name of the type of an identifier-like expression ("" if not a struct), None if unknown."""
         n = _strip(node)
         while True:
@@ -568,7 +585,7 @@ class _Analyzer:
             else:
                 break
         if n.type == "identifier":
-            name = n.text.decode()
+            name = _src(n)
             fn = parse.enclosing_function(n)
             if fn is not None:
                 local = self._locals(sf, fn)
@@ -582,7 +599,7 @@ class _Analyzer:
             return None
         if n.type == "cast_expression":
             t = n.child_by_field_name("type")
-            m = re.search(r"\b(?:struct|union)\s+(\w+)", t.text.decode()) if t is not None else None
+            m = re.search(r"\b(?:struct|union)\s+(\w+)", _src(t)) if t is not None else None
             return m.group(1) if m else ""
         return None
 
@@ -591,13 +608,13 @@ class _Analyzer:
         n = _strip(obj)
         if n.type == "field_expression":
             f = n.child_by_field_name("field")
-            holders = self.field_tables.get(f.text.decode()) if f is not None else None
+            holders = self.field_tables.get(_src(f)) if f is not None else None
             if not holders:
                 return False
             base = self._type_of(sf, n.child_by_field_name("argument"))
             if base:  # the holder's type is known: the field must be one of S's holders
                 return base in holders
-            return f.text.decode() not in self._other_field_types()
+            return _src(f) not in self._other_field_types()
         return self._type_of(sf, n) == self.struct
 
     def _other_field_types(self) -> set[str]:
@@ -654,7 +671,7 @@ class _Analyzer:
         for index, m in parse.QueryCursor(self._use_query()).matches(sf.tree.root_node):
             if index == 0:
                 if self._is_table(sf, m["obj"][0]):
-                    self._classify(sf, m["fe"][0], m["f"][0].text.decode())
+                    self._classify(sf, m["fe"][0], _src(m["f"][0]))
             elif index == 1:
                 self._static_call(sf, m)
             else:
@@ -733,13 +750,13 @@ class _Analyzer:
                 **loc,
                 target=_squash(_text(sf, fe)),
                 value=value,
-                idiom=f"{shown} {opn.text.decode() if opn is not None else '='} ...",
+                idiom=f"{shown} {_src(opn) if opn is not None else '='} ...",
                 member=member,
             )
             mem.assignments.append(a)
             obj = _strip(fe.child_by_field_name("argument"))
-            if a.sets_null and obj.type == "identifier" and obj.text.decode() in self.instances:
-                mem.cleared_in.append(obj.text.decode())
+            if a.sets_null and obj.type == "identifier" and _src(obj) in self.instances:
+                mem.cleared_in.append(_src(obj))
             return
         test = _null_test(sf, fe, shown)
         if test is not None:
@@ -754,8 +771,8 @@ class _Analyzer:
     def _static_call(self, sf: SourceFile, m: dict) -> None:
         """``static_call(<prefix>m)(...)``, ``static_call_cond(...)``, wrapper ``kvm_x86_call(m)(...)``."""
         prefix = self.static_prefix or ""
-        w = m["w"][0].text.decode()
-        arg = m["a"][0].text.decode()
+        w = _src(m["w"][0])
+        arg = _src(m["a"][0])
         if w in self.wrappers:
             member = arg
         elif prefix and arg.startswith(prefix):
@@ -844,7 +861,7 @@ class _Analyzer:
     def _is_pointer(self, sf: SourceFile, n: Node) -> bool:
         if n.type != "identifier":
             return False
-        name = n.text.decode()
+        name = _src(n)
         if (sf.name, name) in self.static_tables:
             return self.static_tables[(sf.name, name)]
         return self.global_tables.get(name, False)
@@ -984,7 +1001,7 @@ def _declared_types(decl: Node, out: dict[str, str], functions: bool) -> None:
 
 def _struct_name(spec: Node) -> str | None:
     n = spec.child_by_field_name("name")
-    return n.text.decode() if n is not None else None
+    return _src(n) if n is not None else None
 
 
 def _value_used(call: Node) -> bool:
@@ -1015,11 +1032,11 @@ def _null_test(sf: SourceFile, fe: Node, shown: str) -> tuple[str, bool, str | N
                 return f"{kw} ({test})", False, fallback, False
             child, p = p, p.parent
             continue
-        if t == "unary_expression" and p.child_by_field_name("operator").type == "!":
+        if t == "unary_expression" and _field(p, "operator").type == "!":
             negated = not negated
             tested = True
         elif t == "binary_expression":
-            op = p.child_by_field_name("operator").type
+            op = _field(p, "operator").type
             if op in ("&&", "||"):
                 tested = True
             elif op in ("==", "!=") and not tested:

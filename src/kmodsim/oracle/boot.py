@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 from ..errors import Error
 from ..loader.script import Step
@@ -148,6 +149,7 @@ def strip_module(path: str, dest: str) -> bytes:
     strip = shutil.which("strip")
     if strip is None:
         raise OracleError("strip: not installed (binutils)")
+    buf: Any  # an mmap of a plain file, the decompressed bytes of a compressed one
     try:
         buf, fmt, _size = read_image(path)
     except ModuleError as exc:
@@ -349,15 +351,15 @@ def run_on_kernel(steps: list[Step], vmlinuz: str, timeout: float = 60.0, arch: 
                "-append", cfg.cmdline]
         t0 = time.monotonic()
         try:
-            p = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             out = (exc.stdout or b"").decode("utf-8", "replace")
             raise OracleError(f"QEMU did not finish within {timeout:g} s; console tail:\n{_tail(out)}") from None
         elapsed = time.monotonic() - t0
-    out = p.stdout.decode("utf-8", "replace")
-    if p.returncode != 0 and "@@KMS done" not in out:
-        raise OracleError(f"{cfg.binary} exited with {p.returncode}: "
-                          f"{p.stderr.decode('utf-8', 'replace').strip()[-500:]}\n{_tail(out)}")
+    out = proc.stdout.decode("utf-8", "replace")
+    if proc.returncode != 0 and "@@KMS done" not in out:
+        raise OracleError(f"{cfg.binary} exited with {proc.returncode}: "
+                          f"{proc.stderr.decode('utf-8', 'replace').strip()[-500:]}\n{_tail(out)}")
     res = parse_console(out, steps, cfg.noise)
     if definition and not res["probe"]:
         problem = "the guest could not set up the kprobe event (tracefs, CONFIG_KPROBE_EVENTS?)"
