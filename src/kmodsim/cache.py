@@ -89,7 +89,10 @@ def racy_cutoff(now_ns: int | None = None) -> int:
     return t - t % 1_000_000_000
 
 
-def is_trusted(key: tuple | None, cutoff: int) -> bool:
+StatKey = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode: kmodsim.module.stat_key_of
+
+
+def is_trusted(key: StatKey | None, cutoff: int) -> bool:
     """Whether a stat key (:func:`kmodsim.module.stat_key_of`) taken after ``cutoff`` can stand for
     the content read with it: any later write changes the ctime (and so the key) only when the
     current ctime is older than ``cutoff``."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from operator import itemgetter
 
 KMOD_EXTENSIONS = (".ko", ".ko.xz", ".ko.zst")  # kmod 30 built +XZ +ZSTD -ZLIB (Debian 12)
@@ -47,7 +47,7 @@ MODULE_BUCKETS = 512   # hash_new(512, ...) in depmod_init
 # kmod's hash
 # ---------------------------------------------------------------------------------------------
 
-def superfasthash(key: bytes, _u16s=struct.unpack_from) -> int:
+def superfasthash(key: bytes, _u16s: Callable[..., tuple[int, ...]] = struct.unpack_from) -> int:
     """``hash_superfast()`` of kmod's shared/hash.c on a little-endian host with signed ``char``
     (x86): 16-bit words read little-endian, the odd tail byte sign-extended. Arithmetic is mod
     2**32; the low bits never depend on the high ones, so masking can wait until a right shift."""
@@ -183,7 +183,7 @@ def modname(filename: str) -> str:
     return filename.split(".", 1)[0].replace("-", "_")
 
 
-class Found(tuple):
+class Found(tuple[str, str | None, str]):
     """One module file: ``(path, relpath, name)``. ``path`` as depmod spells it (dirname + "/" +
     relpath), ``relpath`` below the tree (None outside it), ``name`` the module's. (A tuple with
     named fields written out: a NamedTuple class costs a warm scan its creation at import.)"""
@@ -226,7 +226,7 @@ class Discovery:
             self._walk(ext, base, {os.path.realpath(ext)}, top=False)
         self._pick()
 
-    def _walk(self, d: str, rel: str | None, ancestors: set, top: bool) -> None:
+    def _walk(self, d: str, rel: str | None, ancestors: set[str], top: bool) -> None:
         """Every file name, in walk order: runs of a directory's files as ``(dir + "/", its path
         below the tree or None, names)``, cut where a subdirectory's walk comes between them (so
         that the walk order is depmod's). ``rel``: the directory below the tree ("" at its top,
