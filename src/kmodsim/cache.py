@@ -6,6 +6,9 @@ may stand for a file's content.
   ``kbuild``, ``roots``, ``oracle`` ...).
 * :func:`write_atomic` — a temporary file in the same directory, written, fsync'ed, renamed over
   the old one: a reader sees the old file or the new one, never a torn one.
+* :func:`store_checked` / :func:`load_checked` — one result file: a magic naming the store and its
+  format version, a checksum, the key it answers, the payload. Anything that does not match —
+  another format, a torn or damaged file, another key — reads as "not cached", never as an answer.
 * :func:`cached_dir` — a directory made once (a kbuild build, an unpacked package, a source tree):
   filled in a temporary directory beside it and renamed into place, so that it exists only whole.
 * :func:`racy_cutoff` / :func:`is_trusted` — git's racy-clean rule. A stat key (size, mtime_ns,
@@ -27,6 +30,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 
 
@@ -50,6 +54,34 @@ def write_atomic(path: str, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def store_checked(path: str, magic: bytes, key: bytes, payload: bytes) -> None:
+    """Write ``payload`` as the answer for ``key`` (atomically, :func:`write_atomic`). ``magic``
+    (8 bytes) names the store and the format of its payload: change it when the format changes."""
+    if len(magic) != 8:
+        raise ValueError("magic must be 8 bytes")
+    body = len(key).to_bytes(2, "little") + key + payload
+    write_atomic(path, magic + zlib.crc32(body).to_bytes(4, "little") + body)
+
+
+def load_checked(path: str, magic: bytes, key: bytes) -> bytes | None:
+    """The payload :func:`store_checked` wrote for ``key``; None when the file is missing,
+    unreadable, of another store or format, damaged (checksum), or holds another key's answer."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    if len(blob) < 14 or blob[:8] != magic:
+        return None
+    body = memoryview(blob)[12:]
+    if zlib.crc32(body) != int.from_bytes(blob[8:12], "little"):
+        return None
+    n = int.from_bytes(body[:2], "little")
+    if bytes(body[2:2 + n]) != key:
+        return None
+    return bytes(body[2 + n:])
 
 
 def cached_dir(dest: str, fill: Callable[[str], None]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from ..cache import is_trusted, racy_cutoff, write_atomic
+from ..cache import is_trusted, load_checked, racy_cutoff, store_checked
 from ..module import DEFAULT_MAX_SIZE
 from ..tree import stat_key
 from .cycles import cycle_report
@@ -24,7 +24,7 @@ class Result(NamedTuple):
     status: int  # 0 written, 1 cycles, 2 unreadable input
 
 
-MEMO_MAGIC = b"KMSDEPMO"
+MEMO_MAGIC = b"KMSDEPM2"  # 2: kmodsim.cache.store_checked's layout
 
 
 def depmod_result(pl: Plan, *, errsyms: bool = False, prefix: str = "", warn: bool = False,
@@ -106,23 +106,14 @@ def _memo_file(pl: Plan, cache_dir: str | None) -> str:
 
 def _memo_load(pl: Plan, cache_dir: str | None, key: bytes) -> Result | None:
     import marshal
-    import zlib
 
     if not key:
         return None
-    try:
-        with open(_memo_file(pl, cache_dir), "rb") as f:
-            blob = f.read()
-    except OSError:
-        return None
-    head = len(MEMO_MAGIC) + 4
-    if len(blob) < head + len(key) or blob[:len(MEMO_MAGIC)] != MEMO_MAGIC or blob[head:head + len(key)] != key:
-        return None
-    payload = memoryview(blob)[head:]
-    if zlib.crc32(payload) != int.from_bytes(blob[len(MEMO_MAGIC):head], "little"):
+    payload = load_checked(_memo_file(pl, cache_dir), MEMO_MAGIC, key)
+    if payload is None:
         return None
     try:
-        _key, files, stderr, status = marshal.loads(payload[len(key):])
+        files, stderr, status = marshal.loads(payload)
     except (ValueError, EOFError, TypeError):
         return None
     return Result(files, stderr, status)
@@ -130,12 +121,10 @@ def _memo_load(pl: Plan, cache_dir: str | None, key: bytes) -> Result | None:
 
 def _memo_save(pl: Plan, cache_dir: str | None, key: bytes, res: Result) -> None:
     import marshal
-    import zlib
 
     if not key:
         return
-    payload = key + marshal.dumps((key, res.files, res.stderr, res.status))
     try:
-        write_atomic(_memo_file(pl, cache_dir), MEMO_MAGIC + zlib.crc32(payload).to_bytes(4, "little") + payload)
+        store_checked(_memo_file(pl, cache_dir), MEMO_MAGIC, key, marshal.dumps((res.files, res.stderr, res.status)))
     except OSError:
         pass  # a memo that cannot be written only costs time

@@ -1,5 +1,6 @@
-"""kmodsim.cache.cached_dir: the one way a cache directory (kbuild builds, unpacked packages, source
-trees) comes into being — whole or not at all."""
+"""kmodsim.cache: the one way a cache directory (kbuild builds, unpacked packages, source trees)
+comes into being — whole or not at all — and the one checked result file (depmod's memo, check's
+findings): any doubt reads as "not cached"."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 
 import pytest
 
-from kmodsim.cache import cached_dir
+from kmodsim.cache import cached_dir, load_checked, store_checked
 
 
 def test_made_once(tmp_path):
@@ -53,3 +54,21 @@ def test_two_runs_racing_keep_the_first(tmp_path):
     assert cached_dir(dest, first) == dest
     assert open(os.path.join(dest, "who")).read() == "first"
     assert sorted(os.listdir(tmp_path)) == ["d"]
+
+
+def test_checked_result_round_trip_and_every_doubt(tmp_path):
+    path = str(tmp_path / "r" / "x.result")
+    store_checked(path, b"KMSTEST1", b"key-1", b"payload \0 bytes")
+    assert load_checked(path, b"KMSTEST1", b"key-1") == b"payload \0 bytes"
+    assert load_checked(path, b"KMSTEST1", b"key-2") is None  # another key's answer
+    assert load_checked(path, b"KMSTEST2", b"key-1") is None  # another format
+    assert load_checked(str(tmp_path / "missing"), b"KMSTEST1", b"key-1") is None
+    blob = open(path, "rb").read()
+    for cut in (0, 5, 13, len(blob) - 1):  # torn files
+        open(path, "wb").write(blob[:cut])
+        assert load_checked(path, b"KMSTEST1", b"key-1") is None
+    for i in range(12, len(blob)):  # one flipped byte anywhere after the checksum
+        open(path, "wb").write(blob[:i] + bytes([blob[i] ^ 0x40]) + blob[i + 1:])
+        assert load_checked(path, b"KMSTEST1", b"key-1") is None, i
+    with pytest.raises(ValueError):
+        store_checked(path, b"short", b"k", b"")
