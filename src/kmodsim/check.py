@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -105,6 +104,8 @@ class AllowEntry:
 def load_allowlist(path: str) -> list[AllowEntry]:
     """``[[exclusive]] modules = [...] reason = "..."`` and
     ``[[allow]] check = "..." symbol = "<glob>" modules = [...] reason = "..."``."""
+    import tomllib  # here, not at the top: ~10 ms of imports (datetime...) a run without --allow saves
+
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
