@@ -39,8 +39,9 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     from ..check import CheckRequest, check_paths
     from ..render.check import check_json, check_sarif, check_text
 
-    res = check_paths(CheckRequest(paths, kernel_path, modules_dir, allow_files, symbol_lists, jobs,
-                                   not no_cache, config or None, max_size))
+    res = check_paths(CheckRequest(paths, kernel_path=kernel_path, modules_dir=modules_dir,
+                                   allow_files=allow_files, symbol_lists=symbol_lists, jobs=jobs,
+                                   use_cache=not no_cache, config_paths=config or None, max_size=max_size))
     report_inputs(res.ignored, res.problems)
     if fmt == "sarif":  # even for a run that could not check anything: it says it failed and why
         dump_json(check_sarif(res))

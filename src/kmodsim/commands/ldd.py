@@ -38,7 +38,8 @@ def ldd_cmd(file: str, kernel_path: str, modules_dir: str | None, as_json: bool,
     from ..render.ldd import ldd_json, ldd_text
 
     try:
-        res = ldd(LddRequest(file, kernel_path, modules_dir, jobs, list(config) or None, max_size))
+        res = ldd(LddRequest(file, kernel_path, modules_dir=modules_dir, jobs=jobs,
+                             config_paths=list(config) or None, max_size=max_size))
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None

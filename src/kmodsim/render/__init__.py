@@ -13,6 +13,7 @@ document those schemas and point here):
 * :mod:`kmodsim.render.footprint` -- ``footprint`` (the size table, ``--merge``'s what-if; JSON);
 * :mod:`kmodsim.render.loader` -- ``load`` / ``verify`` (the dmesg-like transcript, ``--compare``'s
   lines).
+* :mod:`kmodsim.render.fetch` -- ``fetch-kernel`` (text, ``--shell``, ``--json``).
 
 The ops census keeps its renderer inside its package (:mod:`kmodsim.ops.render`), and depmod's
 outputs are written by :mod:`kmodsim.deps`.
