@@ -21,6 +21,10 @@ check                     severity  mirrors
 
 The module set is taken in load order (the order given, trees in depmod order): for a name exported
 twice the kernel keeps the first loaded exporter, so that one is named as the owner.
+
+:func:`check_paths` is a whole run (``kmodsim check``): a :class:`CheckRequest` in, a
+:class:`CheckResult` out, through the findings cache of :mod:`kmodsim.check_cache`. The result's
+text, JSON and SARIF forms are :mod:`kmodsim.render.check`'s.
 """
 
 from __future__ import annotations
