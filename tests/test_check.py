@@ -210,6 +210,48 @@ def test_findings_cache_follows_every_input(basic_build, consumers, headers61, t
     assert _keyset(json.loads(p.stdout)["findings"]) == _keyset(after["findings"]) and p.returncode == 1
 
 
+
+def test_findings_cache_is_a_versioned_serialisation(basic_build, consumers, headers61, tmp_path, monkeypatch):
+    """The findings cache stores findings (format 2: one row a finding), not a rendering: a warm
+    run gives the cold run's findings, equal field by field, and the CLI's bytes in every format;
+    a file of another format under the right key (the JSON document the cache held before
+    kmodsim.render) or with rows of the wrong shape is a miss, never served."""
+    from kmodsim.check import CheckRequest, check_paths
+    from kmodsim.check_cache import FORMAT
+
+    d = tmp_path / "set"
+    shutil.copytree(consumers, d, ignore=shutil.ignore_patterns("*.o", "*.cmd", "*.mod*", ".tmp*"))
+    settle_timestamps()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("KMODSIM_CACHE", str(cache))
+    req = CheckRequest([str(basic_build), str(d)], headers61)
+    cold = check_paths(req)
+    warm = check_paths(req)
+    assert not cold.cached and warm.cached and not cold.problems
+    assert warm.findings == cold.findings and warm.modules == cold.modules and cold.errors >= 5
+    (f,) = (cache / "check").iterdir()
+    doc = json.loads(f.read_text())
+    assert doc["format"] == FORMAT == 2 and doc["key"] == f.stem and doc["modules"] == cold.modules
+    assert [r[:6] for r in doc["findings"]] == [[x.check, x.severity, x.symbol, x.module, x.path, x.message]
+                                                for x in cold.findings]
+    env = dict(os.environ, KMODSIM_CACHE=str(cache))
+    outs = {fmt: run_kmodsim("check", "--format", fmt, "--kernel", headers61, basic_build, d, env=env)
+            for fmt in ("text", "json", "sarif")}  # served from the cache
+    assert all(p.returncode == 1 for p in outs.values())
+    # the previous format, right key: a clean result that must not be believed
+    f.write_text(json.dumps({"key": f.stem, "result": {"findings": [], "summary": {
+        "modules": 0, "errors": 0, "warnings": 0}}}))
+    assert not check_paths(req).cached
+    for bad in ({"format": FORMAT, "key": f.stem, "modules": 1, "findings": [["crc", "error"]]},
+                {"format": FORMAT, "key": f.stem, "modules": "9", "findings": []}):
+        f.write_text(json.dumps(bad))
+        assert not check_paths(req).cached
+    for fmt, before in outs.items():
+        f.write_text(json.dumps({"key": f.stem, "result": {"findings": [], "summary": {
+            "modules": 0, "errors": 0, "warnings": 0}}}))
+        p = run_kmodsim("check", "--format", fmt, "--kernel", headers61, basic_build, d, env=env)
+        assert (p.returncode, p.stdout, p.stderr) == (before.returncode, before.stdout, before.stderr), fmt
+
 @pytest.mark.realkernel
 def test_module_namespace_before_616_is_an_ordinary_namespace(headers612, tmp_path):
     """Debian's 6.12 exports anon_inode_make_secure_inode in "module:kvm"; its modpost (and kernel)

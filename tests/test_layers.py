@@ -21,11 +21,11 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("reader", ["elf", "module", "discovery"]),
     ("trees", ["tree"]),
     ("target", ["kernel", "btf"]),
-    ("analyses", ["link", "check", "depmod", "footprint", "loader", "ops.parse", "ops.census", "ops.model",
+    ("analyses", ["link", "check", "check_cache", "depmod", "footprint", "loader", "ops.parse", "ops.census", "ops.model",
                   "ops.plan", "ops.emit", "ops.binary", "ops"]),
     ("oracle", ["oracle"]),
     ("inputs", ["debian", "kbuild"]),
-    ("renderers", ["report", "ops.report"]),
+    ("renderers", ["render", "ops.render"]),
     ("cli", ["args", "cli", "commands", "ops.cli", "ops.__main__"]),
     ("api", [""]),  # the package itself: kmodsim.__all__, the public face
 ]
@@ -129,9 +129,9 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     whether at module level or inside a function, and a TYPE_CHECKING import is not."""
     f = tmp_path / "module.py"
     f.write_text("from typing import TYPE_CHECKING\nfrom .debian import fetch_deb\n"
-                 "def f():\n    from .commands.check import check_cmd\n    from . import report\n"
+                 "def f():\n    from .commands.check import check_cmd\n    from .render import check\n"
                  "if TYPE_CHECKING:\n    from .cli import main\n")
     known = set(_modules())
     got = _imports("module", f, known)
-    assert got == [(2, "debian"), (4, "commands.check"), (5, "report")]
+    assert got == [(2, "debian"), (4, "commands.check"), (5, "render.check")]
     assert all(_rank(t) > _rank("module") for _line, t in got)

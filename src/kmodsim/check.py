@@ -21,15 +21,19 @@ check                     severity  mirrors
 
 The module set is taken in load order (the order given, trees in depmod order): for a name exported
 twice the kernel keeps the first loaded exporter, so that one is named as the owner.
+
+:func:`check_paths` is a whole run (``kmodsim check``): a :class:`CheckRequest` in, a
+:class:`CheckResult` out, through the findings cache of :mod:`kmodsim.check_cache`. The result's
+text, JSON and SARIF forms are :mod:`kmodsim.render.check`'s.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import Error
 from .kernel import (
@@ -40,7 +44,7 @@ from .kernel import (
     release_version,
     same_magic,
 )
-from .module import Module
+from .module import DEFAULT_MAX_SIZE, Module
 
 CHECKS = {
     "duplicate-export": "A symbol is exported by two modules of the set, or by a module and vmlinux",
@@ -59,8 +63,11 @@ class CheckError(Error):
     """A bad allowlist or symbol list; the message names the file."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Finding:
+    """One finding; ``extra`` holds the per-check fields (JSON values, in the order the check
+    gives them). Its JSON and SARIF forms are :mod:`kmodsim.render.check`'s."""
+
     check: str
     severity: str  # "error" | "warning"
     symbol: str
@@ -68,10 +75,6 @@ class Finding:
     path: str
     message: str
     extra: dict = field(default_factory=dict)
-
-    def to_json(self) -> dict:
-        return {"check": self.check, "severity": self.severity, "symbol": self.symbol,
-                "module": self.module, "path": self.path, "message": self.message, **self.extra}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +108,8 @@ class AllowEntry:
 def load_allowlist(path: str) -> list[AllowEntry]:
     """``[[exclusive]] modules = [...] reason = "..."`` and
     ``[[allow]] check = "..." symbol = "<glob>" modules = [...] reason = "..."``."""
+    import tomllib  # here, not at the top: ~10 ms of imports (datetime...) a run without --allow saves
+
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -310,58 +315,98 @@ def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists, modul
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering
+# A check run: request in, result out
 # ---------------------------------------------------------------------------------------------
 
-def render_text(findings: list[Finding]) -> str:
-    """modpost's style: ``ERROR: <message>`` / ``WARNING: <message>``, one finding a line; unresolved
-    imports grouped by symbol."""
-    order = {c: i for i, c in enumerate(CHECKS)}
-    fs = sorted(findings, key=lambda f: (order.get(f.check, 99), f.symbol, f.module))
-    lines = []
-    for f in fs:
-        tag = "ERROR" if f.severity == "error" else "WARNING"
-        lines.append(f"{tag}: kmodsim: {f.message}")
-    return "\n".join(lines)
+class CheckRequest(NamedTuple):
+    """``kmodsim check``'s inputs: the modules to check (files or trees), the target kernel, a tree
+    of further providers, allowlists and symbol lists, and how to read."""
+
+    paths: Sequence[str]
+    kernel_path: str | None = None
+    modules_dir: str | None = None
+    allow_files: Sequence[str] = ()
+    symbol_lists: Sequence[str] = ()
+    jobs: int | None = None
+    use_cache: bool = True  # the scan cache and the findings cache (kmodsim.check_cache)
+    config_paths: Sequence[str] | None = None  # depmod.d for the trees
+    max_size: int = DEFAULT_MAX_SIZE
 
 
-def to_sarif(findings: list[Finding], version: str, problems: Sequence[tuple[str, str]] = ()) -> dict:
-    """SARIF 2.1.0 (OASIS), one result per finding, one rule per check. The run's one invocation
-    says whether it succeeded: every input problem (``(path, problem)``, what stderr says) is a
-    tool execution notification, and ``executionSuccessful`` is false when there is one."""
-    rules = [{"id": c, "name": c, "shortDescription": {"text": d}} for c, d in CHECKS.items()]
-    index = {c: i for i, c in enumerate(CHECKS)}
-    results = []
-    for f in findings:
-        r = {
-            "ruleId": f.check,
-            "ruleIndex": index[f.check],
-            "level": "error" if f.severity == "error" else "warning",
-            "message": {"text": f.message},
-            "properties": {k: v for k, v in f.to_json().items() if k not in ("message", "check", "severity")},
-        }
-        if f.path:
-            r["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}}}]
-        results.append(r)
-    invocation: dict = {"executionSuccessful": not problems}
-    if problems:
-        notes = []
-        for path, problem in problems:
-            n: dict = {"level": "error", "message": {"text": f"{path}: {problem}" if path else problem}}
-            if path:
-                n["locations"] = [{"physicalLocation": {"artifactLocation": {"uri": _uri(path)}}}]
-            notes.append(n)
-        invocation["toolExecutionNotifications"] = notes
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{"tool": {"driver": {"name": "kmodsim", "version": version, "rules": rules}},
-                  "invocations": [invocation],
-                  "results": results}],
-    }
+class CheckResult(NamedTuple):
+    """What a check run found. ``problems``: every input problem (``(path, problem)``, path "" when
+    the problem names its file itself), in the order met; ``aborted``: one of them stopped the run
+    before any check (a bad allowlist or symbol list, an unreadable kernel)."""
+
+    findings: list[Finding]
+    modules: int  # modules checked
+    problems: list[tuple[str, str]]
+    ignored: list[str]  # .ko.gz files of the trees (depmod passes over them)
+    aborted: bool = False
+    cached: bool = False  # the findings came from the findings cache
+
+    @property
+    def errors(self) -> int:
+        return sum(f.severity == "error" for f in self.findings)
+
+    @property
+    def warnings(self) -> int:
+        return sum(f.severity == "warning" for f in self.findings)
 
 
-def _uri(path: str) -> str:
-    from urllib.parse import quote
+def check_paths(req: CheckRequest) -> CheckResult:
+    """Read the modules of ``req`` (as depmod finds them in trees), the kernel, the allowlists and
+    symbol lists, and run every check; with ``req.use_cache``, a run whose inputs are all unchanged
+    takes the previous run's findings (:mod:`kmodsim.check_cache`). Input problems are collected,
+    not raised: the rest of the inputs is still checked."""
+    from . import __version__, check_cache
+    from .cache import racy_cutoff
+    from .tree import scan
 
-    return "file://" + quote(os.path.abspath(path)) if os.path.isabs(path) else quote(path)
+    try:
+        allow = [e for f in req.allow_files for e in load_allowlist(f)]
+        lists = [(f, load_symbol_list(f)) for f in req.symbol_lists]
+    except CheckError as exc:
+        return CheckResult([], 0, [("", str(exc))], [], aborted=True)
+    cutoff = racy_cutoff()  # before any input is read: findings from racily clean inputs are not kept
+    res = scan(req.paths, jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
+               config_paths=req.config_paths)
+    tree = scan([req.modules_dir], jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
+                config_paths=req.config_paths) if req.modules_dir else None
+    ignored = res.ignored + (tree.ignored if tree else [])
+    problems = [(e.path, e.problem) for e in res.errors + (tree.errors if tree else [])]
+
+    # The findings are a function of every input below: with all of them unchanged (same stat keys,
+    # same contents), the previous run's findings are the answer.
+    key = ""
+    if req.use_cache and not problems:
+        key = check_cache.key(__version__, res, tree, req.kernel_path, req.allow_files, req.symbol_lists,
+                              cutoff)
+        hit = check_cache.load(key) if key else None
+        if hit is not None:
+            return CheckResult(hit[1], hit[0], [], ignored, cached=True)
+
+    kernel = None
+    if req.kernel_path:
+        from .kernel import KernelError
+
+        try:
+            kernel = Kernel.load(req.kernel_path)
+        except KernelError as exc:
+            return CheckResult([], 0, problems + [("", str(exc))], ignored, aborted=True)
+    modules = res.modules
+    if kernel is not None and kernel.machine is not None:
+        from .elf import MACHINE_NAMES
+
+        keep = []
+        for m in modules:
+            if m.machine != kernel.machine:
+                problems.append((m.path, f"ELF machine {m.machine_name} does not match the kernel's "
+                                         f"({MACHINE_NAMES.get(kernel.machine, kernel.machine)})"))
+            else:
+                keep.append(m)
+        modules = keep
+    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists)
+    if key and not problems:
+        check_cache.store(key, len(modules), findings)
+    return CheckResult(findings, len(modules), problems, ignored)

@@ -195,6 +195,23 @@ def series_kernel(series: str) -> DebianKernel:
     return DebianKernel(image_package(SERIES_METAPACKAGES[series]))
 
 
+# Debian architecture -> the flavour of its default image meta-package (linux-image-<flavour>)
+ARCH_FLAVOURS = {None: "amd64", "amd64": "amd64", "i386": "686", "armhf": "armmp", "arm64": "arm64",
+                 "s390x": "s390x", "ppc64el": "powerpc64le", "mips64el": "5kc-malta", "mipsel": "4kc-malta"}
+
+
+def fetch_kernel(package: str | None = None, meta: str | None = None,
+                 arch: str | None = None) -> tuple[DebianKernel, str]:
+    """``kmodsim fetch-kernel``: the image ``package`` (default: what ``meta`` depends on; default
+    meta: linux-image-<flavour> of ``arch``), downloaded and unpacked, and its headers directory."""
+    if not package and not meta:
+        if arch not in ARCH_FLAVOURS:
+            raise DebianError(f"--arch {arch}: name the image with --package or --meta")
+        meta = f"linux-image-{ARCH_FLAVOURS[arch]}"
+    k = DebianKernel(package or image_package(meta or "", arch), arch)
+    return k, k.headers()
+
+
 def image_package(meta: str = "linux-image-amd64", arch: str | None = None, suite: str | None = None) -> str:
     """The versioned image package a meta-package points at, e.g. linux-image-6.1.0-56-amd64."""
     for dep in depends_of(meta, arch, suite):

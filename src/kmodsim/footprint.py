@@ -79,11 +79,6 @@ class Footprint:
     def pages(self) -> int:
         return (self.size + PAGE_SIZE - 1) // PAGE_SIZE
 
-    def to_json(self) -> dict:
-        return {"name": self.name, "path": self.path, "size": self.size, "by_type": dict(self.by_type),
-                "pages": self.pages, "init_size": self.init_size, "core_symbols": self.core_symbols,
-                "kallsyms_bytes": self.kallsyms_bytes, "percpu": self.percpu}
-
 
 def _align(x: int, a: int) -> int:
     a = a or 1
@@ -349,14 +344,19 @@ class MergeReport:
     def delta(self) -> int:
         return self.footprint.size - self.separate
 
-    def to_json(self) -> dict:
-        return {"members": self.members, "footprint": self.footprint.to_json(), "separate_size": self.separate,
-                "separate_pages": (self.separate + PAGE_SIZE - 1) // PAGE_SIZE,
-                "delta": {"bytes": self.delta, "pages": self.footprint.pages - (self.separate + PAGE_SIZE - 1) // PAGE_SIZE},
-                "internal_exports": self.internal_exports, "unused_exports": self.unused_exports}
+
+class WhatIf(NamedTuple):
+    """What merging groups of modules would change (:func:`what_if`)."""
+
+    profile: str
+    modules: list[Footprint]  # each module as it is, in the order given
+    merges: list[MergeReport]  # one a group
+    duplicates: dict[str, list[str]]  # names exported twice across the resulting set -> exporters
+    before: int  # bytes of the configuration as it is
+    after: int  # ... and with every group merged
 
 
-def what_if(modules: list, groups: list[list[int]], profile: Profile | str) -> dict:
+def what_if(modules: list, groups: list[list[int]], profile: Profile | str) -> WhatIf:
     """Merge each group (indexes into ``modules``, kmodsim Module objects) into one module and say
     what changes: each merged module's footprint, the exports that become internal, the names then
     exported twice across the resulting set (and by whom), and the RAM of both configurations."""
@@ -401,5 +401,4 @@ def what_if(modules: list, groups: list[list[int]], profile: Profile | str) -> d
     dups = {n: who for n, who in sorted(exporters.items()) if len(who) > 1}
     before = sum(f.size for f in single.values())
     after = sum(r.footprint.size for r in reports) + sum(single[i].size for i in range(len(modules)) if i not in merged)
-    return {"profile": prof.name, "modules": [single[i] for i in range(len(modules))], "merges": reports,
-            "duplicates": dups, "before": before, "after": after}
+    return WhatIf(prof.name, [single[i] for i in range(len(modules))], reports, dups, before, after)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from .errors import Error
 from .kernel import Kernel, check_version, license_is_gpl_compatible
-from .module import Module
+from .module import DEFAULT_MAX_SIZE, Module
 
 
 class Provider(NamedTuple):
@@ -86,3 +87,67 @@ def resolve(module: Module, index: SymbolIndex) -> list[Resolution]:
             imp.name, imp.crc, imp.weak, p, tuple(provs[1:]), check_version(versions, imp.name, p.crc),
             gpl_ok_license or not p.gpl, not p.namespace or p.namespace in imported_ns))
     return out
+
+
+class LinkError(Error):
+    """A module that cannot be resolved against the kernel at all (another machine); ``str()``
+    names the file."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+
+
+class LddRequest(NamedTuple):
+    """``kmodsim ldd``: a module file, the target kernel, and optionally a tree of providers."""
+
+    file: str
+    kernel_path: str
+    modules_dir: str | None = None
+    jobs: int | None = None
+    config_paths: list[str] | None = None
+    max_size: int = DEFAULT_MAX_SIZE
+
+
+class LddResult(NamedTuple):
+    module: Module
+    kernel: Kernel
+    resolutions: list[Resolution]
+    vermagic_ok: bool | None  # same_magic(); None when the kernel's vermagic is unknown
+    ignored: list[str]  # .ko.gz files of the --modules tree (depmod passes over them)
+    problems: list[tuple[str, str]]  # (path, problem) of the --modules tree's bad files
+
+    @property
+    def clean(self) -> bool:
+        """Every import resolves cleanly and the vermagic matches."""
+        return all(r.ok for r in self.resolutions) and self.vermagic_ok is not False
+
+
+def ldd(req: LddRequest) -> LddResult:
+    """Resolve the imports of ``req.file`` as the kernel would. Raises :class:`kmodsim.Error` for an
+    input that stops the run (the kernel, the module, a machine mismatch); a bad file of the
+    ``--modules`` tree is a problem of the result and the rest is still used."""
+    from .elf import MACHINE_NAMES
+    from .kernel import same_magic
+    from .module import read_module
+
+    kernel = Kernel.load(req.kernel_path)
+    m = read_module(req.file, req.max_size)
+    if kernel.machine is not None and m.machine != kernel.machine:
+        raise LinkError(req.file, f"ELF machine {m.machine_name} does not match the kernel's "
+                                  f"({MACHINE_NAMES.get(kernel.machine, kernel.machine)})")
+    modules: list[Module] = []
+    ignored: list[str] = []
+    problems: list[tuple[str, str]] = []
+    if req.modules_dir:
+        from .tree import scan
+
+        res = scan([req.modules_dir], jobs=req.jobs, max_size=req.max_size, config_paths=req.config_paths)
+        ignored = list(res.ignored)
+        problems = [(e.path, e.problem) for e in res.errors]
+        modules = res.modules
+    index = SymbolIndex.build(kernel, modules, symvers_modules=not req.modules_dir)
+    vermagic_ok = None
+    if kernel.vermagic is not None:
+        vermagic_ok = same_magic(m.vermagic, kernel.vermagic, bool(m.versions))
+    return LddResult(m, kernel, resolve(m, index), vermagic_ok, ignored, problems)

@@ -251,32 +251,7 @@ class Module:
 
         return MACHINE_NAMES.get(self.machine, f"machine {self.machine}")
 
-    # -- serialisation ------------------------------------------------------------------------
-    def to_json(self) -> dict:
-        """The stable ``inspect --json`` object (documented in README.md)."""
-        return {
-            "name": self.name,
-            "path": self.path,
-            "vermagic": self.vermagic,
-            "license": self.license,
-            "depends": self.depends,
-            "machine": self.machine_name,
-            "elf_class": 64 if self.ei_class == 2 else 32,
-            "endian": "little" if self.little_endian else "big",
-            "compression": self.compression,
-            "signed": self.signed,
-            "signature": None if self.signature is None else {
-                "id_type": self.signature.id_type, "sig_len": self.signature.sig_len},
-            "exports": [{"name": e.name, "gpl": e.gpl, "namespace": e.namespace, "crc": e.crc}
-                        for e in self.exports],
-            "imports": [{"name": i.name, "crc": i.crc} for i in self.imports],
-            "modinfo": _modinfo_json(self.modinfo),
-            "params": [{"name": p.name, "type": p.type, "description": p.description}
-                       for p in self.params],
-            "sections": [{"name": s.name, "size": s.size, "align": s.align, "flags": s.flags,
-                          "type": s.type} for s in self.sections],
-        }
-
+    # -- serialisation (the JSON schema is the renderer's: kmodsim.render.modules.module_json) --
     def to_record(self) -> tuple:
         """The compact tuple of builtins (marshal-able, cheap to pickle) the module is a view of:
         each column is one NUL-joined string or one packed integer array, so a module costs a
@@ -345,13 +320,6 @@ def _unints(code: str, raw: bytes) -> list[int]:
     a = array(code)
     a.frombytes(raw)
     return a.tolist()
-
-
-def _modinfo_json(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for k, v in pairs:
-        out.setdefault(k, []).append(v)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from kmodsim.ops.report import JSON_SCHEMA
+from kmodsim.ops.render import JSON_SCHEMA
 
 from .conftest import FIXTURES
 

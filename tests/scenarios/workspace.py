@@ -254,9 +254,9 @@ def model_doc(script: Path, ws: Path, kernel) -> dict:
 
 def kernel_run(script: Path, ws: Path, kernel, vmlinuz: str, timeout: float = 120.0) -> dict:
     """The scenario on the real kernel under QEMU, as ``kmodsim verify --json`` reports it."""
-    from kmodsim.commands.verify import kernel_doc
     from kmodsim.loader.profiles import profile_for
     from kmodsim.oracle import run_on_kernel
+    from kmodsim.oracle.boot import kernel_doc
 
     steps, packed = packed_steps(script, ws)
     raw = run_on_kernel(steps, vmlinuz, timeout=timeout, packed=packed)

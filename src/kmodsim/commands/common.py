@@ -71,3 +71,12 @@ def warn_ignored(paths) -> None:
 
     for p in paths:
         print(f"kmodsim: warning: {p}: {IGNORED_NOTE}", file=sys.stderr)
+
+
+def report_inputs(ignored, problems) -> None:
+    """What a result says about its inputs, on stderr: first the ``.ko.gz`` files passed over, then
+    each input problem (``(path, problem)``) as one line ``kmodsim: <path>: <problem>``."""
+    if ignored:  # (warn_ignored imports the tree scanner)
+        warn_ignored(ignored)
+    for path, what in problems:
+        error(f"{path}: {what}" if path else what)

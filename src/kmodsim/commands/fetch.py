@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 from .. import args
 from .common import EXIT_ERROR, dump_json, error
 
@@ -19,27 +17,17 @@ from .common import EXIT_ERROR, dump_json, error
 @args.option("--json", "as_json", is_flag=True)
 def fetch_cmd(package: str | None, meta: str | None, arch: str | None, as_shell: bool, as_json: bool) -> None:
     """Fetch a Debian kernel image (apt-get download, cached; never installed) and its headers."""
-    from ..debian import DebianError, DebianKernel, image_package
+    from ..debian import DebianError, fetch_kernel
+    from ..render.fetch import fetch_json, fetch_shell, fetch_text
 
-    flavour = {None: "amd64", "amd64": "amd64", "i386": "686", "armhf": "armmp", "arm64": "arm64",
-               "s390x": "s390x", "ppc64el": "powerpc64le", "mips64el": "5kc-malta", "mipsel": "4kc-malta"}
     try:
-        if not package and not meta:
-            if arch not in flavour:
-                raise DebianError(f"--arch {arch}: name the image with --package or --meta")
-            meta = f"linux-image-{flavour[arch]}"
-        k = DebianKernel(package or image_package(meta or "", arch), arch)
-        headers = k.headers()
+        k, headers = fetch_kernel(package, meta, arch)
     except DebianError as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
-    info = {"package": k.package, "arch": arch or "", "kver": k.kver, "root": k.root, "modules": k.modules_dir,
-            "vmlinuz": k.vmlinuz, "headers": headers}
     if as_json:
-        dump_json(info)
+        dump_json(fetch_json(k, headers))
     elif as_shell:
-        for key, val in info.items():
-            args.echo(f"KMODSIM_{key.upper()}={shlex.quote(val)}")
+        args.echo(fetch_shell(k, headers))
     else:
-        for key, val in info.items():
-            args.echo(f"{key + ':':<10}{val}")
+        args.echo(fetch_text(k, headers))

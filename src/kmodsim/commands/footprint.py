@@ -33,6 +33,7 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
     from ..elf import ElfError
     from ..footprint import module_footprint, what_if
     from ..module import ModuleError, read_module
+    from ..render.footprint import footprints_json, footprints_text, what_if_json, what_if_text
 
     files = tuple(files) + tuple(p for g in merges for p in g.split(",") if p not in files)
     kernel = load_kernel(kernel_path)
@@ -56,52 +57,14 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
             raise SystemExit(status)
         where = {os.path.realpath(m.path): i for i, m in enumerate(mods)}
         groups = [[where[os.path.realpath(p)] for p in g.split(",")] for g in merges]
-        _render_what_if(what_if(mods, groups, prof), as_json)
+        r = what_if(mods, groups, prof)
+        if as_json:
+            dump_json(what_if_json(r))
+        else:
+            args.echo(what_if_text(r))
         raise SystemExit(status)
-    total_size = sum(x.size for x in out)
-    total_pages = sum(x.pages for x in out)
     if as_json:
-        dump_json({"profile": prof.name, "modules": [x.to_json() for x in out],
-                   "total": {"size": total_size, "pages": total_pages}})
+        dump_json(footprints_json(prof.name, out))
     else:
-        args.echo(_table(out))
-        args.echo(f"{'total':<24}{total_size:>10}{total_pages:>7}")
+        args.echo(footprints_text(out))
     raise SystemExit(status)
-
-
-def _table(rows) -> str:
-    kinds = [k for k in ("text", "rodata", "ro_after_init", "data", "other", "kallsyms")
-             if any(k in x.by_type for x in rows)]
-    lines = [f"{'module':<24}{'size':>10}{'pages':>7}  " + "".join(f"{k:>14}" for k in kinds)]
-    for x in rows:
-        lines.append(f"{x.name:<24}{x.size:>10}{x.pages:>7}  " + "".join(f"{x.by_type.get(k, 0):>14}" for k in kinds))
-    return "\n".join(lines)
-
-
-def _render_what_if(r: dict, as_json: bool) -> None:
-    pages = lambda n: (n + 4095) // 4096  # noqa: E731
-    if as_json:
-        dump_json({"profile": r["profile"], "modules": [m.to_json() for m in r["modules"]],
-                   "merges": [g.to_json() for g in r["merges"]],
-                   "duplicates": [{"symbol": s, "exporters": w} for s, w in r["duplicates"].items()],
-                   "configuration": {"before": {"size": r["before"], "pages": pages(r["before"])},
-                                     "after": {"size": r["after"], "pages": pages(r["after"])},
-                                     "delta": {"bytes": r["after"] - r["before"],
-                                               "pages": pages(r["after"]) - pages(r["before"])}}})
-        return
-    args.echo(_table(r["modules"]))
-    for g in r["merges"]:
-        args.echo("")
-        args.echo(f"merged {g.footprint.name}: {g.footprint.size} bytes ({g.footprint.pages} pages) "
-                   f"instead of {g.separate} ({pages(g.separate)} pages): {g.delta:+d} bytes, "
-                   f"{g.footprint.pages - pages(g.separate):+d} pages")
-        args.echo(f"  exports that become internal ({len(g.internal_exports)}): "
-                   + (", ".join(g.internal_exports[:12]) + (" ..." if len(g.internal_exports) > 12 else "")))
-    if r["duplicates"]:
-        args.echo("")
-        args.echo(f"exported twice after merging: {len(r['duplicates'])} symbols")
-        for s, who in list(r["duplicates"].items())[:10]:
-            args.echo(f"  {s}: {', '.join(who)}")
-    args.echo("")
-    args.echo(f"configuration: {r['before']} -> {r['after']} bytes ({r['after'] - r['before']:+d}), "
-               f"{pages(r['before'])} -> {pages(r['after'])} pages")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import args
 from ..module import ModuleError, read_module
-from ..report import render_module_text
+from ..render.modules import module_json, module_text
 from .common import EXIT_ERROR, EXIT_OK, dump_json, error, max_size_option
 
 
@@ -24,9 +24,9 @@ def inspect_cmd(files: tuple[str, ...], as_json: bool, max_size: int) -> None:
             status = EXIT_ERROR
             continue
         if as_json:
-            objs.append(m.to_json())
+            objs.append(module_json(m))
         else:
-            args.echo(render_module_text(m))
+            args.echo(module_text(m))
     if as_json and objs:
         dump_json(objs[0] if len(files) == 1 else objs)
     raise SystemExit(status)

@@ -56,12 +56,13 @@ def load_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None,
 
     Exit status: 0 the script ran (whatever its steps returned), 2 usage or input error.
     """
-    from ..loader.run import render_text, replay
+    from ..loader.run import replay
+    from ..render.loader import load_text
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     doc = replay(kernel, steps, profile)
     if as_json:
         dump_json(doc)
     else:
-        args.echo(render_text(doc), nl=False)
+        args.echo(load_text(doc), nl=False)
     raise SystemExit(EXIT_OK)

@@ -25,6 +25,7 @@ def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir
     The output depends on the modules only: the same with a cold or a warm cache, with any --jobs
     (--stats tells the cache's part, on stderr).
     """
+    from ..render.modules import scan_json, scan_stats, scan_text
     from ..tree import scan
 
     res = scan(paths, jobs=jobs, use_cache=not no_cache, cache_dir=cache_dir, max_size=max_size,
@@ -33,16 +34,9 @@ def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir
     for e in res.errors:
         error(str(e))
     if as_json:
-        dump_json({
-            "modules": [{"name": name, "path": path, "exports": n_exp, "imports": n_imp}
-                        for path, name, n_exp, n_imp in res.summaries],
-            "errors": [{"path": e.path, "problem": e.problem} for e in res.errors],
-            "ignored": res.ignored,
-        })
+        dump_json(scan_json(res))
     else:
-        n_exp = sum(s[2] for s in res.summaries)
-        n_imp = sum(s[3] for s in res.summaries)
-        args.echo(f"{len(res.items)} modules, {n_exp} exports, {n_imp} imports, {len(res.errors)} errors")
+        args.echo(scan_text(res))
     if stats:
-        error(f"scan: {res.cached} modules from the cache, {res.parsed} read")
+        error(scan_stats(res))
     raise SystemExit(EXIT_ERROR if res.errors else EXIT_OK)

@@ -11,26 +11,6 @@ from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error
 from .load import prepare, script_options
 
 
-def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
-    from ..loader.run import result_doc, step_record
-    from ..oracle.boot import formed_sizes
-
-    observed = bool(raw.get("probe"))
-    recs = [step_record(s, r["calls"], r["messages"], r["modules"], r["tainted"],
-                        [formed_sizes(f) for f in r.get("formed", [])] if observed else None)
-            for s, r in zip(steps, raw["steps"], strict=True)]
-    last = raw["steps"][-1] if raw["steps"] else {"modules": [], "tainted": raw["boot_tainted"]}
-    notes = [f"booted in {raw['boot_seconds']} s", f"tainted at boot: {raw['boot_tainted']}"]
-    if observed:
-        notes.append("formed modules and their sizes seen by a kprobe on do_init_module() "
-                     "(struct module offsets from the kernel's BTF)")
-    elif raw.get("probe_problem"):
-        notes.append(f"module sizes at do_init_module() not observed: {raw['probe_problem']}")
-    doc = result_doc("kernel", kernel, profile, recs, last["modules"], last["tainted"], notes)
-    doc["boot_seconds"] = raw["boot_seconds"]
-    return doc
-
-
 def image_for(kernel, vmlinuz: str | None) -> str:
     if vmlinuz:
         return vmlinuz
@@ -61,9 +41,10 @@ def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | Non
     boot error.
     """
     from ..loader.run import compare as compare_docs
-    from ..loader.run import render_text, replay
+    from ..loader.run import replay
     from ..oracle import OracleError, run_on_kernel
-    from ..oracle.boot import ModuleFileError, on_packed, pack_modules
+    from ..oracle.boot import ModuleFileError, kernel_doc, on_packed, pack_modules
+    from ..render.loader import compare_text, load_text
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     image = image_for(kernel, vmlinuz)
@@ -86,9 +67,7 @@ def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | Non
     if as_json:
         dump_json(doc)
     else:
-        args.echo(render_text(doc), nl=False)
+        args.echo(load_text(doc), nl=False)
         if compare:
-            for d in diffs:
-                args.echo(f"DIFF: {d}")
-            args.echo(f"# compare: {len(diffs)} difference(s) over {len(steps)} step(s)")
+            args.echo(compare_text(diffs, len(steps)), nl=False)
     raise SystemExit(EXIT_FINDINGS if diffs else EXIT_OK)

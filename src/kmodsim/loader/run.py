@@ -1,5 +1,6 @@
-"""Replaying a script: on the model (``kmodsim load``), the shared JSON shape, the text
-transcript, and the step-by-step comparison with the real kernel's run (``kmodsim verify --compare``)."""
+"""Replaying a script: on the model (``kmodsim load``), the shared JSON shape, and the step-by-step
+comparison with the real kernel's run (``kmodsim verify --compare``). The text transcript is
+:mod:`kmodsim.render.loader`'s."""
 
 from __future__ import annotations
 
@@ -13,10 +14,6 @@ from .profiles import Profile
 from .script import Step
 
 SIZES_NOTE = "module sizes come from the footprint model (kmodsim.footprint, profile {fp})"
-
-# kmod's insmod/modprobe (tools/insmod.c mod_strerror) for the usual loader errors
-KMOD_STRERROR = {E.ENOEXEC: "Invalid module format", E.ENOENT: "Unknown symbol in module",
-                 E.ESRCH: "Unknown symbol in module", E.EINVAL: "Invalid parameters"}
 
 
 def errname(err: int) -> str:
@@ -95,32 +92,6 @@ def result_doc(source: str, kernel: Kernel, profile: Profile, steps: list[dict],
     return {"source": source, "kernel": kernel.release, "vermagic": kernel.vermagic,
             "profile": profile.series, "profile_verified": profile.verified, "notes": notes,
             "steps": steps, "tainted": tainted, "modules": modules}
-
-
-def render_text(doc: dict) -> str:
-    lines = [f"# {doc['source']}: kernel {doc['kernel']} (profile {doc['profile']}"
-             f"{', verified' if doc['profile_verified'] else ', unverified'})"]
-    lines += [f"# note: {n}" for n in doc["notes"]]
-    for s in doc["steps"]:
-        lines.append(f"$ {s['cmd']}")
-        lines += [f"[kernel] {m}" for m in s["messages"]]
-        err = s["errno"]
-        tool = s["cmd"].split()[0]
-        if err:
-            what = s["cmd"].split()[1]
-            if tool == "rmmod":
-                lines.append(f"rmmod: ERROR: could not remove module {what}: {os.strerror(err)}")
-            else:
-                msg = KMOD_STRERROR.get(err, os.strerror(err))
-                lines.append(f"{tool}: ERROR: could not insert module {what}: {msg}")
-    lines.append("# /proc/modules")
-    for m in doc["modules"]:
-        users = ",".join(m["users"]) + "," if m["users"] else "-"
-        size = m["size"] if m["size"] is not None else "?"
-        taints = f" ({m['taints']})" if m["taints"] else ""
-        lines.append(f"{m['name']} {size} {m['refcnt']} {users} {m['state']}{taints}")
-    lines.append(f"# tainted: {doc['tainted']}")
-    return "\n".join(lines) + "\n"
 
 
 MODULE_KEYS = ("name", "refcnt", "users", "state", "taints")

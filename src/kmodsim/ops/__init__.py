@@ -5,7 +5,7 @@
   NULL tests, runtime assignments, X-macro lists; per-member classification;
 * :mod:`kmodsim.ops.plan` -- the ranked devirtualization plan;
 * :mod:`kmodsim.ops.emit` -- ``--emit xmacro`` and ``--emit patch``;
-* :mod:`kmodsim.ops.report` -- JSON (schema ``kmodsim.ops/1``) and text rendering;
+* :mod:`kmodsim.ops.render` -- JSON (schema ``kmodsim.ops/1``) and text rendering;
 * :mod:`kmodsim.ops.binary` -- ELF relocation reader: indirect-thunk calls and static-call sites in
   ``.ko`` files;
 * :mod:`kmodsim.ops.cli` -- the ``kmodsim ops`` command (``ops_cmd``).

@@ -103,7 +103,7 @@ class RawInput:
 
 @dataclass
 class Census:
-    """Everything :func:`run_census` found.  See :mod:`kmodsim.ops.report` for the JSON form."""
+    """Everything :func:`run_census` found.  See :mod:`kmodsim.ops.render` for the JSON form."""
 
     struct: str
     definition: Location | None

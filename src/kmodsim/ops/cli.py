@@ -17,7 +17,7 @@ from ..commands.common import error
 from ..module import MODULE_SUFFIXES  # noqa: E402
 from . import binary as binmod
 from . import census as censusmod
-from . import emit, plan, report
+from . import emit, plan, render
 
 
 def _err(path: str, problem: str) -> None:
@@ -103,13 +103,13 @@ def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, binary_mod
     elif emit_kind == "plan":
         p = plan.make_plan(c, direct)
         if as_json:
-            _write_raw(json.dumps(report.census_json(c, p), indent=2) + "\n")
+            _write_raw(json.dumps(render.census_json(c, p), indent=2) + "\n")
         else:
-            _write_raw(report.plan_text(c, p))
+            _write_raw(render.plan_text(c, p))
     elif as_json:
-        _write_raw(json.dumps(report.census_json(c), indent=2) + "\n")
+        _write_raw(json.dumps(render.census_json(c), indent=2) + "\n")
     else:
-        _write_raw(report.census_text(c))
+        _write_raw(render.census_text(c))
     sys.exit(status)
 
 

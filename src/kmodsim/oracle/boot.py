@@ -57,6 +57,28 @@ def formed_sizes(hit: dict) -> dict:
             "init": sum(v for k, v in sizes.items() if k in _INIT_LABELS), "sizes": dict(sizes)}
 
 
+def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
+    """The real kernel's run (:func:`run_on_kernel`'s raw answer) in the shape of the model's
+    (:func:`kmodsim.loader.run.result_doc`): ``kmodsim verify``'s result, and what the kernel
+    recordings of the tests keep."""
+    from ..loader.run import result_doc, step_record
+
+    observed = bool(raw.get("probe"))
+    recs = [step_record(s, r["calls"], r["messages"], r["modules"], r["tainted"],
+                        [formed_sizes(f) for f in r.get("formed", [])] if observed else None)
+            for s, r in zip(steps, raw["steps"], strict=True)]
+    last = raw["steps"][-1] if raw["steps"] else {"modules": [], "tainted": raw["boot_tainted"]}
+    notes = [f"booted in {raw['boot_seconds']} s", f"tainted at boot: {raw['boot_tainted']}"]
+    if observed:
+        notes.append("formed modules and their sizes seen by a kprobe on do_init_module() "
+                     "(struct module offsets from the kernel's BTF)")
+    elif raw.get("probe_problem"):
+        notes.append(f"module sizes at do_init_module() not observed: {raw['probe_problem']}")
+    doc = result_doc("kernel", kernel, profile, recs, last["modules"], last["tainted"], notes)
+    doc["boot_seconds"] = raw["boot_seconds"]
+    return doc
+
+
 def module_probe_fields(vmlinuz: str) -> list[tuple[str, int, int]]:
     """(label, byte offset, size) of the fields of struct module the probe reads, from the BTF of
     ``vmlinuz``: ``name``, then ``core``/``init`` (``struct module_layout``, up to 6.3; also
