@@ -32,15 +32,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .errors import Error
-from .kernel import (
-    Kernel,
-    check_version,
-    has_behaviour,
-    license_is_gpl_compatible,
-    release_version,
-    same_magic,
-)
+from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
 from .module import Module
+from .target import Target
 
 CHECKS = {
     "duplicate-export": "A symbol is exported by two modules of the set, or by a module and vmlinux",
@@ -162,11 +156,18 @@ def _ko(m: Module) -> str:
     return base[: base.index(".ko") + 3] if ".ko" in base else base
 
 
+def check_target(kernel: Kernel | None, modules: Sequence[Module]) -> Target:
+    """The target whose release decides version-dependent rules: the kernel's, else the release
+    word of the first module's vermagic (a check without ``--kernel``)."""
+    return Target.of(kernel, modules[0].vermagic if modules else None)
+
+
 def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: Iterable[Module] = (),
                allow: list[AllowEntry] | None = None, symbol_lists: list[tuple[str, set[str]]] | None = None,
-               ) -> list[Finding]:
+               target: Target | None = None) -> list[Finding]:
     """All checks over ``modules`` (in load order). ``providers``: further modules (a --modules
-    tree) that may satisfy imports but are not themselves checked."""
+    tree) that may satisfy imports but are not themselves checked. ``target``: see
+    :func:`check_target` (the default)."""
     allow = allow or []
     findings: list[Finding] = []
     checked = {m.path for m in modules}
@@ -187,12 +188,8 @@ def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: I
 
     findings += _duplicates(exporters, allow)
     sym_lists = symbol_lists or []
-    # the target's version decides version-dependent rules: the kernel's release, else the
-    # release word of the modules' vermagic
-    version = release_version(kernel.release) if kernel is not None and kernel.release else None
-    if version is None and modules:
-        version = release_version(modules[0].vermagic)
-    module_ns = has_behaviour("module_namespaces", version)
+    # the target's release decides version-dependent rules (kmodsim.target.BEHAVIOUR)
+    module_ns = (target or check_target(kernel, modules)).has("module_namespaces")
     for m in modules:
         findings += _module_checks(m, kernel, exporters, extra_exports, sym_lists, module_ns)
 

@@ -11,6 +11,7 @@ from .common import (
     dump_json,
     error,
     max_size_option,
+    warn,
     warn_ignored,
 )
 
@@ -39,7 +40,7 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
     """
     from .. import __version__
     from ..cache import racy_cutoff
-    from ..check import CheckError, load_allowlist, load_symbol_list, run_checks
+    from ..check import CheckError, check_target, load_allowlist, load_symbol_list, run_checks
     from ..tree import scan
 
     problems: list[tuple[str, str]] = []  # (path, problem): stderr, and SARIF's invocation
@@ -70,6 +71,8 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
         key = _fingerprint(__version__, res, tree, kernel_path, allow_files, symbol_lists, cutoff)
         hit = _load_findings(key) if key else None
         if hit is not None:
+            for w in hit.pop("warnings", []):
+                warn(w)
             _render(hit, fmt, __version__, problems)
             raise SystemExit(_status(hit, False))
 
@@ -94,12 +97,16 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
             else:
                 keep.append(m)
         modules = keep
-    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists)
+    target = check_target(kernel, modules)
+    warnings = target.warnings if kernel is not None else []  # a run without --kernel has no target
+    for w in warnings:
+        warn(w)
+    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists, target)
     doc = {"findings": [f.to_json() for f in findings],
            "summary": {"modules": len(modules), "errors": sum(f.severity == "error" for f in findings),
                        "warnings": sum(f.severity == "warning" for f in findings)}}
     if key and not problems:
-        _store_findings(key, doc)
+        _store_findings(key, {**doc, "warnings": warnings})
     _render(doc, fmt, __version__, problems)
     raise SystemExit(_status(doc, bool(problems)))
 
