@@ -212,7 +212,7 @@ def test_findings_cache_follows_every_input(basic_build, consumers, headers61, t
 
 
 def test_findings_cache_is_a_versioned_serialisation(basic_build, consumers, headers61, tmp_path, monkeypatch):
-    """The findings cache stores findings (format 2: one row a finding), not a rendering: a warm
+    """The findings cache stores findings (format 3: one row a finding, and the notes), not a rendering: a warm
     run gives the cold run's findings, equal field by field, and the CLI's bytes in every format;
     a file of another format under the right key (the JSON document the cache held before
     kmodsim.render) or with rows of the wrong shape is a miss, never served."""
@@ -231,7 +231,7 @@ def test_findings_cache_is_a_versioned_serialisation(basic_build, consumers, hea
     assert warm.findings == cold.findings and warm.modules == cold.modules and cold.errors >= 5
     (f,) = (cache / "check").iterdir()
     doc = json.loads(f.read_text())
-    assert doc["format"] == FORMAT == 2 and doc["key"] == f.stem and doc["modules"] == cold.modules
+    assert doc["format"] == FORMAT == 3 and doc["notes"] == [] and doc["key"] == f.stem and doc["modules"] == cold.modules
     assert [r[:6] for r in doc["findings"]] == [[x.check, x.severity, x.symbol, x.module, x.path, x.message]
                                                 for x in cold.findings]
     env = dict(os.environ, KMODSIM_CACHE=str(cache))
@@ -242,8 +242,8 @@ def test_findings_cache_is_a_versioned_serialisation(basic_build, consumers, hea
     f.write_text(json.dumps({"key": f.stem, "result": {"findings": [], "summary": {
         "modules": 0, "errors": 0, "warnings": 0}}}))
     assert not check_paths(req).cached
-    for bad in ({"format": FORMAT, "key": f.stem, "modules": 1, "findings": [["crc", "error"]]},
-                {"format": FORMAT, "key": f.stem, "modules": "9", "findings": []}):
+    for bad in ({"format": FORMAT, "key": f.stem, "modules": 1, "findings": [["crc", "error"]], "notes": []},
+                {"format": FORMAT, "key": f.stem, "modules": "9", "findings": [], "notes": []}):
         f.write_text(json.dumps(bad))
         assert not check_paths(req).cached
     for fmt, before in outs.items():

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "cache"]),
     ("reader", ["elf", "module", "discovery"]),
     ("trees", ["tree"]),
-    ("target", ["kernel", "btf"]),
+    ("target", ["kernel", "btf", "target"]),
     ("analyses", ["link", "check", "check_cache", "depmod", "footprint", "loader", "ops.parse", "ops.census", "ops.model",
                   "ops.plan", "ops.emit", "ops.binary", "ops"]),
     ("oracle", ["oracle"]),

@@ -36,15 +36,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .errors import Error
-from .kernel import (
-    Kernel,
-    check_version,
-    has_behaviour,
-    license_is_gpl_compatible,
-    release_version,
-    same_magic,
-)
+from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
 from .module import DEFAULT_MAX_SIZE, Module
+from .target import Target
 
 CHECKS = {
     "duplicate-export": "A symbol is exported by two modules of the set, or by a module and vmlinux",
@@ -167,11 +161,18 @@ def _ko(m: Module) -> str:
     return base[: base.index(".ko") + 3] if ".ko" in base else base
 
 
+def check_target(kernel: Kernel | None, modules: Sequence[Module]) -> Target:
+    """The target whose release decides version-dependent rules: the kernel's, else the release
+    word of the first module's vermagic (a check without ``--kernel``)."""
+    return Target.of(kernel, modules[0].vermagic if modules else None)
+
+
 def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: Iterable[Module] = (),
                allow: list[AllowEntry] | None = None, symbol_lists: list[tuple[str, set[str]]] | None = None,
-               ) -> list[Finding]:
+               target: Target | None = None) -> list[Finding]:
     """All checks over ``modules`` (in load order). ``providers``: further modules (a --modules
-    tree) that may satisfy imports but are not themselves checked."""
+    tree) that may satisfy imports but are not themselves checked. ``target``: see
+    :func:`check_target` (the default)."""
     allow = allow or []
     findings: list[Finding] = []
     checked = {m.path for m in modules}
@@ -192,12 +193,8 @@ def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: I
 
     findings += _duplicates(exporters, allow)
     sym_lists = symbol_lists or []
-    # the target's version decides version-dependent rules: the kernel's release, else the
-    # release word of the modules' vermagic
-    version = release_version(kernel.release) if kernel is not None and kernel.release else None
-    if version is None and modules:
-        version = release_version(modules[0].vermagic)
-    module_ns = has_behaviour("module_namespaces", version)
+    # the target's release decides version-dependent rules (kmodsim.target.BEHAVIOUR)
+    module_ns = (target or check_target(kernel, modules)).has("module_namespaces")
     for m in modules:
         findings += _module_checks(m, kernel, exporters, extra_exports, sym_lists, module_ns)
 
@@ -344,6 +341,7 @@ class CheckResult(NamedTuple):
     ignored: list[str]  # .ko.gz files of the trees (depmod passes over them)
     aborted: bool = False
     cached: bool = False  # the findings came from the findings cache
+    notes: list[str] = []  # what the user must know of the answer (an unverified target release)
 
     @property
     def errors(self) -> int:
@@ -384,7 +382,7 @@ def check_paths(req: CheckRequest) -> CheckResult:
                               cutoff)
         hit = check_cache.load(key) if key else None
         if hit is not None:
-            return CheckResult(hit[1], hit[0], [], ignored, cached=True)
+            return CheckResult(hit.findings, hit.modules, [], ignored, cached=True, notes=hit.notes)
 
     kernel = None
     if req.kernel_path:
@@ -406,7 +404,9 @@ def check_paths(req: CheckRequest) -> CheckResult:
             else:
                 keep.append(m)
         modules = keep
-    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists)
+    target = check_target(kernel, modules)
+    notes = target.warnings if kernel is not None else []  # a run without --kernel has no target
+    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists, target)
     if key and not problems:
-        check_cache.store(key, len(modules), findings)
-    return CheckResult(findings, len(modules), problems, ignored)
+        check_cache.store(key, len(modules), findings, notes)
+    return CheckResult(findings, len(modules), problems, ignored, notes=notes)

@@ -12,7 +12,8 @@ One file a key, ``<key>.json``, written with :func:`kmodsim.cache.write_atomic`;
 kept. The file is a versioned serialisation of the result, not of any rendering::
 
     {"format": FORMAT, "key": "<key>", "modules": <number checked>,
-     "findings": [[check, severity, symbol, module, path, message, {extra}], ...]}
+     "findings": [[check, severity, symbol, module, path, message, {extra}], ...],
+     "notes": [what the run told the user besides its findings (an unverified target release)]}
 
 A file of another format, of another key, or that fails to parse in any way is a miss (the run
 checks again and replaces it).
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .cache import cache_root, is_trusted, write_atomic
 from .check import Finding
@@ -31,7 +32,7 @@ from .check import Finding
 if TYPE_CHECKING:
     from .tree import ScanResult
 
-FORMAT = 2  # 1: the --format json document itself ({"key", "result"}), before kmodsim.render
+FORMAT = 3  # 1: the --format json document itself ({"key", "result"}), before kmodsim.render; 3: notes
 KEEP = 32
 
 # What Kernel.load() reads from a headers/build directory (kmodsim.kernel): each one's stat key
@@ -71,8 +72,14 @@ def _file(k: str) -> str:
     return os.path.join(cache_root(), "check", k + ".json")
 
 
-def load(k: str) -> tuple[int, list[Finding]] | None:
-    """(number of modules checked, findings) stored under ``k``; None on a miss."""
+class Cached(NamedTuple):
+    modules: int  # number of modules checked
+    findings: list[Finding]
+    notes: list[str]  # the run's notes (an unverified target release), shown again on a hit
+
+
+def load(k: str) -> Cached | None:
+    """The result stored under ``k``; None on a miss."""
     try:
         with open(_file(k), encoding="utf-8") as f:
             doc = json.load(f)
@@ -80,21 +87,23 @@ def load(k: str) -> tuple[int, list[Finding]] | None:
             return None
         n = doc["modules"]
         findings = [Finding(*row) for row in doc["findings"]]
+        notes = doc["notes"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not isinstance(n, int) or not all(isinstance(f.extra, dict) for f in findings):
+    if not isinstance(n, int) or not all(isinstance(f.extra, dict) for f in findings) or \
+            not isinstance(notes, list) or not all(isinstance(s, str) for s in notes):
         return None
-    return n, findings
+    return Cached(n, findings, notes)
 
 
-def store(k: str, modules: int, findings: list[Finding]) -> None:
+def store(k: str, modules: int, findings: list[Finding], notes: list[str]) -> None:
     """Keep a result under ``k`` (and the :data:`KEEP` newest results); a result that cannot be
     written only costs time next run."""
     path = _file(k)
     rows = [[f.check, f.severity, f.symbol, f.module, f.path, f.message, f.extra] for f in findings]
     try:
         write_atomic(path, json.dumps({"format": FORMAT, "key": k, "modules": modules,
-                                       "findings": rows}).encode())
+                                       "findings": rows, "notes": notes}).encode())
         d = os.path.dirname(path)
         olds = sorted((os.path.join(d, f) for f in os.listdir(d) if f.endswith(".json")),
                       key=os.path.getmtime)

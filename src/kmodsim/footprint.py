@@ -1,6 +1,6 @@
 """What a module costs in RAM: the kernel's module memory layout, computed from the ``.ko``.
 
-Profile "6.1" mirrors kernel/module/main.c of Linux 6.1 on x86-64 (no
+Layout "6.1" mirrors kernel/module/main.c of Linux 6.1 on x86-64 (no
 CONFIG_ARCH_WANTS_MODULES_DATA_IN_VMALLOC, so ``data_layout`` is ``core_layout``):
 
 * ``layout_and_allocate()`` first drops SHF_ALLOC from ``.modinfo``, ``__versions`` (in
@@ -25,20 +25,27 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_UNDEF, ElfFile
 from .module import read_image
+
+if TYPE_CHECKING:
+    from .target import Target
 
 SHF_RO_AFTER_INIT = 0x00200000  # include/uapi/linux/elf.h
 PAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
-class Profile:
-    """Per-kernel-version layout behaviour, as data."""
+class Layout:
+    """The memory layout model of one target: which of the two layouts (``mod_mem``, v6.4's
+    ``ac3b43283923``: :data:`kmodsim.target.BEHAVIOUR`) and the Kconfig options it reads (from the
+    target's ``.config``: :data:`kmodsim.target.KCONFIG`). ``name`` is the first release of the
+    layout ("6.1" for the core/init layouts, "6.4" for mod_mem[]); :func:`layout_of` builds it."""
 
     name: str
+    mod_mem: bool = False  # 6.4+: mod_mem[] types allocated (and page-aligned) one by one
     strict_module_rwx: bool = True  # CONFIG_STRICT_MODULE_RWX
     kallsyms: bool = True  # CONFIG_KALLSYMS
     kallsyms_all: bool = True  # CONFIG_KALLSYMS_ALL
@@ -46,22 +53,44 @@ class Profile:
     page_size: int = PAGE_SIZE
     sizeof_mod_kallsyms: int = 32  # struct mod_kallsyms on 64-bit: 3 pointers + an int, padded
     alignof_mod_kallsyms: int = 8
-    verified: bool = False  # checked against /proc/modules of a real kernel
-    mod_mem: bool = False  # 6.4+: mod_mem[] types allocated (and page-aligned) one by one
-    source: str = ""
 
 
-PROFILES = {
-    "6.1": Profile("6.1", verified=True,
-                   source="kernel/module/main.c layout_sections(), kallsyms.c layout_symtab() of v6.1; "
-                          "checked on linux-image-6.1.0-56-amd64 (tests/test_footprint.py)"),
-    # 6.4 split the core/init layouts into mod_mem[] types (commit ac3b43283923, "module: replace
-    # module_layout with module_memory"): no strict_align() between passes any more, each type is
-    # PAGE_ALIGNed on its own in module_memory_alloc(), kallsyms' core copy goes to MOD_DATA.
-    "6.4": Profile("6.4", mod_mem=True, verified=True,
-                   source="kernel/module/main.c __layout_sections(), module_memory_alloc(); kallsyms.c of "
-                          "v6.12; checked on linux-image-6.12.117+deb12-amd64 (tests/test_footprint.py)"),
+# Where each layout was checked against /proc/modules of a real kernel (tests/test_footprint.py).
+SOURCES = {
+    "6.1": "kernel/module/main.c layout_sections(), kallsyms.c layout_symtab() of v6.1; "
+           "checked on linux-image-6.1.0-56-amd64 (tests/test_footprint.py)",
+    "6.4": "kernel/module/main.c __layout_sections(), module_memory_alloc(); kallsyms.c of "
+           "v6.12; checked on linux-image-6.12.117+deb12-amd64 (tests/test_footprint.py)",
 }
+
+
+def layout_of(target: Target, name: str | None = None) -> Layout:
+    """The layout of a target: mod_mem[] from the release :data:`kmodsim.target.BEHAVIOUR` gives
+    (v6.4, ac3b43283923) — or the layout ``name`` (the loader's ``--profile``) — the Kconfig
+    options from its ``.config`` (Debian's without one)."""
+    from .target import FACTS, series_name
+
+    if name is not None:
+        mod_mem = named_layout(name).mod_mem
+    else:
+        mod_mem = target.has("mod_mem")
+        name = series_name(FACTS["mod_mem"].since) if mod_mem else "6.1"
+    return Layout(name, mod_mem, target.kconfig("strict_module_rwx"), target.kconfig("kallsyms"),
+                  target.kconfig("kallsyms_all"), target.kconfig("module_unload"))
+
+
+def named_layout(name: str) -> Layout:
+    """A layout by its name ("6.1", "6.4"), with Debian's configuration."""
+    from .target import has, release_version
+
+    v = release_version(name)
+    if name not in SOURCES or v is None:
+        raise ValueError(f"unknown layout {name!r} (known: {', '.join(SOURCES)})")
+    return Layout(name, mod_mem=has("mod_mem", v))
+
+
+def _layout(profile: Layout | str) -> Layout:
+    return named_layout(profile) if isinstance(profile, str) else profile
 
 
 @dataclass
@@ -138,7 +167,7 @@ def input_of(elf: ElfFile) -> LayoutInput:
         livepatch)
 
 
-def module_footprint(path: str, profile: Profile | str = "6.1", name: str | None = None) -> Footprint:
+def module_footprint(path: str, profile: Layout | str = "6.1", name: str | None = None) -> Footprint:
     """The memory the kernel of ``profile`` gives the module at ``path`` (.ko, .ko.xz, ...)."""
     buf, _fmt, _size = read_image(path)
     try:
@@ -163,8 +192,8 @@ MASKS = [  # layout_sections(): (required, forbidden) flags per pass; ARCH_SHF_S
 ]
 
 
-def layout(inp: LayoutInput, profile: Profile | str = "6.1", path: str = "", name: str | None = None) -> Footprint:
-    prof = PROFILES[profile] if isinstance(profile, str) else profile
+def layout(inp: LayoutInput, profile: Layout | str = "6.1", path: str = "", name: str | None = None) -> Footprint:
+    prof = _layout(profile)
     secs = inp.sections
     flags = [s.flags for s in secs]
     index: dict[str, int] = {}
@@ -267,7 +296,7 @@ def layout(inp: LayoutInput, profile: Profile | str = "6.1", path: str = "", nam
     return Footprint(mod_name, path, core_total, by_type, init_total, ndst, percpu, kallsyms_bytes)
 
 
-def _is_core_symbol(sym: Sym, shnum: int, flags, placed, pcpu: int, prof: Profile) -> bool:
+def _is_core_symbol(sym: Sym, shnum: int, flags, placed, pcpu: int, prof: Layout) -> bool:
     """kernel/module/kallsyms.c:is_core_symbol()."""
     if sym.shndx == SHN_UNDEF or sym.shndx >= shnum or not sym.named:
         return False
@@ -356,13 +385,13 @@ class WhatIf(NamedTuple):
     after: int  # ... and with every group merged
 
 
-def what_if(modules: list, groups: list[list[int]], profile: Profile | str) -> WhatIf:
+def what_if(modules: list, groups: list[list[int]], profile: Layout | str) -> WhatIf:
     """Merge each group (indexes into ``modules``, kmodsim Module objects) into one module and say
     what changes: each merged module's footprint, the exports that become internal, the names then
     exported twice across the resulting set (and by whom), and the RAM of both configurations."""
     from .module import Module  # noqa: F401  (modules are kmodsim.module.Module)
 
-    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    prof = _layout(profile)
     inputs = {}
     for i, m in enumerate(modules):
         buf, _fmt, _size = read_image(m.path)

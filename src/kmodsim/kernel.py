@@ -66,30 +66,6 @@ ARM_ARCH_LEVELS = [
 GENERIC_VERMAGIC_ARCHES = ("CONFIG_S390", "CONFIG_ALPHA", "CONFIG_M68K", "CONFIG_PARISC", "CONFIG_SPARC")
 
 
-# Behaviour that changed between releases, as data: name -> (first release, upstream commit, title).
-VERSION_BEHAVIOUR = {
-    # "module:<names>" namespaces: only the named modules may use the symbol; importing them is
-    # forbidden. Before it, "module:kvm" is an ordinary namespace (Debian's 6.12 exports
-    # anon_inode_make_secure_inode so, and its modpost asks for MODULE_IMPORT_NS(module:kvm)).
-    "module_namespaces": ((6, 16), "8f945479021a", "module: Add module specific symbol namespace support"),
-    # __kcrctab holds CRC data; before, __crc_<S> symbols were absolute (their value the CRC).
-    "kcrctab_data": ((5, 19), "f292d875d0dc", "modpost: extract symbol versions from *.cmd files"),
-}
-
-
-def release_version(release: str) -> tuple[int, int, int] | None:
-    """(major, minor, patch) from a release string such as 6.12.117+deb12-amd64 or 6.1.0-56-amd64."""
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release or "")
-    if not m:
-        return None
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-
-
-def has_behaviour(name: str, version: tuple[int, int, int] | None) -> bool:
-    """Whether a kernel of ``version`` has the behaviour ``name`` of :data:`VERSION_BEHAVIOUR`."""
-    return version is not None and version[:2] >= VERSION_BEHAVIOUR[name][0]
-
-
 class KernelError(Error):
     """The kernel description cannot be read; ``str()`` names the file and the problem."""
 

@@ -11,6 +11,7 @@ from .common import (
     dump_json,
     max_size_option,
     report_inputs,
+    warn,
 )
 
 
@@ -43,6 +44,8 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
                                    allow_files=allow_files, symbol_lists=symbol_lists, jobs=jobs,
                                    use_cache=not no_cache, config_paths=config or None, max_size=max_size))
     report_inputs(res.ignored, res.problems)
+    for note in res.notes:
+        warn(note)
     if fmt == "sarif":  # even for a run that could not check anything: it says it failed and why
         dump_json(check_sarif(res))
     elif res.aborted:

@@ -15,6 +15,11 @@ def error(msg: str) -> None:
     print(f"kmodsim: {msg}", file=sys.stderr)
 
 
+def warn(msg: str) -> None:
+    """One line on stderr: ``kmodsim: warning: <what>`` (the run goes on; the exit status is unchanged)."""
+    print(f"kmodsim: warning: {msg}", file=sys.stderr)
+
+
 def dump_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
@@ -55,6 +60,13 @@ def load_kernel(path: str):
     except KernelError as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
+
+
+def load_target(path: str):
+    """The :class:`kmodsim.target.Target` of ``--kernel PATH``; exits 2 with one line if unreadable."""
+    from ..target import Target
+
+    return Target.of(load_kernel(path))
 
 
 def config_option(f):

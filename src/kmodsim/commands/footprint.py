@@ -3,20 +3,7 @@
 from __future__ import annotations
 
 from .. import args
-from .common import EXIT_ERROR, EXIT_OK, dump_json, error, kernel_option, load_kernel
-
-
-def profile_for(release: str):
-    """The layout profile of a kernel release (None: not modelled yet)."""
-    from ..footprint import PROFILES
-    from ..kernel import release_version
-
-    v = release_version(release)
-    if v is None or v[:2] < (6, 1):
-        return None
-    if v[:2] < (6, 4):  # 6.4 replaced the core/init layouts by mod_mem[] (ac3b43283923)
-        return PROFILES["6.1"]
-    return PROFILES["6.4"]
+from .common import EXIT_ERROR, EXIT_OK, dump_json, error, kernel_option, load_target, warn
 
 
 @args.command("footprint")
@@ -31,17 +18,19 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
     import os
 
     from ..elf import ElfError
-    from ..footprint import module_footprint, what_if
+    from ..footprint import layout_of, module_footprint, what_if
     from ..module import ModuleError, read_module
     from ..render.footprint import footprints_json, footprints_text, what_if_json, what_if_text
 
     files = tuple(files) + tuple(p for g in merges for p in g.split(",") if p not in files)
-    kernel = load_kernel(kernel_path)
-    prof = profile_for(kernel.release)
-    if prof is None:
-        error(f"{kernel_path}: no footprint model for kernel {kernel.release or '(unknown release)'} yet "
-              f"(modelled: 6.1 and later)")
+    target = load_target(kernel_path)
+    if not target.release:  # the layout is chosen by the release: without one there is no answer
+        error(f"{kernel_path}: no footprint model for kernel (unknown release) yet "
+              f"(give a headers directory, a vmlinux or a vmlinuz)")
         raise SystemExit(EXIT_ERROR)
+    for w in target.warnings:
+        warn(w)
+    prof = layout_of(target)
     status = EXIT_OK
     mods, out = [], []
     for f in files:

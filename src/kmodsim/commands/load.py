@@ -4,7 +4,7 @@ would do with a script of insmod/rmmod/modprobe steps (the model of kmodsim.load
 from __future__ import annotations
 
 from .. import args
-from .common import EXIT_ERROR, EXIT_OK, config_option, dump_json, error, kernel_option, load_kernel
+from .common import EXIT_ERROR, EXIT_OK, config_option, dump_json, error, kernel_option, load_target, warn
 
 
 def script_options(f):
@@ -24,18 +24,20 @@ def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name
             config: tuple[str, ...] = ()):
     """(kernel, profile, resolved steps); exits 2 with one line on bad input."""
     from ..depmod import DepmodError
-    from ..loader.profiles import PROFILES, profile_for
+    from ..loader.profiles import PROFILES, profile_of
     from ..loader.run import modprobe_tree
     from ..loader.script import ScriptError, read_script, resolve
 
-    kernel = load_kernel(kernel_path)
+    target = load_target(kernel_path)
+    kernel = target.kernel
+    assert kernel is not None  # Target.of(a Kernel)
     if kernel.vermagic is None:
         error(f"{kernel_path}: the kernel's vermagic is unknown (give a headers directory or a vmlinuz)")
         raise SystemExit(EXIT_ERROR)
     if profile_name is not None and profile_name not in PROFILES:
         error(f"--profile {profile_name}: unknown (known: {', '.join(PROFILES)})")
         raise SystemExit(EXIT_ERROR)
-    profile = PROFILES[profile_name] if profile_name else profile_for(kernel.release)
+    profile = PROFILES[profile_name] if profile_name else profile_of(target)
     try:
         steps = read_script(script)
         tree = modprobe_tree(modules_dir, list(config) or None) if modules_dir else None
@@ -43,6 +45,9 @@ def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name
     except (ScriptError, DepmodError, ValueError) as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
+    if not profile_name:  # the target's own profile: say so when it is not a verified one
+        for w in target.warnings:
+            warn(w)
     return kernel, profile, steps
 
 

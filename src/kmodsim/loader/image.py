@@ -6,9 +6,13 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..elf import SHF_ALLOC, SHN_UNDEF, SHT_NOBITS, ElfError, ElfFile
 from ..module import Export, Module, ModuleError, parse_module, read_image
+
+if TYPE_CHECKING:
+    from ..footprint import Layout
 
 # include/linux/module.h: struct modversion_info { unsigned long crc; char name[MODULE_NAME_LEN]; }
 MODVERSION_INFO_SIZE = 64
@@ -40,12 +44,12 @@ class ModuleImage:
     machine: int
     depends: tuple[str, ...]
 
-    def size(self, footprint_profile: str) -> int | None:
+    def size(self, footprint_profile: Layout | str) -> int | None:
         """What /proc/modules shows once loaded (kmodsim.footprint), None if unreadable."""
         fp = self.footprint(footprint_profile)
         return None if fp is None else fp.size
 
-    def footprint(self, footprint_profile: str):
+    def footprint(self, footprint_profile: Layout | str):
         """The module's :class:`kmodsim.footprint.Footprint` (core and init sizes), None if unreadable."""
         key = (id(self), footprint_profile)  # images live in _cache for the process: id() is stable
         if key not in _sizes:
@@ -60,7 +64,7 @@ class ModuleImage:
         return _sizes[key]
 
 
-_sizes: dict[tuple[int, str], object] = {}  # -> Footprint or None
+_sizes: dict[tuple[int, Layout | str], object] = {}  # -> Footprint or None
 _cache: dict[tuple, ModuleImage] = {}
 
 

@@ -5,7 +5,9 @@ Each rule is a method named after the kernel function it mirrors and runs in the
 A step returns the errno the system call returns and the kernel's log lines, exactly, in order.
 What the model cannot know from the files — what a module's own ``init`` returns (it depends on
 its code and the hardware) — is given by the caller (``init_ret``, from a script's ``# init=...``).
-``/proc/modules`` sizes come from :mod:`kmodsim.footprint` (the profile's memory layout).
+``/proc/modules`` sizes come from :mod:`kmodsim.footprint` (the profile's memory layout). What
+depends on the release or the configuration is the :class:`kmodsim.target.Target`'s
+(:mod:`kmodsim.loader.profiles` is the loader's view of it).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import errno as E
 from dataclasses import dataclass, field
 
+from ..footprint import Layout, layout_of
 from ..kernel import Kernel, license_is_gpl_compatible, same_magic
+from ..target import Target
 from .image import ModuleImage
 from .params import parse_args
-from .profiles import Profile, profile_for, with_config
+from .profiles import Profile, configured, profile_of
 
 # include/linux/panic.h: taint bits, and the letters module_flags() prints (kernel/panic.c taint_flags)
 TAINT_PROPRIETARY_MODULE, TAINT_FORCED_MODULE, TAINT_CRAP, TAINT_OOT_MODULE, TAINT_UNSIGNED_MODULE = 0, 1, 10, 12, 13
@@ -42,9 +46,9 @@ class LoadedModule:
     def taint_letters(self) -> str:
         return "".join(c for bit, c in MODULE_TAINT_LETTERS if self.taints & (1 << bit))
 
-    def proc_entry(self, footprint_profile: str) -> dict:
+    def proc_entry(self, layout: Layout) -> dict:
         users = list(self.users) + (["[permanent]"] if self.permanent else [])
-        return {"name": self.name, "size": self.image.size(footprint_profile), "refcnt": self.refcnt, "users": users,
+        return {"name": self.name, "size": self.image.size(layout), "refcnt": self.refcnt, "users": users,
                 "state": self.state, "taints": self.taint_letters()}
 
 
@@ -67,8 +71,12 @@ class KernelModel:
 
     def __init__(self, kernel: Kernel, profile: Profile | None = None) -> None:
         self.kernel = kernel
-        # the configuration options of the profile come from the target's .config when it has one
-        self.profile = with_config(profile or profile_for(kernel.release or ""), kernel.config)
+        self.target = Target.of(kernel)
+        # a given profile (``--profile``) takes the place of the target's release behaviour; the
+        # configuration options come from the target's .config either way
+        self.profile = configured(profile, self.target) if profile is not None else profile_of(self.target)
+        # the memory layout behind /proc/modules sizes: the profile's, with the target's .config
+        self.layout = layout_of(self.target, self.profile.footprint)
         self.vmlinux = kernel.exports
         self.modules: list[LoadedModule] = []
         self.tainted = 0
@@ -101,7 +109,7 @@ class KernelModel:
         return bool(self.tainted & (1 << flag))
 
     def proc_modules(self) -> list[dict]:
-        return [m.proc_entry(self.profile.footprint) for m in self.modules]
+        return [m.proc_entry(self.layout) for m in self.modules]
 
     # -- finit_module(2) ---------------------------------------------------------------------------
     def load_module(self, image: ModuleImage, args: str = "", init_ret: int = 0,
@@ -379,7 +387,7 @@ class KernelModel:
         """kernel/module/main.c:do_init_module(): the init result and the lines the init logs are the
         caller's (``init_ret``, ``init_log``). The module is formed by now, its memory laid out:
         recorded in :attr:`formed` with the footprint model's core and init sizes."""
-        fp = mod.image.footprint(self.profile.footprint)
+        fp = mod.image.footprint(self.layout)
         self.formed.append({"name": mod.name, "core": None if fp is None else fp.size,
                             "init": None if fp is None else fp.init_size})
         self.log.extend(init_log)
