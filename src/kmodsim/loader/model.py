@@ -11,9 +11,11 @@ its code and the hardware) — is given by the caller (``init_ret``, from a scri
 from __future__ import annotations
 
 import errno as E
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..kernel import Kernel, license_is_gpl_compatible, same_magic
+from ..kernel import Kernel, has_behaviour, license_is_gpl_compatible, release_version, same_magic
+from ..symbols import LOADER, Provider, namespace_problem
 from .image import ModuleImage
 from .params import parse_args
 from .profiles import Profile, profile_for, with_config
@@ -70,6 +72,8 @@ class KernelModel:
         # the configuration options of the profile come from the target's .config when it has one
         self.profile = with_config(profile or profile_for(kernel.release or ""), kernel.config)
         self.vmlinux = kernel.exports
+        # v6.16 (8f945479021a): "module:<names>" namespaces admit the listed modules only
+        self.module_namespaces = has_behaviour("module_namespaces", release_version(kernel.release or ""))
         self.modules: list[LoadedModule] = []
         self.tainted = 0
         self.debug_locks = True
@@ -286,16 +290,23 @@ class KernelModel:
 
     def find_symbol(self, name: str, gplok: bool) -> tuple[str | None, tuple] | None:
         """kernel/module/main.c:find_symbol(): vmlinux's tables, then every formed module (newest
-        first); a GPL-only export is invisible to a module that may not use it. Returns
-        (owner or None for vmlinux, (gpl, namespace, crc)) or None."""
+        first, the ``modules`` list); a GPL-only export is invisible to a module that may not use
+        it (find_exported_symbol_in_section()). The owner policy is :data:`kmodsim.symbols.LOADER`
+        over that search order. Returns (owner or None for vmlinux, (gpl, namespace, crc)) or None."""
+        p = LOADER.pick(self._providers(name), gplok)
+        if p is None:
+            return None
+        return (None if p.owner == "vmlinux" else p.owner), (p.gpl, p.namespace, p.crc)
+
+    def _providers(self, name: str) -> Iterator[Provider]:
+        """The exporters of ``name`` in find_symbol()'s search order, produced as it goes."""
         e = self.vmlinux.get(name)
-        if e is not None and (gplok or not e.gpl):
-            return None, (e.gpl, e.namespace, e.crc)
+        if e is not None:
+            yield Provider("vmlinux", "", e.gpl, e.namespace, e.crc)
         for m in self.modules:
             x = m.exports.get(name)
-            if x is not None and (gplok or not x[0]):
-                return m.name, x
-        return None
+            if x is not None:
+                yield Provider(m.name, "", *x)
 
     def resolve_symbol(self, mod: _Loading, name: str) -> int | None:
         """kernel/module/main.c:resolve_symbol(): find, inherit_taint, check_version,
@@ -332,8 +343,11 @@ class KernelModel:
         return True
 
     def verify_namespace_is_imported(self, mod: _Loading, name: str, ns: str) -> int:
-        """kernel/module/main.c:verify_namespace_is_imported()."""
-        if not self.profile.namespaces or not ns or ns in mod.image.import_ns:
+        """kernel/module/main.c:verify_namespace_is_imported(): a ``module:`` namespace that lists
+        the module (6.16+, verify_module_namespace()), else one the module imports; the rule is
+        :func:`kmodsim.symbols.namespace_problem`'s, the target's release decides ``module:``."""
+        if not self.profile.namespaces or not namespace_problem(ns, mod.name, mod.image.import_ns,
+                                                                self.module_namespaces):
             return 0
         self.log.append(f"{mod.name}: module uses symbol ({name}) from namespace {ns}, but does not import it.")
         return 0 if self.profile.allow_missing_ns_imports else -E.EINVAL
