@@ -45,6 +45,7 @@ from .kernel import (
 )
 from .module import Module
 from .symbols import LOADER, MODULE_NS_PREFIX, SymbolIndex, namespace_problem
+from .tree import parallel_map
 
 CHECKS = {
     "duplicate-export": "A symbol is exported by two modules of the set, or by a module and vmlinux",
@@ -168,9 +169,10 @@ def _ko(m: Module) -> str:
 
 def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: Iterable[Module] = (),
                allow: list[AllowEntry] | None = None, symbol_lists: list[tuple[str, set[str]]] | None = None,
-               ) -> list[Finding]:
+               jobs: int | None = None) -> list[Finding]:
     """All checks over ``modules`` (in load order). ``providers``: further modules (a --modules
-    tree) that may satisfy imports but are not themselves checked."""
+    tree) that may satisfy imports but are not themselves checked. ``jobs``: processes for the
+    per-module checks (default: all cores)."""
     allow = allow or []
     findings: list[Finding] = []
     checked = {m.path for m in modules}
@@ -190,8 +192,16 @@ def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: I
         version = release_version(modules[0].vermagic)
     module_ns = has_behaviour("module_namespaces", version)
     clean = None if sym_lists else _Clean(index, modules)
-    for m in modules:
-        findings += _module_checks(m, kernel, index, extra_index, sym_lists, module_ns, clean)
+
+    # the per-module checks (mostly decoding each module's columns) in parallel: forked workers
+    # share the index; findings come back as tuples of builtins, in module order
+    def one(i: object) -> list[tuple]:
+        assert isinstance(i, int)
+        return [(f.check, f.severity, f.symbol, f.module, f.path, f.message, f.extra)
+                for f in _module_checks(modules[i], kernel, index, extra_index, sym_lists, module_ns, clean)]
+
+    for got in parallel_map(one, list(range(len(modules))), jobs):
+        findings += [Finding(*t) for t in got]
 
     # [[allow]] entries drop matching findings; unused entries are reported so lists cannot rot
     kept = []
