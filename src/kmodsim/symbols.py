@@ -102,7 +102,8 @@ class _Depmod(OwnerPolicy):
 
 class _Modpost(OwnerPolicy):
     """scripts/mod/modpost.c (6.1, 6.12): ``sym_add_exported()`` allocates a new ``struct symbol``
-    for every export and ``hash_add_symbol()`` puts it at the head of its bucket, so
+    for every export and ``hash_add_symbol()`` puts it at the head of its bucket (6.1: by hand;
+    later through hashtable.h ``hash_add()``, an ``hlist_add_head()``), so
     ``find_symbol()`` — used by ``check_exports()`` to resolve imports — finds the newest export:
     the last one read wins (vmlinux's rows of Module.symvers are read first). Before adding,
     ``sym_add_exported()`` reports ``'<S>' exported twice. Previous export was in <owner>`` naming
