@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("reader", ["elf", "module", "discovery"]),
     ("trees", ["tree"]),
     ("target", ["kernel", "btf", "target"]),
-    ("analyses", ["link", "check", "check_cache", "depmod", "footprint", "loader", "ops.parse", "ops.census", "ops.model",
+    ("analyses", ["symbols", "link", "check", "check_cache", "depmod", "footprint", "loader", "ops.parse", "ops.census", "ops.model",
                   "ops.plan", "ops.emit", "ops.binary", "ops"]),
     ("oracle", ["oracle"]),
     ("inputs", ["debian", "kbuild"]),

@@ -31,14 +31,19 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import not_
 from typing import NamedTuple
 
 from .errors import Error
 from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
 from .module import DEFAULT_MAX_SIZE, Module
+from .symbols import LOADER, MODULE_NS_PREFIX, SymbolIndex, namespace_problem
 from .target import Target
+from .tree import parallel_map
 
 CHECKS = {
     "duplicate-export": "A symbol is exported by two modules of the set, or by a module and vmlinux",
@@ -169,34 +174,36 @@ def check_target(kernel: Kernel | None, modules: Sequence[Module]) -> Target:
 
 def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: Iterable[Module] = (),
                allow: list[AllowEntry] | None = None, symbol_lists: list[tuple[str, set[str]]] | None = None,
-               target: Target | None = None) -> list[Finding]:
+               target: Target | None = None, jobs: int | None = None) -> list[Finding]:
     """All checks over ``modules`` (in load order). ``providers``: further modules (a --modules
     tree) that may satisfy imports but are not themselves checked. ``target``: see
-    :func:`check_target` (the default)."""
+    :func:`check_target` (the default). ``jobs``: processes for the per-module checks (default: all
+    cores)."""
     allow = allow or []
     findings: list[Finding] = []
     checked = {m.path for m in modules}
     extra = [p for p in providers if p.path not in checked]
 
-    # name -> exporters in load order: vmlinux, then the checked set, then the extra providers
-    exporters: dict[str, list[tuple[str, Module | None, object]]] = {}
-    if kernel is not None:
-        for k in kernel.exports.values():
-            exporters[k.name] = [("vmlinux", None, k)]
-    for m in modules:
-        for e in m.exports:
-            exporters.setdefault(e.name, []).append((m.name, m, e))
-    extra_exports: dict[str, list[tuple[str, Module, object]]] = {}
-    for m in extra:
-        for e in m.exports:
-            extra_exports.setdefault(e.name, []).append((m.name, m, e))
+    # every exporter of every name in load order: vmlinux, then the checked set; the extra
+    # providers apart (they satisfy an import only when nothing in the first index does)
+    index = SymbolIndex.build(kernel, modules)
+    extra_index = SymbolIndex.build(None, extra)
 
-    findings += _duplicates(exporters, allow)
+    findings += _duplicates(index, allow)
     sym_lists = symbol_lists or []
     # the target's release decides version-dependent rules (kmodsim.target.BEHAVIOUR)
     module_ns = (target or check_target(kernel, modules)).has("module_namespaces")
-    for m in modules:
-        findings += _module_checks(m, kernel, exporters, extra_exports, sym_lists, module_ns)
+    clean = None if sym_lists else _Clean(index, modules)
+
+    # the per-module checks (mostly decoding each module's columns) in parallel: forked workers
+    # share the index; findings come back as tuples of builtins, in module order
+    def one(i: object) -> list[tuple]:
+        assert isinstance(i, int)
+        return [(f.check, f.severity, f.symbol, f.module, f.path, f.message, f.extra)
+                for f in _module_checks(modules[i], kernel, index, extra_index, sym_lists, module_ns, clean)]
+
+    for got in parallel_map(one, list(range(len(modules))), jobs):
+        findings += [Finding(*t) for t in got]
 
     # [[allow]] entries drop matching findings; unused entries are reported so lists cannot rot
     kept = []
@@ -215,16 +222,19 @@ def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: I
     return kept
 
 
-def _duplicates(exporters, allow: list[AllowEntry]) -> list[Finding]:
+def _duplicates(index: SymbolIndex, allow: list[AllowEntry]) -> list[Finding]:
+    """A name with two exporters: the owner is the first in load order (:data:`LOADER`), the one the
+    kernel keeps; each later one is what ``verify_exported_symbols()`` refuses."""
     groups = [set(a.modules) for a in allow if a.kind == "exclusive"]
     group_entries = [a for a in allow if a.kind == "exclusive"]
     out = []
-    for name, exps in exporters.items():
-        if len(exps) < 2:
-            continue
-        owner = exps[0][0]
-        names = [o for o, _m, _e in exps]
-        for i, (who, mod, _e) in enumerate(exps[1:], 1):
+    for name, exps in index.duplicates().items():
+        first = LOADER.pick(exps)
+        assert first is not None
+        owner = first.owner
+        names = [p.owner for p in exps]
+        for i, p in enumerate(exps[1:], 1):
+            who = p.owner
             others = [o for j, o in enumerate(names) if j != i]
             # silenced only when every other exporter is in an exclusive group with this one
             silencing = [a for a, g in zip(group_entries, groups, strict=True)
@@ -233,9 +243,9 @@ def _duplicates(exporters, allow: list[AllowEntry]) -> list[Finding]:
                 for a in silencing:
                     a.used += 1
                 continue
-            prev = owner  # modpost keeps the first export and names it
+            prev = owner  # the message names the load-time owner
             out.append(Finding(
-                "duplicate-export", "error", name, who, mod.path if mod else "",
+                "duplicate-export", "error", name, who, p.path,
                 f"{who}: '{name}' exported twice. Previous export was in {prev}{'' if prev == 'vmlinux' else '.ko'}",
                 {"exporters": names, "owner": owner,
                  "kernel_message": f"{who}: exports duplicate symbol {name} (owned by "
@@ -243,36 +253,84 @@ def _duplicates(exporters, allow: list[AllowEntry]) -> list[Finding]:
     return out
 
 
-def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists, module_ns: bool) -> list[Finding]:
+class _Clean:
+    """The names whose resolution can produce no finding for most users: exactly one exporter in
+    the index, no namespace, a CRC. An import whose (name, expected CRC) pair is in ``pairs`` (or
+    ``pairs_nongpl`` for a module that may not use GPL-only exports) resolves cleanly, so the
+    per-import checks run only on the rest — at C speed, with the same findings."""
+
+    __slots__ = ("ok", "pairs", "pairs_nongpl", "_names", "shared_names")
+
+    def __init__(self, index: SymbolIndex, modules: list[Module]) -> None:
+        self.ok = [(n, ps[0]) for n, ps in index.by_name.items()
+                   if len(ps) == 1 and not ps[0].namespace and ps[0].crc is not None]
+        self.pairs = {(n, p.crc) for n, p in self.ok}
+        self.pairs_nongpl = {(n, p.crc) for n, p in self.ok if not p.gpl}
+        self._names: tuple[set[str], set[str]] | None = None
+        # names two modules of the set go by: the skip-self rule compares names, not files
+        count = Counter(m.name for m in modules)
+        self.shared_names = {n for n, k in count.items() if k > 1}
+
+    def names(self, gpl_ok: bool) -> set[str]:
+        if self._names is None:
+            self._names = {n for n, _p in self.ok}, {n for n, p in self.ok if not p.gpl}
+        return self._names[0 if gpl_ok else 1]
+
+    def suspects(self, m: Module, names: list[str], crcs: list[int], gpl_ok: bool, has_versions: bool) -> list[int]:
+        """Indices of the imports that need the per-import checks, in import order."""
+        if m.name in self.shared_names:
+            return list(range(len(names)))
+        if has_versions:
+            table = self.pairs if gpl_ok else self.pairs_nongpl
+            hits = map(table.__contains__, zip(names, crcs, strict=True))
+        else:  # no __versions: no CRC finding can arise, any CRC of the exporter will do
+            hits = map(self.names(gpl_ok).__contains__, names)
+        out = list(compress(range(len(names)), map(not_, hits)))
+        own = {e.name for e in m.exports}
+        if own and not own.isdisjoint(names):  # a module's import of its own export: skip-self rule
+            out = sorted(set(out).union(i for i, n in enumerate(names) if n in own))
+        return out
+
+
+def _module_checks(m: Module, kernel, index: SymbolIndex, extra_index: SymbolIndex, sym_lists,
+                   module_ns: bool, clean: _Clean | None) -> list[Finding]:
     out = []
     ko = _ko(m)
     gpl_ok = license_is_gpl_compatible(m.license)
-    imported_ns = set(m.import_ns)
+    imported_ns = m.import_ns
     used_ns: set[str] = set()
     names, weak, crcs = m.import_columns()  # columns: no Import object per symbol on this hot path
-    for i, name in enumerate(names):
-        cands = exporters.get(name)
-        if cands and cands[0][0] == m.name:
+    # an import with a CRC says __versions has records; only otherwise is it decoded to see
+    has_versions = max(crcs, default=-1) >= 0 or bool(m.versions)
+    todo = range(len(names)) if clean is None else clean.suspects(m, names, crcs, gpl_ok, has_versions)
+    by_name, extra_by_name = index.by_name, extra_index.by_name
+    for i in todo:
+        name = names[i]
+        cands = by_name.get(name)
+        if cands and cands[0].owner == m.name:
             cands = cands[1:]
         if not cands:
-            cands = [x for x in extra_exports.get(name, ()) if x[0] != m.name]
+            cands = [x for x in extra_by_name.get(name, ()) if x.owner != m.name]
         if not cands:
             if weak[i] or kernel is None:
                 continue
             out.append(Finding("unresolved", "error", name, m.name, m.path, f'"{name}" [{ko}] undefined!', {}))
             continue
-        owner, _pmod, e = cands[0]
+        e = LOADER.pick(cands)
+        assert e is not None
+        owner = e.owner
         ns = e.namespace
         if ns:
             used_ns.add(ns)
-            if module_ns and ns.startswith("module:"):
-                allowed = [_norm(x) for x in ns[len("module:"):].split(",")]
-                if not any(fnmatch.fnmatchcase(_norm(m.name), a) for a in allowed):
-                    out.append(Finding("namespace", "error", name, m.name, m.path,
-                                       f"module {m.name} uses symbol {name} from namespace {ns}, "
-                                       f"which only {', '.join(allowed)} may use", {"namespace": ns,
+            # modpost's view: a module: namespace cannot be imported, only listed
+            problem = namespace_problem(ns, m.name, imported_ns, module_ns, import_counts=False)
+            if problem == "module-only":
+                allowed = [_norm(x) for x in ns[len(MODULE_NS_PREFIX):].split(",")]
+                out.append(Finding("namespace", "error", name, m.name, m.path,
+                                   f"module {m.name} uses symbol {name} from namespace {ns}, "
+                                   f"which only {', '.join(allowed)} may use", {"namespace": ns,
                                                                                    "provider": owner}))
-            elif ns not in imported_ns:
+            elif problem:
                 out.append(Finding("namespace", "error", name, m.name, m.path,
                                    f"module {m.name} uses symbol {name} from namespace {ns}, "
                                    f"but does not import it.", {"namespace": ns, "provider": owner}))
@@ -288,7 +346,7 @@ def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists, modul
                                {"expected_crc": crcs[i], "provider_crc": e.crc, "provider": owner}))
         # ... and refuses an import its __versions does not list when the exporter has a CRC (Debian's
         # bugfix/all/module-disable-matching-missing-version-crc.patch; mainline warns once)
-        elif crcs[i] < 0 and e.crc is not None and m.versions:
+        elif crcs[i] < 0 and e.crc is not None and has_versions:
             out.append(Finding("crc", "error", name, m.name, m.path,
                                f"{m.name}: no symbol version for {name}",
                                {"expected_crc": None, "provider_crc": e.crc, "provider": owner}))
@@ -299,12 +357,12 @@ def _module_checks(m: Module, kernel, exporters, extra_exports, sym_lists, modul
                                        f"{m.name}: uses {name} from vmlinux, which is not in {lname}",
                                        {"symbol_list": lname}))
     for ns in dict.fromkeys(m.import_ns):  # modinfo order, as modpost's check_imports() reports
-        if ns in used_ns or module_ns and ns.startswith("module:"):
+        if ns in used_ns or module_ns and ns.startswith(MODULE_NS_PREFIX):
             continue
         out.append(Finding("namespace-unused", "warning", "", m.name, m.path,
                            f"module {m.name} imports namespace {ns}, but doesn't use it.", {"namespace": ns}))
     if kernel is not None and kernel.vermagic is not None and not same_magic(m.vermagic, kernel.vermagic,
-                                                                              bool(m.versions)):
+                                                                              has_versions):
         out.append(Finding("vermagic", "error", "", m.name, m.path,
                            f"{m.name}: version magic '{m.vermagic}' should be '{kernel.vermagic}'",
                            {"vermagic": m.vermagic, "kernel_vermagic": kernel.vermagic}))
@@ -406,7 +464,7 @@ def check_paths(req: CheckRequest) -> CheckResult:
         modules = keep
     target = check_target(kernel, modules)
     notes = target.warnings if kernel is not None else []  # a run without --kernel has no target
-    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists, target)
+    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists, target, jobs=req.jobs)
     if key and not problems:
         check_cache.store(key, len(modules), findings, notes)
     return CheckResult(findings, len(modules), problems, ignored, notes=notes)

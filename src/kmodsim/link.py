@@ -1,58 +1,21 @@
-"""Resolving a module's imports against a kernel and a set of modules.
+"""Resolving a module's imports against a kernel and a set of modules (``kmodsim ldd``).
 
-The kernel's ``find_symbol()`` (kernel/module/main.c) looks in vmlinux's export tables first and
-then in every loaded module, in list order, and takes the first match by name; the GPL flag and
-the namespace are checked after the match. :class:`SymbolIndex` keeps all providers of each name
-in that order, so callers can both resolve like the kernel and see every other exporter.
+The index and its owner policies are :mod:`kmodsim.symbols`'; ldd resolves as the kernel does
+(:data:`kmodsim.symbols.LOADER`: vmlinux first, then the modules in the order given, first match
+by name; GPL flag and namespace checked after the match) and lists every other exporter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import NamedTuple
 
 from .errors import Error
 from .kernel import Kernel, check_version, license_is_gpl_compatible
 from .module import DEFAULT_MAX_SIZE, Module
+from .symbols import LOADER, Provider, SymbolIndex, namespace_problem
+from .target import has, release_version
 
-
-class Provider(NamedTuple):
-    owner: str  # "vmlinux" or a module name
-    path: str  # module file, or the Module.symvers module path, or "" for vmlinux
-    gpl: bool
-    namespace: str
-    crc: int | None
-
-
-class SymbolIndex:
-    """Every exporter of every name: vmlinux first, then modules in the order given."""
-
-    def __init__(self) -> None:
-        self.by_name: dict[str, list[Provider]] = {}
-
-    def add(self, name: str, p: Provider) -> None:
-        self.by_name.setdefault(name, []).append(p)
-
-    @classmethod
-    def build(cls, kernel: Kernel | None, modules: Iterable[Module] = (),
-              symvers_modules: bool = False) -> SymbolIndex:
-        """Index vmlinux's exports, then ``modules``; with ``symvers_modules`` also the module rows
-        of the kernel's Module.symvers (used when no module tree is given)."""
-        idx = cls()
-        if kernel is not None:
-            for k in kernel.exports.values():
-                idx.add(k.name, Provider("vmlinux", "", k.gpl, k.namespace, k.crc))
-        for m in modules:
-            for e in m.exports:
-                idx.add(e.name, Provider(m.name, m.path, e.gpl, e.namespace, e.crc))
-        if symvers_modules and kernel is not None:
-            for row in kernel.module_rows:
-                owner = row.module.rsplit("/", 1)[-1].replace("-", "_")
-                idx.add(row.name, Provider(owner, row.module, row.gpl, row.namespace, row.crc))
-        return idx
-
-    def providers(self, name: str, exclude: str = "") -> list[Provider]:
-        return [p for p in self.by_name.get(name, ()) if p.owner != exclude]
+__all__ = ["Provider", "Resolution", "SymbolIndex", "resolve"]
 
 
 class Resolution(NamedTuple):
@@ -63,7 +26,7 @@ class Resolution(NamedTuple):
     others: tuple[Provider, ...]  # further exporters of the same name
     crc: str  # check_version() verdict, "" when unresolved
     gpl_ok: bool  # False: GPL-only export, module license not GPL-compatible
-    namespace_ok: bool  # False: namespaced export without MODULE_IMPORT_NS
+    namespace_ok: bool  # False: namespaced export the module may not use (symbols.namespace_problem)
 
     @property
     def ok(self) -> bool:
@@ -72,20 +35,25 @@ class Resolution(NamedTuple):
 
 
 def resolve(module: Module, index: SymbolIndex) -> list[Resolution]:
-    """Resolve every import of ``module`` as the kernel would (first provider wins)."""
+    """Resolve every import of ``module`` as the kernel would (:data:`LOADER`: first provider
+    wins). The namespace rules are the target's: its release (else the module's vermagic) decides
+    whether ``module:`` namespaces are module-only (6.16+)."""
     versions = dict(module.versions) if module.versions else None
     gpl_ok_license = license_is_gpl_compatible(module.license)
     imported_ns = set(module.import_ns)
+    version = release_version(index.release) or release_version(module.vermagic)
+    module_ns = version is not None and has("module_namespaces", version)
     out = []
     for imp in module.imports:
         provs = index.providers(imp.name, exclude=module.name)
-        if not provs:
+        p = LOADER.pick(provs)
+        if p is None:
             out.append(Resolution(imp.name, imp.crc, imp.weak, None, (), "", True, True))
             continue
-        p = provs[0]
         out.append(Resolution(
             imp.name, imp.crc, imp.weak, p, tuple(provs[1:]), check_version(versions, imp.name, p.crc),
-            gpl_ok_license or not p.gpl, not p.namespace or p.namespace in imported_ns))
+            gpl_ok_license or not p.gpl,
+            not namespace_problem(p.namespace, module.name, imported_ns, module_ns)))
     return out
 
 

@@ -4,10 +4,10 @@ exporter in module order wins), each module's dependencies and depmod's topologi
 from __future__ import annotations
 
 import os
-from itertools import repeat
 
 from ..discovery import depmod_order, modname
 from ..module import DEFAULT_MAX_SIZE
+from ..symbols import DEPMOD_KERNEL_FAKES, last_wins
 from .cycles import depmod_cycle_report, elementary_cycles, strongly_connected
 from .kernel_symbols import load_symvers, load_system_map
 from .kmod_view import R_EXCRCS, R_EXPORTS, R_IMCRCS, R_IMPORTS, R_IMWEAK, R_PROBLEM, split0, u64s
@@ -58,19 +58,19 @@ class Depmod:
     # -- lookups ------------------------------------------------------------------------------
     @property
     def symbols(self) -> dict[bytes, tuple[int | None, int]]:
-        """depmod's symbol table: name -> (owning module, or None for the kernel; CRC). The
-        kernel's names first (with depmod's fake ones), then each module's exports in module
-        order, a later exporter replacing an earlier one. Built on first use (-e, why, deps)."""
+        """depmod's symbol table: name -> (owning module, or None for the kernel; CRC), by
+        :data:`kmodsim.symbols.DEPMOD`'s policy: the kernel's names first (with depmod's fake ones,
+        :data:`kmodsim.symbols.DEPMOD_KERNEL_FAKES`), then each module's exports in module order,
+        a later exporter replacing an earlier one. Built on first use (-e, why, deps)."""
         if self._symbols is None:
             symbols: dict[bytes, tuple[int | None, int]] = {}
             if self.ksyms is not None:
                 symbols.update((n, (None, c)) for n, c in self.ksyms)
-                symbols[b"__this_module"] = (None, 0)
-                symbols[b"_GLOBAL_OFFSET_TABLE_"] = (None, 0)
-                if b"TOC." not in symbols:
-                    symbols[b"TOC."] = (None, 0)
+                for fake, always in DEPMOD_KERNEL_FAKES:
+                    if always or fake not in symbols:
+                        symbols[fake] = (None, 0)
             pre = self.prefix.encode()
-            for m in self.mods:
+            for m in self.mods:  # DEPMOD's policy: a later exporter replaces an earlier one
                 rec = m.rec
                 if rec[R_EXPORTS]:
                     names = split0(rec[R_EXPORTS])
@@ -169,8 +169,9 @@ def compute(pl: Plan, recs: dict[str, tuple], *, errsyms: bool = False, prefix: 
     for i, m in enumerate(mods):
         m.idx = i
 
-    # who owns each name a module exports (the full table, kernel's names and CRCs included, is
-    # built only when needed: Depmod.symbols)
+    # who owns each name a module exports, by kmodsim.symbols.DEPMOD's policy (the last exporter
+    # in module order wins); the full table, kernel's names and CRCs included, is built only when
+    # needed: Depmod.symbols
     pre = prefix.encode()
     owner: dict[bytes, int] = {}
     for m in mods:
@@ -180,7 +181,7 @@ def compute(pl: Plan, recs: dict[str, tuple], *, errsyms: bool = False, prefix: 
         names_ = split0(rec[R_EXPORTS])
         if pre:
             names_ = [n[1:] if n[:1] == pre else n for n in names_]
-        owner.update(zip(names_, repeat(m.idx)))
+        last_wins(owner, names_, m.idx)
 
     dm = Depmod(pl.dirname, mods, ksyms, owner, warnings, errors, prefix)
     dm.deps = _dependencies(dm, errsyms, check_crcs)

@@ -13,10 +13,12 @@ depends on the release or the configuration is the :class:`kmodsim.target.Target
 from __future__ import annotations
 
 import errno as E
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..footprint import Layout, layout_of
 from ..kernel import Kernel, license_is_gpl_compatible, same_magic
+from ..symbols import LOADER, Provider, namespace_problem
 from ..target import Target
 from .image import ModuleImage
 from .params import parse_args
@@ -78,6 +80,8 @@ class KernelModel:
         # the memory layout behind /proc/modules sizes: the profile's, with the target's .config
         self.layout = layout_of(self.target, self.profile.footprint)
         self.vmlinux = kernel.exports
+        # v6.16 (8f945479021a): "module:<names>" namespaces admit the listed modules only
+        self.module_namespaces = self.target.has("module_namespaces")
         self.modules: list[LoadedModule] = []
         self.tainted = 0
         self.debug_locks = True
@@ -294,16 +298,23 @@ class KernelModel:
 
     def find_symbol(self, name: str, gplok: bool) -> tuple[str | None, tuple] | None:
         """kernel/module/main.c:find_symbol(): vmlinux's tables, then every formed module (newest
-        first); a GPL-only export is invisible to a module that may not use it. Returns
-        (owner or None for vmlinux, (gpl, namespace, crc)) or None."""
+        first, the ``modules`` list); a GPL-only export is invisible to a module that may not use
+        it (find_exported_symbol_in_section()). The owner policy is :data:`kmodsim.symbols.LOADER`
+        over that search order. Returns (owner or None for vmlinux, (gpl, namespace, crc)) or None."""
+        p = LOADER.pick(self._providers(name), gplok)
+        if p is None:
+            return None
+        return (None if p.owner == "vmlinux" else p.owner), (p.gpl, p.namespace, p.crc)
+
+    def _providers(self, name: str) -> Iterator[Provider]:
+        """The exporters of ``name`` in find_symbol()'s search order, produced as it goes."""
         e = self.vmlinux.get(name)
-        if e is not None and (gplok or not e.gpl):
-            return None, (e.gpl, e.namespace, e.crc)
+        if e is not None:
+            yield Provider("vmlinux", "", e.gpl, e.namespace, e.crc)
         for m in self.modules:
             x = m.exports.get(name)
-            if x is not None and (gplok or not x[0]):
-                return m.name, x
-        return None
+            if x is not None:
+                yield Provider(m.name, "", *x)
 
     def resolve_symbol(self, mod: _Loading, name: str) -> int | None:
         """kernel/module/main.c:resolve_symbol(): find, inherit_taint, check_version,
@@ -340,8 +351,11 @@ class KernelModel:
         return True
 
     def verify_namespace_is_imported(self, mod: _Loading, name: str, ns: str) -> int:
-        """kernel/module/main.c:verify_namespace_is_imported()."""
-        if not self.profile.namespaces or not ns or ns in mod.image.import_ns:
+        """kernel/module/main.c:verify_namespace_is_imported(): a ``module:`` namespace that lists
+        the module (6.16+, verify_module_namespace()), else one the module imports; the rule is
+        :func:`kmodsim.symbols.namespace_problem`'s, the target's release decides ``module:``."""
+        if not self.profile.namespaces or not namespace_problem(ns, mod.name, mod.image.import_ns,
+                                                                self.module_namespaces):
             return 0
         self.log.append(f"{mod.name}: module uses symbol ({name}) from namespace {ns}, but does not import it.")
         return 0 if self.profile.allow_missing_ns_imports else -E.EINVAL
