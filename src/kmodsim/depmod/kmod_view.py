@@ -4,12 +4,14 @@ cache stores for each file."""
 
 from __future__ import annotations
 
+import marshal
 import re
 import struct
 import sys
 from array import array
 from itertools import compress, repeat
 from operator import itemgetter
+from typing import NamedTuple
 
 from ..discovery import superfasthash
 from ..module import DEFAULT_MAX_SIZE, ModuleError, read_image
@@ -18,18 +20,45 @@ from ..tree import parallel_map
 # ---------------------------------------------------------------------------------------------
 # kmod's view of one module
 # ---------------------------------------------------------------------------------------------
-#
-# A record is a marshal-able tuple (stored as is in the cache):
-#   (exports, export_crcs, export_hashes, imports, import_weak, import_crcs, aliases, softdeps,
-#    problem)
-# exports/imports/aliases/softdeps: NUL-terminated byte strings joined; *_crcs: array('Q') bytes;
-# hashes: array('I') bytes (superfasthash of each export name); import_weak: one byte per import;
-# aliases/softdeps: the values of .modinfo's ``alias``/``softdep`` keys in file order (a string
-# without '=' is its own key and value, as libkmod reads it); problem: "" or why the file is
-# unreadable.
 
-EMPTY_RECORD = (b"", b"", b"", b"", b"", b"", b"", b"", "")
-R_EXPORTS, R_EXCRCS, R_EXHASH, R_IMPORTS, R_IMWEAK, R_IMCRCS, R_ALIASES, R_SOFTDEPS, R_PROBLEM = range(9)
+class KmodRecord(NamedTuple):
+    """libkmod's view of one module, as depmod uses it: what workers send and the depmod cache
+    stores (marshalled as a plain tuple: :meth:`dumps`, :meth:`loads`, :meth:`of`). Fields are read
+    by name only; :data:`RECORD_VERSION` is derived from their names, so adding one (and filling
+    it in :func:`kmod_view`) is all a new field takes: every cache of older records is rebuilt."""
+
+    exports: bytes  # NUL-terminated names, joined
+    export_crcs: bytes  # array('Q')
+    export_hashes: bytes  # array('I'): superfasthash of each export name
+    imports: bytes  # NUL-terminated names, joined
+    import_weak: bytes  # one byte per import: 1 if STB_WEAK
+    import_crcs: bytes  # array('Q')
+    aliases: bytes  # the values of .modinfo's alias keys in file order, NUL-terminated, joined (a
+    softdeps: bytes  # string without '=' is its own key and value, as libkmod reads it); softdep's
+    problem: str  # "" or why the file is unreadable
+
+    def dumps(self) -> bytes:
+        return marshal.dumps(tuple(self))
+
+    @classmethod
+    def loads(cls, blob) -> KmodRecord:
+        return cls.of(marshal.loads(blob))
+
+    @classmethod
+    def of(cls, t: tuple) -> KmodRecord:
+        """A record from its plain tuple; ValueError if it is not one of this version."""
+        if type(t) is cls:
+            return t
+        if not isinstance(t, tuple) or len(t) != len(cls._fields):
+            raise ValueError(f"not a depmod record of version {RECORD_SCHEMA}")
+        return tuple.__new__(cls, t)
+
+
+# The record's version: a schema number (bumped by hand only when what a field means changes) and
+# the field names (a change of the layout changes it by itself). The depmod cache and memo key on it.
+RECORD_SCHEMA = 1
+RECORD_VERSION = (RECORD_SCHEMA, KmodRecord._fields)
+EMPTY_RECORD = KmodRecord(b"", b"", b"", b"", b"", b"", b"", b"", "")
 _WEAK = bytes(1 if c >> 4 == 2 else 0 for c in range(256))  # st_info -> STB_WEAK?
 
 
@@ -57,7 +86,7 @@ def u32s(raw: bytes) -> list[int]:
     return a.tolist()
 
 
-def kmod_view(buf, crcs: bool = True) -> tuple:
+def kmod_view(buf, crcs: bool = True) -> KmodRecord:
     """What libkmod reads from a module image (decompressed): see the module docstring. Without
     ``crcs`` the CRCs imports expect are left out (zero): only ``-e -E`` compares them, and a
     record without them is never cached."""
@@ -269,8 +298,11 @@ def kmod_view(buf, crcs: bool = True) -> tuple:
         if b"softdep" in mi:
             softdeps = [v[1:] if v else b"softdep" for v in _SOFTDEP.findall(mi)]
 
-    return (_join(ex_names), array("Q", ex_crcs).tobytes(), array("I", map(superfasthash, ex_names)).tobytes(),
-            _join(im_names), im_weak, array("Q", im_crcs).tobytes(), _join(aliases), _join(softdeps), "")
+    return KmodRecord(
+        exports=_join(ex_names), export_crcs=array("Q", ex_crcs).tobytes(),
+        export_hashes=array("I", map(superfasthash, ex_names)).tobytes(),
+        imports=_join(im_names), import_weak=im_weak, import_crcs=array("Q", im_crcs).tobytes(),
+        aliases=_join(aliases), softdeps=_join(softdeps), problem="")
 
 
 # a .modinfo string (NUL or the start before it, NUL or the end after it) with the key alias or
@@ -300,19 +332,19 @@ def _crcs(buf, sh_off: list[int], sh_size: list[int], values, where, e: str) -> 
     return out
 
 
-def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) -> tuple:
+def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) -> KmodRecord:
     """kmod's view of one module file; a file that cannot be read gives an empty record naming
     the problem (depmod keeps such a module, with no symbols and no dependencies)."""
     try:
         buf, _fmt, _size = read_image(path, max_size)  # a read-only map, or the decompressed bytes
     except ModuleError as exc:
-        return EMPTY_RECORD[:-1] + (exc.problem,)
+        return EMPTY_RECORD._replace(problem=exc.problem)
     try:
         return kmod_view(buf, crcs)
     except _Bad as exc:
-        return EMPTY_RECORD[:-1] + (str(exc),)
+        return EMPTY_RECORD._replace(problem=str(exc))
     except Exception as exc:  # anything a hostile file provokes is reported, never raised
-        return EMPTY_RECORD[:-1] + (f"unreadable module ({type(exc).__name__}: {exc})",)
+        return EMPTY_RECORD._replace(problem=f"unreadable module ({type(exc).__name__}: {exc})")
     finally:
         close = getattr(buf, "close", None)
         if close is not None:
@@ -320,11 +352,12 @@ def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) 
 
 
 def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
-                 crcs: bool = True, progress: bool | None = False) -> dict[str, tuple]:
+                 crcs: bool = True, progress: bool | None = False) -> dict[str, KmodRecord]:
     """Records of ``paths``, read by ``jobs`` processes (default: all cores), shared out in
     discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too).
     ``progress``: the bar ``scan`` shows (None: on a terminal only)."""
     from ..tree import _progress
 
-    return dict(zip(paths, parallel_map(lambda p: read_record(p, max_size, crcs), paths, jobs,
-                                        _progress(progress, len(paths))), strict=True))
+    # workers send plain tuples (marshal takes no tuple subclass)
+    res = parallel_map(lambda p: tuple(read_record(p, max_size, crcs)), paths, jobs, _progress(progress, len(paths)))
+    return dict(zip(paths, map(KmodRecord.of, res), strict=True))
