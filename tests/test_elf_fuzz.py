@@ -108,7 +108,7 @@ def test_file_image_reads_what_bytes_read(seed, muts, cut, tmp_path_factory):
         FileImage.TAIL = default
 
 
-# -- depmod's own decoder (kmodsim.depmod.kmod_view: libkmod's view of a module, decoded by hand) --
+# -- depmod's reading (kmodsim.depmod.kmod_view: libkmod's rules over kmodsim.elf's lenient view) --
 # It must give a record or its own _Bad for every input: read_record reports any other exception
 # as "unreadable module (<type>: ...)", which would hide a decoder bug as a bad module.
 

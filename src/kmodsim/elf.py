@@ -93,15 +93,23 @@ class ElfFile:
     ``len()`` whose slices are bytes (:class:`kmodsim.module.FileImage` reads them on demand).
 
     Section contents are read lazily with :meth:`data`.
+
+    With ``strict=False`` only the ELF header is read and checked (magic, class, byte order,
+    length); the caller applies its own rules to the header's fields (``shoff``, ``shentsize``,
+    ``shnum`` as stored, ``shstrndx``) and then calls :meth:`read_table`, which checks nothing
+    but that the table lies in the file: no section's bounds or name are checked, and
+    :meth:`in_file`/:meth:`raw` read a section's bytes whatever its type. That is how libkmod
+    reads a module (:mod:`kmodsim.depmod.kmod_view` interprets this view as libkmod does).
     """
 
     __slots__ = (
-        "buf", "size", "ei_class", "little", "e", "type", "machine", "shoff", "shnum",
-        "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size", "sh_link", "sh_info",
-        "sh_addralign", "sh_entsize", "sh_name_off", "_name_col", "_shstr", "_names", "_sections", "_sym_fmt", "_sym_size",
+        "buf", "size", "ei_class", "little", "e", "type", "machine", "shoff", "shnum", "shentsize", "shstrndx",
+        "header_size", "sh_type", "sh_flags", "sh_addr", "sh_offset", "sh_size", "sh_link", "sh_info",
+        "sh_addralign", "sh_entsize", "sh_name_off", "_name_col", "_shstr", "_names", "_sections", "_sym_fmt",
+        "_sym_size", "_sh_fmt",
     )
 
-    def __init__(self, buf) -> None:
+    def __init__(self, buf, strict: bool = True) -> None:
         self.buf = buf
         self.size = n = len(buf)
         head = bytes(buf[:64])  # one read of the ELF header (``buf`` may read on demand)
@@ -121,12 +129,24 @@ class ElfFile:
         else:
             hdr_fmt, sh_fmt = e + "HHIIIIIHHHHHH", e + "IIIIIIIIII"
             self._sym_fmt, self._sym_size = e + "IIIBBH", 16
-        hdr_size = 16 + struct.calcsize(hdr_fmt)
+        self._sh_fmt = sh_fmt
+        hdr_size = self.header_size = 16 + struct.calcsize(hdr_fmt)
         if n < hdr_size:
             raise ElfError(f"truncated ELF header ({n} bytes, need {hdr_size})")
         (self.type, self.machine, _ver, _entry, _phoff, shoff, _flags, _ehsize, _phentsize,
          _phnum, shentsize, shnum, shstrndx) = struct.unpack_from(hdr_fmt, head, 16)
-        self.shoff = shoff
+        self.shoff, self.shentsize, self.shnum, self.shstrndx = shoff, shentsize, shnum, shstrndx
+        self._names: list[str] | None = None
+        self._name_col: bytes | None = None
+        self._sections: list[Section] | None = None
+        if strict:
+            self._strict_table()
+
+    def _strict_table(self) -> None:
+        """The section table, every section's name and bounds checked (the default reader)."""
+        buf, n, shoff, shentsize, shnum, shstrndx = (self.buf, self.size, self.shoff, self.shentsize,
+                                                    self.shnum, self.shstrndx)
+        sh_fmt = self._sh_fmt
         sh_size = struct.calcsize(sh_fmt)
         if shoff == 0:
             raise ElfError("no section header table")
@@ -147,42 +167,63 @@ class ElfFile:
                 f"({n:#x} bytes)")
         if not 0 < shstrndx < shnum:
             raise ElfError(f"section name string table index {shstrndx} out of range")
-        self.shnum = shnum
-        # The table as columns, decoded at C level (the hot path reads ~50 sections per module and
-        # needs only a few of them): no per-section Python work unless something is wrong.
-        table = bytes(buf[shoff:end])
-        words = array("I")
-        words.frombytes(table)
-        if self.little != _HOST_LITTLE:
-            words.byteswap()
-        if ei_class == ELFCLASS64:  # Elf64_Shdr: name, type u32; flags, addr, offset, size u64;
-            quads = array("Q")      # link, info u32; addralign, entsize u64
-            quads.frombytes(table)
-            if self.little != _HOST_LITTLE:
-                quads.byteswap()
-            name_offs, self.sh_type, self.sh_link, self.sh_info = words[0::16], words[1::16], words[10::16], words[11::16]
-            (self.sh_flags, self.sh_addr, self.sh_offset, self.sh_size, self.sh_addralign,
-             self.sh_entsize) = quads[1::8], quads[2::8], quads[3::8], quads[4::8], quads[6::8], quads[7::8]
-        else:  # Elf32_Shdr: ten u32 in that order
-            (name_offs, self.sh_type, self.sh_flags, self.sh_addr, self.sh_offset, self.sh_size, self.sh_link,
-             self.sh_info, self.sh_addralign, self.sh_entsize) = (words[k::10] for k in range(10))
+        self.shnum, self.shstrndx = shnum, shstrndx
+        self._columns(bytes(buf[shoff:end]))
         shstr = self._shstr = self._checked(self.sh_offset[shstrndx], self.sh_size[shstrndx],
                                             f"section name string table (section {shstrndx})").decode("latin-1")
-        self.sh_name_off = name_offs
+        name_offs = self.sh_name_off
         # names are decoded on first use; here only proven to be there (C-level max and endswith)
         if max(name_offs) >= len(shstr) or not shstr.endswith("\0"):
             for i, o in enumerate(name_offs):
                 if shstr.find("\0", o) < 0:
                     raise ElfError(f"section {i} name at {o:#x} is outside the section name table")
-        self._names: list[str] | None = None
-        self._name_col: bytes | None = None
         if max(map(add, self.sh_offset, self.sh_size)) > n:  # NOBITS (and NULL) may point anywhere
             for i, (t, o, z) in enumerate(zip(self.sh_type, self.sh_offset, self.sh_size, strict=True)):
                 if o + z > n and t != SHT_NOBITS and t != SHT_NULL:
                     raise ElfError(
                         f"section {i} ({self.sh_names[i]}) at {o:#x} size {z:#x} extends past the end "
                         f"of the file ({n:#x} bytes)")
-        self._sections: list[Section] | None = None
+
+    def _columns(self, table: bytes) -> None:
+        """The table as columns, decoded at C level (the hot path reads ~50 sections per module and
+        needs only a few of them): no per-section Python work unless something is wrong."""
+        words = array("I")
+        words.frombytes(table)
+        if self.little != _HOST_LITTLE:
+            words.byteswap()
+        if self.ei_class == ELFCLASS64:  # Elf64_Shdr: name, type u32; flags, addr, offset, size u64;
+            quads = array("Q")           # link, info u32; addralign, entsize u64
+            quads.frombytes(table)
+            if self.little != _HOST_LITTLE:
+                quads.byteswap()
+            self.sh_name_off, self.sh_type, self.sh_link, self.sh_info = (
+                words[0::16], words[1::16], words[10::16], words[11::16])
+            (self.sh_flags, self.sh_addr, self.sh_offset, self.sh_size, self.sh_addralign,
+             self.sh_entsize) = quads[1::8], quads[2::8], quads[3::8], quads[4::8], quads[6::8], quads[7::8]
+        else:  # Elf32_Shdr: ten u32 in that order
+            (self.sh_name_off, self.sh_type, self.sh_flags, self.sh_addr, self.sh_offset, self.sh_size,
+             self.sh_link, self.sh_info, self.sh_addralign, self.sh_entsize) = (words[k::10] for k in range(10))
+
+    def read_table(self) -> None:
+        """For ``strict=False``: the section table of the header as stored (``shnum`` entries at
+        ``shoff``, no extended numbering), which must lie in the file; the section name table is
+        the ``shstrndx`` one when it does too (else empty). Nothing else is checked."""
+        shsz = struct.calcsize(self._sh_fmt)
+        end = self.shoff + self.shnum * shsz
+        if self.shentsize != shsz or end > self.size:
+            raise ElfError("section header table does not fit the file")
+        self._columns(bytes(self.buf[self.shoff:end]))
+        i = self.shstrndx
+        self._shstr = self.raw(i).decode("latin-1") if i < self.shnum and self.in_file(i) else ""
+
+    def in_file(self, index: int) -> bool:
+        """Whether section ``index``'s bytes (offset, size: whatever its type) lie in the file."""
+        return self.sh_offset[index] + self.sh_size[index] <= self.size
+
+    def raw(self, index: int) -> bytes:
+        """The file bytes section ``index`` points at, whatever its type (check :meth:`in_file`)."""
+        o = self.sh_offset[index]
+        return bytes(self.buf[o:o + self.sh_size[index]])
 
     @property
     def section_names_table(self) -> str:
@@ -223,7 +264,7 @@ class ElfFile:
         if col is None:
             col = self._name_col = self.sh_name_off.tobytes()
         while p >= 0:
-            word = array("I", (p,)).tobytes()
+            word = _pack_u32(p)
             j = col.find(word)
             while j >= 0:
                 if not j & 3:  # aligned: an entry, not two halves of neighbours
@@ -289,6 +330,28 @@ class ElfFile:
         strtab = self.data(self.section_at(symtab.link))
         return self.data(symtab), strtab
 
+    def symbol_columns(self, data: bytes, values: bool = True) -> tuple[array, bytes, array, array]:
+        """A symbol table's bytes (whole entries) as columns: (st_name, st_info, st_shndx,
+        st_value), each one C-level array slice (st_info: one byte per symbol). Without
+        ``values`` the last column is left empty (ELF64: not decoded)."""
+        swap = self.little != _HOST_LITTLE
+        words, halves = array("I"), array("H")
+        words.frombytes(data)
+        halves.frombytes(data)
+        if swap:
+            words.byteswap()
+            halves.byteswap()
+        if self.is64:  # Elf64_Sym: name u32, info u8, other u8, shndx u16, value u64, size u64
+            col = array("Q")
+            if values:
+                col.frombytes(data)
+                if swap:
+                    col.byteswap()
+                col = col[1::3]
+            return words[0::6], data[4::24], halves[3::12], col
+        # Elf32_Sym: name u32, value u32, size u32, info u8, other u8, shndx u16
+        return words[0::4], data[12::16], halves[7::8], words[1::4]
+
     def symbol_arrays(self, symtab: Section | None = None) -> tuple[array, bytes, array, array, str]:
         """The symbol table as columns: (st_name, st_info, st_shndx, st_value, string table).
 
@@ -301,21 +364,7 @@ class ElfFile:
         if symtab is None:
             return array("I"), b"", array("H"), array("I"), ""
         data, strtab = self._symtab_parts(symtab)
-        swap = self.little != _HOST_LITTLE
-        words, halves = array("I"), array("H")
-        words.frombytes(data)
-        halves.frombytes(data)
-        if swap:
-            words.byteswap()
-            halves.byteswap()
-        if self.is64:  # Elf64_Sym: name u32, info u8, other u8, shndx u16, value u64, size u64
-            values = array("Q")
-            values.frombytes(data)
-            if swap:
-                values.byteswap()
-            return words[0::6], data[4::24], halves[3::12], values[1::3], strtab.decode("latin-1")
-        # Elf32_Sym: name u32, value u32, size u32, info u8, other u8, shndx u16
-        return words[0::4], data[12::16], halves[7::8], words[1::4], strtab.decode("latin-1")
+        return (*self.symbol_columns(data), strtab.decode("latin-1"))
 
     def symbol_at(self, data: bytes, i: int) -> tuple[int, int, int, int, int]:
         """(st_name, st_value, st_size, st_info, st_shndx) of symbol ``i`` of ``data``."""
@@ -361,6 +410,7 @@ class ElfFile:
 
 _HOST_LITTLE = sys.byteorder == "little"
 _new = tuple.__new__
+_pack_u32 = struct.Struct("=I").pack  # a u32 in host order, as array("I") holds it
 
 
 def _cstr(table: bytes | str, offset: int, what: str) -> str:

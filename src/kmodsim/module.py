@@ -24,6 +24,7 @@ exhausts neither memory nor time.
 from __future__ import annotations
 
 import lzma
+import marshal
 import mmap
 import os
 import stat
@@ -112,8 +113,63 @@ class Signature(NamedTuple):
     sig_len: int
 
 
+class ModuleRecord(NamedTuple):
+    """The serialisation of a :class:`Module`: what worker processes send to the parent and what
+    the scan cache stores. Every field is a builtin (marshal-able), each column one NUL-terminated
+    joined string or one packed integer array, so a module costs a dozen objects instead of
+    thousands. Fields are read by name only; :meth:`dumps`/:meth:`loads` are the one place that
+    knows their order. Its version (:data:`RECORD_VERSION`) is derived from the field names:
+    adding, removing or renaming a field changes it, and every cache of records follows."""
+
+    name: str  # .modinfo name=, else struct module's name, else the file's
+    path: str
+    export_names: str  # NUL-terminated, joined
+    export_namespaces: str
+    export_kinds: str  # "", "gpl", "gpl_future", "unused", "unused_gpl"
+    export_crcs: bytes  # array('q'): -1 for none
+    import_names: str
+    import_weak: bytes  # one byte per import: 1 if STB_WEAK
+    modinfo: str  # every non-empty .modinfo string, NUL-terminated, joined
+    section_names: str  # the section name string table (latin-1)
+    section_columns: bytes  # sections 1..n-1: name offset, type, flags, size, align, entsize columns
+    version_names: str  # __versions (or __version_ext_*) entries, in file order
+    version_crcs: bytes  # array('Q')
+    signature: tuple | None  # Signature's fields
+    machine: int
+    ei_class: int  # 1 = ELF32, 2 = ELF64
+    little_endian: bool
+    compression: str  # "", "xz", "zstd", "gzip"
+    file_size: int
+    elf_size: int  # the ELF image without its appended signature
+
+    def dumps(self) -> bytes:
+        """The record marshalled (a plain tuple: marshal takes no tuple subclass)."""
+        return marshal.dumps(tuple(self))
+
+    @classmethod
+    def loads(cls, blob) -> ModuleRecord:
+        """The inverse of :meth:`dumps`; ValueError if ``blob`` is not a record of this version."""
+        return cls.of(marshal.loads(blob))
+
+    @classmethod
+    def of(cls, t: tuple) -> ModuleRecord:
+        """A record from its plain tuple (as :meth:`dumps` marshals it)."""
+        if type(t) is cls:
+            return t
+        if not isinstance(t, tuple) or len(t) != len(cls._fields):
+            raise ValueError(f"not a module record of version {RECORD_SCHEMA}")
+        return _new(cls, t)
+
+
+# The version of the record: a schema number, bumped by hand only when a field's *meaning* changes
+# (what the parser puts in it), and the field names, so that a change of the layout needs no bump.
+# 6: named fields (5: import CRCs on use; 4: section columns; 2: section name table + offsets).
+RECORD_SCHEMA = 6
+RECORD_VERSION = (RECORD_SCHEMA, ModuleRecord._fields)
+
+
 class Module:
-    """A parsed module: a view over its compact record (:meth:`to_record`).
+    """A parsed module: a view over its :class:`ModuleRecord` (:meth:`to_record`).
 
     Each field is decoded from the record the first time it is used, so a tree of thousands of
     modules costs only what the caller reads (``check`` never decodes section tables, ``scan``
@@ -122,10 +178,8 @@ class Module:
 
     __slots__ = ("_r", "_cache")
 
-    def __init__(self, record: tuple) -> None:
-        if record[0] != RECORD_VERSION:
-            raise ValueError(f"module record version {record[0]}, expected {RECORD_VERSION}")
-        self._r = record
+    def __init__(self, record: ModuleRecord) -> None:
+        self._r = ModuleRecord.of(record)
         self._cache: dict[str, object] = {}
 
     def __repr__(self) -> str:
@@ -137,15 +191,15 @@ class Module:
     __hash__ = None  # type: ignore[assignment]
 
     # -- plain fields (no decoding) ----------------------------------------------------------
-    path = property(lambda self: self._r[1])
-    name = property(lambda self: self._r[2])
-    signature = property(lambda self: None if self._r[15] is None else _new(Signature, self._r[15]))
-    machine = property(lambda self: self._r[16])
-    ei_class = property(lambda self: self._r[17])  # 1 = ELF32, 2 = ELF64
-    little_endian = property(lambda self: self._r[18])
-    compression = property(lambda self: self._r[19])  # "", "xz", "zstd", "gzip"
-    file_size = property(lambda self: self._r[20])
-    elf_size = property(lambda self: self._r[21])
+    path = property(lambda self: self._r.path)
+    name = property(lambda self: self._r.name)
+    signature = property(lambda self: None if self._r.signature is None else _new(Signature, self._r.signature))
+    machine = property(lambda self: self._r.machine)
+    ei_class = property(lambda self: self._r.ei_class)  # 1 = ELF32, 2 = ELF64
+    little_endian = property(lambda self: self._r.little_endian)
+    compression = property(lambda self: self._r.compression)  # "", "xz", "zstd", "gzip"
+    file_size = property(lambda self: self._r.file_size)
+    elf_size = property(lambda self: self._r.elf_size)
 
     # -- decoded on first use ----------------------------------------------------------------
     def _get(self, key: str, make):
@@ -164,7 +218,7 @@ class Module:
 
     @property
     def modinfo(self) -> list[tuple[str, str]]:
-        return self._get("modinfo", lambda r: [tuple(kv.partition("=")[::2]) for kv in _split(r[10])])
+        return self._get("modinfo", lambda r: [tuple(kv.partition("=")[::2]) for kv in _split(r.modinfo)])
 
     @property
     def sections(self) -> list[SectionInfo]:
@@ -174,13 +228,13 @@ class Module:
         """Imports as columns — names, weak flags, expected CRCs (-1: none) — for hot loops that
         should not build an :class:`Import` per symbol."""
         r = self._r
-        names = _split(r[7])
-        return names, r[8], _import_crcs(r, names)
+        names = _split(r.import_names)
+        return names, r.import_weak, _import_crcs(r, names)
 
     @property
     def versions(self) -> list[tuple[str, int]]:
         """Every ``__versions`` record, in file order (including ``module_layout``)."""
-        return self._get("versions", lambda r: list(zip(_split(r[13]), _unints("Q", r[14]), strict=True)))
+        return self._get("versions", lambda r: list(zip(_split(r.version_names), _unints("Q", r.version_crcs), strict=True)))
 
     # -- modinfo views -----------------------------------------------------------------------
     def info(self, key: str) -> list[str]:
@@ -252,41 +306,41 @@ class Module:
         return MACHINE_NAMES.get(self.machine, f"machine {self.machine}")
 
     # -- serialisation (the JSON schema is the renderer's: kmodsim.render.modules.module_json) --
-    def to_record(self) -> tuple:
-        """The compact tuple of builtins (marshal-able, cheap to pickle) the module is a view of:
-        each column is one NUL-joined string or one packed integer array, so a module costs a
-        dozen objects instead of thousands. The scan cache and worker processes use it as is."""
+    def to_record(self) -> ModuleRecord:
+        """The record the module is a view of (:class:`ModuleRecord`)."""
         return self._r
 
     @classmethod
-    def from_record(cls, r: tuple) -> Module:
-        return cls(r)
+    def from_record(cls, r: ModuleRecord | tuple) -> Module:
+        """The module of a record, or of its plain tuple (:meth:`ModuleRecord.dumps`' content)."""
+        return cls(ModuleRecord.of(r))
 
 
-def _decode_exports(r: tuple) -> list[Export]:
+def _decode_exports(r: ModuleRecord) -> list[Export]:
     return [_new(Export, (n, k in ("gpl", "unused_gpl"), ns, None if c < 0 else c, k))
-            for n, ns, k, c in zip(_split(r[3]), _split(r[4]), _split(r[5]), _unints("q", r[6]), strict=True)]
+            for n, ns, k, c in zip(_split(r.export_names), _split(r.export_namespaces), _split(r.export_kinds),
+                                   _unints("q", r.export_crcs), strict=True)]
 
 
-def _import_crcs(r: tuple, names: list[str]) -> list[int]:
+def _import_crcs(r: ModuleRecord, names: list[str]) -> list[int]:
     """The CRC each import expects (-1: none): its ``__versions`` entry, looked up when imports are
-    first used rather than while a tree is read (r[13], r[14]: the entries, in file order)."""
-    vmap = dict(zip(_split(r[13]), _unints("Q", r[14]), strict=True))
+    first used rather than while a tree is read."""
+    vmap = dict(zip(_split(r.version_names), _unints("Q", r.version_crcs), strict=True))
     return list(map(vmap.get, names, repeat(-1)))
 
 
-def _decode_imports(r: tuple) -> list[Import]:
-    names = _split(r[7])
+def _decode_imports(r: ModuleRecord) -> list[Import]:
+    names = _split(r.import_names)
     return [_new(Import, (n, None if c < 0 else c, bool(w)))
-            for n, w, c in zip(names, r[8], _import_crcs(r, names), strict=True)]
+            for n, w, c in zip(names, r.import_weak, _import_crcs(r, names), strict=True)]
 
 
-def _decode_sections(r: tuple) -> list[SectionInfo]:
-    # r[12]: the section table's columns (sections 1..n-1) as arrays in host byte order, one after
-    # the other — name offset and type (u32), flags, size, alignment, entry size (u64 in ELF64,
-    # u32 in ELF32); r[11] the section name string table. Decoded only here, when asked for.
-    codes = ("I", "I", "Q", "Q", "Q", "Q") if r[17] == 2 else ("I",) * 6
-    raw = r[12]
+def _decode_sections(r: ModuleRecord) -> list[SectionInfo]:
+    # the section table's columns (sections 1..n-1) as arrays in host byte order, one after the
+    # other — name offset and type (u32), flags, size, alignment, entry size (u64 in ELF64, u32 in
+    # ELF32), and the section name string table. Decoded only here, when asked for.
+    codes = ("I", "I", "Q", "Q", "Q", "Q") if r.ei_class == 2 else ("I",) * 6
+    raw = r.section_columns
     n = len(raw) // sum(array(c).itemsize for c in codes)
     cols, at = [], 0
     for c in codes:
@@ -294,12 +348,9 @@ def _decode_sections(r: tuple) -> list[SectionInfo]:
         a.frombytes(raw[at:at + n * a.itemsize])
         at += n * a.itemsize
         cols.append(a.tolist())
-    names = r[11]
+    names = r.section_names
     return [_new(SectionInfo, (names[nm:names.index("\0", nm)], *rest))
             for nm, *rest in zip(*cols, strict=True)]
-
-
-RECORD_VERSION = 5  # 2: section names as name table + offsets; 4: section columns; 5: import CRCs on use
 
 
 def _join(items) -> str:
@@ -664,9 +715,9 @@ def parse_module(buf, path: str, compression: str = "", file_size: int | None = 
     return Module.from_record(parse_record(buf, path, compression, file_size))
 
 
-def parse_record(buf, path: str, compression: str = "", file_size: int | None = None) -> tuple:
-    """Parse a module image straight into :meth:`Module.to_record`'s compact form (the hot path:
-    worker processes send these to the parent and the cache stores them as they are)."""
+def parse_record(buf, path: str, compression: str = "", file_size: int | None = None) -> ModuleRecord:
+    """Parse a module image straight into its :class:`ModuleRecord` (the hot path: worker
+    processes send these to the parent and the cache stores them)."""
     size = len(buf)
     sig, elf_size = _signature(buf, size)
     elf = ElfFile(buf)
@@ -767,17 +818,18 @@ def parse_record(buf, path: str, compression: str = "", file_size: int | None = 
         at = modinfo.find("name=", at + 1)
     if not name:
         name = _this_module_name(elf) or module_name_from_path(path)
-    return (
-        RECORD_VERSION, path, name,
-        _join(e[0] for e in exports), _join(ex_ns), _join(e[1] for e in exports), _ints("q", ex_crcs),
-        _join(im_names), im_weak, None,  # r[9]: the imports' CRCs, looked up on use (_import_crcs)
-        modinfo,
-        elf.section_names_table, b"".join(c[1:].tobytes() for c in (
+    return ModuleRecord(
+        name=name, path=path,
+        export_names=_join(e[0] for e in exports), export_namespaces=_join(ex_ns),
+        export_kinds=_join(e[1] for e in exports), export_crcs=_ints("q", ex_crcs),
+        import_names=_join(im_names), import_weak=im_weak,  # their CRCs: looked up on use (_import_crcs)
+        modinfo=modinfo,
+        section_names=elf.section_names_table, section_columns=b"".join(c[1:].tobytes() for c in (
             elf.sh_name_off, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_addralign, elf.sh_entsize)),
-        _join(ve_names), _ints("Q", ve_crcs),
-        None if sig is None else tuple(sig),
-        elf.machine, elf.ei_class, elf.little, compression, size if file_size is None else file_size,
-        elf_size,
+        version_names=_join(ve_names), version_crcs=_ints("Q", ve_crcs),
+        signature=None if sig is None else tuple(sig),
+        machine=elf.machine, ei_class=elf.ei_class, little_endian=elf.little, compression=compression,
+        file_size=size if file_size is None else file_size, elf_size=elf_size,
     )
 
 

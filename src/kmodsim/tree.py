@@ -29,16 +29,21 @@ from .cache import cache_root, is_trusted, racy_cutoff, write_atomic
 from .module import (
     DEFAULT_MAX_SIZE,
     MODULE_SUFFIXES,
+    RECORD_VERSION,
     Module,
     ModuleError,
+    ModuleRecord,
     open_image,
     parse_record,
     stat_key_of,
 )
 
 CACHE_MAGIC = b"KMSCACHE"
-# Bump when the parser or the record layout changes: older caches are then rebuilt.
-CACHE_FORMAT = 7  # 3: module record v2; 4: index apart from the records; 5-7: module record v3-v5
+# The layout of the cache file itself (header, index, blob area), bumped by hand when ScanCache's
+# own layout changes. The records' version is not in it: each file carries the version of the
+# records it holds (the ``schema`` of :class:`ScanCache`, e.g. module.RECORD_VERSION) and is
+# discarded when it differs. 4: index apart from the records; 8: the record version in the index.
+CACHE_FORMAT = 8
 
 
 class ScanProblem(NamedTuple):
@@ -61,13 +66,13 @@ class ScanResult:
 
     def __init__(self, root: str, cached: int = 0, parsed: int = 0) -> None:
         self.root = root
-        self.items: list[tuple[str, tuple | bytes, tuple[str, int, int]]] = []
+        self.items: list[tuple[str, _Cached | bytes, tuple[str, int, int]]] = []
         self.keys: dict[str, tuple | None] = {}  # path -> stat key (size, mtime_ns, ctime_ns, ino)
         self.errors: list[ScanProblem] = []
         self.ignored: list[str] = []  # .ko.gz files of the trees, which depmod passes over
         self.cached = cached
         self.parsed = parsed
-        self._records: list[tuple] | None = None
+        self._records: list[ModuleRecord] | None = None
         self._modules: list[Module] | None = None
 
     @property
@@ -76,10 +81,10 @@ class ScanResult:
         return [(path, *summ) for path, _r, summ in self.items]
 
     @property
-    def records(self) -> list[tuple]:
+    def records(self) -> list[ModuleRecord]:
         if self._records is None:
-            self._records = [r.record() if isinstance(r, _Cached) else marshal.loads(r) if isinstance(r, bytes)
-                             else r for _p, r, _s in self.items]
+            self._records = [r.record() if isinstance(r, _Cached) else ModuleRecord.loads(r)
+                             for _p, r, _s in self.items]
             for c in {id(r.cache): r.cache for _p, r, _s in self.items if isinstance(r, _Cached)}.values():
                 c.save()  # records found damaged were read again: write them back
         return self._records
@@ -100,22 +105,23 @@ class _Cached:
     def __init__(self, cache: ScanCache, path: str, max_size: int) -> None:
         self.cache, self.path, self.max_size = cache, path, max_size
 
-    def record(self) -> tuple:
+    def record(self) -> ModuleRecord:
         blob = self.cache.blob(self.path)
         if blob is not None:
             try:
-                return marshal.loads(blob)
+                return ModuleRecord.loads(blob)
             except (ValueError, EOFError, TypeError):
                 pass
         ok, val = _read_one(self.path, self.max_size)
         if not ok:
             raise ModuleError(self.path, val)
         self.cache.put(self.path, val[2], val[0], val[1])  # repaired at the next save
-        return marshal.loads(val[0])
+        return ModuleRecord.loads(val[0])
 
 
-def record_summary(rec: tuple) -> tuple[str, int, int]:
-    return (rec[2], rec[3].count("\0"), rec[7].count("\0"))
+def record_summary(rec: ModuleRecord) -> tuple[str, int, int]:
+    """(name, number of exports, number of imports): what a warm scan shows without a record."""
+    return (rec.name, rec.export_names.count("\0"), rec.import_names.count("\0"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +209,7 @@ def _read_one(path: str, max_size: int) -> tuple[bool, object]:
         return False, exc.problem
     try:
         rec = parse_record(buf, path, fmt, fsize)
-        return True, (marshal.dumps(rec), record_summary(rec), key)
+        return True, (rec.dumps(), record_summary(rec), key)
     except Exception as exc:  # ElfError, and anything a hostile file provokes: reported, not raised
         from .elf import ElfError
 
@@ -392,24 +398,29 @@ def file_fingerprint(paths: Iterable[str]) -> list[tuple[str, tuple | None]]:
 
 
 class ScanCache:
-    """One file per scanned root: a checked index, then the module records.
+    """One file per scanned root: a checked index, then the records (module records, or those
+    ``schema`` names: kmodsim depmod keeps libkmod's view of each module in one too).
 
     Layout: ``CACHE_MAGIC``, the format (u32), the index length (u64) and its crc32 (u32), the
-    index — marshalled ``(root, blob area length, {path: (stat key, summary, offset, length,
-    crc32)})`` — then the blob area: each module's marshalled record at its offset. Loading reads
+    index — marshalled ``(root, schema, blob area length, {path: (stat key, summary, offset,
+    length, crc32)})`` — then the blob area: each module's marshalled record at its offset. A file
+    whose ``schema`` (the records' version, derived from their field names) is not the reader's
+    is discarded; the file's name carries a digest of it, so two versions do not evict each other. Loading reads
     and checks the index only (a warm scan needs just the summaries); a record is read and its
     crc32 checked when it is used (:meth:`blob`), and a record that fails the check is reported
     as missing, so its module is read again. An index that fails any check, or a file whose size
     does not match it, is discarded whole (and rebuilt by the next save).
     """
 
-    def __init__(self, root: str, cache_dir: str | None = None) -> None:
+    def __init__(self, root: str, cache_dir: str | None = None, schema: tuple = RECORD_VERSION) -> None:
         self.root = os.path.realpath(root)
+        self.schema = schema
         d = cache_dir or default_cache_dir()
         # a name from the root (the file also records the root: a collision only costs a rebuild)
         raw = self.root.encode("utf-8", "surrogateescape")
         h = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
-        self.file = os.path.join(d, f"{h}.v{CACHE_FORMAT}")
+        v = zlib.crc32(repr(schema).encode())
+        self.file = os.path.join(d, f"{h}.v{CACHE_FORMAT}-{v:08x}")
         self.entries: dict[str, tuple] = {}  # path -> (key, summary, offset, length, crc) or (key, summary, blob)
         self.dirty = False
         self.problem = ""  # why a cache file was discarded, if it was
@@ -440,12 +451,15 @@ class ScanCache:
                     self._discard("checksum mismatch (torn or corrupted file)")
                     return
                 try:
-                    root, area, entries = marshal.loads(index)
+                    root, schema, area, entries = marshal.loads(index)
                 except (ValueError, EOFError, TypeError):
                     self._discard("unreadable payload")
                     return
                 if root != self.root or not isinstance(entries, dict):
                     self._discard("belongs to another tree")
+                    return
+                if schema != self.schema:
+                    self._discard(f"records of version {schema!r}, expected {self.schema!r}")
                     return
                 if os.fstat(f.fileno()).st_size != self._HEAD + size + area:
                     self._discard("file size does not match its index (torn file)")
@@ -496,7 +510,7 @@ class ScanCache:
         return None if blob is None else (blob, summ)
 
     def put(self, path: str, key: tuple, blob: bytes, summary: tuple) -> None:
-        """Cache a marshalled module record (``marshal.dumps(Module.to_record())``)."""
+        """Cache a marshalled record (``ModuleRecord.dumps()`` for a scan)."""
         self.entries[path] = (key, summary, blob)
         self.dirty = True
 
@@ -524,7 +538,7 @@ class ScanCache:
             index[path] = (e[0], e[1], off, len(blob), zlib.crc32(blob))
             blobs.append(blob)
             off += len(blob)
-        payload = marshal.dumps((self.root, off, index))
+        payload = marshal.dumps((self.root, self.schema, off, index))
         head = (CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little") + len(payload).to_bytes(8, "little")
                 + zlib.crc32(payload).to_bytes(4, "little"))
         try:

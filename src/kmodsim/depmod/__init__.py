@@ -33,9 +33,10 @@ The rules are kmod 30's (``tools/depmod.c`` and ``libkmod/libkmod-elf.c``), re-s
   (:class:`Index`), plus modules.builtin and modules.builtin.modinfo.
 
 Reading is parallel and cached (:class:`kmodsim.tree.ScanCache`, one file per tree under
-``$KMODSIM_CACHE/depmod-v<N>``), keyed like kmodsim's scan cache by path, size, mtime, ctime and
-inode. The cached record is kmod's view of the module, not kmodsim's general one (see
-:func:`kmod_view`), so that outputs are byte-identical to depmod's also on odd modules.
+``$KMODSIM_CACHE/depmod-v1``, each file checked against the record's derived version), keyed
+like kmodsim's scan cache by path, size, mtime, ctime and inode. The cached record is kmod's view
+of the module (:func:`kmod_view`: libkmod's rules over kmodsim's ELF reader), not kmodsim's
+general one, so that outputs are byte-identical to depmod's also on odd modules.
 
 See docs/depmod.md for the details and the commands. The package, in the order a run goes:
 

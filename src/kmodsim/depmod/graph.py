@@ -10,7 +10,7 @@ from ..module import DEFAULT_MAX_SIZE
 from ..symbols import DEPMOD_KERNEL_FAKES, last_wins
 from .cycles import depmod_cycle_report, elementary_cycles, strongly_connected
 from .kernel_symbols import load_symvers, load_system_map
-from .kmod_view import R_EXCRCS, R_EXPORTS, R_IMCRCS, R_IMPORTS, R_IMWEAK, R_PROBLEM, split0, u64s
+from .kmod_view import KmodRecord, split0, u64s
 from .plan import DepmodError, Plan, load_records, plan
 
 # ---------------------------------------------------------------------------------------------
@@ -20,7 +20,7 @@ from .plan import DepmodError, Plan, load_records, plan
 class Mod:
     __slots__ = ("name", "path", "relpath", "rec", "idx", "bname", "bpath")
 
-    def __init__(self, name: str, path: str, relpath: str | None, rec: tuple, idx: int = 0) -> None:
+    def __init__(self, name: str, path: str, relpath: str | None, rec: KmodRecord, idx: int = 0) -> None:
         self.name = name
         self.path = path
         self.relpath = relpath
@@ -72,11 +72,11 @@ class Depmod:
             pre = self.prefix.encode()
             for m in self.mods:  # DEPMOD's policy: a later exporter replaces an earlier one
                 rec = m.rec
-                if rec[R_EXPORTS]:
-                    names = split0(rec[R_EXPORTS])
+                if rec.exports:
+                    names = split0(rec.exports)
                     if pre:
                         names = [n[1:] if n[:1] == pre else n for n in names]
-                    symbols.update(zip(names, [(m.idx, c) for c in u64s(rec[R_EXCRCS])], strict=True))
+                    symbols.update(zip(names, [(m.idx, c) for c in u64s(rec.export_crcs)], strict=True))
             self._symbols = symbols
         return self._symbols
 
@@ -102,7 +102,7 @@ class Depmod:
         """(symbol, weak) of ``a``'s imports that ``b`` owns, in import order."""
         rec = self.mods[a].rec
         out = []
-        for n, w in zip(split0(rec[R_IMPORTS]), rec[R_IMWEAK], strict=True):
+        for n, w in zip(split0(rec.imports), rec.import_weak, strict=True):
             s = self.find(n)
             if s is not None and s[0] == b:
                 out.append((n.decode("utf-8", "surrogateescape"), bool(w)))
@@ -139,7 +139,7 @@ class Depmod:
 
 
 
-def compute(pl: Plan, recs: dict[str, tuple], *, errsyms: bool = False, prefix: str = "") -> Depmod:
+def compute(pl: Plan, recs: dict[str, KmodRecord], *, errsyms: bool = False, prefix: str = "") -> Depmod:
     """Everything depmod computes, from a plan and the records of its modules."""
     warnings: list[str] = []
     errors = list(pl.errors)
@@ -161,8 +161,8 @@ def compute(pl: Plan, recs: dict[str, tuple], *, errsyms: bool = False, prefix: 
     if pl.cfg is not None:
         warnings.extend(pl.cfg.messages)
     for f in pl.found:
-        if recs[f.path][R_PROBLEM]:
-            errors.append((f.path, recs[f.path][R_PROBLEM]))
+        if recs[f.path].problem:
+            errors.append((f.path, recs[f.path].problem))
 
     mods = [Mod(f.name, f.path, f.relpath, recs[f.path]) for f in pl.found]
     mods = _depmod_order(mods, pl.dirname, warnings)
@@ -176,9 +176,9 @@ def compute(pl: Plan, recs: dict[str, tuple], *, errsyms: bool = False, prefix: 
     owner: dict[bytes, int] = {}
     for m in mods:
         rec = m.rec
-        if not rec[R_EXPORTS]:
+        if not rec.exports:
             continue
-        names_ = split0(rec[R_EXPORTS])
+        names_ = split0(rec.exports)
         if pre:
             names_ = [n[1:] if n[:1] == pre else n for n in names_]
         last_wins(owner, names_, m.idx)
@@ -224,7 +224,7 @@ def _dependencies(dm: Depmod, errsyms: bool, check_crcs: bool) -> list[list[int]
     fromkeys = dict.fromkeys
     for m in dm.mods:
         rec = m.rec
-        imports = rec[R_IMPORTS]
+        imports = rec.imports
         if not imports:
             out.append([])
             continue
@@ -234,8 +234,8 @@ def _dependencies(dm: Depmod, errsyms: bool, check_crcs: bool) -> list[list[int]
             out.append([o for o in owners if o is not None])
             continue
         names = split0(imports)
-        weak = rec[R_IMWEAK]
-        crcs = u64s(rec[R_IMCRCS])
+        weak = rec.import_weak
+        crcs = u64s(rec.import_crcs)
         seen: dict[int, None] = {}
         for k, n in enumerate(names):
             s = dm.find(n)

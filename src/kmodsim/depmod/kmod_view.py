@@ -1,36 +1,75 @@
 """libkmod's view of one module, as kmod 30's depmod reads it (``libkmod/libkmod-elf.c``):
-exports with their CRCs, imports, ``.modinfo`` aliases and softdeps. A record is what the depmod
-cache stores for each file."""
+exports with their CRCs, imports, ``.modinfo`` aliases and softdeps. A record
+(:class:`KmodRecord`) is what the depmod cache stores for each file.
+
+This is an interpretation, not a decoder: the ELF header, the section table and the symbol table
+come from :class:`kmodsim.elf.ElfFile` (read with ``strict=False``, which leaves the checks to
+the caller), and this module applies libkmod's rules to them — kmod_elf_new()'s checks in its
+own words, sections looked up by name (the first whose bytes lie in the file), symbols from the
+sections named ``.symtab``/``.strtab``, exports from ``__crc_`` symbols else
+``__ksymtab_strings``, imports including weak ones and the ``__versions`` entries no symbol
+matched, ``alias``/``softdep`` strings as kmod_elf_get_strings() splits ``.modinfo``."""
 
 from __future__ import annotations
 
+import marshal
 import re
 import struct
 import sys
 from array import array
 from itertools import compress, repeat
 from operator import itemgetter
+from typing import NamedTuple
 
 from ..discovery import superfasthash
-from ..module import DEFAULT_MAX_SIZE, ModuleError, read_image
+from ..elf import ELFMAG, ElfError, ElfFile
+from ..module import DEFAULT_MAX_SIZE, ModuleError, open_image
 from ..tree import parallel_map
 
 # ---------------------------------------------------------------------------------------------
 # kmod's view of one module
 # ---------------------------------------------------------------------------------------------
-#
-# A record is a marshal-able tuple (stored as is in the cache):
-#   (exports, export_crcs, export_hashes, imports, import_weak, import_crcs, aliases, softdeps,
-#    problem)
-# exports/imports/aliases/softdeps: NUL-terminated byte strings joined; *_crcs: array('Q') bytes;
-# hashes: array('I') bytes (superfasthash of each export name); import_weak: one byte per import;
-# aliases/softdeps: the values of .modinfo's ``alias``/``softdep`` keys in file order (a string
-# without '=' is its own key and value, as libkmod reads it); problem: "" or why the file is
-# unreadable.
 
-EMPTY_RECORD = (b"", b"", b"", b"", b"", b"", b"", b"", "")
-R_EXPORTS, R_EXCRCS, R_EXHASH, R_IMPORTS, R_IMWEAK, R_IMCRCS, R_ALIASES, R_SOFTDEPS, R_PROBLEM = range(9)
+class KmodRecord(NamedTuple):
+    """libkmod's view of one module, as depmod uses it: what workers send and the depmod cache
+    stores (marshalled as a plain tuple: :meth:`dumps`, :meth:`loads`, :meth:`of`). Fields are read
+    by name only; :data:`RECORD_VERSION` is derived from their names, so adding one (and filling
+    it in :func:`kmod_view`) is all a new field takes: every cache of older records is rebuilt."""
+
+    exports: bytes  # NUL-terminated names, joined
+    export_crcs: bytes  # array('Q')
+    export_hashes: bytes  # array('I'): superfasthash of each export name
+    imports: bytes  # NUL-terminated names, joined
+    import_weak: bytes  # one byte per import: 1 if STB_WEAK
+    import_crcs: bytes  # array('Q')
+    aliases: bytes  # the values of .modinfo's alias keys in file order, NUL-terminated, joined (a
+    softdeps: bytes  # string without '=' is its own key and value, as libkmod reads it); softdep's
+    problem: str  # "" or why the file is unreadable
+
+    def dumps(self) -> bytes:
+        return marshal.dumps(tuple(self))
+
+    @classmethod
+    def loads(cls, blob) -> KmodRecord:
+        return cls.of(marshal.loads(blob))
+
+    @classmethod
+    def of(cls, t: tuple) -> KmodRecord:
+        """A record from its plain tuple; ValueError if it is not one of this version."""
+        if type(t) is cls:
+            return t
+        if not isinstance(t, tuple) or len(t) != len(cls._fields):
+            raise ValueError(f"not a depmod record of version {RECORD_SCHEMA}")
+        return tuple.__new__(cls, t)
+
+
+# The record's version: a schema number (bumped by hand only when what a field means changes) and
+# the field names (a change of the layout changes it by itself). The depmod cache and memo key on it.
+RECORD_SCHEMA = 1
+RECORD_VERSION = (RECORD_SCHEMA, KmodRecord._fields)
+EMPTY_RECORD = KmodRecord(b"", b"", b"", b"", b"", b"", b"", b"", "")
 _WEAK = bytes(1 if c >> 4 == 2 else 0 for c in range(256))  # st_info -> STB_WEAK?
+_HOST_LITTLE = sys.byteorder == "little"
 
 
 class _Bad(Exception):
@@ -57,92 +96,45 @@ def u32s(raw: bytes) -> list[int]:
     return a.tolist()
 
 
-def kmod_view(buf, crcs: bool = True) -> tuple:
+def kmod_view(buf, crcs: bool = True) -> KmodRecord:
     """What libkmod reads from a module image (decompressed): see the module docstring. Without
     ``crcs`` the CRCs imports expect are left out (zero): only ``-e -E`` compares them, and a
-    record without them is never cached."""
-    size = len(buf)
-    head = bytes(buf[:64])
-    if size <= 16 or head[:4] != b"\x7fELF":
-        raise _Bad("not an ELF file")
-    cls, data = head[4], head[5]
-    if cls not in (1, 2) or data not in (1, 2):
-        raise _Bad(f"unknown ELF class {cls} / data encoding {data}")
-    is64 = cls == 2
-    e = "<" if data == 1 else ">"
-    swap = (data == 1) != (sys.byteorder == "little")
-    if size <= (64 if is64 else 52):
-        raise _Bad("file too short for an ELF header")
-    machine = struct.unpack_from(e + "H", head, 0x12)[0]
-    if is64:
-        shoff = struct.unpack_from(e + "Q", head, 0x28)[0]
-        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", head, 0x3A)
-    else:
-        shoff = struct.unpack_from(e + "I", head, 0x20)[0]
-        shentsize, shnum, shstrndx = struct.unpack_from(e + "HHH", head, 0x2E)
-    shdr = 64 if is64 else 40
-    if shentsize != shdr:
-        raise _Bad(f"unexpected section header size {shentsize}")
-    if shoff + shnum * shdr > size:
+    record without them is never cached.
+
+    The image is read by :class:`kmodsim.elf.ElfFile` (``strict=False``: the header, then the
+    section table as columns); what follows is libkmod's reading of it (libkmod-elf.c):
+    kmod_elf_new()'s checks, sections found by name (the first whose bytes lie in the file,
+    whatever its type), symbols from the sections *named* ``.symtab`` and ``.strtab``."""
+    elf = _header(buf)
+    size = elf.size
+    if elf.shentsize != (64 if elf.is64 else 40):
+        raise _Bad(f"unexpected section header size {elf.shentsize}")
+    if elf.shoff + elf.shnum * elf.shentsize > size:
         raise _Bad("file too short to hold its section headers")
-    table = bytes(buf[shoff:shoff + shnum * shdr])
-    if is64:  # Elf64_Shdr: name u32, type u32, flags u64, addr u64, offset u64, size u64, ...
-        w = array("I")
-        w.frombytes(table)
-        q = array("Q")
-        q.frombytes(table)
-        if swap:
-            w.byteswap()
-            q.byteswap()
-        sh_names, sh_off, sh_size = w[0::16].tolist(), q[3::8].tolist(), q[4::8].tolist()
-    else:  # Elf32_Shdr: ten u32, offset and size fifth and sixth
-        w = array("I")
-        w.frombytes(table)
-        if swap:
-            w.byteswap()
-        sh_names, sh_off, sh_size = w[0::10].tolist(), w[4::10].tolist(), w[5::10].tolist()
-    if shstrndx == 0 or shstrndx >= shnum:
-        raise _Bad(f"bad section name table index {shstrndx}")
-    o, z = sh_off[shstrndx], sh_size[shstrndx]
-    if o + z > size or z == 0 or buf[o + z - 1] != 0:
+    elf.read_table()
+    if elf.shstrndx == 0 or elf.shstrndx >= elf.shnum:
+        raise _Bad(f"bad section name table index {elf.shstrndx}")
+    if not elf.in_file(elf.shstrndx) or elf.sh_size[elf.shstrndx] == 0 or not elf.section_names_table.endswith("\0"):
         raise _Bad("section name table out of bounds or not NUL-terminated")
-    shstr = bytes(buf[o:o + z])
 
-    def section(name: bytes) -> bytes | None:
+    def section(name: str) -> bytes | None:
         """The first section (from index 1) whose name is ``name`` and whose data is in the file."""
-        pat = name + b"\0"
-        p = shstr.find(pat)
-        best = None
-        while p >= 0:
-            i = 0
-            while True:
-                try:
-                    i = sh_names.index(p, i + 1)
-                except ValueError:
-                    break
-                if (best is None or i < best) and sh_off[i] + sh_size[i] <= size:
-                    best = i
-                    break
-            p = shstr.find(pat, p + 1)
-        if best is None:
-            return None
-        return bytes(buf[sh_off[best]:sh_off[best] + sh_size[best]])
+        for i in elf.indices(name):
+            if i and elf.in_file(i):
+                return elf.raw(i)
+        return None
 
-    symtab, strtab = section(b".symtab"), section(b".strtab")
-    symlen = 24 if is64 else 16
+    symtab, strtab = section(".symtab"), section(".strtab")
+    symlen = 24 if elf.is64 else 16
     ok = symtab is not None and strtab is not None and len(symtab) % symlen == 0
     strlen = len(strtab) if strtab is not None else 0
     if ok and not strtab.endswith(b"\0"):
         strtab += b"\0"
-    nsym = len(symtab) // symlen if ok else 0
-    shndx_off = 6 if is64 else 14
-    names = None  # st_name of every symbol, as an array
+    names = shndx = array("I")
+    info = b""
     if ok:
-        names = array("I")
-        names.frombytes(symtab)
-        if swap:
-            names.byteswap()
-        names = names[0::symlen // 4]
+        names, info, shndx, _values = elf.symbol_columns(symtab, values=False)
+    nsym = len(names)
 
     # -- exports (kmod_elf_get_symbols) --
     ex_names: list[bytes] = []
@@ -177,18 +169,9 @@ def kmod_view(buf, crcs: bool = True) -> tuple:
                 get = itemgetter(*hits) if len(hits) > 1 else (lambda col: (col[hits[0]],))
                 find = strtab.index
                 ex_names = [strtab[p + 6:find(b"\0", p)] for p in get(names)]
-                values = array("Q" if is64 else "I")
-                values.frombytes(symtab)
-                shx = array("H")
-                shx.frombytes(symtab)
-                if swap:
-                    values.byteswap()
-                    shx.byteswap()
-                vals = get(values[1::3] if is64 else values[1::4])
-                where = get(shx[3::12] if is64 else shx[7::8])
-                ex_crcs = _crcs(buf, sh_off, sh_size, vals, where, e)
+                ex_crcs = _crcs(elf, get(elf.symbol_columns(symtab)[3]), get(shndx))
     if not use_crcs:
-        ks = section(b"__ksymtab_strings")
+        ks = section("__ksymtab_strings")
         if ks:
             ex_names = [x for x in ks.split(b"\0") if x]
             ex_crcs = [0] * len(ex_names)
@@ -198,17 +181,8 @@ def kmod_view(buf, crcs: bool = True) -> tuple:
     im_weak: bytes = b""
     im_crcs: list[int] = []
     if ok:
-        # undefined: st_shndx == 0, i.e. both of its bytes zero (either byte order)
-        b0 = symtab[shndx_off::symlen]
-        b1 = symtab[shndx_off + 1::symlen]
-        idx = []
-        i = b0.find(0, 1)
-        while i >= 0:
-            if not b1[i]:
-                idx.append(i)
-            i = b0.find(0, i + 1)
-        info = symtab[(4 if is64 else 12)::symlen]
-        if machine in (2, 43):  # SPARC: STT_REGISTER symbols are not really undefined
+        idx = _zeros(shndx)  # undefined: st_shndx == 0
+        if elf.machine in (2, 43):  # SPARC: STT_REGISTER symbols are not really undefined
             idx = [i for i in idx if info[i] & 0xF != 13]
         if len(idx) > 1:
             get = itemgetter(*idx)
@@ -225,9 +199,9 @@ def kmod_view(buf, crcs: bool = True) -> tuple:
                 weak = bytes([weak[k] for k in keep])
                 im_names = [im_names[k] for k in keep]
             im_weak = weak.translate(_WEAK)
-            vers = section(b"__versions")
+            vers = section("__versions")
             if vers and len(vers) % 64 == 0:
-                crclen = 8 if is64 else 4
+                crclen = 8 if elf.is64 else 4
                 try:
                     vindex = vers.index
                     vnames = [vers[o:vindex(b"\0", o)] for o in range(crclen, len(vers), 64)]
@@ -241,9 +215,9 @@ def kmod_view(buf, crcs: bool = True) -> tuple:
                     im_weak += bytes(len(extra_names))
                     im_crcs = [0] * len(im_names)
                 else:
-                    words = array("Q" if is64 else "I")
+                    words = array("Q" if elf.is64 else "I")
                     words.frombytes(vers)
-                    if swap:
+                    if elf.little != _HOST_LITTLE:
                         words.byteswap()
                     vcrc = words[0::64 // crclen].tolist()
                     first = dict(zip(reversed(vnames), range(len(vnames) - 1, -1, -1), strict=True))
@@ -263,14 +237,50 @@ def kmod_view(buf, crcs: bool = True) -> tuple:
     # -- .modinfo (kmod_elf_get_strings): keep what depmod writes out --
     aliases: list[bytes] = []
     softdeps: list[bytes] = []
-    mi = section(b".modinfo")
+    mi = section(".modinfo")
     if mi:
         aliases = [v[1:] if v else b"alias" for v in _ALIAS.findall(mi)]
         if b"softdep" in mi:
             softdeps = [v[1:] if v else b"softdep" for v in _SOFTDEP.findall(mi)]
 
-    return (_join(ex_names), array("Q", ex_crcs).tobytes(), array("I", map(superfasthash, ex_names)).tobytes(),
-            _join(im_names), im_weak, array("Q", im_crcs).tobytes(), _join(aliases), _join(softdeps), "")
+    return KmodRecord(
+        exports=_join(ex_names), export_crcs=array("Q", ex_crcs).tobytes(),
+        export_hashes=array("I", map(superfasthash, ex_names)).tobytes(),
+        imports=_join(im_names), import_weak=im_weak, import_crcs=array("Q", im_crcs).tobytes(),
+        aliases=_join(aliases), softdeps=_join(softdeps), problem="")
+
+
+def _zeros(shndx: array) -> list[int]:
+    """Indices (from 1) of the zeros of the u16 column ``shndx``: a zero first byte found with
+    ``bytes.find``, then the second byte looked at."""
+    raw = shndx.tobytes()
+    b0, b1 = raw[0::2], raw[1::2]
+    out = []
+    i = b0.find(0, 1)
+    while i >= 0:
+        if not b1[i]:
+            out.append(i)
+        i = b0.find(0, i + 1)
+    return out
+
+
+def _header(buf) -> ElfFile:
+    """The ELF header as kmod_elf_new() accepts it, in its words: more than 16 bytes with the
+    magic, a known class and byte order, longer than the ELF header."""
+    try:
+        elf = ElfFile(buf, strict=False)
+    except ElfError:
+        head = bytes(buf[:6])
+        if len(buf) <= 16 or head[:4] != ELFMAG:
+            raise _Bad("not an ELF file") from None
+        if head[4] not in (1, 2) or head[5] not in (1, 2):
+            raise _Bad(f"unknown ELF class {head[4]} / data encoding {head[5]}") from None
+        raise _Bad("file too short for an ELF header") from None
+    if elf.size <= 16:
+        raise _Bad("not an ELF file")
+    if elf.size <= elf.header_size:
+        raise _Bad("file too short for an ELF header")
+    return elf
 
 
 # a .modinfo string (NUL or the start before it, NUL or the end after it) with the key alias or
@@ -279,40 +289,40 @@ _ALIAS = re.compile(rb"(?<![^\0])alias(=[^\0]*|(?![^\0]))")
 _SOFTDEP = re.compile(rb"(?<![^\0])softdep(=[^\0]*|(?![^\0]))")
 
 
-def _crcs(buf, sh_off: list[int], sh_size: list[int], values, where, e: str) -> list[int]:
+def _crcs(elf: ElfFile, values, where) -> list[int]:
     """kmod_elf_resolve_crc() of each (st_value, st_shndx): an absolute CRC is the value itself,
     a CRC in a section is the u32 at that offset in it (-1 as u64 when out of bounds)."""
     bad = 0xFFFFFFFFFFFFFFFF
     out = []
     cache: dict[int, bytes] = {}
-    u32 = struct.Struct(e + "I").unpack_from
+    u32 = struct.Struct(elf.e + "I").unpack_from
     for v, sh in zip(values, where, strict=True):
         if sh in (0, 0xFFF1):
             out.append(v)
             continue
         data = cache.get(sh)
         if data is None:
-            if sh >= len(sh_off) or sh_off[sh] + sh_size[sh] > len(buf):
+            if sh >= elf.shnum or not elf.in_file(sh):
                 out.append(bad)
                 continue
-            data = cache[sh] = bytes(buf[sh_off[sh]:sh_off[sh] + sh_size[sh]])
+            data = cache[sh] = elf.raw(sh)
         out.append(u32(data, v)[0] if v <= (len(data) - 4) % (1 << 64) and v + 4 <= len(data) else bad)
     return out
 
 
-def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) -> tuple:
+def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) -> KmodRecord:
     """kmod's view of one module file; a file that cannot be read gives an empty record naming
     the problem (depmod keeps such a module, with no symbols and no dependencies)."""
     try:
-        buf, _fmt, _size = read_image(path, max_size)  # a read-only map, or the decompressed bytes
+        buf, _fmt, _size, _key = open_image(path, max_size)  # read on demand, or the decompressed bytes
     except ModuleError as exc:
-        return EMPTY_RECORD[:-1] + (exc.problem,)
+        return EMPTY_RECORD._replace(problem=exc.problem)
     try:
         return kmod_view(buf, crcs)
     except _Bad as exc:
-        return EMPTY_RECORD[:-1] + (str(exc),)
+        return EMPTY_RECORD._replace(problem=str(exc))
     except Exception as exc:  # anything a hostile file provokes is reported, never raised
-        return EMPTY_RECORD[:-1] + (f"unreadable module ({type(exc).__name__}: {exc})",)
+        return EMPTY_RECORD._replace(problem=f"unreadable module ({type(exc).__name__}: {exc})")
     finally:
         close = getattr(buf, "close", None)
         if close is not None:
@@ -320,11 +330,12 @@ def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) 
 
 
 def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
-                 crcs: bool = True, progress: bool | None = False) -> dict[str, tuple]:
+                 crcs: bool = True, progress: bool | None = False) -> dict[str, KmodRecord]:
     """Records of ``paths``, read by ``jobs`` processes (default: all cores), shared out in
     discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too).
     ``progress``: the bar ``scan`` shows (None: on a terminal only)."""
     from ..tree import _progress
 
-    return dict(zip(paths, parallel_map(lambda p: read_record(p, max_size, crcs), paths, jobs,
-                                        _progress(progress, len(paths))), strict=True))
+    # workers send plain tuples (marshal takes no tuple subclass)
+    res = parallel_map(lambda p: tuple(read_record(p, max_size, crcs)), paths, jobs, _progress(progress, len(paths)))
+    return dict(zip(paths, map(KmodRecord.of, res), strict=True))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..discovery import KMOD_EXTENSIONS, superfasthash
 from .index import Index, alias_normalize, builtin_alias_index, builtin_index
-from .kmod_view import R_ALIASES, R_EXHASH, R_EXPORTS, R_SOFTDEPS, split0, u32s
+from .kmod_view import split0, u32s
 
 if TYPE_CHECKING:
     from .graph import Depmod
@@ -58,7 +58,7 @@ def output_dep(dm: Depmod) -> bytes:
 def output_alias(dm: Depmod) -> bytes:
     out = [HEADERS["modules.alias"]]
     for m in dm.mods:
-        v = m.rec[R_ALIASES]
+        v = m.rec.aliases
         if v:
             tail = b" " + m.bname + b"\n"
             out.append(b"alias " + v[:-1].replace(b"\0", tail + b"alias ") + tail)
@@ -67,7 +67,7 @@ def output_alias(dm: Depmod) -> bytes:
 def output_softdep(dm: Depmod) -> bytes:
     out = [HEADERS["modules.softdep"]]
     for m in dm.mods:
-        v = m.rec[R_SOFTDEPS]
+        v = m.rec.softdeps
         if v:
             head = b"softdep " + m.bname + b" "
             out.append(head + v[:-1].replace(b"\0", b"\n" + head) + b"\n")
@@ -80,10 +80,10 @@ def output_symbols(dm: Depmod) -> bytes:
     pre = dm.prefix.encode()
     for m in dm.mods:
         rec = m.rec
-        if not rec[R_EXPORTS]:
+        if not rec.exports:
             continue
-        names = split0(rec[R_EXPORTS])
-        buckets = [h & mask for h in u32s(rec[R_EXHASH])]
+        names = split0(rec.exports)
+        buckets = [h & mask for h in u32s(rec.export_hashes)]
         if pre and any(n[:1] == pre for n in names):  # -P: the table holds the names without it
             names = [n[1:] if n[:1] == pre else n for n in names]
             buckets = [superfasthash(n) & mask for n in names]
@@ -96,7 +96,7 @@ def output_symbols(dm: Depmod) -> bytes:
 def output_devname(dm: Depmod, messages: list[str] | None = None) -> bytes:
     out = []
     for m in dm.mods:
-        aliases = m.rec[R_ALIASES]
+        aliases = m.rec.aliases
         if b"devname:" not in aliases:
             continue
         devname = None
@@ -164,7 +164,7 @@ def alias_index(dm: Depmod, messages: list[str], warn_dups: bool) -> bytes:
     and left out, and with -w one a module declares twice."""
     idx = Index()
     for m in dm.mods:
-        aliases = m.rec[R_ALIASES]
+        aliases = m.rec.aliases
         if not aliases:
             continue
         for v in split0(aliases):
@@ -181,7 +181,7 @@ def alias_warnings(dm: Depmod, warn_dups: bool) -> list[str]:
     """alias_index()'s messages without building the index."""
     out = []
     for m in dm.mods:
-        aliases = m.rec[R_ALIASES]
+        aliases = m.rec.aliases
         if not aliases or (not warn_dups and b"[" not in aliases and b"]" not in aliases):
             continue
         seen: set[bytes] = set()

@@ -10,9 +10,11 @@ from ..discovery import Config, Discovery, Found, modname
 from ..errors import Error
 from ..module import DEFAULT_MAX_SIZE
 from ..tree import ScanCache, default_cache_dir, stat_key
-from .kmod_view import read_records
+from .kmod_view import RECORD_VERSION, KmodRecord, read_records
 
-RECORD_VERSION = 1
+# The directory of the depmod caches (a name only: each file is checked against RECORD_VERSION,
+# the derived version of kmod_view.KmodRecord, and carries a digest of it in its name).
+CACHE_DIRNAME = "depmod-v1"
 
 
 class DepmodError(Error):
@@ -42,7 +44,7 @@ def tree_dirname(basedir: str | None, kver: str) -> str:
 def cache_dir_for(cache_dir: str | None) -> str:
     if cache_dir:
         return cache_dir
-    return os.path.join(os.path.dirname(default_cache_dir()), f"depmod-v{RECORD_VERSION}")
+    return os.path.join(os.path.dirname(default_cache_dir()), CACHE_DIRNAME)
 
 
 class Plan(NamedTuple):
@@ -135,23 +137,27 @@ def plan_keys(pl: Plan) -> dict[str, tuple | None]:
 
 def load_records(pl: Plan, jobs: int | None = None, use_cache: bool = True, cache_dir: str | None = None,
                  max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True,
-                 progress: bool | None = False) -> dict[str, tuple]:
+                 progress: bool | None = False) -> dict[str, KmodRecord]:
     """Records of every found module, from the cache when its file is unchanged. Without the cache
     and without ``crcs`` (no ``-e``) the CRCs imports expect are not read. ``progress``: a bar
     while the others are read (None: on a terminal only, as ``scan``)."""
-    recs: dict[str, tuple] = {}
+    recs: dict[str, KmodRecord] = {}
     cache = None
     todo = []
     if use_cache:
-        import marshal
-
         keys = plan_keys(pl)
-        cache = ScanCache(pl.cache_root, cache_dir_for(cache_dir))
+        cache = ScanCache(pl.cache_root, cache_dir_for(cache_dir), RECORD_VERSION)
         cache.load()
         for f in pl.found:
             hit = cache.get(f.path, keys[f.path])
+            rec = None
             if hit is not None:
-                recs[f.path] = marshal.loads(hit[0])
+                try:
+                    rec = KmodRecord.loads(hit[0])
+                except (ValueError, EOFError, TypeError):
+                    pass
+            if rec is not None:
+                recs[f.path] = rec
             else:
                 todo.append(f.path)
     else:
@@ -162,7 +168,7 @@ def load_records(pl: Plan, jobs: int | None = None, use_cache: bool = True, cach
         for p in todo:
             k = keys[p]
             if k is not None:
-                cache.put(p, k, marshal.dumps(recs[p]), ())
+                cache.put(p, k, recs[p].dumps(), ())
         cache.prune(set(keys))
         cache.save()
     return recs
