@@ -21,15 +21,16 @@ from ..tree import parallel_map
 #
 # A record is a marshal-able tuple (stored as is in the cache):
 #   (exports, export_crcs, export_hashes, imports, import_weak, import_crcs, aliases, softdeps,
-#    problem)
-# exports/imports/aliases/softdeps: NUL-terminated byte strings joined; *_crcs: array('Q') bytes;
+#    weakdeps, problem)
+# exports/imports/aliases/softdeps/weakdeps: NUL-terminated byte strings joined; *_crcs: array('Q') bytes;
 # hashes: array('I') bytes (superfasthash of each export name); import_weak: one byte per import;
-# aliases/softdeps: the values of .modinfo's ``alias``/``softdep`` keys in file order (a string
+# aliases/softdeps/weakdeps: the values of .modinfo's ``alias``/``softdep``/``weakdep`` keys in
+# file order (weakdep: MODULE_WEAKDEP(), read by kmod 33+'s depmod) (a string
 # without '=' is its own key and value, as libkmod reads it); problem: "" or why the file is
 # unreadable.
 
-EMPTY_RECORD = (b"", b"", b"", b"", b"", b"", b"", b"", "")
-R_EXPORTS, R_EXCRCS, R_EXHASH, R_IMPORTS, R_IMWEAK, R_IMCRCS, R_ALIASES, R_SOFTDEPS, R_PROBLEM = range(9)
+EMPTY_RECORD = (b"", b"", b"", b"", b"", b"", b"", b"", b"", "")
+R_EXPORTS, R_EXCRCS, R_EXHASH, R_IMPORTS, R_IMWEAK, R_IMCRCS, R_ALIASES, R_SOFTDEPS, R_WEAKDEPS, R_PROBLEM = range(10)
 _WEAK = bytes(1 if c >> 4 == 2 else 0 for c in range(256))  # st_info -> STB_WEAK?
 
 
@@ -263,20 +264,25 @@ def kmod_view(buf, crcs: bool = True) -> tuple:
     # -- .modinfo (kmod_elf_get_strings): keep what depmod writes out --
     aliases: list[bytes] = []
     softdeps: list[bytes] = []
+    weakdeps: list[bytes] = []
     mi = section(b".modinfo")
     if mi:
         aliases = [v[1:] if v else b"alias" for v in _ALIAS.findall(mi)]
         if b"softdep" in mi:
             softdeps = [v[1:] if v else b"softdep" for v in _SOFTDEP.findall(mi)]
+        if b"weakdep" in mi:  # kmod 33+, 05828b4 "libkmod: add weak dependecies"
+            weakdeps = [v[1:] if v else b"weakdep" for v in _WEAKDEP.findall(mi)]
 
     return (_join(ex_names), array("Q", ex_crcs).tobytes(), array("I", map(superfasthash, ex_names)).tobytes(),
-            _join(im_names), im_weak, array("Q", im_crcs).tobytes(), _join(aliases), _join(softdeps), "")
+            _join(im_names), im_weak, array("Q", im_crcs).tobytes(), _join(aliases), _join(softdeps),
+            _join(weakdeps), "")
 
 
 # a .modinfo string (NUL or the start before it, NUL or the end after it) with the key alias or
 # softdep: "=value", or "" for the bare key (libkmod then takes the key as the value too)
 _ALIAS = re.compile(rb"(?<![^\0])alias(=[^\0]*|(?![^\0]))")
 _SOFTDEP = re.compile(rb"(?<![^\0])softdep(=[^\0]*|(?![^\0]))")
+_WEAKDEP = re.compile(rb"(?<![^\0])weakdep(=[^\0]*|(?![^\0]))")
 
 
 def _crcs(buf, sh_off: list[int], sh_size: list[int], values, where, e: str) -> list[int]:
