@@ -60,34 +60,6 @@ MODULE_DIRECTORY = "/lib/modules"  # the build's moduledir (kmodsim.kmod_build),
 
 
 @pytest.fixture(scope="session")
-def kmod34_src() -> Path:
-    """kmod's upstream tree from trixie's source package (kmod 34.2)."""
-    from kmodsim.debian import DebianError, upstream_source
-
-    try:
-        top = Path(upstream_source("kmod", "trixie"))
-    except DebianError as exc:
-        need(f"trixie's kmod source package: {exc}")
-    if not (top / "testsuite" / "test-depmod.c").is_file():
-        need(f"{top}: no testsuite/test-depmod.c")
-    return top
-
-
-@pytest.fixture(scope="session")
-def depmod34(kmod34_src) -> str:
-    """kmod 34's depmod, built from trixie's source into the cache."""
-    from kmodsim.kmod_build import KmodBuildError, kmod_depmod
-
-    try:
-        path = kmod_depmod("trixie")
-    except KmodBuildError as exc:
-        need(f"kmod 34 built from trixie's source: {exc}")
-    out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
-    assert out.startswith("kmod version 34.2\n"), out
-    return path
-
-
-@pytest.fixture(scope="session")
 def features34(depmod34) -> str:
     return subprocess.run([depmod34, "--version"], capture_output=True, text=True).stdout.splitlines()[1]
 
