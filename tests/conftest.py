@@ -119,6 +119,35 @@ def real_depmod() -> str:
     return DEPMOD
 
 
+@pytest.fixture(scope="session")
+def kmod34_src() -> Path:
+    """kmod's upstream tree from Debian 13's (trixie) source package (kmod 34.2), fetched into the cache."""
+    from kmodsim.debian import DebianError, upstream_source
+
+    try:
+        top = Path(upstream_source("kmod", "trixie"))
+    except DebianError as exc:
+        need(f"trixie's kmod source package: {exc}")
+    if not (top / "testsuite" / "test-depmod.c").is_file():
+        need(f"{top}: no testsuite/test-depmod.c")
+    return top
+
+
+@pytest.fixture(scope="session")
+def depmod34(kmod34_src) -> str:
+    """kmod 34's depmod (Debian 13's), built from trixie's source into the cache: the oracle of
+    ``kmodsim depmod --kmod-version 34`` (kmodsim.kmod_build)."""
+    from kmodsim.kmod_build import KmodBuildError, kmod_depmod
+
+    try:
+        path = kmod_depmod("trixie")
+    except KmodBuildError as exc:
+        need(f"kmod 34 built from trixie's source: {exc}")
+    out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    assert out.startswith("kmod version 34.2\n"), out
+    return path
+
+
 def settle_timestamps() -> None:
     """Wait until files written so far are older than kmodsim's racy-timestamp cutoff
     (:func:`kmodsim.tree.racy_cutoff`), so that a cache filled from now on keeps them (a test of

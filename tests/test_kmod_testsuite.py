@@ -241,7 +241,7 @@ class Run:
 
 def run_kmodsim(root: Path, kver: str, cache: Path) -> Run:
     externals_under(root)
-    p = subprocess.run(["kmodsim", "depmod", "--bin", "-b", str(root), *cfg_args(root), kver],
+    p = subprocess.run(["kmodsim", "depmod", "--kmod-version", "30", "--bin", "-b", str(root), *cfg_args(root), kver],
                        capture_output=True, timeout=300, env=dict(os.environ, KMODSIM_CACHE=str(cache)))
     assert b"Traceback" not in p.stderr, p.stderr.decode()[-3000:]
     return Run(root, kver, p)
@@ -356,7 +356,8 @@ def test_playground_trees_like_depmod(seed, playground, depmod_features, tmp_pat
             (d / "modules.order").write_text("".join(lines if order == "listed" else lines[::-1]))
         dirs[who] = d
     argv = ["-C", str(tmp_path / "no-config"), "4.4.4"]
-    pb = subprocess.run(["kmodsim", "depmod", "--bin", "--no-cache", "-b", str(tmp_path / "b"), *argv],
+    pb = subprocess.run(["kmodsim", "depmod", "--kmod-version", "30", "--bin", "--no-cache", "-b", str(tmp_path / "b"),
+                         *argv],
                         capture_output=True, timeout=120)
     mine = pb.stderr.replace(str(tmp_path / "b").encode(), b"ROOT")
     cut = b"kmodsim: depmod's cycle report does not end"

@@ -2,7 +2,7 @@
 may stand for a file's content.
 
 * :func:`cache_root` — ``$KMODSIM_CACHE``, else ``$XDG_CACHE_HOME/kmodsim``, else
-  ``~/.cache/kmodsim``; each cache is a directory below it (``scan``, ``check``, ``depmod-v1``,
+  ``~/.cache/kmodsim``; each cache is a directory below it (``scan``, ``check``, ``depmod-v2``,
   ``kbuild``, ``roots``, ``oracle`` ...).
 * :func:`write_atomic` — a temporary file in the same directory, written, fsync'ed, renamed over
   the old one: a reader sees the old file or the new one, never a torn one.

@@ -358,12 +358,13 @@ def _starts_with_dir(path: str, prefix: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 def depmod_order(names: list[str], relpaths: list[str | None], dirname: str,
-                 warnings: list[str] | None = None) -> list[int]:
+                 warnings: list[str] | None = None, first_line_wins: bool = False) -> list[int]:
     """The modules.dep order of modules given by name and path below the tree (None: outside it),
     as indices into those lists: the hash order of names, then modules.order first. depmod's
     messages about modules.order go to ``warnings``. (Names and paths as Python spells file names,
     undecodable bytes as surrogates; modules.order is read the same way, so matching text is
-    matching bytes.)"""
+    matching bytes.) A module listed twice takes its last line (kmod 30), or its first with
+    ``first_line_wins`` (kmod 34, a1186fa "depmod: Support modules.order with duplicate lines")."""
     mask = MODULE_BUCKETS - 1
     try:
         with open(os.path.join(dirname, "modules.order"), "rb") as f:
@@ -388,7 +389,7 @@ def depmod_order(names: list[str], relpaths: list[str | None], dirname: str,
                   for i, (n, rel) in enumerate(zip(names, relpaths, strict=True)) if rel is not None}
         total = len(lines) + 1
         for no, i in enumerate(map(by_unc.get, lines), 1):
-            if i is not None:
+            if i is not None and not (first_line_wins and i in sort_idx):
                 sort_idx[i] = no - total
     ordered = sorted(sort_idx, key=sort_idx.__getitem__)
     if len(sort_idx) == len(names):  # every module in modules.order (Debian's trees)

@@ -62,15 +62,16 @@ from __future__ import annotations
 from .cycles import cycle_report
 from .graph import Depmod, Mod, compute, run
 from .index import Index
+from .kmod_versions import KMOD_VERSIONS, KmodVersion, kmod_version
 from .kmod_view import kmod_view, read_record, read_records
-from .outputs import HEADERS, TEXT_FILES, is_version_number, outputs, up_to_date, write_outputs
+from .outputs import HEADERS, TEXT_FILES, is_version_number, outputs, text_files, up_to_date, write_outputs
 from .plan import DepmodError, Plan, load_records, plan, tree_dirname
 from .result import Result, depmod_result
 from .why import chains, dep_tree, render_tree, why
 
 __all__ = [
-    "HEADERS", "TEXT_FILES", "Depmod", "DepmodError", "Index", "Mod", "Plan", "Result", "chains", "compute",
-    "cycle_report", "dep_tree", "depmod_result", "is_version_number", "kmod_view", "load_records", "outputs",
-    "plan", "read_record", "read_records", "render_tree", "run", "tree_dirname", "up_to_date", "why",
-    "write_outputs",
+    "HEADERS", "KMOD_VERSIONS", "TEXT_FILES", "Depmod", "DepmodError", "Index", "KmodVersion", "Mod", "Plan",
+    "Result", "chains", "compute", "cycle_report", "dep_tree", "depmod_result", "is_version_number",
+    "kmod_version", "kmod_view", "load_records", "outputs", "plan", "read_record", "read_records",
+    "render_tree", "run", "text_files", "tree_dirname", "up_to_date", "why", "write_outputs",
 ]

@@ -165,7 +165,7 @@ def compute(pl: Plan, recs: dict[str, KmodRecord], *, errsyms: bool = False, pre
             errors.append((f.path, recs[f.path].problem))
 
     mods = [Mod(f.name, f.path, f.relpath, recs[f.path]) for f in pl.found]
-    mods = _depmod_order(mods, pl.dirname, warnings)
+    mods = _depmod_order(mods, pl.dirname, warnings, pl.kmod.order_first_line_wins)
     for i, m in enumerate(mods):
         m.idx = i
 
@@ -207,10 +207,10 @@ def run(basedir: str | None = None, kver: str | None = None, *, files: list[str]
 
 
 
-def _depmod_order(mods: list[Mod], dirname: str, warnings: list[str]) -> list[Mod]:
+def _depmod_order(mods: list[Mod], dirname: str, warnings: list[str], first_line_wins: bool = False) -> list[Mod]:
     """The hash order of names, then modules.order first (depmod_modules_sort, shared with every
     command's discovery: :func:`kmodsim.discovery.depmod_order`)."""
-    order = depmod_order([m.name for m in mods], [m.relpath for m in mods], dirname, warnings)
+    order = depmod_order([m.name for m in mods], [m.relpath for m in mods], dirname, warnings, first_line_wins)
     return [mods[i] for i in order]
 
 

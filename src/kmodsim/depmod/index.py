@@ -32,18 +32,20 @@ class Index:
         vals.append((priority, -self.seq, value))
         return dup
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, preorder: bool = False) -> bytes:
         """The file. The tree is built from the sorted keys (a node's prefix is what its keys
-        share past the branch character, as depmod's node splitting leaves it) and written in
-        post-order, children first, as index_write() does; the root keeps an empty prefix."""
+        share past the branch character, as depmod's node splitting leaves it); the root keeps an
+        empty prefix. kmod 30 writes it in post-order, children first (index_write__node()); kmod
+        34 (``preorder``, dada048 "depmod: Write index in pre-order") a node before its children,
+        which follow it in character order, the root at offset 12."""
         import bisect
 
         keys = sorted(self.entries)
-        out = bytearray(INDEX_HEADER + b"\0\0\0\0")
         entries = self.entries
         u32 = struct.Struct(">I").pack
 
-        def node(lo: int, hi: int, d: int, root: bool) -> int:
+        def shape(lo: int, hi: int, d: int, root: bool) -> tuple[bytes, int, bool, list[tuple[int, int, int]]]:
+            """A node's prefix, where its key ends, whether it has a value, its children's ranges."""
             a, b = keys[lo], keys[hi - 1]
             n = 0
             if not root:  # common prefix length of a[d:] and b[d:], by bisection
@@ -57,38 +59,76 @@ class Index:
             d2 = d + n
             has_value = len(a) == d2
             k = lo + 1 if has_value else lo
-            children: dict[int, int] = {}
+            kids = []
             while k < hi:
                 key = keys[k]
                 c = key[d2]
                 end = bisect.bisect_left(keys, key[:d2] + bytes((c + 1,)), k, hi) if c < 255 else hi
-                children[c] = node(k, end, d2 + 1, False)
+                kids.append((c, k, end))
                 k = end
-            off = len(out)
-            if n:
-                out.extend(a[d:d2] + b"\0")
-                off |= NODE_PREFIX
-            if children:
-                first, last = min(children), max(children)
-                out.extend(bytes((first, last)))
-                out.extend(b"".join([u32(children.get(c, 0)) for c in range(first, last + 1)]))
-                off |= NODE_CHILDS
-            if has_value:
-                vals = sorted(entries[a])
-                out.extend(u32(len(vals)))
-                for prio, _s, v in vals:
-                    out.extend(u32(prio) + v + b"\0")
-                off |= NODE_VALUES
-            return off
+            return a[d:d2], d2, has_value, kids
 
-        # an empty index still has its root node: nothing is written for it, and the header
-        # points at the offset where it would be (index_write__node() returns ftell() = 12)
-        root = node(0, len(keys), 0, True) if keys else len(out)
-        out[8:12] = u32(root)
-        return bytes(out)
+        def values(key: bytes) -> bytes:
+            vals = sorted(entries[key])
+            return u32(len(vals)) + b"".join([u32(prio) + v + b"\0" for prio, _s, v in vals])
+
+        def flags(prefix: bytes, kids: list, has_value: bool) -> int:
+            return (NODE_PREFIX if prefix else 0) | (NODE_CHILDS if kids else 0) | (NODE_VALUES if has_value else 0)
+
+        if not preorder:
+            out = bytearray(INDEX_HEADER + b"\0\0\0\0")
+
+            def node(lo: int, hi: int, d: int, root: bool) -> int:
+                prefix, d2, has_value, kids = shape(lo, hi, d, root)
+                children = {c: node(k, end, d2 + 1, False) for c, k, end in kids}
+                off = len(out)
+                if prefix:
+                    out.extend(prefix + b"\0")
+                if children:
+                    first, last = kids[0][0], kids[-1][0]
+                    out.extend(bytes((first, last)))
+                    out.extend(b"".join([u32(children.get(c, 0)) for c in range(first, last + 1)]))
+                if has_value:
+                    out.extend(values(keys[lo]))
+                return off | flags(prefix, kids, has_value)
+
+            # an empty index still has its root node: nothing is written for it, and the header
+            # points at the offset where it would be (index_write__node() returns ftell() = 12)
+            root = node(0, len(keys), 0, True) if keys else len(out)
+            out[8:12] = u32(root)
+            return bytes(out)
+
+        # pre-order: a node's own bytes, then its children's subtrees one after the other
+        # (index_calculate_size() knows each node's size before anything is written)
+        parts: list[bytes] = []
+
+        def pre(lo: int, hi: int, d: int, root: bool, off: int) -> tuple[int, int]:
+            """Write the subtree at ``off``; return (its flags, its total size)."""
+            prefix, d2, has_value, kids = shape(lo, hi, d, root)
+            head = prefix + b"\0" if prefix else b""
+            val = values(keys[lo]) if has_value else b""
+            size = len(head) + len(val) + (2 + 4 * (kids[-1][0] - kids[0][0] + 1) if kids else 0)
+            slot = len(parts)
+            parts.append(b"")  # this node, filled in once its children's offsets are known
+            at = off + size
+            offs: dict[int, int] = {}
+            for c, k, end in kids:
+                f, total = pre(k, end, d2 + 1, False, at)
+                offs[c] = at | f
+                at += total
+            table = b""
+            if kids:
+                first, last = kids[0][0], kids[-1][0]
+                table = bytes((first, last)) + b"".join([u32(offs.get(c, 0)) for c in range(first, last + 1)])
+            parts[slot] = head + table + val
+            return flags(prefix, kids, has_value), at - off
+
+        first_off = len(INDEX_HEADER) + 4
+        root_flags = pre(0, len(keys), 0, True, first_off)[0] if keys else 0
+        return INDEX_HEADER + u32(first_off | root_flags) + b"".join(parts)
 
 
-def builtin_index(dirname: str, messages: list[str]) -> bytes | None:
+def builtin_index(dirname: str, messages: list[str], preorder: bool = False) -> bytes | None:
     """modules.builtin.bin: the module name of each modules.builtin line (None: no such file)."""
     try:
         with open(os.path.join(dirname, "modules.builtin"), "rb") as f:
@@ -103,10 +143,10 @@ def builtin_index(dirname: str, messages: list[str]) -> bytes | None:
             continue
         base = line.rsplit(b"/", 1)[-1]
         idx.insert(re.split(rb"[.\0]", base, maxsplit=1)[0].replace(b"-", b"_"), b"", 0)
-    return idx.to_bytes()
+    return idx.to_bytes(preorder)
 
 
-def builtin_alias_index(dirname: str, messages: list[str]) -> bytes | None:
+def builtin_alias_index(dirname: str, messages: list[str], preorder: bool = False) -> bytes | None:
     """modules.builtin.alias.bin: the ``<module>.alias=<value>`` strings of modules.builtin.modinfo,
     read with depmod's stream rules (a field ends at its delimiter or at a NUL)."""
     try:
@@ -149,7 +189,7 @@ def builtin_alias_index(dirname: str, messages: list[str]) -> bytes | None:
             messages.append(f"depmod: WARNING: Unmatched bracket in {value.decode('utf-8', 'surrogateescape')}\n")
             continue
         idx.insert(norm, name, 0)
-    return idx.to_bytes()
+    return idx.to_bytes(preorder)
 
 def alias_normalize(v: bytes) -> bytes | None:
     """alias_normalize(): '-' becomes '_' outside brackets; None for an unmatched bracket."""

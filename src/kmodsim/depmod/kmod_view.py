@@ -44,6 +44,7 @@ class KmodRecord(NamedTuple):
     import_crcs: bytes  # array('Q')
     aliases: bytes  # the values of .modinfo's alias keys in file order, NUL-terminated, joined (a
     softdeps: bytes  # string without '=' is its own key and value, as libkmod reads it); softdep's
+    weakdeps: bytes  # ... and weakdep's (MODULE_WEAKDEP(), read by kmod 33+'s depmod: 05828b4)
     problem: str  # "" or why the file is unreadable
 
     def dumps(self) -> bytes:
@@ -67,7 +68,7 @@ class KmodRecord(NamedTuple):
 # the field names (a change of the layout changes it by itself). The depmod cache and memo key on it.
 RECORD_SCHEMA = 1
 RECORD_VERSION = (RECORD_SCHEMA, KmodRecord._fields)
-EMPTY_RECORD = KmodRecord(b"", b"", b"", b"", b"", b"", b"", b"", "")
+EMPTY_RECORD = KmodRecord(b"", b"", b"", b"", b"", b"", b"", b"", b"", "")
 _WEAK = bytes(1 if c >> 4 == 2 else 0 for c in range(256))  # st_info -> STB_WEAK?
 _HOST_LITTLE = sys.byteorder == "little"
 
@@ -237,17 +238,20 @@ def kmod_view(buf, crcs: bool = True) -> KmodRecord:
     # -- .modinfo (kmod_elf_get_strings): keep what depmod writes out --
     aliases: list[bytes] = []
     softdeps: list[bytes] = []
+    weakdeps: list[bytes] = []
     mi = section(".modinfo")
     if mi:
         aliases = [v[1:] if v else b"alias" for v in _ALIAS.findall(mi)]
         if b"softdep" in mi:
             softdeps = [v[1:] if v else b"softdep" for v in _SOFTDEP.findall(mi)]
+        if b"weakdep" in mi:  # kmod 33+, 05828b4 "libkmod: add weak dependecies"
+            weakdeps = [v[1:] if v else b"weakdep" for v in _WEAKDEP.findall(mi)]
 
     return KmodRecord(
         exports=_join(ex_names), export_crcs=array("Q", ex_crcs).tobytes(),
         export_hashes=array("I", map(superfasthash, ex_names)).tobytes(),
         imports=_join(im_names), import_weak=im_weak, import_crcs=array("Q", im_crcs).tobytes(),
-        aliases=_join(aliases), softdeps=_join(softdeps), problem="")
+        aliases=_join(aliases), softdeps=_join(softdeps), weakdeps=_join(weakdeps), problem="")
 
 
 def _zeros(shndx: array) -> list[int]:
@@ -287,6 +291,7 @@ def _header(buf) -> ElfFile:
 # softdep: "=value", or "" for the bare key (libkmod then takes the key as the value too)
 _ALIAS = re.compile(rb"(?<![^\0])alias(=[^\0]*|(?![^\0]))")
 _SOFTDEP = re.compile(rb"(?<![^\0])softdep(=[^\0]*|(?![^\0]))")
+_WEAKDEP = re.compile(rb"(?<![^\0])weakdep(=[^\0]*|(?![^\0]))")
 
 
 def _crcs(elf: ElfFile, values, where) -> list[int]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..discovery import KMOD_EXTENSIONS, superfasthash
 from .index import Index, alias_normalize, builtin_alias_index, builtin_index
+from .kmod_versions import KMOD_VERSIONS, KmodVersion
 from .kmod_view import split0, u32s
 
 if TYPE_CHECKING:
@@ -22,10 +23,18 @@ SYMBOL_BUCKETS = 2048  # hash_new(2048, ...) in depmod_init
 HEADERS = {
     "modules.alias": b"# Aliases extracted from modules themselves.\n",
     "modules.softdep": b"# Soft dependencies extracted from modules themselves.\n",
+    "modules.weakdep": b"# Weak dependencies extracted from modules themselves.\n",  # kmod 33+
     "modules.symbols": b"# Aliases for symbols, used by symbol_request().\n",
     "modules.devname": b"# Device nodes to trigger on-demand module loading.\n",
 }
 TEXT_FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
+KMOD_30 = KMOD_VERSIONS[30]
+
+
+def text_files(kmod: KmodVersion) -> tuple[str, ...]:
+    """The text files the depmod of ``kmod`` writes, in its order (kmod 33+: modules.weakdep
+    after modules.softdep)."""
+    return TEXT_FILES[:3] + ("modules.weakdep",) + TEXT_FILES[3:] if kmod.weakdep else TEXT_FILES
 
 
 
@@ -70,6 +79,16 @@ def output_softdep(dm: Depmod) -> bytes:
         v = m.rec.softdeps
         if v:
             head = b"softdep " + m.bname + b" "
+            out.append(head + v[:-1].replace(b"\0", b"\n" + head) + b"\n")
+    return b"".join(out)
+
+def output_weakdep(dm: Depmod) -> bytes:
+    """output_weakdeps() (kmod 33+, 05828b4): one ``weakdep <module> <value>`` line per value."""
+    out = [HEADERS["modules.weakdep"]]
+    for m in dm.mods:
+        v = m.rec.weakdeps
+        if v:
+            head = b"weakdep " + m.bname + b" "
             out.append(head + v[:-1].replace(b"\0", b"\n" + head) + b"\n")
     return b"".join(out)
 
@@ -124,28 +143,31 @@ def output_devname(dm: Depmod, messages: list[str] | None = None) -> bytes:
     return HEADERS["modules.devname"] + b"".join(out) if out else b""
 
 def outputs(dm: Depmod, messages: list[str] | None = None, bins: bool = False, warn_dups: bool = False,
-            show: bool = False) -> dict[str, bytes]:
-    """The files, in the order depmod writes them; with ``bins`` the .bin indexes too. The
-    messages depmod prints while writing them go to ``messages``, in its order: aliases it
-    cannot index (and with -w duplicates) unless -n, the builtin files with ``bins``, devnames
+            show: bool = False, kmod: KmodVersion = KMOD_30) -> dict[str, bytes]:
+    """The files, in the order the depmod of ``kmod`` writes them; with ``bins`` the .bin indexes
+    too. The messages depmod prints while writing them go to ``messages``, in its order: aliases
+    it cannot index (and with -w duplicates) unless -n, the builtin files with ``bins``, devnames
     without a major/minor."""
     msgs: list[str] = []
+    pre = kmod.index_preorder
     out = {"modules.dep": output_dep(dm)}
     if bins:
-        out["modules.dep.bin"] = dep_index(dm, out["modules.dep"])
+        out["modules.dep.bin"] = dep_index(dm, out["modules.dep"], pre)
     out["modules.alias"] = output_alias(dm)
     if bins:
-        out["modules.alias.bin"] = alias_index(dm, msgs, warn_dups)
+        out["modules.alias.bin"] = alias_index(dm, msgs, warn_dups, pre)
     elif not show:
         msgs.extend(alias_warnings(dm, warn_dups))
     out["modules.softdep"] = output_softdep(dm)
+    if kmod.weakdep:
+        out["modules.weakdep"] = output_weakdep(dm)
     out["modules.symbols"] = output_symbols(dm)
     if bins:
-        out["modules.symbols.bin"] = symbols_index(dm, out["modules.symbols"])
+        out["modules.symbols.bin"] = symbols_index(dm, out["modules.symbols"], pre)
     if not show:  # the built-in indexes are small: read them for depmod's messages even without bins
         for name, make in (("modules.builtin.bin", builtin_index),
                            ("modules.builtin.alias.bin", builtin_alias_index)):
-            data = make(dm.dirname, msgs)
+            data = make(dm.dirname, msgs, pre)
             if bins:
                 out[name] = b"" if data is None else data  # depmod leaves an empty file
     out["modules.devname"] = output_devname(dm, msgs)
@@ -153,13 +175,13 @@ def outputs(dm: Depmod, messages: list[str] | None = None, bins: bool = False, w
         messages.extend(msgs)
     return out
 
-def dep_index(dm: Depmod, dep: bytes) -> bytes:
+def dep_index(dm: Depmod, dep: bytes, preorder: bool = False) -> bytes:
     idx = Index()
     for m, line in zip(dm.mods, dep.split(b"\n"), strict=False):
         idx.insert(m.bname, line, m.idx)
-    return idx.to_bytes()
+    return idx.to_bytes(preorder)
 
-def alias_index(dm: Depmod, messages: list[str], warn_dups: bool) -> bytes:
+def alias_index(dm: Depmod, messages: list[str], warn_dups: bool, preorder: bool = False) -> bytes:
     """modules.alias.bin (normalised aliases); an alias with an unmatched bracket is reported
     and left out, and with -w one a module declares twice."""
     idx = Index()
@@ -175,7 +197,7 @@ def alias_index(dm: Depmod, messages: list[str], warn_dups: bool) -> bytes:
             if idx.insert(norm, m.bname, m.idx) and warn_dups:
                 messages.append(f"depmod: WARNING: duplicate module alias:\n"
                                 f"{norm.decode('utf-8', 'surrogateescape')} {m.name}\n")
-    return idx.to_bytes()
+    return idx.to_bytes(preorder)
 
 def alias_warnings(dm: Depmod, warn_dups: bool) -> list[str]:
     """alias_index()'s messages without building the index."""
@@ -196,13 +218,13 @@ def alias_warnings(dm: Depmod, warn_dups: bool) -> list[str]:
             seen.add(norm)
     return out
 
-def symbols_index(dm: Depmod, symbols: bytes) -> bytes:
+def symbols_index(dm: Depmod, symbols: bytes, preorder: bool = False) -> bytes:
     idx = Index()
     by_name = {m.bname: m.idx for m in dm.mods}
     for line in symbols.split(b"\n")[1:-1]:
         _alias, key, owner = line.split(b" ")
         idx.insert(key, owner, by_name[owner])
-    return idx.to_bytes()
+    return idx.to_bytes(preorder)
 
 
 def _scan_major_minor(v: bytes, prefix: bytes) -> tuple[int, int] | None:

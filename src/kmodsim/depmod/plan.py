@@ -10,6 +10,7 @@ from ..discovery import Config, Discovery, Found, modname
 from ..errors import Error
 from ..module import DEFAULT_MAX_SIZE
 from ..tree import ScanCache, default_cache_dir, stat_key
+from .kmod_versions import KmodVersion, kmod_version
 from .kmod_view import RECORD_VERSION, KmodRecord, read_records
 
 # The directory of the depmod caches (a name only: each file is checked against RECORD_VERSION,
@@ -32,13 +33,15 @@ class DepmodError(Error):
 # Building a run
 # ---------------------------------------------------------------------------------------------
 
-def tree_dirname(basedir: str | None, kver: str) -> str:
+def tree_dirname(basedir: str | None, kver: str, moduledir: str | None = None) -> str:
     """``<basedir>/lib/modules/<kver>``, spelled as depmod spells it (the base made absolute
-    against the working directory, nothing normalised)."""
+    against the working directory, nothing normalised). ``moduledir`` (kmod 34's ``-m``, c36ddb6,
+    a9e69c0) replaces ``lib/modules``: always below the base, its leading ``/`` dropped. kmod 34's
+    ``-o OUTDIR`` names the output tree the same way, OUTDIR in place of the base."""
     root = ""
     if basedir:
         root = basedir if basedir.startswith("/") else f"{os.getcwd()}/{basedir}"
-    return f"{root}/lib/modules/{kver}"
+    return f"{root}/{'lib/modules' if moduledir is None else moduledir.lstrip('/')}/{kver}"
 
 
 def cache_dir_for(cache_dir: str | None) -> str:
@@ -59,6 +62,7 @@ class Plan(NamedTuple):
     ksrc: tuple[str, str] | None  # ("symvers" | "system_map", path)
     errors: list[tuple[str, str]]
     files_mode: bool
+    kmod: KmodVersion  # the kmod whose depmod is mirrored (kmod_versions)
 
     @property
     def cache_root(self) -> str:
@@ -67,9 +71,11 @@ class Plan(NamedTuple):
 
 def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str] | None = None,
          symvers: str | None = None, system_map: str | None = None, config_paths: list[str] | None = None,
-         dirname: str | None = None, stat: bool = True) -> Plan:
-    """Configuration and discovery (and, with ``stat``, the stat keys the cache needs). Raises
-    :class:`DepmodError` when the run cannot start."""
+         dirname: str | None = None, stat: bool = True, kmod: KmodVersion | None = None) -> Plan:
+    """Configuration and discovery (and, with ``stat``, the stat keys the cache needs) as the
+    depmod of ``kmod`` (default: :func:`kmod_version`'s) does them. Raises :class:`DepmodError`
+    when the run cannot start."""
+    kmod = kmod or kmod_version()
     kver = kver or os.uname().release
     dirname = dirname or tree_dirname(basedir, kver)
     ksrc = ("symvers", symvers) if symvers else ("system_map", system_map) if system_map else None
@@ -92,7 +98,7 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
             raise DepmodError(f"{dirname}: cannot read directory: {why}",
                               f"depmod: ERROR: could not open directory {dirname}: {why}\n"
                               f"depmod: FATAL: could not search modules: {why}\n") from None
-        cfg = Config.load(config_paths, kver)
+        cfg = Config.load(list(kmod.cfg_paths) if config_paths is None else config_paths, kver)
         disc = Discovery(dirname, cfg)
         disc.run()
         if disc.errors and disc.errors[0][0] == dirname:
@@ -126,7 +132,7 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
             names[n] = p
             found.append(Found(p, rel, n))
     keys = {f.path: stat_key(f.path) for f in found} if stat else {}
-    return Plan(dirname, kver, found, keys, cfg, ksrc, errors, files is not None)
+    return Plan(dirname, kver, found, keys, cfg, ksrc, errors, files is not None, kmod)
 
 
 def plan_keys(pl: Plan) -> dict[str, tuple | None]:

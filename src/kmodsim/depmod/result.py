@@ -55,7 +55,7 @@ def depmod_result(pl: Plan, *, errsyms: bool = False, prefix: str = "", warn: bo
         res = Result(None, "".join(err), 1)
     else:
         messages: list[str] = []
-        files = outputs(dm, messages, bins=bins and not show, warn_dups=warn, show=show)
+        files = outputs(dm, messages, bins=bins and not show, warn_dups=warn, show=show, kmod=pl.kmod)
         res = Result(files, "".join(err + messages), 2 if dm.errors else 0)
     if key is not None:
         _memo_save(pl, cache_dir, key, res)
@@ -82,7 +82,7 @@ def _memo_key(pl: Plan, options: tuple) -> bytes:
     ksrc_key = None if pl.ksrc is None else stat_key(pl.ksrc[1])
     order_key = stat_key(os.path.join(pl.dirname, "modules.order"))
     parts = (
-        RECORD_VERSION, me, pl.dirname, pl.kver, pl.files_mode, options,
+        RECORD_VERSION, me, pl.dirname, pl.kver, pl.files_mode, pl.kmod.version, options,
         None if cfg is None else (cfg.searches, cfg.overrides, cfg.externals, cfg.excludes, cfg.messages),
         None if pl.ksrc is None else (pl.ksrc, ksrc_key),
         order_key,

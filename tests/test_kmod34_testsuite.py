@@ -1,0 +1,279 @@
+"""kmod 34's own depmod testsuite (``testsuite/test-depmod.c`` of kmod 34.2) run against ``kmodsim
+depmod --kmod-version 34``, beside kmod 30's (tests/test_kmod_testsuite.py).
+
+The testsuite and the oracle come from Debian 13's (trixie) ``kmod`` source package, fetched at
+test time through a private apt state (:func:`kmodsim.debian.upstream_source`); the oracle is that
+source built with meson into ``~/.cache/kmodsim/kmod-34.2`` (:func:`kmodsim.kmod_build.build_kmod`),
+never installed over the system's kmod 30. None of kmod's code or files is in this repository.
+
+kmod 34 ships no prebuilt modules: ``module-playground`` is built by Debian's kbuild against the
+6.1 headers. Each case of test-depmod.c is read from the file itself — its root file system (a copy
+of ``rootfs-pristine/test-depmod/<case>`` populated as ``scripts/setup-rootfs.sh`` maps modules,
+compressed as the built depmod's features allow), its ``uname -r``, its arguments
+(``EXEC_DEPMOD(...)``: ``--outdir /outdir/``, ``-m /foobar``, ``-m foobar2``) and its expected
+outputs. kmodsim runs ``kmodsim depmod --kmod-version 34 --bin -b ROOT -C ROOT/<dir>...`` with the
+case's arguments (an absolute ``--outdir`` put under ROOT, as the testsuite's ``path.so`` puts it)
+and its results are compared with three oracles: the testsuite's expectations; kmod 34's depmod run
+the same way (every file, ``.bin`` included, stderr, exit status, byte for byte); kmod 34's depmod
+run the testsuite's way, under ``path.so`` and ``uname.so`` compiled from the fetched testsuite
+(which must itself pass the testsuite's checks).
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_kmod_testsuite import BINS, Run, _c_string, check_expectations
+
+from conftest import need
+
+pytestmark = pytest.mark.kbuild
+
+# kmod 34's default depmod.d directories as Debian builds it (DISTCONFDIR /usr/lib, 8463809)
+CFG_DIRS = ("etc/depmod.d", "run/depmod.d", "usr/local/lib/depmod.d", "usr/lib/depmod.d", "lib/depmod.d")
+TEXT = ("modules.dep", "modules.alias", "modules.softdep", "modules.weakdep", "modules.symbols",
+        "modules.devname")
+
+# What test-depmod.c of kmod 34.2 holds: (rootfs, depmod's arguments, expected fail); the parse is
+# checked against it, so that a changed testsuite is noticed rather than half-run.
+V34_CASES = {
+    "depmod_modules_order_for_compressed": ("test-depmod/modules-order-compressed", [], False),
+    "depmod_modules_outdir": ("test-depmod/modules-outdir", ["--outdir", "/outdir/"], False),
+    "depmod_search_order_simple": ("test-depmod/search-order-simple", [], False),
+    "depmod_another_moddir": ("test-depmod/another-moddir", ["-m", "/foobar"], False),
+    "depmod_another_moddir_relative": ("test-depmod/another-moddir", ["-m", "foobar2"], False),
+    "depmod_search_order_same_prefix": ("test-depmod/search-order-same-prefix", [], False),
+    "depmod_detect_loop": ("test-depmod/detect-loop", [], True),
+    "depmod_search_order_external_first": ("test-depmod/search-order-external-first", [], False),
+    "depmod_search_order_external_last": ("test-depmod/search-order-external-last", [], False),
+    "depmod_search_order_override": ("test-depmod/search-order-override", [], False),
+    "depmod_check_weakdep": ("test-depmod/check-weakdep", [], False),
+}
+MODULE_DIRECTORY = "/lib/modules"  # the build's moduledir (kmodsim.kmod_build), as Debian's
+
+
+@pytest.fixture(scope="session")
+def features34(depmod34) -> str:
+    return subprocess.run([depmod34, "--version"], capture_output=True, text=True).stdout.splitlines()[1]
+
+
+def parse_cases34(test_depmod_c: str) -> dict[str, dict]:
+    """Every DEFINE_TEST of kmod 34's test-depmod.c: rootfs, uname, depmod's arguments (its
+    ``EXEC_DEPMOD(...)``), expected files [(correct, generated)], expected stderr, must-fail."""
+    src = re.sub(r"/\*.*?\*/", "", test_depmod_c, flags=re.S)
+    src = re.sub(r"\\\n", " ", src)  # macro continuation lines
+    macros = {"TESTSUITE_ROOTFS": "", "MODULE_DIRECTORY": MODULE_DIRECTORY, "TOOLS_DIR": ""}
+    for name, expr in re.findall(r"^#define\s+(\w+)\s+(.+)$", src, re.M):
+        try:
+            macros[name] = _c_string(expr, macros)
+        except KeyError:
+            pass
+    bodies = dict(re.findall(r"static noreturn int (\w+)\(const struct test \*t\)\s*\{(.*?)\n\}", src, re.S))
+    cases = {}
+    for name, spec in re.findall(r"DEFINE_TEST\((\w+),(.*?)^\s*\}\);", src, re.S | re.M):
+        call = re.search(r"EXEC_DEPMOD\((.*?)\);", bodies[name], re.S)
+        assert call is not None, name
+        args = [_c_string(a, macros) for a in call.group(1).split(",") if a.strip()]
+        files = []
+        if ".files" in spec:
+            for a, b in re.findall(r"\{\s*([^{},]+?),\s*([^{},]+?)\s*\}", spec.split(".files", 1)[1]):
+                a, b = _c_string(a, macros), _c_string(b, macros)
+                files.append((a, b) if os.path.basename(a).startswith("correct") else (b, a))
+        err = re.search(r"\.err\s*=\s*([^,\n]+),", spec)
+        cases[name] = {
+            "rootfs": _c_string(re.search(r"\[TC_ROOTFS\]\s*=\s*([^,]+),", spec).group(1), macros),
+            "uname": _c_string(re.search(r"\[TC_UNAME_R\]\s*=\s*([^,]+),", spec).group(1), macros),
+            "args": args,
+            "files": files,
+            "err": _c_string(err.group(1), macros) if err else None,
+            "fail": bool(re.search(r"\.expected_fail\s*=\s*true", spec)),
+        }
+    return cases
+
+
+@pytest.fixture(scope="session")
+def cases34(kmod34_src) -> dict[str, dict]:
+    got = parse_cases34((kmod34_src / "testsuite" / "test-depmod.c").read_text())
+    assert sorted(got) == sorted(V34_CASES)
+    for name, (rootfs, argv, fail) in V34_CASES.items():
+        c = got[name]
+        assert (c["rootfs"], c["uname"], c["args"], c["fail"]) == (rootfs, "4.4.4", argv, fail), (name, c)
+        assert (c["err"] is not None) == fail and (not c["files"]) == fail, c
+    return got
+
+
+@pytest.fixture(scope="session")
+def playground34(kmod34_src, headers61) -> Path:
+    """kmod 34's module-playground built by Debian's kbuild (kmod 34 ships no prebuilt modules)."""
+    from kmodsim.kbuild import KbuildError, build
+
+    if shutil.which("make") is None:
+        need("make")
+    try:
+        return Path(build(str(kmod34_src / "testsuite" / "module-playground"), headers61))
+    except KbuildError as exc:
+        need(str(exc))
+
+
+@pytest.fixture(scope="session")
+def traps34(kmod34_src, depmod34, tmp_path_factory) -> tuple[Path, Path]:
+    """kmod 34's testsuite path.so and uname.so, compiled from the fetched sources with the build's
+    config.h (which says which libc entry points to trap: open64, stat64, ...)."""
+    config_h = Path(depmod34).parent.parent / "config.h"
+    out = tmp_path_factory.mktemp("traps34")
+    libs = []
+    for name in ("path", "uname"):
+        so = out / f"{name}.so"
+        p = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-include", str(config_h),
+                            f"-DABS_TOP_BUILDDIR=\"{out}/no-build-dir\"", "-I", str(kmod34_src),
+                            "-I", str(kmod34_src / "testsuite"), "-o", str(so),
+                            str(kmod34_src / "testsuite" / f"{name}.c"), "-ldl"], capture_output=True, text=True)
+        if p.returncode != 0:
+            need(f"kmod 34's testsuite {name}.so: {p.stderr[-500:]}")
+        libs.append(so)
+    return libs[0], libs[1]
+
+
+def populate34(kmod_src: Path, case: dict, modules: Path, features: str, root: Path) -> None:
+    """scripts/setup-rootfs.sh for one case (MODULE_DIRECTORY /lib/modules, sysconfdir /etc):
+    rootfs-pristine copied, modules installed, compressed with the formats the depmod reads."""
+    shutil.copytree(kmod_src / "testsuite" / "rootfs-pristine" / case["rootfs"], root, symlinks=True)
+    script = (kmod_src / "scripts" / "setup-rootfs.sh").read_text().replace("$MODULE_DIRECTORY", MODULE_DIRECTORY)
+    prefix = case["rootfs"] + "/"
+    for dst, mod in re.findall(r'^\s*\["([^"]+)"\]="([^"]+)"', script, re.M):
+        if not dst.startswith(prefix):
+            continue
+        d = root / dst[len(prefix):]
+        if dst.endswith("/"):
+            d.mkdir(parents=True, exist_ok=True)
+            shutil.copy(modules / mod, d / mod)
+        else:
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(modules / mod, d)
+    for array, feature, suffix, compress in (("gzip_array", "ZLIB", ".gz", gzip.compress),
+                                             ("xz_array", "XZ", ".xz", lzma.compress),
+                                             ("zstd_array", "ZSTD", ".zst", None)):
+        if f"+{feature}" not in features.split():
+            continue
+        body = re.search(rf"^{array}=\((.*?)\)", script, re.M | re.S).group(1)
+        for rel in re.findall(r'"([^"]+)"', body):
+            if not rel.startswith(prefix):
+                continue
+            f = root / rel[len(prefix):]
+            data = f.read_bytes()
+            if compress is None:
+                import zstandard
+
+                compress = zstandard.ZstdCompressor(level=3).compress
+            Path(str(f) + suffix).write_bytes(compress(data))
+            f.unlink()
+
+
+def externals_under(root: Path) -> None:
+    """``external`` lines of the copied configuration, prefixed with ``root`` (the trap's view)."""
+    for d in CFG_DIRS:
+        for conf in sorted((root / d).glob("*.conf")) if (root / d).is_dir() else ():
+            conf.write_text(re.sub(r"^(\s*external\s+\S+\s+)(/\S*)", lambda m: m.group(1) + str(root) + m.group(2),
+                                   conf.read_text(), flags=re.M))
+
+
+def rooted_args(root: Path, args: list[str]) -> list[str]:
+    """The case's arguments as the trap sees them: an absolute --outdir/-o put under ROOT (-m is
+    always below the base: no change)."""
+    out = list(args)
+    for i, a in enumerate(out[:-1]):
+        if a in ("--outdir", "-o") and out[i + 1].startswith("/"):
+            out[i + 1] = str(root) + out[i + 1]
+    return out
+
+
+def output_dir(root: Path, case: dict, kver: str) -> Path:
+    """Where the case's depmod writes: OUTDIR or the base, then the module directory, then KVER."""
+    args = case["args"]
+    base, moddir = root, MODULE_DIRECTORY
+    for i, a in enumerate(args[:-1]):
+        if a in ("--outdir", "-o"):
+            base = root / args[i + 1].lstrip("/")
+        elif a in ("-m", "--moduledir"):
+            moddir = args[i + 1]
+    return base / moddir.lstrip("/") / kver
+
+
+def cfg_args(root: Path) -> list[str]:
+    return [x for d in CFG_DIRS for x in ("-C", str(root / d))]
+
+
+def run_kmodsim34(root: Path, case: dict, cache: Path) -> Run:
+    externals_under(root)
+    kver = case["uname"]
+    p = subprocess.run(["kmodsim", "depmod", "--kmod-version", "34", "--bin", "-b", str(root), *cfg_args(root),
+                        *rooted_args(root, case["args"]), kver],
+                       capture_output=True, timeout=300, env=dict(os.environ, KMODSIM_CACHE=str(cache)))
+    assert b"Traceback" not in p.stderr, p.stderr.decode()[-3000:]
+    r = Run(root, kver, p)
+    r.dir = output_dir(root, case, kver)
+    return r
+
+
+def run_depmod34_b(depmod: str, root: Path, case: dict) -> Run:
+    externals_under(root)
+    kver = case["uname"]
+    p = subprocess.run([depmod, "-b", str(root), *cfg_args(root), *rooted_args(root, case["args"]), kver],
+                       capture_output=True, timeout=300)
+    r = Run(root, kver, p)
+    r.dir = output_dir(root, case, kver)
+    return r
+
+
+def run_depmod34_trapped(depmod: str, root: Path, case: dict, traps: tuple[Path, Path]) -> Run:
+    kver = case["uname"]
+    env = dict(os.environ, LD_PRELOAD=f"{traps[0]}:{traps[1]}", TESTSUITE_ROOTFS=str(root), TESTSUITE_UNAME_R=kver)
+    r = Run(root, kver, subprocess.run([depmod, *case["args"]], capture_output=True, timeout=300, env=env))
+    r.dir = output_dir(root, case, kver)
+    return r
+
+
+@pytest.mark.parametrize("name", list(V34_CASES))
+def test_kmod_v34_depmod_case(name, cases34, playground34, traps34, depmod34, features34, kmod34_src, tmp_path):
+    case = cases34[name]
+    ts_root = kmod34_src / "testsuite" / "rootfs-pristine"
+    roots = {who: tmp_path / who for who in ("sim", "dmb", "dmt")}  # one length: .bin files comparable
+    for root in roots.values():
+        populate34(kmod34_src, case, playground34, features34, root)
+    sim = run_kmodsim34(roots["sim"], case, tmp_path / "cache")
+    ref = run_depmod34_b(depmod34, roots["dmb"], case)
+    trapped = run_depmod34_trapped(depmod34, roots["dmt"], case, traps34)
+
+    # the harness: kmod 34's depmod, run the testsuite's way, passes the testsuite's case
+    assert check_expectations(case, trapped, ts_root) == []
+    # kmodsim passes the testsuite's case
+    assert check_expectations(case, sim, ts_root) == []
+    # kmodsim == kmod 34's depmod run the same way: every file (.bin included), stderr, exit status
+    assert sim.p.returncode == ref.p.returncode
+    assert sim.unrooted(sim.p.stderr) == ref.unrooted(ref.p.stderr)
+    assert sim.p.stdout == ref.p.stdout == b""
+    written = sorted(f.name for f in ref.dir.glob("modules.*")) if ref.dir.is_dir() else []
+    assert (sorted(f.name for f in sim.dir.glob("modules.*")) if sim.dir.is_dir() else []) == written
+    for f in written:
+        assert sim.unrooted(sim.file(f)) == ref.unrooted(ref.file(f)), f
+    # kmodsim == kmod 34's depmod run the testsuite's way (ROOT taken out of kmodsim's paths)
+    assert sim.p.returncode == trapped.p.returncode
+    assert sim.unrooted(sim.p.stderr) == trapped.p.stderr
+    assert (sorted(f.name for f in trapped.dir.glob("modules.*")) if trapped.dir.is_dir() else []) == written
+    for f in TEXT:
+        assert sim.unrooted(sim.file(f)) == trapped.file(f), f
+    for f in BINS:
+        if sim.file(f) is not None and str(sim.root).encode() not in sim.file(f):
+            assert sim.file(f) == trapped.file(f), f
+    outputs = set(TEXT + BINS)
+    if case["fail"]:
+        assert not outputs & set(written)  # depmod writes nothing when it stops on a cycle
+    else:
+        assert outputs <= set(written)
