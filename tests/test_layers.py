@@ -24,10 +24,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("analyses", ["symbols", "link", "check", "check_cache", "depmod", "footprint", "loader", "ops.parse", "ops.census", "ops.model",
                   "ops.plan", "ops.emit", "ops.binary", "ops"]),
     ("oracle", ["oracle"]),
-    ("inputs", ["debian", "kbuild"]),
+    ("inputs", ["debian", "kbuild", "kmod_build"]),
     ("renderers", ["render", "ops.render"]),
     ("cli", ["args", "cli", "commands", "ops.cli", "ops.__main__"]),
-    ("api", [""]),  # the package itself: kmodsim.__all__, the public face
+    ("api", [""]),  # the package itself (exactly): kmodsim.__all__, the public face
 ]
 # what any layer may take from the package itself (they are foundations re-exported there)
 ROOT_NAMES = {"__version__", "Error"}
@@ -37,9 +37,9 @@ def _rank(mod: str) -> int:
     best, rank = -1, None
     for i, (_name, prefixes) in enumerate(LAYERS):
         for p in prefixes:
-            if (mod == p or mod.startswith(p + ".") or p == "") and len(p) > best:
+            if (mod == p or (p and mod.startswith(p + "."))) and len(p) > best:
                 best, rank = len(p), i
-    assert rank is not None
+    assert rank is not None, f"kmodsim.{mod} has no layer: give it one in LAYERS"
     return rank
 
 

@@ -28,10 +28,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_UNDEF, ElfFile
+from .errors import Error
 from .module import read_image
 
 if TYPE_CHECKING:
     from .target import Target
+
+class FootprintError(Error):
+    """A footprint that cannot be computed (a target without a release: the layout depends on it)."""
+
 
 SHF_RO_AFTER_INIT = 0x00200000  # include/uapi/linux/elf.h
 PAGE_SIZE = 4096

@@ -23,31 +23,20 @@ def script_options(f):
 def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name: str | None,
             config: tuple[str, ...] = ()):
     """(kernel, profile, resolved steps); exits 2 with one line on bad input."""
-    from ..depmod import DepmodError
-    from ..loader.profiles import PROFILES, profile_of
-    from ..loader.run import modprobe_tree
-    from ..loader.script import ScriptError, read_script, resolve
+    from ..errors import Error
+    from ..loader.run import prepare as prepare_run
 
     target = load_target(kernel_path)
-    kernel = target.kernel
-    assert kernel is not None  # Target.of(a Kernel)
-    if kernel.vermagic is None:
-        error(f"{kernel_path}: the kernel's vermagic is unknown (give a headers directory or a vmlinuz)")
-        raise SystemExit(EXIT_ERROR)
-    if profile_name is not None and profile_name not in PROFILES:
-        error(f"--profile {profile_name}: unknown (known: {', '.join(PROFILES)})")
-        raise SystemExit(EXIT_ERROR)
-    profile = PROFILES[profile_name] if profile_name else profile_of(target)
     try:
-        steps = read_script(script)
-        tree = modprobe_tree(modules_dir, list(config) or None) if modules_dir else None
-        resolve(steps, script, tree)
-    except (ScriptError, DepmodError, ValueError) as exc:
+        profile, steps = prepare_run(target, script, modules_dir, profile_name, list(config) or None)
+    except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
     if not profile_name:  # the target's own profile: say so when it is not a verified one
         for w in target.warnings:
             warn(w)
+    kernel = target.kernel
+    assert kernel is not None
     return kernel, profile, steps
 
 

@@ -4,8 +4,6 @@ script on the real kernel under QEMU and report what it did, in ``kmodsim load``
 
 from __future__ import annotations
 
-import tempfile
-
 from .. import args
 from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error
 from .load import prepare, script_options
@@ -40,30 +38,21 @@ def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | Non
     Exit status: 0 ran (and, with --compare, model == kernel), 1 differences, 2 usage, input or
     boot error.
     """
-    from ..loader.run import compare as compare_docs
-    from ..loader.run import replay
-    from ..oracle import OracleError, run_on_kernel
-    from ..oracle.boot import ModuleFileError, kernel_doc, on_packed, pack_modules
+    from ..oracle import OracleError
+    from ..oracle.boot import ModuleFileError, verify
     from ..render.loader import compare_text, load_text
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     image = image_for(kernel, vmlinuz)
-    with tempfile.TemporaryDirectory(prefix="kmodsim-verify-") as tmp:
-        try:
-            packed = pack_modules(steps, tmp)
-            raw = run_on_kernel(steps, image, timeout=timeout, packed=packed)
-        except ModuleFileError as exc:  # names the module file itself
-            error(str(exc))
-            raise SystemExit(EXIT_ERROR) from None
-        except OracleError as exc:
-            error(f"{image}: {exc}")
-            raise SystemExit(EXIT_ERROR) from None
-        doc = kernel_doc(kernel, profile, steps, raw)
-        # the model reads the very files the guest loaded (stripped of debug info: the init
-        # layout holds the whole symbol table, so its size depends on that)
-        diffs = compare_docs(replay(kernel, on_packed(steps, packed), profile), doc) if compare else []
-    if compare:
-        doc["differences"] = diffs
+    try:
+        doc = verify(kernel, profile, steps, image, timeout=timeout, compare=compare)
+    except ModuleFileError as exc:  # names the module file itself
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
+    except OracleError as exc:
+        error(f"{image}: {exc}")
+        raise SystemExit(EXIT_ERROR) from None
+    diffs = doc.get("differences", [])
     if as_json:
         dump_json(doc)
     else:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import errno as E
 import os
 
+from ..errors import Error
 from ..kernel import Kernel
+from ..target import Target
 from .image import load_image
 from .model import KernelModel
-from .profiles import Profile
-from .script import Step
+from .profiles import PROFILES, Profile, profile_of
+from .script import Step, read_script, resolve
 
 SIZES_NOTE = "module sizes come from the footprint model (kmodsim.footprint, profile {fp})"
 
@@ -33,6 +35,34 @@ def modprobe_tree(root: str, config_paths: list[str] | None = None, jobs: int | 
     dirname = dirname.rstrip("/") or "/"
     pl = plan(kver=os.path.basename(dirname), dirname=dirname, config_paths=config_paths, stat=use_cache)
     return compute(pl, load_records(pl, jobs, use_cache))
+
+
+class LoadInputError(Error):
+    """An input of a run that cannot be used (a kernel without a vermagic, an unknown profile, a
+    tree of several kernel versions); ``str()`` names it."""
+
+
+def prepare(target: Target, script: str, modules_dir: str | None = None, profile_name: str | None = None,
+            config_paths: list[str] | None = None) -> tuple[Profile, list[Step]]:
+    """The profile and the resolved steps of a run of ``script`` on ``target``: the named profile
+    (``6.1``, ``6.12``), else the target's (:func:`kmodsim.loader.profiles.profile_of`; an
+    unverified release is one of ``target.warnings``); modprobe steps resolved against the depmod
+    model of ``modules_dir``. Raises :class:`kmodsim.Error` (:class:`LoadInputError`,
+    :class:`kmodsim.loader.script.ScriptError`, :class:`kmodsim.depmod.DepmodError`)."""
+    kernel = target.kernel
+    if kernel is None or kernel.vermagic is None:
+        raise LoadInputError(f"{kernel.source if kernel else target.release}: the kernel's vermagic is unknown "
+                             f"(give a headers directory or a vmlinuz)")
+    if profile_name is not None and profile_name not in PROFILES:
+        raise LoadInputError(f"--profile {profile_name}: unknown (known: {', '.join(PROFILES)})")
+    profile = PROFILES[profile_name] if profile_name else profile_of(target)
+    steps = read_script(script)
+    try:
+        tree = modprobe_tree(modules_dir, config_paths) if modules_dir else None
+    except ValueError as exc:
+        raise LoadInputError(str(exc)) from None
+    resolve(steps, script, tree)
+    return profile, steps
 
 
 def step_record(step: Step, calls: list[dict], messages: list[str], modules: list[dict], tainted: int,

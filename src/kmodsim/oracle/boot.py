@@ -388,3 +388,24 @@ def run_on_kernel(steps: list[Step], vmlinuz: str, timeout: float = 60.0, arch: 
     res["probe_problem"] = problem
     res["boot_seconds"] = round(elapsed, 2)
     return res
+
+
+def verify(kernel, profile, steps: list[Step], vmlinuz: str, timeout: float = 120.0,
+           compare: bool = False) -> dict:
+    """Run resolved ``steps`` on the real kernel ``vmlinuz`` under QEMU: the kernel's run document,
+    in the shape of the model's (:func:`kmodsim.loader.run.replay`); with ``compare``, its
+    ``differences`` from the model's run on the very files the guest loaded (stripped of debug
+    info: the init layout holds the whole symbol table, so its size depends on that). Raises
+    :class:`ModuleFileError` (names the module file) or :class:`OracleError`."""
+    import tempfile
+
+    from ..loader.run import compare as compare_docs
+    from ..loader.run import replay
+
+    with tempfile.TemporaryDirectory(prefix="kmodsim-verify-") as tmp:
+        packed = pack_modules(steps, tmp)
+        raw = run_on_kernel(steps, vmlinuz, timeout=timeout, packed=packed)
+        doc = kernel_doc(kernel, profile, steps, raw)
+        if compare:
+            doc["differences"] = compare_docs(replay(kernel, on_packed(steps, packed), profile), doc)
+    return doc

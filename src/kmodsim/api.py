@@ -1,0 +1,157 @@
+"""kmodsim's public Python API: one function a question, keyword arguments, typed results.
+
+Every name here is re-exported by the package (``kmodsim.read_module`` ...) and listed in
+``kmodsim.__all__``; docs/api.md documents each with an example the tests run. What is stable:
+the names of ``kmodsim.__all__``, their parameters, and the fields of what they return (adding
+a field or a keyword parameter with a default is not a break; removing or renaming one is, and
+waits for a major version). The modules below the package (``kmodsim.check``,
+``kmodsim.depmod.graph`` ...) are the implementation: usable, documented, not promised.
+
+Every error a function raises is a :class:`kmodsim.Error` whose ``str()`` names the file at
+fault; problems with some of many inputs (a bad module in a tree) are part of the result instead,
+and the rest is still answered, as the commands do.
+
+``kernel`` parameters take what ``--kernel`` takes — a headers directory (``/lib/modules/<kver>/
+build``), a Module.symvers, a vmlinux or a vmlinuz — or a :class:`Target` already loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from .module import DEFAULT_MAX_SIZE
+from .target import Target
+
+if TYPE_CHECKING:
+    from .check import CheckResult
+    from .depmod.graph import Depmod
+    from .footprint import Footprint
+    from .link import LddResult
+    from .module import Module
+    from .ops.census import Census
+    from .tree import ScanResult
+
+__all__ = ["Target", "check", "depmod", "footprint", "ldd", "load", "load_target", "ops_census", "read_module",
+           "scan", "verify"]
+
+
+def read_module(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Module:
+    """One module file (``.ko``, ``.ko.xz``, ``.ko.zst``, ``.ko.gz``) as a :class:`kmodsim.module.Module`:
+    its exports, imports with the CRCs they expect, ``.modinfo``, parameters, sections, signature.
+    ``max_size`` bounds the decompressed size. Raises :class:`kmodsim.module.ModuleError`."""
+    from .module import read_module as _read
+
+    return _read(path, max_size)
+
+
+def load_target(kernel: str | Target) -> Target:
+    """The target kernel of ``kernel`` (see the module docstring): its exports, release, vermagic,
+    ``.config``, release behaviour (``Target.has``), BTF. ``Target.warnings`` says when the
+    release has no verified profile and which one stands in. Raises
+    :class:`kmodsim.kernel.KernelError`."""
+    return kernel if isinstance(kernel, Target) else Target.load(kernel)
+
+
+def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
+         config_paths: Iterable[str] | None = None, max_size: int = DEFAULT_MAX_SIZE) -> ScanResult:
+    """Every module of ``paths`` (files, or trees as depmod finds their modules, with depmod.d from
+    ``config_paths``), read in parallel and cached: ``.modules``, ``.summaries``, and the
+    unreadable inputs in ``.errors`` (the others are still read)."""
+    from .tree import scan as _scan
+
+    return _scan(paths, jobs=jobs, use_cache=use_cache, max_size=max_size, config_paths=config_paths,
+                 progress=False)
+
+
+def check(paths: Sequence[str], *, kernel: str | None = None, modules: str | None = None,
+          allow: Sequence[str] = (), symbol_lists: Sequence[str] = (), jobs: int | None = None,
+          use_cache: bool = True, config_paths: Sequence[str] | None = None,
+          max_size: int = DEFAULT_MAX_SIZE) -> CheckResult:
+    """``kmodsim check``: modpost-class link checks of the modules of ``paths`` against ``kernel``
+    (a path), with ``modules`` a tree of further providers, allowlists (TOML) and symbol lists.
+    The result's ``findings`` (each with ``check``, ``severity``, ``symbol``, ``module``,
+    ``path``, ``message``), ``errors``/``warnings`` counts, input ``problems`` and ``notes``."""
+    from .check import CheckRequest, check_paths
+
+    return check_paths(CheckRequest(paths, kernel_path=kernel, modules_dir=modules, allow_files=allow,
+                                    symbol_lists=symbol_lists, jobs=jobs, use_cache=use_cache,
+                                    config_paths=config_paths, max_size=max_size))
+
+
+def ldd(path: str, *, kernel: str, modules: str | None = None, jobs: int | None = None,
+        config_paths: list[str] | None = None, max_size: int = DEFAULT_MAX_SIZE) -> LddResult:
+    """``kmodsim ldd``: how the kernel would resolve each import of the module at ``path`` (the
+    provider it takes, the others, CRC, GPL and namespace verdicts) and whether the vermagic
+    matches. Raises :class:`kmodsim.Error` when the module or the kernel cannot be used."""
+    from .link import LddRequest
+    from .link import ldd as _ldd
+
+    return _ldd(LddRequest(path, kernel, modules_dir=modules, jobs=jobs, config_paths=config_paths,
+                           max_size=max_size))
+
+
+def depmod(basedir: str | None = None, kver: str | None = None, *, symvers: str | None = None,
+           system_map: str | None = None, errsyms: bool = False, config_paths: list[str] | None = None,
+           jobs: int | None = None, use_cache: bool = True) -> Depmod:
+    """kmod's depmod on ``<basedir>/lib/modules/<kver>`` (``kver``: the running kernel's by
+    default): a :class:`kmodsim.depmod.Depmod` whose ``outputs()`` are modules.dep & co. as kmod
+    writes them (:func:`kmodsim.depmod.outputs`), with the dependency graph (``deps``,
+    ``closure()``, ``edge_symbols()``, ``cycles()``). Raises :class:`kmodsim.depmod.DepmodError`
+    when the run cannot start."""
+    from .depmod import run
+
+    return run(basedir, kver, symvers=symvers, system_map=system_map, errsyms=errsyms,
+               config_paths=config_paths, jobs=jobs, use_cache=use_cache)
+
+
+def load(script: str, *, kernel: str | Target, modules: str | None = None, profile: str | None = None,
+         config_paths: list[str] | None = None) -> dict:
+    """``kmodsim load``: replay the load script at ``script`` (insmod/rmmod/modprobe lines) on the
+    model of the kernel's ``load_module()``: per step the errno, the kernel's log lines, taints and
+    /proc/modules with sizes. Returns the run document (its shape: docs/loader.md; the kernel's
+    recordings are kept in the same shape). Raises :class:`kmodsim.Error` on unusable input."""
+    from .loader.run import prepare, replay
+
+    target = load_target(kernel)
+    prof, steps = prepare(target, script, modules, profile, config_paths)
+    assert target.kernel is not None
+    return replay(target.kernel, steps, prof)
+
+
+def verify(script: str, *, kernel: str | Target, vmlinuz: str, modules: str | None = None,
+           profile: str | None = None, config_paths: list[str] | None = None, timeout: float = 120.0,
+           compare: bool = True) -> dict:
+    """``kmodsim verify``: the same script on the real kernel ``vmlinuz`` under QEMU; the
+    kernel's run document, with (``compare``) its ``differences`` from the model. Needs
+    qemu-system-x86_64, busybox-static and a C compiler (the guest helper). Raises
+    :class:`kmodsim.Error`."""
+    from .loader.run import prepare
+    from .oracle.boot import verify as _verify
+
+    target = load_target(kernel)
+    prof, steps = prepare(target, script, modules, profile, config_paths)
+    return _verify(target.kernel, prof, steps, vmlinuz, timeout=timeout, compare=compare)
+
+
+def footprint(path: str, *, kernel: str | Target) -> Footprint:
+    """``kmodsim footprint``: the memory the target kernel gives the module at ``path`` — the size
+    /proc/modules shows (``.size``, ``.pages``), by memory type, the init layout, the core
+    kallsyms copy. Raises :class:`kmodsim.Error` (the module, or a kernel without a release)."""
+    from .footprint import FootprintError, layout_of, module_footprint
+
+    target = load_target(kernel)
+    if not target.release:
+        raise FootprintError(f"{target.kernel.source if target.kernel else kernel}: the kernel's release is "
+                             f"unknown (give a headers directory, a vmlinux or a vmlinuz)")
+    return module_footprint(path, layout_of(target))
+
+
+def ops_census(struct: str, paths: Iterable[str]) -> Census:
+    """``kmodsim ops``: every member of ``struct <struct>`` in the C source under ``paths``, with its
+    instances, the calls through it in every idiom, NULL tests, runtime assignments and X-macro
+    lists. Raises :class:`kmodsim.ops.CensusError` when no input defines the struct."""
+    from .ops.census import load_inputs, run_census
+
+    inputs, _errors, _root = load_inputs(paths)
+    return run_census(struct, inputs)
