@@ -216,8 +216,8 @@ def test_findings_cache_is_a_versioned_serialisation(basic_build, consumers, hea
     run gives the cold run's findings, equal field by field, and the CLI's bytes in every format;
     a file of another format under the right key (the JSON document the cache held before
     kmodsim.render) or with rows of the wrong shape is a miss, never served."""
-    from kmodsim.check import CheckRequest, check_paths
-    from kmodsim.check_cache import FORMAT
+    from kmodsim.checks import CheckRequest, check_paths
+    from kmodsim.findings_cache import FORMAT
 
     d = tmp_path / "set"
     shutil.copytree(consumers, d, ignore=shutil.ignore_patterns("*.o", "*.cmd", "*.mod*", ".tmp*"))

@@ -108,13 +108,13 @@ def test_file_image_reads_what_bytes_read(seed, muts, cut, tmp_path_factory):
         FileImage.TAIL = default
 
 
-# -- depmod's reading (kmodsim.depmod.kmod_view: libkmod's rules over kmodsim.elf's lenient view) --
+# -- depmod's reading (kmodsim.dependencies.kmod_view: libkmod's rules over kmodsim.elf's lenient view) --
 # It must give a record or its own _Bad for every input: read_record reports any other exception
 # as "unreadable module (<type>: ...)", which would hide a decoder bug as a bad module.
 
 
 def _kmod_view_outcome(data: bytes) -> list:
-    from kmodsim.depmod.kmod_view import _Bad, kmod_view
+    from kmodsim.dependencies.kmod_view import KmodRecord, _Bad, kmod_view
 
     out = []
     for crcs in (True, False):
@@ -123,7 +123,7 @@ def _kmod_view_outcome(data: bytes) -> list:
         except _Bad as exc:
             out.append(f"bad: {exc}")
             continue
-        assert isinstance(rec, tuple) and len(rec) == 9 and rec[-1] == ""
+        assert isinstance(rec, KmodRecord) and rec.problem == ""
         out.append(rec)
     return out
 

@@ -9,7 +9,7 @@ import pkgutil
 
 import kmodsim
 
-INTERNAL = {"kmodsim.depmod.kmod_view._Bad", "kmodsim.loader.model._Fail"}  # raised and caught in one module
+INTERNAL = {"kmodsim.dependencies.kmod_view._Bad", "kmodsim.loader.model._Fail"}  # raised and caught in one module
 
 
 def test_every_error_class_derives_from_kmodsim_error():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kmodsim.footprint import module_footprint
+from kmodsim.memory_layout import module_footprint
 from kmodsim.tree import find_modules
 
 from conftest import kbuild_set, run_kmodsim
@@ -102,7 +102,7 @@ def test_merge_real_kernel(debian61, headers61, tmp_path):
     """The real 6.1 kernel loads the split pair, then the joined module: /proc/modules shows the
     sizes the model predicts for each, and the predicted merged size."""
     from kmodsim.elf import ElfFile
-    from kmodsim.footprint import input_of, layout, merge_inputs
+    from kmodsim.memory_layout import input_of, layout, merge_inputs
 
     split, joined = _merge_builds(headers61)
     ws = tmp_path / "ws"

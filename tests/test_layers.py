@@ -21,13 +21,13 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("reader", ["elf", "module", "discovery"]),
     ("trees", ["tree"]),
     ("target", ["kernel", "btf", "target"]),
-    ("analyses", ["symbols", "link", "check", "check_cache", "depmod", "footprint", "loader", "ops.parse", "ops.census", "ops.model",
+    ("analyses", ["symbols", "link", "checks", "findings_cache", "dependencies", "memory_layout", "loader", "ops.parse", "ops.census", "ops.model",
                   "ops.plan", "ops.emit", "ops.binary", "ops"]),
     ("oracle", ["oracle"]),
     ("inputs", ["debian", "kbuild", "kmod_build"]),
     ("renderers", ["render", "ops.render"]),
     ("cli", ["args", "cli", "commands", "ops.cli", "ops.__main__"]),
-    ("api", [""]),  # the package itself (exactly): kmodsim.__all__, the public face
+    ("api", ["", "api"]),  # the package itself (exactly): kmodsim.__all__, the public face
 ]
 # what any layer may take from the package itself (they are foundations re-exported there)
 ROOT_NAMES = {"__version__", "Error"}

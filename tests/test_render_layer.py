@@ -49,8 +49,8 @@ def test_renderers_read_and_write_nothing():
 
 
 def test_result_types_carry_no_json_schema():
-    from kmodsim.check import Finding
-    from kmodsim.footprint import Footprint, MergeReport
+    from kmodsim.checks import Finding
+    from kmodsim.memory_layout import Footprint, MergeReport
     from kmodsim.module import Module
 
     assert [t.__name__ for t in (Module, Finding, Footprint, MergeReport) if hasattr(t, "to_json")] == []

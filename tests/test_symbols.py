@@ -97,7 +97,7 @@ def test_depmod_policy_is_real_depmods(workspace, real_depmod, tmp_path, order):
 
 def test_depmod_tables_use_the_policy(workspace, real_depmod, tmp_path):
     """kmodsim depmod's flat tables (Depmod.owner, Depmod.symbols) give the same owners."""
-    from kmodsim.depmod.graph import run
+    from kmodsim.dependencies.graph import run
 
     tree, owners, _deps = _depmod_tree(workspace, tmp_path, EXPORTERS, real_depmod)
     dm = run(str(tmp_path), tree.name, use_cache=False)

@@ -35,8 +35,8 @@ def test_every_fact_cites_its_release_and_commit_or_patch():
 def test_the_loader_and_footprint_read_the_one_table():
     """The loader's profile fields that depend on the release are facts of the table, and the
     footprint layout is chosen by its mod_mem fact: no second table."""
-    from kmodsim.footprint import layout_of, named_layout
     from kmodsim.loader.profiles import CONFIG_FIELDS, PROFILES, RELEASE_FIELDS
+    from kmodsim.memory_layout import layout_of, named_layout
 
     assert set(RELEASE_FIELDS) <= set(FACTS) and set(CONFIG_FIELDS) <= set(KCONFIG)
     assert set(PROFILES) == {f"{v.series[0]}.{v.series[1]}" for v in VERIFIED}

@@ -4,8 +4,8 @@ Every name here is re-exported by the package (``kmodsim.read_module`` ...) and 
 ``kmodsim.__all__``; docs/api.md documents each with an example the tests run. What is stable:
 the names of ``kmodsim.__all__``, their parameters, and the fields of what they return (adding
 a field or a keyword parameter with a default is not a break; removing or renaming one is, and
-waits for a major version). The modules below the package (``kmodsim.check``,
-``kmodsim.depmod.graph`` ...) are the implementation: usable, documented, not promised.
+waits for a major version). The modules below the package (``kmodsim.checks``,
+``kmodsim.dependencies.graph`` ...) are the implementation: usable, documented, not promised.
 
 Every error a function raises is a :class:`kmodsim.Error` whose ``str()`` names the file at
 fault; problems with some of many inputs (a bad module in a tree) are part of the result instead,
@@ -24,10 +24,10 @@ from .module import DEFAULT_MAX_SIZE
 from .target import Target
 
 if TYPE_CHECKING:
-    from .check import CheckResult
-    from .depmod.graph import Depmod
-    from .footprint import Footprint
+    from .checks import CheckResult
+    from .dependencies.graph import Depmod
     from .link import LddResult
+    from .memory_layout import Footprint
     from .module import Module
     from .ops.census import Census
     from .tree import ScanResult
@@ -72,7 +72,7 @@ def check(paths: Sequence[str], *, kernel: str | None = None, modules: str | Non
     (a path), with ``modules`` a tree of further providers, allowlists (TOML) and symbol lists.
     The result's ``findings`` (each with ``check``, ``severity``, ``symbol``, ``module``,
     ``path``, ``message``), ``errors``/``warnings`` counts, input ``problems`` and ``notes``."""
-    from .check import CheckRequest, check_paths
+    from .checks import CheckRequest, check_paths
 
     return check_paths(CheckRequest(paths, kernel_path=kernel, modules_dir=modules, allow_files=allow,
                                     symbol_lists=symbol_lists, jobs=jobs, use_cache=use_cache,
@@ -95,11 +95,11 @@ def depmod(basedir: str | None = None, kver: str | None = None, *, symvers: str 
            system_map: str | None = None, errsyms: bool = False, config_paths: list[str] | None = None,
            jobs: int | None = None, use_cache: bool = True) -> Depmod:
     """kmod's depmod on ``<basedir>/lib/modules/<kver>`` (``kver``: the running kernel's by
-    default): a :class:`kmodsim.depmod.Depmod` whose ``outputs()`` are modules.dep & co. as kmod
-    writes them (:func:`kmodsim.depmod.outputs`), with the dependency graph (``deps``,
-    ``closure()``, ``edge_symbols()``, ``cycles()``). Raises :class:`kmodsim.depmod.DepmodError`
+    default): a :class:`kmodsim.dependencies.Depmod` whose ``outputs()`` are modules.dep & co. as kmod
+    writes them (:func:`kmodsim.dependencies.outputs`), with the dependency graph (``deps``,
+    ``closure()``, ``edge_symbols()``, ``cycles()``). Raises :class:`kmodsim.dependencies.DepmodError`
     when the run cannot start."""
-    from .depmod import run
+    from .dependencies import run
 
     return run(basedir, kver, symvers=symvers, system_map=system_map, errsyms=errsyms,
                config_paths=config_paths, jobs=jobs, use_cache=use_cache)
@@ -138,7 +138,7 @@ def footprint(path: str, *, kernel: str | Target) -> Footprint:
     """``kmodsim footprint``: the memory the target kernel gives the module at ``path`` — the size
     /proc/modules shows (``.size``, ``.pages``), by memory type, the init layout, the core
     kallsyms copy. Raises :class:`kmodsim.Error` (the module, or a kernel without a release)."""
-    from .footprint import FootprintError, layout_of, module_footprint
+    from .memory_layout import FootprintError, layout_of, module_footprint
 
     target = load_target(kernel)
     if not target.release:

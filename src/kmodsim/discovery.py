@@ -24,7 +24,7 @@ kmod 30's rules (``tools/depmod.c``: ``cfg_load``, ``depmod_modules_search``,
   counts; a line matches a module by its path below the tree with the compression suffix cut).
   Without a (well-formed) modules.order the hash order stays.
 
-``kmodsim depmod`` (:mod:`kmodsim.depmod`) writes modules.dep from this discovery; ``scan``, ``check``,
+``kmodsim depmod`` (:mod:`kmodsim.dependencies`) writes modules.dep from this discovery; ``scan``, ``check``,
 ``ldd --modules``, ``why``/``deps`` and the ``modprobe`` steps of ``load``/``verify`` take the very
 same modules (:func:`discover`).
 """

@@ -99,7 +99,7 @@ class ElfFile:
     ``shnum`` as stored, ``shstrndx``) and then calls :meth:`read_table`, which checks nothing
     but that the table lies in the file: no section's bounds or name are checked, and
     :meth:`in_file`/:meth:`raw` read a section's bytes whatever its type. That is how libkmod
-    reads a module (:mod:`kmodsim.depmod.kmod_view` interprets this view as libkmod does).
+    reads a module (:mod:`kmodsim.dependencies.kmod_view` interprets this view as libkmod does).
     """
 
     __slots__ = (

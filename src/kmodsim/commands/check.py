@@ -37,7 +37,7 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
 
     Exit status: 0 no error findings, 1 error findings, 2 usage or input error.
     """
-    from ..check import CheckRequest, check_paths
+    from ..checks import CheckRequest, check_paths
     from ..render.check import check_json, check_sarif, check_text
 
     res = check_paths(CheckRequest(paths, kernel_path=kernel_path, modules_dir=modules_dir,

@@ -12,7 +12,7 @@ DEPMOD_FAILED = 1  # depmod's EXIT_FAILURE: a cycle, or an error that stops it
 def _kmod_version(ctx: None, param: args.Param, value: str | None) -> int | None:
     if value is None:
         return None
-    from ..depmod.kmod_versions import KMOD_VERSIONS
+    from ..dependencies.kmod_versions import KMOD_VERSIONS
 
     if not value.isdigit() or int(value) not in KMOD_VERSIONS:
         raise args.UsageError(f"--kmod-version: {value!r}: one of {', '.join(map(str, KMOD_VERSIONS))}")
@@ -79,7 +79,7 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, moduledir: str | No
     'kmodsim: <file>: <problem>' for it; it is still listed, as depmod lists it)."""
     import os
 
-    from ..depmod import (
+    from ..dependencies import (
         DepmodError,
         depmod_result,
         is_version_number,
@@ -89,7 +89,7 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, moduledir: str | No
         up_to_date,
         write_outputs,
     )
-    from ..depmod.kmod_versions import kmod_version as behaviours
+    from ..dependencies.kmod_versions import kmod_version as behaviours
 
     kmod = behaviours(kmod_version)
     given = [opt for opt, on in (("--unresolved-error", unresolved_error), ("--quiet", quiet), ("--root", root),

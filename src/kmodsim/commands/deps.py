@@ -23,7 +23,7 @@ def _load(tree: str | None, symvers: str | None, jobs: int | None, no_cache: boo
           config: tuple[str, ...] = ()):
     import os
 
-    from ..depmod import DepmodError, compute, load_records, plan
+    from ..dependencies import DepmodError, compute, load_records, plan
     from ..tree import module_root
 
     path = tree or f"/lib/modules/{os.uname().release}"
@@ -65,7 +65,7 @@ def why_cmd(module: str, needed: str, tree: str | None, symvers: str | None, job
     from MODULE to NEEDED is shown (shortest first, at most 50), each edge with the imports that
     the next module owns (depmod's owner: the last exporter in modules.dep order). Exit status:
     0 MODULE needs NEEDED, 1 it does not, 2 usage or input error."""
-    from ..depmod import why
+    from ..dependencies import why
 
     dm = _load(tree, symvers, jobs, no_cache, max_size, config)
     a, b = _find(dm, module), _find(dm, needed)
@@ -100,7 +100,7 @@ def deps_cmd(module: str, tree: str | None, symvers: str | None, jobs: int | Non
     (or, with --symbols, the names) of the symbols that make it needed. A module met a second
     time is marked [see above]; one that closes a cycle, [cycle]. The last line is MODULE's
     modules.dep line."""
-    from ..depmod import dep_tree, render_tree
+    from ..dependencies import dep_tree, render_tree
 
     dm = _load(tree, symvers, jobs, no_cache, max_size, config)
     i = _find(dm, module)

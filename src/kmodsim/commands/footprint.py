@@ -18,7 +18,7 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
     import os
 
     from ..elf import ElfError
-    from ..footprint import layout_of, module_footprint, what_if
+    from ..memory_layout import layout_of, module_footprint, what_if
     from ..module import ModuleError, read_module
     from ..render.footprint import footprints_json, footprints_text, what_if_json, what_if_text
 

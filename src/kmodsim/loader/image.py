@@ -12,7 +12,7 @@ from ..elf import SHF_ALLOC, SHN_UNDEF, SHT_NOBITS, ElfError, ElfFile
 from ..module import Export, Module, ModuleError, parse_module, read_image
 
 if TYPE_CHECKING:
-    from ..footprint import Layout
+    from ..memory_layout import Layout
 
 # include/linux/module.h: struct modversion_info { unsigned long crc; char name[MODULE_NAME_LEN]; }
 MODVERSION_INFO_SIZE = 64
@@ -45,16 +45,16 @@ class ModuleImage:
     depends: tuple[str, ...]
 
     def size(self, footprint_profile: Layout | str) -> int | None:
-        """What /proc/modules shows once loaded (kmodsim.footprint), None if unreadable."""
+        """What /proc/modules shows once loaded (kmodsim.memory_layout), None if unreadable."""
         fp = self.footprint(footprint_profile)
         return None if fp is None else fp.size
 
     def footprint(self, footprint_profile: Layout | str):
-        """The module's :class:`kmodsim.footprint.Footprint` (core and init sizes), None if unreadable."""
+        """The module's :class:`kmodsim.memory_layout.Footprint` (core and init sizes), None if unreadable."""
         key = (id(self), footprint_profile)  # images live in _cache for the process: id() is stable
         if key not in _sizes:
             from ..elf import ElfError
-            from ..footprint import module_footprint
+            from ..memory_layout import module_footprint
             from ..module import ModuleError
 
             try:

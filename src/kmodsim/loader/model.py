@@ -5,7 +5,7 @@ Each rule is a method named after the kernel function it mirrors and runs in the
 A step returns the errno the system call returns and the kernel's log lines, exactly, in order.
 What the model cannot know from the files — what a module's own ``init`` returns (it depends on
 its code and the hardware) — is given by the caller (``init_ret``, from a script's ``# init=...``).
-``/proc/modules`` sizes come from :mod:`kmodsim.footprint` (the profile's memory layout). What
+``/proc/modules`` sizes come from :mod:`kmodsim.memory_layout` (the profile's memory layout). What
 depends on the release or the configuration is the :class:`kmodsim.target.Target`'s
 (:mod:`kmodsim.loader.profiles` is the loader's view of it).
 """
@@ -16,8 +16,8 @@ import errno as E
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..footprint import Layout, layout_of
 from ..kernel import Kernel, license_is_gpl_compatible, same_magic
+from ..memory_layout import Layout, layout_of
 from ..symbols import LOADER, Provider, namespace_problem
 from ..target import Target
 from .image import ModuleImage

@@ -52,7 +52,7 @@ class Profile:
     modstruct_version: bool = True
     # symbols simplify_symbols() leaves undefined on x86 (ignore_undef_symbol)
     ignore_undef: tuple[str, ...] = ("_GLOBAL_OFFSET_TABLE_",)
-    # the memory layout behind /proc/modules sizes (kmodsim.footprint: "6.1", or "6.4" for mod_mem[])
+    # the memory layout behind /proc/modules sizes (kmodsim.memory_layout: "6.1", or "6.4" for mod_mem[])
     footprint: str = "6.1"
 
 

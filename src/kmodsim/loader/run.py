@@ -15,7 +15,7 @@ from .model import KernelModel
 from .profiles import PROFILES, Profile, profile_of
 from .script import Step, read_script, resolve
 
-SIZES_NOTE = "module sizes come from the footprint model (kmodsim.footprint, profile {fp})"
+SIZES_NOTE = "module sizes come from the footprint model (kmodsim.memory_layout, profile {fp})"
 
 
 def errname(err: int) -> str:
@@ -26,9 +26,9 @@ def modprobe_tree(root: str, config_paths: list[str] | None = None, jobs: int | 
                   use_cache: bool = True):
     """depmod's model of the tree ``root`` (a lib/modules/<kver> directory or a root holding one):
     the modules depmod takes (:mod:`kmodsim.discovery`, with depmod.d from ``config_paths``) and
-    the dependencies it writes into modules.dep (:func:`kmodsim.depmod.compute`), which modprobe
-    steps follow. Raises ValueError (several kernel versions) or :class:`kmodsim.depmod.DepmodError`."""
-    from ..depmod import compute, load_records, plan
+    the dependencies it writes into modules.dep (:func:`kmodsim.dependencies.compute`), which modprobe
+    steps follow. Raises ValueError (several kernel versions) or :class:`kmodsim.dependencies.DepmodError`."""
+    from ..dependencies import compute, load_records, plan
     from ..tree import module_root
 
     dirname = module_root(root)
@@ -48,7 +48,7 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
     (``6.1``, ``6.12``), else the target's (:func:`kmodsim.loader.profiles.profile_of`; an
     unverified release is one of ``target.warnings``); modprobe steps resolved against the depmod
     model of ``modules_dir``. Raises :class:`kmodsim.Error` (:class:`LoadInputError`,
-    :class:`kmodsim.loader.script.ScriptError`, :class:`kmodsim.depmod.DepmodError`)."""
+    :class:`kmodsim.loader.script.ScriptError`, :class:`kmodsim.dependencies.DepmodError`)."""
     kernel = target.kernel
     if kernel is None or kernel.vermagic is None:
         raise LoadInputError(f"{kernel.source if kernel else target.release}: the kernel's vermagic is unknown "

@@ -117,7 +117,7 @@ def read_script(path: str) -> list[Step]:
 
 def resolve(steps: list[Step], path: str, tree=None, base: str = ".") -> None:
     """Fill every step's plan: module files read, modprobe dependencies found (``tree``: depmod's
-    model of the --modules tree, a :class:`kmodsim.depmod.Depmod`, see
+    model of the --modules tree, a :class:`kmodsim.dependencies.Depmod`, see
     :func:`kmodsim.loader.run.modprobe_tree`). Raises ScriptError naming the line."""
     from ..module import ModuleError
     from .image import load_image

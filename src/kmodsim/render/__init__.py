@@ -16,7 +16,7 @@ document those schemas and point here):
 * :mod:`kmodsim.render.fetch` -- ``fetch-kernel`` (text, ``--shell``, ``--json``).
 
 The ops census keeps its renderer inside its package (:mod:`kmodsim.ops.render`), and depmod's
-outputs are written by :mod:`kmodsim.depmod`.
+outputs are written by :mod:`kmodsim.dependencies`.
 
 Renderers are imported only by the command that runs (start-up time): importing this package
 imports none of them.

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..check import CHECKS
+from ..checks import CHECKS
 
 if TYPE_CHECKING:
-    from ..check import CheckResult, Finding
+    from ..checks import CheckResult, Finding
 
 
 def finding_json(f: Finding) -> dict[str, Any]:

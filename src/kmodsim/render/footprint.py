@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..footprint import PAGE_SIZE
+from ..memory_layout import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from ..footprint import Footprint, MergeReport, WhatIf
+    from ..memory_layout import Footprint, MergeReport, WhatIf
 
 
 def _pages(n: int) -> int:

@@ -23,7 +23,7 @@ The module set is taken in load order (the order given, trees in depmod order): 
 twice the kernel keeps the first loaded exporter, so that one is named as the owner.
 
 :func:`check_paths` is a whole run (``kmodsim check``): a :class:`CheckRequest` in, a
-:class:`CheckResult` out, through the findings cache of :mod:`kmodsim.check_cache`. The result's
+:class:`CheckResult` out, through the findings cache of :mod:`kmodsim.findings_cache`. The result's
 text, JSON and SARIF forms are :mod:`kmodsim.render.check`'s.
 """
 
@@ -383,7 +383,7 @@ class CheckRequest(NamedTuple):
     allow_files: Sequence[str] = ()
     symbol_lists: Sequence[str] = ()
     jobs: int | None = None
-    use_cache: bool = True  # the scan cache and the findings cache (kmodsim.check_cache)
+    use_cache: bool = True  # the scan cache and the findings cache (kmodsim.findings_cache)
     config_paths: Sequence[str] | None = None  # depmod.d for the trees
     max_size: int = DEFAULT_MAX_SIZE
 
@@ -413,9 +413,9 @@ class CheckResult(NamedTuple):
 def check_paths(req: CheckRequest) -> CheckResult:
     """Read the modules of ``req`` (as depmod finds them in trees), the kernel, the allowlists and
     symbol lists, and run every check; with ``req.use_cache``, a run whose inputs are all unchanged
-    takes the previous run's findings (:mod:`kmodsim.check_cache`). Input problems are collected,
+    takes the previous run's findings (:mod:`kmodsim.findings_cache`). Input problems are collected,
     not raised: the rest of the inputs is still checked."""
-    from . import __version__, check_cache
+    from . import __version__, findings_cache
     from .cache import racy_cutoff
     from .tree import scan
 
@@ -436,9 +436,9 @@ def check_paths(req: CheckRequest) -> CheckResult:
     # same contents), the previous run's findings are the answer.
     key = ""
     if req.use_cache and not problems:
-        key = check_cache.key(__version__, res, tree, req.kernel_path, req.allow_files, req.symbol_lists,
+        key = findings_cache.key(__version__, res, tree, req.kernel_path, req.allow_files, req.symbol_lists,
                               cutoff)
-        hit = check_cache.load(key) if key else None
+        hit = findings_cache.load(key) if key else None
         if hit is not None:
             return CheckResult(hit.findings, hit.modules, [], ignored, cached=True, notes=hit.notes)
 
@@ -466,5 +466,5 @@ def check_paths(req: CheckRequest) -> CheckResult:
     notes = target.warnings if kernel is not None else []  # a run without --kernel has no target
     findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists, target, jobs=req.jobs)
     if key and not problems:
-        check_cache.store(key, len(modules), findings, notes)
+        findings_cache.store(key, len(modules), findings, notes)
     return CheckResult(findings, len(modules), problems, ignored, notes=notes)

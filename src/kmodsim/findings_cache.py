@@ -1,7 +1,7 @@
 """The findings cache of ``kmodsim check`` (``$KMODSIM_CACHE/check``): a warm ``check`` whose
 inputs are all unchanged gives the previous run's findings without reading a module.
 
-The findings are a function of every input of :func:`kmodsim.check.check_paths`: the stat keys of
+The findings are a function of every input of :func:`kmodsim.checks.check_paths`: the stat keys of
 the checked modules and of the ``--modules`` tree, the stat keys of the kernel's input files
 (:data:`KERNEL_INPUTS`), the allowlist and symbol-list *contents*, and kmodsim's version. Those form
 the key (:func:`key`). A stat key counts only when it can stand for the content read with it
@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from .cache import cache_root, is_trusted, write_atomic
-from .check import Finding
+from .checks import Finding
 
 if TYPE_CHECKING:
     from .tree import ScanResult
