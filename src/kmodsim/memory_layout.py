@@ -69,6 +69,10 @@ SOURCES = {
 }
 
 
+# Layout fields that are .config options (kmodsim.target.KCONFIG)
+CONFIG_FIELDS = ("strict_module_rwx", "kallsyms", "kallsyms_all", "module_unload")
+
+
 def layout_of(target: Target, name: str | None = None) -> Layout:
     """The layout of a target: mod_mem[] from the release :data:`kmodsim.target.BEHAVIOUR` gives
     (v6.4, ac3b43283923) — or the layout ``name`` (the loader's ``--profile``) — the Kconfig
@@ -80,18 +84,17 @@ def layout_of(target: Target, name: str | None = None) -> Layout:
     else:
         mod_mem = target.has("mod_mem")
         name = series_name(FACTS["mod_mem"].since) if mod_mem else "6.1"
-    return Layout(name, mod_mem, target.kconfig("strict_module_rwx"), target.kconfig("kallsyms"),
-                  target.kconfig("kallsyms_all"), target.kconfig("module_unload"))
+    return Layout(name, mod_mem, **{f: target.kconfig(f) for f in CONFIG_FIELDS})
 
 
 def named_layout(name: str) -> Layout:
-    """A layout by its name ("6.1", "6.4"), with Debian's configuration."""
-    from .target import has, release_version
+    """A layout by its name ("6.1", "6.4"), with Debian's configuration (kmodsim.target.KCONFIG)."""
+    from .target import KCONFIG, has, release_version
 
     v = release_version(name)
     if name not in SOURCES or v is None:
         raise ValueError(f"unknown layout {name!r} (known: {', '.join(SOURCES)})")
-    return Layout(name, mod_mem=has("mod_mem", v))
+    return Layout(name, has("mod_mem", v), **{f: KCONFIG[f].debian for f in CONFIG_FIELDS})
 
 
 def _layout(profile: Layout | str) -> Layout:

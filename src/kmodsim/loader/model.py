@@ -184,7 +184,7 @@ class KernelModel:
           symbol" and refused;
         * no record of that name: "no symbol version for" (pr_warn, every time) and refused
           (profile ``missing_version_refused``; warned once and accepted from v4.9's faaae2a58143
-          on mainline, see profiles.py).
+          on mainline: the Debian patch cited in kmodsim.target.BEHAVIOUR).
         Without CONFIG_MODVERSIONS the kernel has no check_version(): everything is accepted."""
         info = mod.image
         if not self.profile.modversions or crc is None:
