@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import shlex
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # (typing itself is not imported: fetch-kernel does not otherwise need it)
 if TYPE_CHECKING:
     from ..debian import DebianKernel
 
