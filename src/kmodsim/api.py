@@ -18,7 +18,7 @@ build``), a Module.symvers, a vmlinux or a vmlinuz — or a :class:`Target` alre
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .module import DEFAULT_MAX_SIZE
 from .target import Target
@@ -106,7 +106,7 @@ def depmod(basedir: str | None = None, kver: str | None = None, *, symvers: str 
 
 
 def load(script: str, *, kernel: str | Target, modules: str | None = None, profile: str | None = None,
-         config_paths: list[str] | None = None) -> dict:
+         config_paths: list[str] | None = None) -> dict[str, Any]:
     """``kmodsim load``: replay the load script at ``script`` (insmod/rmmod/modprobe lines) on the
     model of the kernel's ``load_module()``: per step the errno, the kernel's log lines, taints and
     /proc/modules with sizes. Returns the run document (its shape: docs/loader.md; the kernel's
@@ -121,7 +121,7 @@ def load(script: str, *, kernel: str | Target, modules: str | None = None, profi
 
 def verify(script: str, *, kernel: str | Target, vmlinuz: str, modules: str | None = None,
            profile: str | None = None, config_paths: list[str] | None = None, timeout: float = 120.0,
-           compare: bool = True) -> dict:
+           compare: bool = True) -> dict[str, Any]:
     """``kmodsim verify``: the same script on the real kernel ``vmlinuz`` under QEMU; the
     kernel's run document, with (``compare``) its ``differences`` from the model. Needs
     qemu-system-x86_64, busybox-static and a C compiler (the guest helper). Raises
