@@ -31,8 +31,8 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
     import os
 
     from ..elf import ElfError
-    from ..footprint import module_footprint, what_if
-    from ..module import ModuleError, read_module
+    from ..footprint import layout, read_input, what_if
+    from ..module import ModuleError
 
     files = tuple(files) + tuple(p for g in merges for p in g.split(",") if p not in files)
     kernel = load_kernel(kernel_path)
@@ -42,12 +42,13 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
               f"(modelled: 6.1 and later)")
         raise SystemExit(EXIT_ERROR)
     status = EXIT_OK
-    mods, out = [], []
+    mods, out, inputs = [], [], []
     for f in files:
         try:
-            m = read_module(f)
-            out.append(module_footprint(f, prof, m.name))
+            m, inp = read_input(f)  # each file read once: the module and its layout input
+            out.append(layout(inp, prof, f, m.name))
             mods.append(m)
+            inputs.append(inp)
         except (ModuleError, ElfError) as exc:
             error(str(exc) if isinstance(exc, ModuleError) else f"{f}: {exc}")
             status = EXIT_ERROR
@@ -56,7 +57,7 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
             raise SystemExit(status)
         where = {os.path.realpath(m.path): i for i, m in enumerate(mods)}
         groups = [[where[os.path.realpath(p)] for p in g.split(",")] for g in merges]
-        _render_what_if(what_if(mods, groups, prof), as_json)
+        _render_what_if(what_if(mods, groups, prof, inputs), as_json)
         raise SystemExit(status)
     total_size = sum(x.size for x in out)
     total_pages = sum(x.pages for x in out)

@@ -124,10 +124,11 @@ def kmod_view(buf, crcs: bool = True) -> KmodRecord:
                 return elf.raw(i)
         return None
 
-    symtab, strtab = section(".symtab"), section(".strtab")
+    symtab_sec, strtab_sec = section(".symtab"), section(".strtab")
     symlen = 24 if elf.is64 else 16
-    ok = symtab is not None and strtab is not None and len(symtab) % symlen == 0
-    strlen = len(strtab) if strtab is not None else 0
+    ok = symtab_sec is not None and strtab_sec is not None and len(symtab_sec) % symlen == 0
+    symtab, strtab = symtab_sec or b"", strtab_sec or b""
+    strlen = len(strtab)
     if ok and not strtab.endswith(b"\0"):
         strtab += b"\0"
     names = shndx = array("I")
@@ -337,5 +338,6 @@ def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFA
     from ..tree import _progress
 
     # workers send plain tuples (marshal takes no tuple subclass)
-    res = parallel_map(lambda p: tuple(read_record(p, max_size, crcs)), paths, jobs, _progress(progress, len(paths)))
+    res = parallel_map(lambda p: tuple(read_record(str(p), max_size, crcs)), paths, jobs,
+                       _progress(progress, len(paths)))
     return dict(zip(paths, map(KmodRecord.of, res), strict=True))
