@@ -149,7 +149,10 @@ class ModuleRecord(NamedTuple):
     @classmethod
     def loads(cls, blob) -> ModuleRecord:
         """The inverse of :meth:`dumps`; ValueError if ``blob`` is not a record of this version."""
-        return cls.of(marshal.loads(blob))
+        t = marshal.loads(blob)
+        if type(t) is not tuple or len(t) != len(cls._fields):
+            raise ValueError(f"not a module record of version {RECORD_SCHEMA}")
+        return _new(cls, t)
 
     @classmethod
     def of(cls, t: tuple) -> ModuleRecord:
