@@ -20,9 +20,10 @@ import os
 import re
 import struct
 from dataclasses import dataclass, field
+from itertools import compress
 from typing import NamedTuple
 
-from .elf import ET_EXEC, SHT_NOBITS, ElfError, ElfFile
+from .elf import ET_EXEC, SHT_NOBITS, ElfError, ElfFile, cstr
 from .errors import Error
 
 EXPORT_TYPES = {
@@ -461,12 +462,26 @@ def _kcrctab(elf: ElfFile, name: str, count: int) -> list[int] | None:
 
 
 def _crc_symbols(elf: ElfFile) -> dict[str, int]:
+    """CRCs from ``__crc_<S>`` symbols (absolute, before 5.19), from the symbol table's columns:
+    the symbols whose name starts at an occurrence of ``__crc_`` in the string table. Every
+    symbol name must lie in the string table (the ElfError of :meth:`ElfFile.symbols` otherwise)."""
     out: dict[str, int] = {}
-    if elf.symtab() is None:
+    symtab = elf.symtab()
+    if symtab is None:
         return out
-    for s in elf.symbols():
-        if s.name.startswith("__crc_"):
-            out[s.name[6:]] = s.value & 0xFFFFFFFF
+    st_name, _info, _shndx, st_value, strtab = elf.symbol_arrays(symtab)
+    if st_name and (max(st_name) >= len(strtab) or not strtab.endswith("\0")):
+        for o in st_name:  # the first bad name, in table order
+            cstr(strtab, o, "symbol name")
+    offs = set()
+    p = strtab.find("__crc_")
+    while p >= 0:
+        offs.add(p)
+        p = strtab.find("__crc_", p + 1)
+    if offs:
+        for i in compress(range(len(st_name)), map(offs.__contains__, st_name)):
+            o = st_name[i]
+            out[strtab[o + 6:strtab.index("\0", o)]] = st_value[i] & 0xFFFFFFFF
     return out
 
 

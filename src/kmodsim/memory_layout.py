@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import sub
 from typing import TYPE_CHECKING, NamedTuple
 
-from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_UNDEF, ElfFile
+from .elf import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_UNDEF, ElfError, ElfFile
 from .errors import Error
-from .module import read_image
+from .module import DEFAULT_MAX_SIZE, FileImage, Module, ModuleError, open_image, parse_view, read_image
+
+_new = tuple.__new__  # a NamedTuple from a tuple at C speed
 
 if TYPE_CHECKING:
     from .target import Target
@@ -153,26 +157,44 @@ class LayoutInput:
 
 
 def input_of(elf: ElfFile) -> LayoutInput:
-    secs = [Sec(s.name, s.flags, s.size, s.addralign) for s in elf.sections]
+    """What layout_sections()/layout_symtab() read of a module, from its (strict) ELF view: the
+    section table's columns, and the symbol table's st_name and st_shndx columns (every whole
+    entry; a name runs to its NUL, or to the end of the string table)."""
+    secs = list(map(_new, repeat(Sec), zip(elf.sh_names, elf.sh_flags, elf.sh_size, elf.sh_addralign, strict=True)))
     symtab = elf.symtab()
     syms: list[Sym] = []
     strsec = None
+    symsize = 24 if elf.is64 else 16
     if symtab is not None:
         data = elf.data(symtab)
         strsec = elf.section_at(symtab.link)
         strtab = elf.data(strsec)
-        n = len(data) // (24 if elf.is64 else 16)
-        for i in range(n):
-            st_name, _val, _sz, _info, shndx = elf.symbol_at(data, i)
-            end = strtab.find(b"\0", st_name)
-            syms.append(Sym(st_name != 0, (end if end >= 0 else len(strtab)) - st_name, shndx))
+        st_name, _info, st_shndx, _value = elf.symbol_columns(data[:len(data) - len(data) % symsize], values=False)
+        ends = list(map(strtab.find, repeat(b"\0"), st_name))
+        if -1 in ends:
+            ends = [len(strtab) if e < 0 else e for e in ends]
+        syms = list(map(_new, repeat(Sym), zip(map(bool, st_name), map(sub, ends, st_name), st_shndx, strict=True)))
     mi = elf.section(".modinfo")  # a livepatch module keeps every symbol
     livepatch = mi is not None and b"livepatch=Y" in elf.data(mi).split(b"\0")
     return LayoutInput(
-        secs, syms, 24 if elf.is64 else 16,
+        secs, syms, symsize,
         None if symtab is None else Sec(symtab.name, symtab.flags, symtab.size, symtab.addralign),
         None if strsec is None else Sec(strsec.name, strsec.flags, strsec.size, strsec.addralign),
         livepatch)
+
+
+def read_input(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[Module, LayoutInput]:
+    """A module file read once: its :class:`~kmodsim.module.Module` and what the layout needs of
+    it, from one parse of the image. Raises :class:`~kmodsim.module.ModuleError` (one line)."""
+    buf, fmt, size, _key = open_image(path, max_size)
+    try:
+        rec, elf = parse_view(buf, path, fmt, size)
+        return Module(rec), input_of(elf)
+    except ElfError as exc:
+        raise ModuleError(path, str(exc)) from None
+    finally:
+        if isinstance(buf, FileImage):
+            buf.close()
 
 
 def module_footprint(path: str, profile: Layout | str = "6.1", name: str | None = None) -> Footprint:
@@ -393,15 +415,19 @@ class WhatIf(NamedTuple):
     after: int  # ... and with every group merged
 
 
-def what_if(modules: list, groups: list[list[int]], profile: Layout | str) -> WhatIf:
+def what_if(modules: list, groups: list[list[int]], profile: Layout | str,
+            layout_inputs: list[LayoutInput] | None = None) -> WhatIf:
     """Merge each group (indexes into ``modules``, kmodsim Module objects) into one module and say
     what changes: each merged module's footprint, the exports that become internal, the names then
-    exported twice across the resulting set (and by whom), and the RAM of both configurations."""
-    from .module import Module  # noqa: F401  (modules are kmodsim.module.Module)
-
+    exported twice across the resulting set (and by whom), and the RAM of both configurations.
+    ``layout_inputs``: the modules' layout inputs when the caller has them (:func:`read_input`:
+    each file is then not read again)."""
     prof = _layout(profile)
     inputs = {}
     for i, m in enumerate(modules):
+        if layout_inputs is not None:
+            inputs[i] = layout_inputs[i]
+            continue
         buf, _fmt, _size = read_image(m.path)
         try:
             inputs[i] = input_of(ElfFile(buf))

@@ -149,7 +149,10 @@ class ModuleRecord(NamedTuple):
     @classmethod
     def loads(cls, blob) -> ModuleRecord:
         """The inverse of :meth:`dumps`; ValueError if ``blob`` is not a record of this version."""
-        return cls.of(marshal.loads(blob))
+        t = marshal.loads(blob)
+        if type(t) is not tuple or len(t) != len(cls._fields):
+            raise ValueError(f"not a module record of version {RECORD_SCHEMA}")
+        return _new(cls, t)
 
     @classmethod
     def of(cls, t: tuple) -> ModuleRecord:
@@ -718,9 +721,18 @@ def parse_module(buf, path: str, compression: str = "", file_size: int | None = 
 def parse_record(buf, path: str, compression: str = "", file_size: int | None = None) -> ModuleRecord:
     """Parse a module image straight into its :class:`ModuleRecord` (the hot path: worker
     processes send these to the parent and the cache stores them)."""
+    return parse_view(buf, path, compression, file_size)[0]
+
+
+def parse_view(buf, path: str, compression: str = "", file_size: int | None = None,
+               elf: ElfFile | None = None) -> tuple[ModuleRecord, ElfFile]:
+    """:func:`parse_record`, and the :class:`~kmodsim.elf.ElfFile` it read the image with, for
+    readers that need more of the file than the record keeps (the loader, the footprint): one
+    parse of the file serves both. ``elf``: the image's view when the caller made it already."""
     size = len(buf)
     sig, elf_size = _signature(buf, size)
-    elf = ElfFile(buf)
+    if elf is None:
+        elf = ElfFile(buf)
     if elf.type != ET_REL:
         raise ElfError(f"not a kernel module: ELF type {ET_NAMES.get(elf.type, elf.type)}, expected ET_REL")
     if elf.section(".gnu.linkonce.this_module") is None:
@@ -830,7 +842,7 @@ def parse_record(buf, path: str, compression: str = "", file_size: int | None = 
         signature=None if sig is None else tuple(sig),
         machine=elf.machine, ei_class=elf.ei_class, little_endian=elf.little, compression=compression,
         file_size=size if file_size is None else file_size, elf_size=elf_size,
-    )
+    ), elf
 
 
 def _positions(column: array, values: set[int]) -> list[int]:

@@ -18,8 +18,8 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
     import os
 
     from ..elf import ElfError
-    from ..memory_layout import layout_of, module_footprint, what_if
-    from ..module import ModuleError, read_module
+    from ..memory_layout import layout, layout_of, read_input, what_if
+    from ..module import ModuleError
     from ..render.footprint import footprints_json, footprints_text, what_if_json, what_if_text
 
     files = tuple(files) + tuple(p for g in merges for p in g.split(",") if p not in files)
@@ -32,12 +32,13 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
         warn(w)
     prof = layout_of(target)
     status = EXIT_OK
-    mods, out = [], []
+    mods, out, inputs = [], [], []
     for f in files:
         try:
-            m = read_module(f)
-            out.append(module_footprint(f, prof, m.name))
+            m, inp = read_input(f)  # each file read once: the module and its layout input
+            out.append(layout(inp, prof, f, m.name))
             mods.append(m)
+            inputs.append(inp)
         except (ModuleError, ElfError) as exc:
             error(str(exc) if isinstance(exc, ModuleError) else f"{f}: {exc}")
             status = EXIT_ERROR
@@ -46,7 +47,7 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
             raise SystemExit(status)
         where = {os.path.realpath(m.path): i for i, m in enumerate(mods)}
         groups = [[where[os.path.realpath(p)] for p in g.split(",")] for g in merges]
-        r = what_if(mods, groups, prof)
+        r = what_if(mods, groups, prof, inputs)
         if as_json:
             dump_json(what_if_json(r))
         else:

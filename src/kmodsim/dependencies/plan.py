@@ -154,18 +154,29 @@ def load_records(pl: Plan, jobs: int | None = None, use_cache: bool = True, cach
         keys = plan_keys(pl)
         cache = ScanCache(pl.cache_root, cache_dir_for(cache_dir), RECORD_VERSION)
         cache.load()
+        hits: list[str] = []
+        blobs: list[bytes] = []
         for f in pl.found:
             hit = cache.get(f.path, keys[f.path])
-            rec = None
             if hit is not None:
-                try:
-                    rec = KmodRecord.loads(hit[0])
-                except (ValueError, EOFError, TypeError):
-                    pass
-            if rec is not None:
-                recs[f.path] = rec
+                hits.append(f.path)
+                blobs.append(hit[0])
             else:
                 todo.append(f.path)
+        try:
+            loaded = KmodRecord.loads_all(blobs)
+        except (ValueError, EOFError, TypeError):  # an unreadable blob: each read on its own
+            loaded = []
+            for b in blobs:
+                try:
+                    loaded.append(KmodRecord.loads(b))
+                except (ValueError, EOFError, TypeError):
+                    loaded.append(None)
+        for p, rec in zip(hits, loaded, strict=True):
+            if rec is not None:
+                recs[p] = rec
+            else:
+                todo.append(p)
     else:
         todo = [f.path for f in pl.found]
     if todo:

@@ -1,18 +1,22 @@
 """What the loader reads from a module file, in the form the model needs (kmodsim.module plus the
-few facts it does not keep: init/exit functions, whether ``__versions`` exists, symbol-table order)."""
+few facts it does not keep: init/exit functions, whether ``__versions`` exists, symbol-table order,
+and what the footprint's layout needs). The file is opened and parsed once: the module's record
+and these facts come from one :class:`~kmodsim.elf.ElfFile` of its image."""
 
 from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import compress
+from operator import not_
 from typing import TYPE_CHECKING
 
-from ..elf import SHF_ALLOC, SHN_UNDEF, SHT_NOBITS, ElfError, ElfFile
-from ..module import Export, Module, ModuleError, parse_module, read_image
+from ..elf import SHF_ALLOC, SHT_NOBITS, STB_WEAK, ElfError, ElfFile, cstr
+from ..module import Export, Module, ModuleError, parse_module, parse_view, read_image
 
 if TYPE_CHECKING:
-    from ..memory_layout import Layout
+    from ..memory_layout import Layout, LayoutInput
 
 # include/linux/module.h: struct modversion_info { unsigned long crc; char name[MODULE_NAME_LEN]; }
 MODVERSION_INFO_SIZE = 64
@@ -43,6 +47,9 @@ class ModuleImage:
     signed: bool
     machine: int
     depends: tuple[str, ...]
+    # what layout_sections()/layout_symtab() read (kmodsim.memory_layout), taken when the file was
+    # read; None if the footprint cannot read it (then footprint() is None, the load goes on)
+    layout_input: LayoutInput | None = field(default=None, compare=False, repr=False)
 
     def size(self, footprint_profile: Layout | str) -> int | None:
         """What /proc/modules shows once loaded (kmodsim.memory_layout), None if unreadable."""
@@ -53,14 +60,10 @@ class ModuleImage:
         """The module's :class:`kmodsim.memory_layout.Footprint` (core and init sizes), None if unreadable."""
         key = (id(self), footprint_profile)  # images live in _cache for the process: id() is stable
         if key not in _sizes:
-            from ..elf import ElfError
-            from ..memory_layout import module_footprint
-            from ..module import ModuleError
+            from ..memory_layout import layout
 
-            try:
-                _sizes[key] = module_footprint(self.path, footprint_profile)
-            except (ModuleError, ElfError):
-                _sizes[key] = None
+            inp = self.layout_input
+            _sizes[key] = None if inp is None else layout(inp, footprint_profile, self.path)
         return _sizes[key]
 
 
@@ -82,7 +85,7 @@ def load_image(path: str) -> ModuleImage:
         try:
             elf = ElfFile(buf)
             try:
-                mod = parse_module(buf, path, comp, size)
+                mod = Module(parse_view(buf, path, comp, size, elf)[0])
             except ElfError as exc:
                 # kmodsim.module refuses a __versions whose size is not a multiple of 64 (a malformed
                 # file for scan and check); the kernel just walks sh_size / 64 records: read the rest
@@ -139,16 +142,40 @@ def modversions(elf: ElfFile) -> tuple[bool, tuple[tuple[str, int], ...]]:
     return True, tuple(out)
 
 
+def _symbols(elf: ElfFile) -> tuple[list[tuple[str, bool]], set[str]]:
+    """From the symbol table's columns: the imports simplify_symbols() walks — (name, weak) of
+    every named SHN_UNDEF symbol, in table order — and which of init_module and cleanup_module
+    are defined. Every symbol name must lie in the string table (the same ElfError otherwise)."""
+    symtab = elf.symtab()
+    if symtab is None:
+        return [], set()
+    st_name, st_info, st_shndx, _value, strtab = elf.symbol_arrays(symtab)
+    if st_name and (max(st_name) >= len(strtab) or not strtab.endswith("\0")):
+        for o in st_name:  # the first bad name, in table order
+            cstr(strtab, o, "symbol name")
+    n = len(strtab)  # named: the string at st_name is not empty (whatever the offset)
+    und = [i for i in compress(range(len(st_name)), map(not_, st_shndx)) if st_name[i] < n and strtab[st_name[i]] != "\0"]
+    imports = [(strtab[st_name[i]:strtab.index("\0", st_name[i])], st_info[i] >> 4 == STB_WEAK) for i in und]
+    defined = set()
+    for fn in ("init_module", "cleanup_module"):
+        offs = set()
+        p = strtab.find(fn + "\0")
+        while p >= 0:
+            offs.add(p)
+            p = strtab.find(fn + "\0", p + 1)
+        if offs and any(sh for nm, sh in zip(st_name, st_shndx, strict=True) if nm in offs):
+            defined.add(fn)
+    return imports, defined
+
+
 def image_of(mod: Module, elf: ElfFile) -> ModuleImage:
-    imports: list[tuple[str, bool]] = []
-    defined: set[str] = set()
-    for s in elf.symbols():
-        if not s.name:
-            continue
-        if s.shndx == SHN_UNDEF:
-            imports.append((s.name, s.bind == 2))
-        elif s.name in ("init_module", "cleanup_module"):
-            defined.add(s.name)
+    from ..memory_layout import input_of
+
+    imports, defined = _symbols(elf)
+    try:
+        inp: LayoutInput | None = input_of(elf)
+    except ElfError:
+        inp = None
     syms_crcs, gpl_syms_crcs = bool(find_sec(elf, "__kcrctab")), bool(find_sec(elf, "__kcrctab_gpl"))
     plain = sorted((e if syms_crcs else e._replace(crc=None) for e in mod.exports if not e.gpl),
                    key=lambda e: e.name.encode())
@@ -165,4 +192,4 @@ def image_of(mod: Module, elf: ElfFile) -> ModuleImage:
         import_ns=tuple(mod.import_ns),
         params={p.name: p.type for p in mod.params}, has_init="init_module" in defined,
         has_exit="cleanup_module" in defined, signed=mod.signed, machine=mod.machine,
-        depends=tuple(mod.depends))
+        depends=tuple(mod.depends), layout_input=inp)
