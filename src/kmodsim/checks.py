@@ -34,8 +34,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import not_
+from itertools import compress, filterfalse
 from typing import NamedTuple
 
 from .errors import Error
@@ -43,7 +42,6 @@ from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
 from .module import DEFAULT_MAX_SIZE, Module
 from .symbols import LOADER, MODULE_NS_PREFIX, SymbolIndex, namespace_problem
 from .target import Target
-from .tree import parallel_map
 
 CHECKS = {
     "duplicate-export": "A symbol is exported by two modules of the set, or by a module and vmlinux",
@@ -174,11 +172,10 @@ def check_target(kernel: Kernel | None, modules: Sequence[Module]) -> Target:
 
 def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: Iterable[Module] = (),
                allow: list[AllowEntry] | None = None, symbol_lists: list[tuple[str, set[str]]] | None = None,
-               target: Target | None = None, jobs: int | None = None) -> list[Finding]:
+               target: Target | None = None) -> list[Finding]:
     """All checks over ``modules`` (in load order). ``providers``: further modules (a --modules
     tree) that may satisfy imports but are not themselves checked. ``target``: see
-    :func:`check_target` (the default). ``jobs``: processes for the per-module checks (default: all
-    cores)."""
+    :func:`check_target` (the default)."""
     allow = allow or []
     findings: list[Finding] = []
     checked = {m.path for m in modules}
@@ -195,15 +192,8 @@ def run_checks(modules: list[Module], kernel: Kernel | None = None, providers: I
     module_ns = (target or check_target(kernel, modules)).has("module_namespaces")
     clean = None if sym_lists else _Clean(index, modules)
 
-    # the per-module checks (mostly decoding each module's columns) in parallel: forked workers
-    # share the index; findings come back as tuples of builtins, in module order
-    def one(i: object) -> list[tuple]:
-        assert isinstance(i, int)
-        return [(f.check, f.severity, f.symbol, f.module, f.path, f.message, f.extra)
-                for f in _module_checks(modules[i], kernel, index, extra_index, sym_lists, module_ns, clean)]
-
-    for got in parallel_map(one, list(range(len(modules))), jobs):
-        findings += [Finding(*t) for t in got]
+    for m in modules:
+        findings += _module_checks(m, kernel, index, extra_index, sym_lists, module_ns, clean)
 
     # [[allow]] entries drop matching findings; unused entries are reported so lists cannot rot
     kept = []
@@ -255,37 +245,33 @@ def _duplicates(index: SymbolIndex, allow: list[AllowEntry]) -> list[Finding]:
 
 class _Clean:
     """The names whose resolution can produce no finding for most users: exactly one exporter in
-    the index, no namespace, a CRC. An import whose (name, expected CRC) pair is in ``pairs`` (or
-    ``pairs_nongpl`` for a module that may not use GPL-only exports) resolves cleanly, so the
-    per-import checks run only on the rest — at C speed, with the same findings."""
+    the index, no namespace, a CRC. An import whose expected CRC equals that exporter's (``crc``,
+    or ``crc_nongpl`` for a module that may not use GPL-only exports) resolves cleanly, so the
+    per-import checks run only on the rest — compared at C speed, with the same findings."""
 
-    __slots__ = ("ok", "pairs", "pairs_nongpl", "_names", "shared_names")
+    __slots__ = ("crc", "crc_nongpl", "shared_names")
 
     def __init__(self, index: SymbolIndex, modules: list[Module]) -> None:
-        self.ok = [(n, ps[0]) for n, ps in index.by_name.items()
-                   if len(ps) == 1 and not ps[0].namespace and ps[0].crc is not None]
-        self.pairs = {(n, p.crc) for n, p in self.ok}
-        self.pairs_nongpl = {(n, p.crc) for n, p in self.ok if not p.gpl}
-        self._names: tuple[set[str], set[str]] | None = None
+        ok = [ps[0] for ps in index.by_name.values()
+              if len(ps) == 1 and not ps[0].namespace and ps[0].crc is not None]
+        names = [n for n, ps in index.by_name.items()
+                 if len(ps) == 1 and not ps[0].namespace and ps[0].crc is not None]
+        self.crc = dict(zip(names, [p.crc for p in ok], strict=True))
+        self.crc_nongpl = {n: p.crc for n, p in zip(names, ok, strict=True) if not p.gpl}
         # names two modules of the set go by: the skip-self rule compares names, not files
         count = Counter(m.name for m in modules)
         self.shared_names = {n for n, k in count.items() if k > 1}
-
-    def names(self, gpl_ok: bool) -> set[str]:
-        if self._names is None:
-            self._names = {n for n, _p in self.ok}, {n for n, p in self.ok if not p.gpl}
-        return self._names[0 if gpl_ok else 1]
 
     def suspects(self, m: Module, names: list[str], crcs: list[int], gpl_ok: bool, has_versions: bool) -> list[int]:
         """Indices of the imports that need the per-import checks, in import order."""
         if m.name in self.shared_names:
             return list(range(len(names)))
-        if has_versions:
-            table = self.pairs if gpl_ok else self.pairs_nongpl
-            hits = map(table.__contains__, zip(names, crcs, strict=True))
+        table = self.crc if gpl_ok else self.crc_nongpl
+        if has_versions:  # (name, expected CRC) pairs that are not (clean name, its exporter's CRC)
+            bad = {n for n, _c in filterfalse(table.items().__contains__, zip(names, crcs, strict=True))}
         else:  # no __versions: no CRC finding can arise, any CRC of the exporter will do
-            hits = map(self.names(gpl_ok).__contains__, names)
-        out = list(compress(range(len(names)), map(not_, hits)))
+            bad = set(names).difference(table)
+        out = list(compress(range(len(names)), map(bad.__contains__, names))) if bad else []
         own = {e.name for e in m.exports}
         if own and not own.isdisjoint(names):  # a module's import of its own export: skip-self rule
             out = sorted(set(out).union(i for i, n in enumerate(names) if n in own))
@@ -464,7 +450,7 @@ def check_paths(req: CheckRequest) -> CheckResult:
         modules = keep
     target = check_target(kernel, modules)
     notes = target.warnings if kernel is not None else []  # a run without --kernel has no target
-    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists, target, jobs=req.jobs)
+    findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists, target)
     if key and not problems:
         findings_cache.store(key, len(modules), findings, notes)
     return CheckResult(findings, len(modules), problems, ignored, notes=notes)

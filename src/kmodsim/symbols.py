@@ -50,6 +50,8 @@ class Provider(NamedTuple):
     crc: int | None
 
 
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__ (thousands per run)
+
 # ---------------------------------------------------------------------------------------------
 # Owner policies
 # ---------------------------------------------------------------------------------------------
@@ -164,13 +166,13 @@ class SymbolIndex:
         self.release = kernel.release or self.release
         by_name = self.by_name
         for k in kernel.exports.values():
-            by_name.setdefault(k.name, []).append(Provider("vmlinux", "", k.gpl, k.namespace, k.crc))
+            by_name.setdefault(k.name, []).append(_new(Provider, ("vmlinux", "", k.gpl, k.namespace, k.crc)))
 
     def add_module(self, m: Module) -> None:
         by_name = self.by_name
         name, path = m.name, m.path
         for e in m.exports:
-            by_name.setdefault(e.name, []).append(Provider(name, path, e.gpl, e.namespace, e.crc))
+            by_name.setdefault(e.name, []).append(_new(Provider, (name, path, e.gpl, e.namespace, e.crc)))
 
     def add_symvers_modules(self, kernel: Kernel) -> None:
         """The module rows of the kernel's Module.symvers (owner: the module's name)."""
