@@ -114,7 +114,7 @@ def test_file_image_reads_what_bytes_read(seed, muts, cut, tmp_path_factory):
 
 
 def _kmod_view_outcome(data: bytes) -> list:
-    from kmodsim.depmod.kmod_view import _Bad, kmod_view
+    from kmodsim.depmod.kmod_view import EMPTY_RECORD, _Bad, kmod_view
 
     out = []
     for crcs in (True, False):
@@ -123,7 +123,7 @@ def _kmod_view_outcome(data: bytes) -> list:
         except _Bad as exc:
             out.append(f"bad: {exc}")
             continue
-        assert isinstance(rec, tuple) and len(rec) == 9 and rec[-1] == ""
+        assert isinstance(rec, tuple) and len(rec) == len(EMPTY_RECORD) and rec[-1] == ""
         out.append(rec)
     return out
 
