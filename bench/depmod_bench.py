@@ -12,10 +12,14 @@ interleave, each command a fresh process:
                 result is written after discovery and a stat of every module)
   warm-modules  the same with the memoised result deleted before each run (per-module records
                 from the cache, everything computed again)
+  depmod34      kmod 34's depmod (Debian 13's, built from trixie's source: kmodsim.kmod_build) on a
+                third copy: it writes every file, the .bin indexes and modules.weakdep included
+  cold-34       ``kmodsim depmod --kmod-version 34 --no-cache --bin`` on a fourth copy: the same files
 
 The page cache is warm for all (one untimed run of each first). Medians are reported with their
-ratio to depmod, the peak RSS of the process tree, and whether the five text files kmodsim wrote
-are byte-identical to depmod's.
+ratio to depmod (cold-34's to depmod34), the peak RSS of the process tree, and whether the files
+kmodsim wrote are byte-identical to depmod's (to kmod 34's for cold-34). Without kmod 34 (no
+meson, no network) the two kmod 34 columns say n/a.
 
     python bench/depmod_bench.py [--rounds 5] [--tree 6.1] [--tree 6.12] [--tree /path/lib/modules/KVER]
 """
@@ -41,11 +45,26 @@ def resolve_tree(spec: str) -> str:
     return spec.rstrip("/") if os.path.isdir(spec) else series_kernel(spec).modules_dir
 
 
-def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) -> dict:
+FILES34 = ("modules.dep", "modules.alias", "modules.softdep", "modules.weakdep", "modules.symbols",
+           "modules.devname") + BINS
+
+
+def kmod34_depmod() -> str | None:
+    from kmodsim.errors import Error
+    from kmodsim.kmod_build import kmod_depmod
+
+    try:
+        return kmod_depmod("trixie")
+    except Error as exc:
+        print(f"kmod 34: not available ({exc})")
+        return None
+
+
+def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, depmod34: str | None = None) -> dict:
     kver = os.path.basename(tree)
     work = tempfile.mkdtemp(prefix="kmodsim-depmod-bench-")
     try:
-        roots = {side: linked_root(tree, os.path.join(work, side)) for side in ("a", "b")}
+        roots = {side: linked_root(tree, os.path.join(work, side)) for side in ("a", "b", "c", "d")}
         cache = os.path.join(work, "cache")
         env = dict(os.environ, KMODSIM_CACHE=cache)
         # as installed Python code runs: from its cached bytecode (else every run recompiles kmodsim)
@@ -57,6 +76,10 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) ->
             "warm": [kmodsim, "depmod", "-b", roots["b"], kver],
             "warm-modules": [kmodsim, "depmod", "-b", roots["b"], kver],
         }
+        if depmod34 is not None:
+            cmds["depmod34"] = [depmod34, "-b", roots["c"], kver]
+            cmds["cold-34"] = [kmodsim, "depmod", "--kmod-version", "34", "--no-cache", "--bin", "-b", roots["d"],
+                               kver]
 
         def drop_memo() -> None:
             for f in glob.glob(os.path.join(cache, "depmod-v*", "*.result")):
@@ -68,6 +91,9 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) ->
         identical = all(open(os.path.join(roots["a"], "lib", "modules", kver, f), "rb").read()
                         == open(os.path.join(roots["b"], "lib", "modules", kver, f), "rb").read()
                         for f in FILES + BINS)  # cold-bin ran before the warm runs: every file is there
+        identical34 = None if depmod34 is None else all(
+            open(os.path.join(roots["c"], "lib", "modules", kver, f), "rb").read()
+            == open(os.path.join(roots["d"], "lib", "modules", kver, f), "rb").read() for f in FILES34)
         times: dict[str, list[float]] = {k: [] for k in cmds}
         for _ in range(rounds):
             for k, cmd in cmds.items():
@@ -78,6 +104,7 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str) ->
                 before[k]()
             rss[k] = peak_rss(cmd, env)
         return {"label": label, "tree": tree, "modules": count_modules(tree), "identical": identical,
+                "identical34": identical34,
                 "median": {k: statistics.median(v) for k, v in times.items()}, "all": times, "rss_kib": rss}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -88,13 +115,15 @@ def main() -> None:
     ap.add_argument("--verbose", "-v", action="store_true", help="print every round's times")
     args = ap.parse_args()
     kmodsim, depmod = tools()
+    depmod34 = kmod34_depmod()
     version = subprocess.run([depmod, "--version"], capture_output=True, text=True).stdout.split()[2]
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; depmod: kmod {version}")
     print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"
           f"{'warm s':>9}{'ratio':>7}{'target':>8}{'warm-mod s':>11}{'ratio':>7}{'cold-bin s':>11}{'ratio':>7}"
-          f"{'identical':>10}{'RSS MiB depmod/cold/warm':>26}")
+          f"{'identical':>10}{'RSS MiB depmod/cold/warm':>26}"
+          f"{'dm34 s':>9}{'cold34 s':>10}{'ratio':>7}{'id34':>6}")
     for spec in args.tree or ["6.1", "6.12"]:
-        r = bench_tree(spec, resolve_tree(spec), args.rounds, kmodsim, depmod)
+        r = bench_tree(spec, resolve_tree(spec), args.rounds, kmodsim, depmod, depmod34)
         m = r["median"]
         t = TARGETS.get(spec, {"cold": float("nan"), "warm": float("nan")})
         rc, rw, rm = m["cold"] / m["depmod"], m["warm"] / m["depmod"], m["warm-modules"] / m["depmod"]
@@ -103,7 +132,10 @@ def main() -> None:
         print(f"{spec:<8}{r['modules']:>8}{m['depmod']:>10.3f}{m['cold']:>9.3f}{rc:>7.2f}{t['cold']:>8}"
               f"{m['warm']:>9.3f}{rw:>7.3f}{t['warm']:>8}{m['warm-modules']:>11.3f}{rm:>7.3f}"
               f"{m['cold-bin']:>11.3f}{rb:>7.2f}"
-              f"{'yes' if r['identical'] else 'NO':>10}{rss:>26}", flush=True)
+              f"{'yes' if r['identical'] else 'NO':>10}{rss:>26}"
+              + (f"{m['depmod34']:>9.3f}{m['cold-34']:>10.3f}{m['cold-34'] / m['depmod34']:>7.2f}"
+                 f"{'yes' if r['identical34'] else 'NO':>6}" if depmod34 else f"{'n/a':>9}{'n/a':>10}{'':>7}{'':>6}"),
+              flush=True)
         if args.verbose:
             for k, v in r["all"].items():
                 print(f"    {k:<13}" + " ".join(f"{x:.3f}" for x in v))

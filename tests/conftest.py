@@ -148,6 +148,19 @@ def depmod34(kmod34_src) -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def playground34(kmod34_src, headers61) -> Path:
+    """kmod 34's module-playground built by Debian's kbuild (kmod 34 ships no prebuilt modules)."""
+    from kmodsim.kbuild import KbuildError, build
+
+    if shutil.which("make") is None:
+        need("make")
+    try:
+        return Path(build(str(kmod34_src / "testsuite" / "module-playground"), headers61))
+    except KbuildError as exc:
+        need(str(exc))
+
+
 def settle_timestamps() -> None:
     """Wait until files written so far are older than kmodsim's racy-timestamp cutoff
     (:func:`kmodsim.tree.racy_cutoff`), so that a cache filled from now on keeps them (a test of

@@ -9,12 +9,14 @@ runs with ``--bin`` and every file is compared.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from test_depmod import (
     ACYCLIC,
+    BAD_INVOCATIONS,
     KVER,
     ORDERS,
     Pair,
@@ -197,3 +199,38 @@ def test_version_specific_options(cycle_build, real_depmod, depmod34, tmp_path):
         assert p.returncode == 2 and "Traceback" not in p.stderr, (argv, p.stderr)
         assert want in p.stderr.splitlines()[-1], (argv, p.stderr)
     assert not (tmp_path / "o").exists() and not (pair.dir(pair.b) / "modules.weakdep").exists()
+
+
+@pytest.mark.parametrize("case", list(BAD_INVOCATIONS))
+def test_bad_invocations_like_kmod34(case, cycle_build, depmod34, tmp_path):  # noqa: F811
+    """test_depmod's invocations that stop depmod, against kmod 34's depmod: its words, its exit
+    status, nothing written."""
+    out = {}
+    for who in ("a", "b"):
+        root = tmp_path / who
+        d = root / "lib" / "modules" / KVER
+        (d / "extra").mkdir(parents=True)
+        (d / "other").mkdir()
+        shutil.copy(cycle_build / "kmcy_a.ko", d / "extra")
+        shutil.copy(cycle_build / "kmcy_a.ko", d / "other")
+        argv = [a.format(root=root, kver=KVER, dir=d) for a in BAD_INVOCATIONS[case]]
+        cmd = [depmod34] if who == "a" else ["kmodsim", "depmod", "--kmod-version", "34", "--no-cache", "--bin"]
+        p = subprocess.run([*cmd, *argv], capture_output=True, text=True, timeout=60)
+        out[who] = (p.returncode, p.stdout, p.stderr.replace(str(root), "ROOT"), sorted(f.name for f in d.iterdir()))
+    assert out["b"] == out["a"]
+
+
+def test_quick_mode_kmod34(cycle_build, depmod34, tmp_path):  # noqa: F811
+    """-A under kmod 34: nothing done while no module is newer than modules.dep, else every file."""
+    pair = Pair34(depmod34, _tree(tmp_path, KVER, _layout(cycle_build, ACYCLIC)), KVER, tmp_path)
+    pair.compare("-A")
+    for root in (pair.a, pair.b):
+        (pair.dir(root) / "modules.weakdep").write_text("# stale\n")  # libkmod reads it as configuration
+        for f in pair.dir(root).rglob("*.ko"):
+            os.utime(f, (0, 0))
+    pair.compare("-A")
+    assert (pair.dir(pair.b) / "modules.weakdep").read_text() == "# stale\n"
+    for root in (pair.a, pair.b):
+        os.utime(pair.dir(root) / "extra/kmcy_w.ko", (2e9, 2e9))
+    pair.compare("-A")
+    assert (pair.dir(pair.b) / "modules.weakdep").read_text() != "# stale\n"

@@ -110,19 +110,6 @@ def cases34(kmod34_src) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="session")
-def playground34(kmod34_src, headers61) -> Path:
-    """kmod 34's module-playground built by Debian's kbuild (kmod 34 ships no prebuilt modules)."""
-    from kmodsim.kbuild import KbuildError, build
-
-    if shutil.which("make") is None:
-        need("make")
-    try:
-        return Path(build(str(kmod34_src / "testsuite" / "module-playground"), headers61))
-    except KbuildError as exc:
-        need(str(exc))
-
-
-@pytest.fixture(scope="session")
 def traps34(kmod34_src, depmod34, tmp_path_factory) -> tuple[Path, Path]:
     """kmod 34's testsuite path.so and uname.so, compiled from the fetched sources with the build's
     config.h (which says which libc entry points to trap: open64, stat64, ...)."""

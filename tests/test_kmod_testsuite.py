@@ -332,14 +332,22 @@ PLAYGROUND = [f"mod-loop-{c}" for c in "abcdefghijk"] + ["mod-foo", "mod-foo-a",
                                                          "mod-simple"]
 
 
+@pytest.mark.parametrize("kmod", ["30", "34"])
 @pytest.mark.parametrize("seed", range(24))
-def test_playground_trees_like_depmod(seed, playground, depmod_features, tmp_path):
+def test_playground_trees_like_depmod(seed, kmod, request, tmp_path):
     """Random subsets of module-playground's modules (its loops, its chains), in random places,
     with or without a modules.order: kmodsim's stderr, exit status and files equal depmod's.
     Where depmod's cycle report never ends (a walk going round a cycle without its start prints
-    ever longer lines), kmodsim prints the same lines up to its cut, says so, and ends."""
+    ever longer lines), kmodsim prints the same lines up to its cut, says so, and ends. With
+    ``kmod`` 34: kmod 34's depmod (conftest's depmod34) and its playground, built by kbuild."""
     import random
 
+    if kmod == "30":
+        playground, depmod = request.getfixturevalue("playground"), DEPMOD
+        request.getfixturevalue("real_depmod")
+    else:
+        playground = {"kbuild": request.getfixturevalue("playground34")}
+        depmod = request.getfixturevalue("depmod34")
     rnd = random.Random(seed)
     modules = playground[rnd.choice(sorted(playground))]
     names = rnd.sample(PLAYGROUND, rnd.randint(2, len(PLAYGROUND)))
@@ -356,12 +364,12 @@ def test_playground_trees_like_depmod(seed, playground, depmod_features, tmp_pat
             (d / "modules.order").write_text("".join(lines if order == "listed" else lines[::-1]))
         dirs[who] = d
     argv = ["-C", str(tmp_path / "no-config"), "4.4.4"]
-    pb = subprocess.run(["kmodsim", "depmod", "--kmod-version", "30", "--bin", "--no-cache", "-b", str(tmp_path / "b"),
+    pb = subprocess.run(["kmodsim", "depmod", "--kmod-version", kmod, "--bin", "--no-cache", "-b", str(tmp_path / "b"),
                          *argv],
                         capture_output=True, timeout=120)
     mine = pb.stderr.replace(str(tmp_path / "b").encode(), b"ROOT")
     cut = b"kmodsim: depmod's cycle report does not end"
-    pa = subprocess.Popen([DEPMOD, "-b", str(tmp_path / "a"), *argv], stdout=subprocess.DEVNULL,
+    pa = subprocess.Popen([depmod, "-b", str(tmp_path / "a"), *argv], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE)
     if cut not in mine:
         _, err = pa.communicate(timeout=60)

@@ -59,7 +59,8 @@ def _run(cmd: list[str], cwd: str, log: str) -> None:
 
 def build_kmod(suite: str = "trixie") -> str:
     """kmod of Debian ``suite``'s source package, built and installed into the cache; returns the
-    prefix (``<prefix>/sbin/depmod``, a link to ``bin/kmod``). Raises :class:`KmodBuildError` when it cannot be had."""
+    prefix (``<prefix>/sbin/depmod``, a link to ``bin/kmod``). Raises :class:`KmodBuildError`
+    when it cannot be had."""
     try:
         src = upstream_source("kmod", suite)
     except DebianError as exc:
@@ -69,6 +70,18 @@ def build_kmod(suite: str = "trixie") -> str:
     if os.path.isfile(done):
         return prefix
     os.makedirs(cache_root(), exist_ok=True)
+    import fcntl
+
+    # one build at a time per prefix (meson installs into it in place): a second process waits,
+    # then finds the marker
+    with open(prefix + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isfile(done):
+            return prefix
+        return _build(src, prefix, done)
+
+
+def _build(src: str, prefix: str, done: str) -> str:
     work = tempfile.mkdtemp(prefix=".kmod-build-", dir=cache_root())
     try:
         log = os.path.join(work, "build.log")

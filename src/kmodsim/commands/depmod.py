@@ -66,11 +66,12 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, moduledir: str | No
                modules: tuple[str, ...]) -> None:
     """Compute module dependencies as kmod's depmod does and write modules.dep, modules.alias,
     modules.softdep, modules.symbols and modules.devname (kmod 34: and modules.weakdep) into
-    BASEDIR/lib/modules/KVER, byte-identical to the depmod of --kmod-version (30: Debian 12's, 34:
-    Debian 13's); with --bin also the .bin indexes modprobe reads (not written otherwise). depmod's messages are printed in its own words and order; a dependency cycle stops
-    the run as it stops depmod (--explain-cycles adds every cycle with the symbols behind each
-    edge). With -n the files go to stdout. MODULES (absolute paths, after KVER) limit the run to
-    them, unless -a. On a terminal, a progress bar while modules are read.
+    BASEDIR/lib/modules/KVER, byte-identical to the depmod of --kmod-version (30: Debian 12's,
+    34: Debian 13's); with --bin also the .bin indexes modprobe reads (not written otherwise).
+    depmod's messages are printed in its own words and order; a dependency cycle stops the run
+    as it stops depmod (--explain-cycles adds every cycle with the symbols behind each edge).
+    With -n the files go to stdout. MODULES (absolute paths, after KVER) limit the run to them,
+    unless -a. On a terminal, a progress bar while modules are read.
 
     Exit status, depmod's: 0 written, 1 depmod stopped (a dependency cycle, nothing written; or
     its 'depmod: FATAL: ...' and 'Bad version passed' errors: a missing tree or symbol file, a

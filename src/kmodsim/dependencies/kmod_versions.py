@@ -23,6 +23,9 @@ modules.order, first line wins   34     a1186fa     a module listed twice takes 
                                                     (kmod 30: its last)
 .bin indexes in pre-order        34     dada048     a node before its children (kmod 30: children
                                                     first); the root at offset 12 with its flags
+libkmod messages, no location    34     8c1c901     ``depmod: ERROR: kmod_module '...' already
+                                                    exists ...`` without kmod 30's
+                                                    ``../libkmod/libkmod-module.c:428 <fn>() ``
 ===============================  =====  ==========  ==============================================
 
 (kmod 31's 5c004af, ``-ENODATA`` for a missing section, changes no output: depmod ignores a
@@ -57,18 +60,23 @@ class KmodVersion(NamedTuple):
     order_first_line_wins: bool
     # kmod 34, dada048 "depmod: Write index in pre-order"
     index_preorder: bool
+    # libkmod's messages with their source location: kmod 30 as Debian 12 builds it prints
+    # "<file>:<line> <function>() " before each (tools/log.c log_kmod() under ENABLE_DEBUG); kmod 34
+    # as Debian 13 builds it (meson, debug-messages off: ENABLE_DEBUG 0, tested with "== 1" since
+    # 8c1c901 "Always define and use ENABLE_DEBUG") does not — a build option as much as a version
+    libkmod_log_location: bool
 
 
 KMOD_VERSIONS: dict[int, KmodVersion] = {
     30: KmodVersion(30, outdir=False,
                     cfg_paths=("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d"),
                     weakdep=False, moduledir=False, deprecated_options=True, order_first_line_wins=False,
-                    index_preorder=False),
+                    index_preorder=False, libkmod_log_location=True),
     34: KmodVersion(34, outdir=True,
                     cfg_paths=("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/usr/lib/depmod.d",
                                "/lib/depmod.d"),
                     weakdep=True, moduledir=True, deprecated_options=False, order_first_line_wins=True,
-                    index_preorder=True),
+                    index_preorder=True, libkmod_log_location=False),
 }
 NEWEST = 34
 

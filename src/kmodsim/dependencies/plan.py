@@ -124,7 +124,8 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
                     lines = (f"depmod: ERROR: hash_add_unique {n}: File exists\n"
                              f"depmod: FATAL: could not add module {p}: File exists\n")
                 else:  # libkmod's pool refuses a second path for one name (its ERR names its source line)
-                    lines = (f"depmod: ERROR: ../libkmod/libkmod-module.c:428 kmod_module_new_from_path() "
+                    where = "../libkmod/libkmod-module.c:428 kmod_module_new_from_path() "
+                    lines = (f"depmod: ERROR: {where if kmod.libkmod_log_location else ''}"
                              f"kmod_module '{n}' already exists with different path: new-path='{p}' "
                              f"old-path='{names[n]}'\n"
                              f"depmod: FATAL: could not create module {p}: File exists\n")

@@ -147,7 +147,11 @@ def probe_list(dm, name: str, where: str) -> list[tuple[str, str]]:
     prepending each module of the line, which depmod sorted users before what they use, so the
     list runs deepest first; __kmod_module_get_probe_list() appends each of them, then the module
     itself. The line already holds the whole closure: no recursion is needed. (Soft dependencies,
-    modules.softdep and modprobe.d, are not modelled.)"""
+    modules.softdep and modprobe.d, are not modelled: their names are aliases such as
+    ``crypto-crc32c``, which modprobe resolves through its whole lookup. Weak dependencies,
+    modules.weakdep of kmod 33+, are never loaded by modprobe — libkmod's
+    kmod_module_get_weakdeps() serves only initramfs tools and ``modprobe -c`` — and are not
+    loaded here either.)"""
     i = dm.index_of(name)
     if i is None or dm.mods[i].name != name:
         raise ScriptError(f"{where}: module {name} not found in --modules")
