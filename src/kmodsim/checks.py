@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .errors import Error
 from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
@@ -71,7 +71,7 @@ class Finding:
     module: str
     path: str
     message: str
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def load_symbol_list(path: str) -> set[str]:
 # ---------------------------------------------------------------------------------------------
 
 def _ko(m: Module) -> str:
-    base = os.path.basename(m.path)
+    base: str = os.path.basename(m.path)
     return base[: base.index(".ko") + 3] if ".ko" in base else base
 
 
@@ -278,7 +278,8 @@ class _Clean:
         return out
 
 
-def _module_checks(m: Module, kernel, index: SymbolIndex, extra_index: SymbolIndex, sym_lists,
+def _module_checks(m: Module, kernel: Kernel | None, index: SymbolIndex, extra_index: SymbolIndex,
+                   sym_lists: list[tuple[str, set[str]]],
                    module_ns: bool, clean: _Clean | None) -> list[Finding]:
     out = []
     ko = _ko(m)

@@ -326,7 +326,7 @@ def layout(inp: LayoutInput, profile: Layout | str = "6.1", path: str = "", name
     return Footprint(mod_name, path, core_total, by_type, init_total, ndst, percpu, kallsyms_bytes)
 
 
-def _is_core_symbol(sym: Sym, shnum: int, flags, placed, pcpu: int, prof: Layout) -> bool:
+def _is_core_symbol(sym: Sym, shnum: int, flags: list[int], placed: dict[int, bool], pcpu: int, prof: Layout) -> bool:
     """kernel/module/kallsyms.c:is_core_symbol()."""
     if sym.shndx == SHN_UNDEF or sym.shndx >= shnum or not sym.named:
         return False
@@ -415,7 +415,7 @@ class WhatIf(NamedTuple):
     after: int  # ... and with every group merged
 
 
-def what_if(modules: list, groups: list[list[int]], profile: Layout | str,
+def what_if(modules: list[Module], groups: list[list[int]], profile: Layout | str,
             layout_inputs: list[LayoutInput] | None = None) -> WhatIf:
     """Merge each group (indexes into ``modules``, kmodsim Module objects) into one module and say
     what changes: each merged module's footprint, the exports that become internal, the names then

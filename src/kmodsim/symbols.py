@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import repeat
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -138,7 +138,7 @@ DEPMOD_KERNEL_FAKES: tuple[tuple[bytes, bool], ...] = (
     (b"__this_module", True), (b"_GLOBAL_OFFSET_TABLE_", True), (b"TOC.", False))
 
 
-def last_wins(table: dict, names: Iterable, owner: object) -> None:
+def last_wins(table: dict[Any, Any], names: Iterable[Any], owner: object) -> None:
     """:data:`DEPMOD`'s rule on a flat table (name -> owner): ``owner`` replaces any earlier
     exporter of each of ``names`` (``hash_add()``). At C speed: depmod's hot path."""
     table.update(zip(names, repeat(owner)))
