@@ -163,7 +163,7 @@ def playground34(kmod34_src, headers61) -> Path:
 
 def settle_timestamps() -> None:
     """Wait until files written so far are older than kmodsim's racy-timestamp cutoff
-    (:func:`kmodsim.tree.racy_cutoff`), so that a cache filled from now on keeps them (a test of
+    (:func:`kmodsim.cache.racy_cutoff`), so that a cache filled from now on keeps them (a test of
     warm runs on a tree it has just written needs that; real trees are that old already)."""
     import time
 

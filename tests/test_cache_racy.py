@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from kmodsim.tree import scan, stat_key
+from kmodsim.scan_cache import stat_key
+from kmodsim.tree import scan
 
 from conftest import need, run_kmodsim
 

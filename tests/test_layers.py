@@ -19,7 +19,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "kmodsim"
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "cache"]),
     ("reader", ["elf", "module", "discovery"]),
-    ("trees", ["tree"]),
+    ("trees", ["parallel", "scan_cache", "tree"]),
     ("target", ["kernel", "btf", "target"]),
     ("analyses", ["symbols", "link", "checks", "findings_cache", "dependencies", "memory_layout", "loader", "ops.parse", "ops.census", "ops.model",
                   "ops.plan", "ops.emit", "ops.binary", "ops"]),

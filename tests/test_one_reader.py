@@ -15,7 +15,8 @@ from kmodsim.dependencies.kmod_view import RECORD_SCHEMA as KMOD_SCHEMA
 from kmodsim.dependencies.kmod_view import RECORD_VERSION as KMOD_VERSION
 from kmodsim.dependencies.kmod_view import KmodRecord
 from kmodsim.module import RECORD_SCHEMA, RECORD_VERSION, ModuleRecord, read_module
-from kmodsim.tree import ScanCache, scan
+from kmodsim.scan_cache import ScanCache
+from kmodsim.tree import scan
 
 from conftest import settle_timestamps
 

@@ -11,7 +11,8 @@ import time
 import pytest
 import zstandard
 
-from kmodsim.tree import CACHE_MAGIC, ScanCache, find_modules, scan
+from kmodsim.scan_cache import CACHE_MAGIC, ScanCache
+from kmodsim.tree import find_modules, scan
 
 from conftest import need, settle_timestamps
 
@@ -183,7 +184,7 @@ def test_removed_module_leaves_cache(tree, tmp_path):
 def test_parallel_map_order_and_a_dead_child():
     """Results come back in item order whichever process took a chunk; a child that dies (here on
     its first item, with the chunk it took) only costs time: the parent does its chunks."""
-    from kmodsim.tree import parallel_map
+    from kmodsim.parallel import parallel_map
 
     items = list(range(1000))
     assert parallel_map(lambda x: (x, x * x), items, jobs=2) == [(x, x * x) for x in items]

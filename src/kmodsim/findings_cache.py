@@ -47,7 +47,7 @@ def key(version: str, res: ScanResult, tree: ScanResult | None, kernel_path: str
     one changed within the clock second the run started in: :func:`kmodsim.cache.is_trusted`)."""
     import hashlib
 
-    from .tree import file_fingerprint
+    from .scan_cache import file_fingerprint
 
     h = hashlib.blake2b(digest_size=20)
     kfiles = []

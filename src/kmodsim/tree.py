@@ -18,32 +18,21 @@ shared pieces live): a module changed in the second its run started to read is r
 
 from __future__ import annotations
 
-import marshal
 import os
-import sys
-import zlib
-from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
-from .cache import cache_root, is_trusted, racy_cutoff, write_atomic
 from .module import (
     DEFAULT_MAX_SIZE,
     MODULE_SUFFIXES,
-    RECORD_VERSION,
     Module,
     ModuleError,
     ModuleRecord,
     open_image,
     parse_record,
-    stat_key_of,
 )
-
-CACHE_MAGIC = b"KMSCACHE"
-# The layout of the cache file itself (header, index, blob area), bumped by hand when ScanCache's
-# own layout changes. The records' version is not in it: each file carries the version of the
-# records it holds (the ``schema`` of :class:`ScanCache`, e.g. module.RECORD_VERSION) and is
-# discarded when it differs. 4: index apart from the records; 8: the record version in the index.
-CACHE_FORMAT = 8
+from .parallel import Progress, parallel_map
+from .scan_cache import ScanCache, stat_key
 
 
 class ScanProblem(NamedTuple):
@@ -188,15 +177,7 @@ IGNORED_NOTE = "not a module to Debian 12's depmod and modprobe (kmod 30 is buil
 # Reading, in parallel
 # ---------------------------------------------------------------------------------------------
 
-def stat_key(path: str) -> tuple[int, int, int, int] | None:
-    """The cache key of ``path`` (:func:`kmodsim.module.stat_key_of`), None if it cannot be stat'ed."""
-    try:
-        return stat_key_of(os.stat(path))
-    except OSError:
-        return None
-
-
-def _read_one(path: str, max_size: int) -> tuple[bool, object]:
+def _read_one(path: str, max_size: int) -> tuple[bool, Any]:
     """(True, (marshalled record, summary, stat key of the file read)) or (False, problem); never
     raises for bad input.
 
@@ -222,151 +203,9 @@ def _read_one(path: str, max_size: int) -> tuple[bool, object]:
             close()
 
 
-def parallel_map(func: Callable[[object], object], items: list, jobs: int | None = None,
-                 progress: _progress | None = None) -> list:
-    """``[func(x) for x in items]`` in ``jobs`` processes (default: all cores); results must be
-    marshal-able (tuples of builtins).
-
-    The items are cut into chunks of a few dozen, whose numbers wait in a pipe: every process —
-    the parent and ``jobs - 1`` forked children — takes the next number from the pipe when it is
-    free (a 2-byte read: atomic), so the work balances itself even when one core is slowed down
-    (as on a shared virtual machine) and callers only order the items largest first. No process
-    sits idle collecting results while the cores are busy: a child sends its results back
-    marshalled through a pipe once the queue is empty, and a byte per chunk on a shared progress
-    pipe. A child that fails only costs time: its chunks are then done by the parent. Children are
-    forked before the progress display starts its thread (fork and threads do not mix)."""
-    import gc
-    import marshal
-    import select
-
-    # The work makes ~10^6 short-lived acyclic objects: the cyclic collector would only walk them.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _parallel_map(func, items, jobs, progress, marshal, select)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _run_chunks(func, items: list, size: int, queue: int, prog: int | None) -> list[tuple[int, list]]:
-    """Take chunk numbers from the ``queue`` pipe until it is empty; [(number, results)]."""
-    done = []
-    while True:
-        b = os.read(queue, 2)
-        if len(b) < 2:
-            return done
-        n = int.from_bytes(b, "little")
-        chunk = items[n * size:(n + 1) * size]
-        done.append((n, [func(x) for x in chunk]))
-        if prog is not None:
-            prog(len(chunk))
-
-
-def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
-    jobs = min(jobs or os.cpu_count() or 1, max(1, len(items) // 32))
-    if jobs <= 1 or not hasattr(os, "fork"):
-        with progress or _progress(False, 0) as advance:
-            out = []
-            for x in items:
-                out.append(func(x))
-                if advance:
-                    advance(1)
-            return out
-    # chunks of 16 to 255 items (a progress byte counts one), at most 16384 of them (their numbers,
-    # 2 bytes each, fit a pipe's 64 KiB buffer: written whole before any process starts)
-    size = min(255, max(16, -(-len(items) // 16384)))
-    count = -(-len(items) // size)
-    q_r, q_w = os.pipe()
-    os.write(q_w, b"".join(n.to_bytes(2, "little") for n in range(count)))
-    os.close(q_w)
-    prog_r, prog_w = os.pipe()
-    children: dict[int, int] = {}  # result pipe -> pid
-    for _ in range(1, jobs):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: work, send, leave without running the parent's exit handlers
-            status = 1
-            try:
-                os.close(r)
-                os.close(prog_r)
-                for other in children:
-                    os.close(other)
-                done = _run_chunks(func, items, size, q_r, lambda k: os.write(prog_w, bytes((k,))))
-                with os.fdopen(w, "wb") as f:
-                    f.write(marshal.dumps(done))
-                status = 0
-            except BaseException:  # noqa: BLE001 - reported by the parent redoing the chunks
-                pass
-            finally:
-                os._exit(status)
-        os.close(w)
-        children[r] = pid
-    os.close(prog_w)
-    os.set_blocking(prog_r, False)
-    out: list = [None] * len(items)
-    got = [False] * count
-    with progress or _progress(False, 0) as advance:
-
-        def drain() -> None:
-            try:
-                data = os.read(prog_r, 4096)
-            except BlockingIOError:
-                return
-            if data and advance:
-                advance(sum(data))
-
-        def mine(k: int) -> None:
-            if advance:
-                advance(k)
-                drain()
-
-        chunks = _run_chunks(func, items, size, q_r, mine if advance else None)
-        os.close(q_r)
-        bufs = {r: bytearray() for r in children}
-        open_fds = set(children) | {prog_r}
-        while open_fds:  # the progress pipe ends when the last child has exited
-            ready, _, _ = select.select(list(open_fds), [], [])
-            for fd in ready:
-                if fd == prog_r:
-                    try:
-                        data = os.read(prog_r, 4096)
-                    except BlockingIOError:
-                        continue
-                    if not data:
-                        open_fds.discard(prog_r)
-                        os.close(prog_r)
-                    elif advance:
-                        advance(sum(data))
-                    continue
-                data = os.read(fd, 1 << 20)
-                if data:
-                    bufs[fd] += data
-                    continue
-                open_fds.discard(fd)
-                os.close(fd)
-                _, status = os.waitpid(children[fd], 0)
-                if status == 0:
-                    try:
-                        theirs = marshal.loads(bufs.pop(fd))
-                    except (ValueError, EOFError, TypeError):
-                        theirs = []
-                    if isinstance(theirs, list):
-                        chunks += theirs
-        for n, res in chunks:
-            if isinstance(res, list) and 0 <= n < count and len(res) == len(items[n * size:(n + 1) * size]):
-                out[n * size:n * size + len(res)] = res
-                got[n] = True
-        for n in range(count):  # a child that failed: its chunks are done here
-            if not got[n]:
-                lo = n * size
-                out[lo:lo + size] = [func(x) for x in items[lo:lo + size]]
-    return out
-
-
 def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
-              progress: _progress | None = None,
-              keys: dict[str, tuple | None] | None = None) -> dict[str, tuple[bool, object]]:
+              progress: Progress | None = None,
+              keys: dict[str, tuple | None] | None = None) -> dict[str, tuple[bool, Any]]:
     """Parse ``paths`` in ``jobs`` processes (default: all cores): path -> (True, (marshalled
     record, summary, stat key)) or (False, problem). ``keys`` (stat keys, as a scan with a cache
     has them) spares a second stat of every file."""
@@ -380,172 +219,8 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
         return key[0] if key else 0
 
     ordered = sorted(paths, key=size, reverse=True) if len(paths) >= 64 else list(paths)
-    res = parallel_map(lambda p: _read_one(p, max_size), ordered, jobs, progress)
+    res = parallel_map(lambda p: _read_one(str(p), max_size), ordered, jobs, progress)
     return dict(zip(ordered, res, strict=True))
-
-
-# ---------------------------------------------------------------------------------------------
-# The cache
-# ---------------------------------------------------------------------------------------------
-
-def default_cache_dir() -> str:
-    return os.path.join(cache_root(), "scan")
-
-
-def file_fingerprint(paths: Iterable[str]) -> list[tuple[str, tuple | None]]:
-    """(path, stat key) of each path that exists, for cache keys of derived results."""
-    return [(p, stat_key(p)) for p in paths]
-
-
-class ScanCache:
-    """One file per scanned root: a checked index, then the records (module records, or those
-    ``schema`` names: kmodsim depmod keeps libkmod's view of each module in one too).
-
-    Layout: ``CACHE_MAGIC``, the format (u32), the index length (u64) and its crc32 (u32), the
-    index — marshalled ``(root, schema, blob area length, {path: (stat key, summary, offset,
-    length, crc32)})`` — then the blob area: each module's marshalled record at its offset. A file
-    whose ``schema`` (the records' version, derived from their field names) is not the reader's
-    is discarded; the file's name carries a digest of it, so two versions do not evict each other. Loading reads
-    and checks the index only (a warm scan needs just the summaries); a record is read and its
-    crc32 checked when it is used (:meth:`blob`), and a record that fails the check is reported
-    as missing, so its module is read again. An index that fails any check, or a file whose size
-    does not match it, is discarded whole (and rebuilt by the next save).
-    """
-
-    def __init__(self, root: str, cache_dir: str | None = None, schema: tuple = RECORD_VERSION) -> None:
-        self.root = os.path.realpath(root)
-        self.schema = schema
-        d = cache_dir or default_cache_dir()
-        # a name from the root (the file also records the root: a collision only costs a rebuild)
-        raw = self.root.encode("utf-8", "surrogateescape")
-        h = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
-        v = zlib.crc32(repr(schema).encode())
-        self.file = os.path.join(d, f"{h}.v{CACHE_FORMAT}-{v:08x}")
-        self.entries: dict[str, tuple] = {}  # path -> (key, summary, offset, length, crc) or (key, summary, blob)
-        self.dirty = False
-        self.problem = ""  # why a cache file was discarded, if it was
-        self._map = None  # the loaded file, mapped: blobs are read from it on demand
-        # made before any module of this run is read: entries whose files changed since are racy
-        self.cutoff = racy_cutoff()
-
-    _HEAD = len(CACHE_MAGIC) + 16
-
-    def load(self) -> None:
-        import mmap
-
-        try:
-            with open(self.file, "rb") as f:
-                head = f.read(self._HEAD)
-                if len(head) < self._HEAD or not head.startswith(CACHE_MAGIC):
-                    self._discard("not a kmodsim cache file")
-                    return
-                n = len(CACHE_MAGIC)
-                fmt = int.from_bytes(head[n:n + 4], "little")
-                if fmt != CACHE_FORMAT:
-                    self._discard(f"format {fmt}, expected {CACHE_FORMAT}")
-                    return
-                size = int.from_bytes(head[n + 4:n + 12], "little")
-                crc = int.from_bytes(head[n + 12:n + 16], "little")
-                index = f.read(size)
-                if len(index) != size or zlib.crc32(index) != crc:
-                    self._discard("checksum mismatch (torn or corrupted file)")
-                    return
-                try:
-                    root, schema, area, entries = marshal.loads(index)
-                except (ValueError, EOFError, TypeError):
-                    self._discard("unreadable payload")
-                    return
-                if root != self.root or not isinstance(entries, dict):
-                    self._discard("belongs to another tree")
-                    return
-                if schema != self.schema:
-                    self._discard(f"records of version {schema!r}, expected {self.schema!r}")
-                    return
-                if os.fstat(f.fileno()).st_size != self._HEAD + size + area:
-                    self._discard("file size does not match its index (torn file)")
-                    return
-                if area:
-                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-                self._base = self._HEAD + size
-        except OSError:
-            return
-        self.entries = entries
-
-    def _discard(self, why: str) -> None:
-        self.problem = why
-        self.entries = {}
-        self.dirty = True
-
-    def summary(self, path: str, key: tuple | None) -> tuple | None:
-        """The summary of ``path`` if it is cached with this stat key (its record is not read)."""
-        e = self.entries.get(path)
-        if e is None or key is None or e[0] != key:
-            return None
-        return e[1]
-
-    def blob(self, path: str) -> bytes | None:
-        """The marshalled record of ``path``; None if absent or if it fails its checksum."""
-        e = self.entries.get(path)
-        if e is None:
-            return None
-        if len(e) == 3:
-            return e[2]
-        _key, _summ, off, length, crc = e
-        if self._map is None:
-            return None
-        data = self._map[self._base + off:self._base + off + length]
-        if len(data) != length or zlib.crc32(data) != crc:
-            self.problem = f"{path}: record fails its checksum"
-            del self.entries[path]
-            self.dirty = True
-            return None
-        return data
-
-    def get(self, path: str, key: tuple | None) -> tuple[bytes, tuple] | None:
-        """(marshalled record, summary) if ``path`` is cached with this stat key."""
-        summ = self.summary(path, key)
-        if summ is None:
-            return None
-        blob = self.blob(path)
-        return None if blob is None else (blob, summ)
-
-    def put(self, path: str, key: tuple, blob: bytes, summary: tuple) -> None:
-        """Cache a marshalled record (``ModuleRecord.dumps()`` for a scan)."""
-        self.entries[path] = (key, summary, blob)
-        self.dirty = True
-
-    def prune(self, keep: set[str]) -> None:
-        stale = [p for p in self.entries if p not in keep]
-        for p in stale:
-            del self.entries[p]
-        if stale:
-            self.dirty = True
-
-    def save(self) -> None:
-        if not self.dirty:
-            return
-        index: dict[str, tuple] = {}
-        blobs: list[bytes] = []
-        off = 0
-        for path in list(self.entries):
-            e = self.entries[path]
-            if not is_trusted(e[0], self.cutoff):
-                continue  # racily clean: read again next time (see the module docstring)
-            blob = e[2] if len(e) == 3 else self.blob(path)  # an unchanged record: copied (checked)
-            if blob is None:
-                continue
-            blob = bytes(blob)
-            index[path] = (e[0], e[1], off, len(blob), zlib.crc32(blob))
-            blobs.append(blob)
-            off += len(blob)
-        payload = marshal.dumps((self.root, self.schema, off, index))
-        head = (CACHE_MAGIC + CACHE_FORMAT.to_bytes(4, "little") + len(payload).to_bytes(8, "little")
-                + zlib.crc32(payload).to_bytes(4, "little"))
-        try:
-            write_atomic(self.file, b"".join([head, payload, *blobs]))
-        except OSError as exc:  # a cache that cannot be written only costs time
-            print(f"kmodsim: warning: cannot write cache {self.file}: {exc.strerror or exc}", file=sys.stderr)
-        self.dirty = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -587,15 +262,15 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
 
     result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(items), parsed=len(todo))
     if todo:
-        parsed = read_many([f for _, f, _ in todo], jobs, max_size, _progress(progress, len(todo)), keys)
-        for root, f, key in todo:
+        parsed = read_many([f for _, f, _ in todo], jobs, max_size, Progress(progress, len(todo)), keys)
+        for root, f, _stat in todo:
             ok, val = parsed[f]
             if ok:
-                blob, summ, key = val  # the key of the content read (the stat above may be older)
-                keys[f] = key
+                blob, summ, read_key = val  # the key of the content read (the stat above may be older)
+                keys[f] = read_key
                 items[f] = (f, blob, summ)
                 if use_cache:
-                    caches[root].put(f, key, blob, summ)
+                    caches[root].put(f, read_key, blob, summ)
             else:
                 errors.append(ScanProblem(f, val))
     if use_cache:
@@ -607,30 +282,3 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
     result.errors = errors
     result.ignored = ignored
     return result
-
-
-class _progress:
-    """A rich progress bar on a terminal; nothing when piped (or when ``enabled`` is False)."""
-
-    def __init__(self, enabled: bool | None, total: int) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.enabled = self.enabled and total >= 200
-        self.total = total
-        self._p = None
-
-    def __enter__(self) -> Callable[[int], None] | None:
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        # on stderr, the terminal it checked: stdout may carry the output (scan --json, depmod -n)
-        self._p = Progress(TextColumn("reading modules"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), transient=True, console=Console(stderr=True))
-        self._p.start()
-        task = self._p.add_task("scan", total=self.total)
-        return lambda n: self._p.advance(task, n)
-
-    def __exit__(self, *exc) -> None:
-        if self._p is not None:
-            self._p.stop()

@@ -24,7 +24,7 @@ from typing import NamedTuple
 from ..discovery import superfasthash
 from ..elf import ELFMAG, ElfError, ElfFile
 from ..module import DEFAULT_MAX_SIZE, ModuleError, open_image
-from ..tree import parallel_map
+from ..parallel import parallel_map
 
 # ---------------------------------------------------------------------------------------------
 # kmod's view of one module
@@ -358,9 +358,9 @@ def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFA
     """Records of ``paths``, read by ``jobs`` processes (default: all cores), shared out in
     discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too).
     ``progress``: the bar ``scan`` shows (None: on a terminal only)."""
-    from ..tree import _progress
+    from ..parallel import Progress
 
     # workers send plain tuples (marshal takes no tuple subclass)
     res = parallel_map(lambda p: tuple(read_record(str(p), max_size, crcs)), paths, jobs,
-                       _progress(progress, len(paths)))
+                       Progress(progress, len(paths)))
     return dict(zip(paths, map(KmodRecord.of, res), strict=True))

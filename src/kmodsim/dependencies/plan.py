@@ -9,7 +9,7 @@ from typing import NamedTuple
 from ..discovery import Config, Discovery, Found, modname
 from ..errors import Error
 from ..module import DEFAULT_MAX_SIZE
-from ..tree import ScanCache, default_cache_dir, stat_key
+from ..scan_cache import ScanCache, default_cache_dir, stat_key
 from .kmod_versions import KmodVersion, kmod_version
 from .kmod_view import RECORD_VERSION, KmodRecord, read_records
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from ..cache import is_trusted, load_checked, racy_cutoff, store_checked
 from ..module import DEFAULT_MAX_SIZE
-from ..tree import stat_key
+from ..scan_cache import stat_key
 from .cycles import cycle_report
 from .graph import compute
 from .outputs import outputs

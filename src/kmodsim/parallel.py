@@ -1,0 +1,181 @@
+"""Running one function over many items in worker processes (:func:`parallel_map`), and the
+progress bar long runs show on a terminal (:class:`Progress`). Used by the scan, depmod's reading
+and anything else that reads a tree."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def parallel_map(func: Callable[[object], object], items: list, jobs: int | None = None,
+                 progress: Progress | None = None) -> list:
+    """``[func(x) for x in items]`` in ``jobs`` processes (default: all cores); results must be
+    marshal-able (tuples of builtins).
+
+    The items are cut into chunks of a few dozen, whose numbers wait in a pipe: every process —
+    the parent and ``jobs - 1`` forked children — takes the next number from the pipe when it is
+    free (a 2-byte read: atomic), so the work balances itself even when one core is slowed down
+    (as on a shared virtual machine) and callers only order the items largest first. No process
+    sits idle collecting results while the cores are busy: a child sends its results back
+    marshalled through a pipe once the queue is empty, and a byte per chunk on a shared progress
+    pipe. A child that fails only costs time: its chunks are then done by the parent. Children are
+    forked before the progress display starts its thread (fork and threads do not mix)."""
+    import gc
+    import marshal
+    import select
+
+    # The work makes ~10^6 short-lived acyclic objects: the cyclic collector would only walk them.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parallel_map(func, items, jobs, progress, marshal, select)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run_chunks(func: Callable[[Any], Any], items: list[Any], size: int, queue: int,
+                prog: Callable[[int], object] | None) -> list[tuple[int, list[Any]]]:
+    """Take chunk numbers from the ``queue`` pipe until it is empty; [(number, results)]."""
+    done: list[tuple[int, list[Any]]] = []
+    while True:
+        b = os.read(queue, 2)
+        if len(b) < 2:
+            return done
+        n = int.from_bytes(b, "little")
+        chunk = items[n * size:(n + 1) * size]
+        done.append((n, [func(x) for x in chunk]))
+        if prog is not None:
+            prog(len(chunk))
+
+
+def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
+    jobs = min(jobs or os.cpu_count() or 1, max(1, len(items) // 32))
+    if jobs <= 1 or not hasattr(os, "fork"):
+        with progress or Progress(False, 0) as advance:
+            serial: list[Any] = []
+            for x in items:
+                serial.append(func(x))
+                if advance:
+                    advance(1)
+            return serial
+    # chunks of 16 to 255 items (a progress byte counts one), at most 16384 of them (their numbers,
+    # 2 bytes each, fit a pipe's 64 KiB buffer: written whole before any process starts)
+    size = min(255, max(16, -(-len(items) // 16384)))
+    count = -(-len(items) // size)
+    q_r, q_w = os.pipe()
+    os.write(q_w, b"".join(n.to_bytes(2, "little") for n in range(count)))
+    os.close(q_w)
+    prog_r, prog_w = os.pipe()
+    children: dict[int, int] = {}  # result pipe -> pid
+    for _ in range(1, jobs):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: work, send, leave without running the parent's exit handlers
+            status = 1
+            try:
+                os.close(r)
+                os.close(prog_r)
+                for other in children:
+                    os.close(other)
+                done = _run_chunks(func, items, size, q_r, lambda k: os.write(prog_w, bytes((k,))))
+                with os.fdopen(w, "wb") as f:
+                    f.write(marshal.dumps(done))
+                status = 0
+            except BaseException:  # noqa: BLE001 - reported by the parent redoing the chunks
+                pass
+            finally:
+                os._exit(status)
+        os.close(w)
+        children[r] = pid
+    os.close(prog_w)
+    os.set_blocking(prog_r, False)
+    out: list = [None] * len(items)
+    got = [False] * count
+    with progress or Progress(False, 0) as advance:
+
+        def drain() -> None:
+            try:
+                data = os.read(prog_r, 4096)
+            except BlockingIOError:
+                return
+            if data and advance:
+                advance(sum(data))
+
+        def mine(k: int) -> None:
+            if advance:
+                advance(k)
+                drain()
+
+        chunks = _run_chunks(func, items, size, q_r, mine if advance else None)
+        os.close(q_r)
+        bufs = {r: bytearray() for r in children}
+        open_fds = set(children) | {prog_r}
+        while open_fds:  # the progress pipe ends when the last child has exited
+            ready, _, _ = select.select(list(open_fds), [], [])
+            for fd in ready:
+                if fd == prog_r:
+                    try:
+                        data = os.read(prog_r, 4096)
+                    except BlockingIOError:
+                        continue
+                    if not data:
+                        open_fds.discard(prog_r)
+                        os.close(prog_r)
+                    elif advance:
+                        advance(sum(data))
+                    continue
+                data = os.read(fd, 1 << 20)
+                if data:
+                    bufs[fd] += data
+                    continue
+                open_fds.discard(fd)
+                os.close(fd)
+                _, status = os.waitpid(children[fd], 0)
+                if status == 0:
+                    try:
+                        theirs = marshal.loads(bufs.pop(fd))
+                    except (ValueError, EOFError, TypeError):
+                        theirs = []
+                    if isinstance(theirs, list):
+                        chunks += theirs
+        for n, res in chunks:
+            if isinstance(res, list) and 0 <= n < count and len(res) == len(items[n * size:(n + 1) * size]):
+                out[n * size:n * size + len(res)] = res
+                got[n] = True
+        for n in range(count):  # a child that failed: its chunks are done here
+            if not got[n]:
+                lo = n * size
+                out[lo:lo + size] = [func(x) for x in items[lo:lo + size]]
+    return out
+
+
+class Progress:
+    """A rich progress bar on a terminal; nothing when piped (or when ``enabled`` is False)."""
+
+    def __init__(self, enabled: bool | None, total: int) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.enabled = self.enabled and total >= 200
+        self.total = total
+        self._p: Any = None  # a rich.progress.Progress while shown
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import Progress as Bar
+
+        # on stderr, the terminal it checked: stdout may carry the output (scan --json, depmod -n)
+        self._p = Bar(TextColumn("reading modules"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), transient=True, console=Console(stderr=True))
+        self._p.start()
+        task = self._p.add_task("scan", total=self.total)
+        return lambda n: self._p.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self._p is not None:
+            self._p.stop()
