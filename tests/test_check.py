@@ -212,12 +212,14 @@ def test_findings_cache_follows_every_input(basic_build, consumers, headers61, t
 
 
 def test_findings_cache_is_a_versioned_serialisation(basic_build, consumers, headers61, tmp_path, monkeypatch):
-    """The findings cache stores findings (format 3: one row a finding, and the notes), not a rendering: a warm
-    run gives the cold run's findings, equal field by field, and the CLI's bytes in every format;
-    a file of another format under the right key (the JSON document the cache held before
-    kmodsim.render) or with rows of the wrong shape is a miss, never served."""
+    """The findings cache stores findings (one row a finding, the notes, the kernel's inputs), not a
+    rendering, in kmodsim.cache's checked format: a warm run gives the cold run's findings, equal
+    field by field, and the CLI's bytes in every format; a file of another format under the right
+    key (the JSON document the cache held before kmodsim.render), or a well-formed file whose rows
+    have the wrong shape, is a miss, never served."""
+    from kmodsim.cache import load_checked, store_checked
     from kmodsim.checks import CheckRequest, check_paths
-    from kmodsim.findings_cache import FORMAT
+    from kmodsim.findings_cache import MAGIC
 
     d = tmp_path / "set"
     shutil.copytree(consumers, d, ignore=shutil.ignore_patterns("*.o", "*.cmd", "*.mod*", ".tmp*"))
@@ -230,27 +232,64 @@ def test_findings_cache_is_a_versioned_serialisation(basic_build, consumers, hea
     assert not cold.cached and warm.cached and not cold.problems
     assert warm.findings == cold.findings and warm.modules == cold.modules and cold.errors >= 5
     (f,) = (cache / "check").iterdir()
-    doc = json.loads(f.read_text())
-    assert doc["format"] == FORMAT == 3 and doc["notes"] == [] and doc["key"] == f.stem and doc["modules"] == cold.modules
+    key = f.stem.encode()
+    doc = json.loads(load_checked(str(f), MAGIC, key))
+    assert doc["notes"] == [] and doc["modules"] == cold.modules
     assert [r[:6] for r in doc["findings"]] == [[x.check, x.severity, x.symbol, x.module, x.path, x.message]
                                                 for x in cold.findings]
+    assert os.path.join(headers61, "Module.symvers") in [p for p, _k in doc["inputs"]]
     env = dict(os.environ, KMODSIM_CACHE=str(cache))
     outs = {fmt: run_kmodsim("check", "--format", fmt, "--kernel", headers61, basic_build, d, env=env)
             for fmt in ("text", "json", "sarif")}  # served from the cache
     assert all(p.returncode == 1 for p in outs.values())
     # the previous format, right key: a clean result that must not be believed
-    f.write_text(json.dumps({"key": f.stem, "result": {"findings": [], "summary": {
-        "modules": 0, "errors": 0, "warnings": 0}}}))
+    old = json.dumps({"key": f.stem, "result": {"findings": [], "summary": {"modules": 0, "errors": 0,
+                                                                          "warnings": 0}}})
+    f.write_text(old)
     assert not check_paths(req).cached
-    for bad in ({"format": FORMAT, "key": f.stem, "modules": 1, "findings": [["crc", "error"]], "notes": []},
-                {"format": FORMAT, "key": f.stem, "modules": "9", "findings": [], "notes": []}):
-        f.write_text(json.dumps(bad))
+    for bad in ({"modules": 1, "findings": [["crc", "error"]], "notes": [], "inputs": []},
+                {"modules": "9", "findings": [], "notes": [], "inputs": []}):
+        store_checked(str(f), MAGIC, key, json.dumps(bad).encode())
         assert not check_paths(req).cached
     for fmt, before in outs.items():
-        f.write_text(json.dumps({"key": f.stem, "result": {"findings": [], "summary": {
-            "modules": 0, "errors": 0, "warnings": 0}}}))
+        f.write_text(old)
         p = run_kmodsim("check", "--format", fmt, "--kernel", headers61, basic_build, d, env=env)
         assert (p.returncode, p.stdout, p.stderr) == (before.returncode, before.stdout, before.stderr), fmt
+
+
+def test_findings_cache_follows_what_the_kernel_read(basic_build, headers61, tmp_path, monkeypatch):
+    """The kernel's inputs are the files its load looked at, not a list kept by hand: with
+    CONFIG_RANDSTRUCT the vermagic reads include/generated/randomize_layout_hash.h (a file the old
+    hand list missed), whose appearing makes the stored findings a miss; so does .config changing
+    in place. A file the load never looks at changes nothing."""
+    from kmodsim.checks import CheckRequest, check_paths
+
+    kdir = tmp_path / "headers"
+    for rel in ("Module.symvers", ".config", "include/generated/utsrelease.h", "include/config/kernel.release",
+                ".kernelvariables"):
+        src = Path(headers61, rel)
+        if src.exists():
+            (kdir / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, kdir / rel)
+    cfg = kdir / ".config"
+    cfg.write_text(cfg.read_text() + "CONFIG_RANDSTRUCT=y\n")
+    settle_timestamps()
+    monkeypatch.setenv("KMODSIM_CACHE", str(tmp_path / "cache"))
+    req = CheckRequest([str(basic_build)], str(kdir))
+    assert not check_paths(req).cached and check_paths(req).cached
+    (kdir / "include/generated/unrelated.h").write_text("/* not read by a kernel load */\n")
+    settle_timestamps()
+    assert check_paths(req).cached
+    (kdir / "include/generated/randomize_layout_hash.h").write_text('#define RANDSTRUCT_HASHED_SEED "5eed"\n')
+    settle_timestamps()
+    res = check_paths(req)  # the target's vermagic now ends in RANDSTRUCT_5eed: the modules' do not
+    assert not res.cached and any(f.check == "vermagic" for f in res.findings)
+    assert check_paths(req).cached
+    cfg.write_text(cfg.read_text().replace("CONFIG_RANDSTRUCT=y\n", ""))
+    settle_timestamps()
+    res = check_paths(req)
+    assert not res.cached and not any(f.check == "vermagic" for f in res.findings)
+
 
 @pytest.mark.realkernel
 def test_module_namespace_before_616_is_an_ordinary_namespace(headers612, tmp_path):

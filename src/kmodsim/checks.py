@@ -453,5 +453,5 @@ def check_paths(req: CheckRequest) -> CheckResult:
     notes = target.warnings if kernel is not None else []  # a run without --kernel has no target
     findings = run_checks(modules, kernel, tree.modules if tree else [], allow, lists, target)
     if key and not problems:
-        findings_cache.store(key, len(modules), findings, notes)
+        findings_cache.store(key, len(modules), findings, notes, kernel.inputs if kernel else [], cutoff)
     return CheckResult(findings, len(modules), problems, ignored, notes=notes)

@@ -2,21 +2,25 @@
 inputs are all unchanged gives the previous run's findings without reading a module.
 
 The findings are a function of every input of :func:`kmodsim.checks.check_paths`: the stat keys of
-the checked modules and of the ``--modules`` tree, the stat keys of the kernel's input files
-(:data:`KERNEL_INPUTS`), the allowlist and symbol-list *contents*, and kmodsim's version. Those form
-the key (:func:`key`). A stat key counts only when it can stand for the content read with it
-(git's racy-clean rule, :func:`kmodsim.cache.is_trusted`): when one cannot, there is no key and the
-result is not kept.
+the checked modules and of the ``--modules`` tree, the allowlist and symbol-list *contents*, the
+``--kernel`` path and kmodsim's version — those form the key (:func:`key`) — and the files the
+kernel was read from. Those are not listed here: :class:`kmodsim.kernel.Kernel` notes every file
+its load looked at (``Kernel.inputs``, found or missing), the result is stored with their stat
+keys, and a stored result is an answer only while each of them is unchanged (:func:`load`). A stat
+key counts only when it can stand for the content read with it (git's racy-clean rule,
+:func:`kmodsim.cache.is_trusted`): when one cannot, the result is not kept.
 
-One file a key, ``<key>.json``, written with :func:`kmodsim.cache.write_atomic`; the 32 newest are
-kept. The file is a versioned serialisation of the result, not of any rendering::
+One file a key, ``<key>.result``, in the one checked format of :mod:`kmodsim.cache`
+(:func:`~kmodsim.cache.store_checked`: magic and format, checksum, key); the 32 newest are kept.
+The payload is a versioned serialisation of the result, not of any rendering (JSON)::
 
-    {"format": FORMAT, "key": "<key>", "modules": <number checked>,
+    {"modules": <number checked>,
      "findings": [[check, severity, symbol, module, path, message, {extra}], ...],
-     "notes": [what the run told the user besides its findings (an unverified target release)]}
+     "notes": [what the run told the user besides its findings (an unverified target release)],
+     "inputs": [[kernel input file, its stat key or null when it did not exist], ...]}
 
-A file of another format, of another key, or that fails to parse in any way is a miss (the run
-checks again and replaces it).
+A file of another format, of another key, damaged, or whose payload fails to parse in any way is a
+miss (the run checks again and replaces it).
 """
 
 from __future__ import annotations
@@ -26,41 +30,28 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from .cache import cache_root, is_trusted, write_atomic
+from .cache import cache_root, is_trusted, load_checked, store_checked
 from .checks import Finding
 
 if TYPE_CHECKING:
     from .tree import ScanResult
 
-FORMAT = 3  # 1: the --format json document itself ({"key", "result"}), before kmodsim.render; 3: notes
+MAGIC = b"KMSFIND4"  # the store and its format: 4, kmodsim.cache.store_checked and the kernel's inputs
 KEEP = 32
-
-# What Kernel.load() reads from a headers/build directory (kmodsim.kernel): each one's stat key
-# is part of the key. A file given as --kernel (Module.symvers, vmlinux, vmlinuz) stands for itself.
-KERNEL_INPUTS = ("Module.symvers", ".config", ".kernelvariables", "include/generated/utsrelease.h",
-                 "include/config/kernel.release", "include/generated/randstruct_hash.h")
-
 
 def key(version: str, res: ScanResult, tree: ScanResult | None, kernel_path: str | None,
         allow_files: Sequence[str], symbol_lists: Sequence[str], cutoff: int) -> str:
-    """The findings cache key; "" when an input's stat key cannot be trusted (a missing module, or
-    one changed within the clock second the run started in: :func:`kmodsim.cache.is_trusted`)."""
+    """The findings cache key; "" when a module's stat key cannot be trusted (a missing module, or
+    one changed within the clock second the run started in: :func:`kmodsim.cache.is_trusted`).
+    The kernel's files are checked apart (:func:`load`)."""
     import hashlib
 
-    from .scan_cache import file_fingerprint
-
     h = hashlib.blake2b(digest_size=20)
-    kfiles = []
-    if kernel_path:
-        kp = os.path.realpath(kernel_path)
-        kfiles = [os.path.join(kp, f) for f in KERNEL_INPUTS] if os.path.isdir(kp) else [kp]
     checked = [(p, res.keys.get(p)) for p, _r, _s in res.items]
     providers = [(p, tree.keys.get(p)) for p, _r, _s in tree.items] if tree else None
-    kernel_files = file_fingerprint(kfiles)  # a kernel input that does not exist has key None
-    if not all(is_trusted(k, cutoff) for _p, k in checked + (providers or [])) or not all(
-            k is None or is_trusted(k, cutoff) for _p, k in kernel_files):
+    if not all(is_trusted(k, cutoff) for _p, k in checked + (providers or [])):
         return ""
-    parts = [version, checked, providers, kernel_files]
+    parts = [version, checked, providers, os.path.realpath(kernel_path) if kernel_path else None]
     h.update(repr(parts).encode("utf-8", "surrogateescape"))
     for f in (*allow_files, *symbol_lists):  # contents, not only stat: they are small
         with open(f, "rb") as fh:
@@ -69,7 +60,7 @@ def key(version: str, res: ScanResult, tree: ScanResult | None, kernel_path: str
 
 
 def _file(k: str) -> str:
-    return os.path.join(cache_root(), "check", k + ".json")
+    return os.path.join(cache_root(), "check", k + ".result")
 
 
 class Cached(NamedTuple):
@@ -79,33 +70,46 @@ class Cached(NamedTuple):
 
 
 def load(k: str) -> Cached | None:
-    """The result stored under ``k``; None on a miss."""
+    """The result stored under ``k`` while every kernel input it was computed from is unchanged;
+    None on a miss."""
+    from .scan_cache import stat_key
+
+    payload = load_checked(_file(k), MAGIC, k.encode())
+    if payload is None:
+        return None
     try:
-        with open(_file(k), encoding="utf-8") as f:
-            doc = json.load(f)
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != k:
-            return None
+        doc = json.loads(payload)
         n = doc["modules"]
         findings = [Finding(*row) for row in doc["findings"]]
         notes = doc["notes"]
-    except (OSError, ValueError, KeyError, TypeError):
+        inputs = [(str(path), None if sk is None else tuple(sk)) for path, sk in doc["inputs"]]
+    except (ValueError, KeyError, TypeError):
         return None
     if not isinstance(n, int) or not all(isinstance(f.extra, dict) for f in findings) or \
             not isinstance(notes, list) or not all(isinstance(s, str) for s in notes):
         return None
+    if any(stat_key(path) != sk for path, sk in inputs):
+        return None  # the kernel changed (or a file it looked for appeared or went)
     return Cached(n, findings, notes)
 
 
-def store(k: str, modules: int, findings: list[Finding], notes: list[str]) -> None:
-    """Keep a result under ``k`` (and the :data:`KEEP` newest results); a result that cannot be
-    written only costs time next run."""
+def store(k: str, modules: int, findings: list[Finding], notes: list[str], inputs: Sequence[str],
+          cutoff: int) -> None:
+    """Keep a result under ``k`` with the stat keys of the kernel's ``inputs`` (and the
+    :data:`KEEP` newest results); not kept when an input's stat key cannot be trusted yet. A result
+    that cannot be written only costs time next run."""
+    from .scan_cache import stat_key
+
+    keyed = [(path, stat_key(path)) for path in inputs]
+    if not all(sk is None or is_trusted(sk, cutoff) for _p, sk in keyed):
+        return
     path = _file(k)
     rows = [[f.check, f.severity, f.symbol, f.module, f.path, f.message, f.extra] for f in findings]
+    payload = json.dumps({"modules": modules, "findings": rows, "notes": notes, "inputs": keyed}).encode()
     try:
-        write_atomic(path, json.dumps({"format": FORMAT, "key": k, "modules": modules,
-                                       "findings": rows, "notes": notes}).encode())
+        store_checked(path, MAGIC, k.encode(), payload)
         d = os.path.dirname(path)
-        olds = sorted((os.path.join(d, f) for f in os.listdir(d) if f.endswith(".json")),
+        olds = sorted((os.path.join(d, f) for f in os.listdir(d) if f.endswith(".result")),
                       key=os.path.getmtime)
         for old in olds[:-KEEP]:
             os.unlink(old)

@@ -92,6 +92,9 @@ class Kernel:
     vermagic: str | None = None
     machine: int | None = None
     ei_class: int | None = None  # 32 or 64
+    # every file the load looked at, read or found missing (a cache of anything computed from this
+    # kernel keys on their stat keys: kmodsim.findings_cache)
+    inputs: list[str] = field(default_factory=list)
 
     @property
     def modversions(self) -> bool:
@@ -122,7 +125,7 @@ class Kernel:
 
     @classmethod
     def from_symvers(cls, path: str) -> Kernel:
-        k = cls(source=path)
+        k = cls(source=path, inputs=[path])
         vmlinux, modules = parse_symvers(path)
         k.exports = vmlinux
         k.module_rows = modules
@@ -136,13 +139,14 @@ class Kernel:
         k = cls.from_symvers(symvers)
         k.source = path
         config = os.path.join(path, ".config")
+        k.inputs.append(config)
         if os.path.isfile(config):
             k.config = parse_config(config)
-        k.release = headers_release(path)
+        k.release = headers_release(path, k.inputs)
         if k.config:
             k.machine, k.ei_class = machine_from_config(k.config)
             if k.release:
-                k.vermagic = vermagic_from_config(k.release, k.config, path)
+                k.vermagic = vermagic_from_config(k.release, k.config, path, k.inputs)
         return k
 
     @classmethod
@@ -176,7 +180,7 @@ class Kernel:
         except ElfError as exc:
             raise KernelError(f"{path}: {exc}") from None
         k = cls(source=path, exports={e.name: e for e in exports}, machine=elf.machine,
-                ei_class=64 if elf.is64 else 32)
+                ei_class=64 if elf.is64 else 32, inputs=[path])
         k.release, k.vermagic = _banner(elf)
         return k
 
@@ -237,20 +241,25 @@ def parse_config(path: str) -> dict[str, str]:
     return out
 
 
-def headers_release(path: str) -> str:
+def headers_release(path: str, seen: list[str] | None = None) -> str:
     """UTS_RELEASE, as the kernel's vermagic uses it (Debian's include/config/kernel.release
-    holds the upstream version instead, so it is only the last resort)."""
+    holds the upstream version instead, so it is only the last resort). ``seen``: where the files
+    looked at are noted."""
+    seen = [] if seen is None else seen
     uts = os.path.join(path, "include", "generated", "utsrelease.h")
+    seen.append(uts)
     if os.path.isfile(uts):
         m = re.search(r'#define\s+UTS_RELEASE\s+"([^"]*)"', open(uts, encoding="utf-8").read())
         if m:
             return m.group(1)
     kv = os.path.join(path, ".kernelvariables")
+    seen.append(kv)
     if os.path.isfile(kv):
         m = re.search(r"KERNELRELEASE\s*=\s*(\S+)", open(kv, encoding="utf-8").read())
         if m:
             return m.group(1)
     rel = os.path.join(path, "include", "config", "kernel.release")
+    seen.append(rel)
     if os.path.isfile(rel):
         return open(rel, encoding="utf-8").read().strip()
     return ""
@@ -264,7 +273,8 @@ def machine_from_config(config: dict[str, str]) -> tuple[int | None, int | None]
     return None, bits
 
 
-def vermagic_from_config(release: str, config: dict[str, str], headers: str | None = None) -> str | None:
+def vermagic_from_config(release: str, config: dict[str, str], headers: str | None = None,
+                         seen: list[str] | None = None) -> str | None:
     """VERMAGIC_STRING of include/linux/vermagic.h for this configuration (None when the
     architecture's part is not modelled: see :func:`arch_vermagic`).
 
@@ -289,7 +299,7 @@ def vermagic_from_config(release: str, config: dict[str, str], headers: str | No
         parts.append("modversions ")
     parts.append(arch)
     if y("CONFIG_RANDSTRUCT") or y("CONFIG_GCC_PLUGIN_RANDSTRUCT"):
-        seed = _randstruct_seed(headers)
+        seed = _randstruct_seed(headers, seen)
         if seed:
             parts.append("RANDSTRUCT_" + seed)
     return "".join(parts)
@@ -331,11 +341,13 @@ def arch_vermagic(config: dict[str, str]) -> str | None:
     return None
 
 
-def _randstruct_seed(headers: str | None) -> str:
+def _randstruct_seed(headers: str | None, seen: list[str] | None = None) -> str:
     if not headers:
         return ""
     for rel in ("include/generated/randstruct_hash.h", "include/generated/randomize_layout_hash.h"):
         p = os.path.join(headers, rel)
+        if seen is not None:
+            seen.append(p)
         if os.path.isfile(p):
             m = re.search(r'"([0-9a-f]+)"', open(p, encoding="utf-8").read())
             if m:
