@@ -17,6 +17,7 @@ from .plan import DepmodError, Plan, load_records, plan
 # The computation
 # ---------------------------------------------------------------------------------------------
 
+
 class Mod:
     __slots__ = ("name", "path", "relpath", "rec", "idx", "bname", "bpath")
 

@@ -191,6 +191,7 @@ def builtin_alias_index(dirname: str, messages: list[str], preorder: bool = Fals
         idx.insert(norm, name, 0)
     return idx.to_bytes(preorder)
 
+
 def alias_normalize(v: bytes) -> bytes | None:
     """alias_normalize(): '-' becomes '_' outside brackets; None for an unmatched bracket."""
     if b"[" not in v and b"]" not in v:

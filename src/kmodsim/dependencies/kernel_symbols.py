@@ -10,6 +10,7 @@ import re
 # Kernel symbols (-E / -F)
 # ---------------------------------------------------------------------------------------------
 
+
 def _strtoull16(s: str) -> tuple[int, str]:
     """strtoull(s, &end, 16): (value, rest)."""
     m = re.match(r"\s*([+-]?)(0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]*)", s)

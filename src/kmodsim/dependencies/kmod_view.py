@@ -30,6 +30,7 @@ from ..parallel import parallel_map
 # kmod's view of one module
 # ---------------------------------------------------------------------------------------------
 
+
 class KmodRecord(NamedTuple):
     """libkmod's view of one module, as depmod uses it: what workers send and the depmod cache
     stores (marshalled as a plain tuple: :meth:`dumps`, :meth:`loads`, :meth:`of`). Fields are read

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from itertools import repeat
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from ..discovery import KMOD_EXTENSIONS, superfasthash
 from .index import Index, alias_normalize, builtin_alias_index, builtin_index
 from .kmod_versions import KMOD_VERSIONS, KmodVersion
-from .kmod_view import split0, u32s
+from .kmod_view import KmodRecord, split0, u32s
 
 if TYPE_CHECKING:
     from .graph import Depmod
@@ -64,6 +66,7 @@ def output_dep(dm: Depmod) -> bytes:
             out.append(p + b":\n")
     return b"".join(out)
 
+
 def output_alias(dm: Depmod) -> bytes:
     out = [HEADERS["modules.alias"]]
     for m in dm.mods:
@@ -73,24 +76,28 @@ def output_alias(dm: Depmod) -> bytes:
             out.append(b"alias " + v[:-1].replace(b"\0", tail + b"alias ") + tail)
     return b"".join(out)
 
+
 def output_softdep(dm: Depmod) -> bytes:
-    out = [HEADERS["modules.softdep"]]
-    for m in dm.mods:
-        v = m.rec.softdeps
-        if v:
-            head = b"softdep " + m.bname + b" "
-            out.append(head + v[:-1].replace(b"\0", b"\n" + head) + b"\n")
-    return b"".join(out)
+    """output_softdeps(): one ``softdep <module> <value>`` line per value."""
+    return _keyed_lines(dm, "modules.softdep", b"softdep", attrgetter("softdeps"))
+
 
 def output_weakdep(dm: Depmod) -> bytes:
     """output_weakdeps() (kmod 33+, 05828b4): one ``weakdep <module> <value>`` line per value."""
-    out = [HEADERS["modules.weakdep"]]
+    return _keyed_lines(dm, "modules.weakdep", b"weakdep", attrgetter("weakdeps"))
+
+
+def _keyed_lines(dm: Depmod, name: str, word: bytes, values: Callable[[KmodRecord], bytes]) -> bytes:
+    """The header of ``name``, then ``<word> <module> <value>`` for each of a module's values (the
+    record's NUL-terminated strings), modules in modules.dep order."""
+    out = [HEADERS[name]]
     for m in dm.mods:
-        v = m.rec.weakdeps
+        v = values(m.rec)
         if v:
-            head = b"weakdep " + m.bname + b" "
+            head = word + b" " + m.bname + b" "
             out.append(head + v[:-1].replace(b"\0", b"\n" + head) + b"\n")
     return b"".join(out)
+
 
 def output_symbols(dm: Depmod) -> bytes:
     """The owned names in kmod's hash-table order: by bucket, then by name."""
@@ -111,6 +118,7 @@ def output_symbols(dm: Depmod) -> bytes:
     mods = dm.mods
     return HEADERS["modules.symbols"] + b"".join(
         [b"alias symbol:" + n + b" " + mods[o].bname + b"\n" for _b, n, o in rows])
+
 
 def output_devname(dm: Depmod, messages: list[str] | None = None) -> bytes:
     out = []
@@ -141,6 +149,7 @@ def output_devname(dm: Depmod, messages: list[str] | None = None) -> bytes:
                             f"({devname.decode('utf-8', 'surrogateescape')}) but lacks major and minor "
                             f"information. Ignoring.\n")
     return HEADERS["modules.devname"] + b"".join(out) if out else b""
+
 
 def outputs(dm: Depmod, messages: list[str] | None = None, bins: bool = False, warn_dups: bool = False,
             show: bool = False, kmod: KmodVersion = KMOD_30) -> dict[str, bytes]:
@@ -175,11 +184,13 @@ def outputs(dm: Depmod, messages: list[str] | None = None, bins: bool = False, w
         messages.extend(msgs)
     return out
 
+
 def dep_index(dm: Depmod, dep: bytes, preorder: bool = False) -> bytes:
     idx = Index()
     for m, line in zip(dm.mods, dep.split(b"\n"), strict=False):
         idx.insert(m.bname, line, m.idx)
     return idx.to_bytes(preorder)
+
 
 def alias_index(dm: Depmod, messages: list[str], warn_dups: bool, preorder: bool = False) -> bytes:
     """modules.alias.bin (normalised aliases); an alias with an unmatched bracket is reported
@@ -199,6 +210,7 @@ def alias_index(dm: Depmod, messages: list[str], warn_dups: bool, preorder: bool
                                 f"{norm.decode('utf-8', 'surrogateescape')} {m.name}\n")
     return idx.to_bytes(preorder)
 
+
 def alias_warnings(dm: Depmod, warn_dups: bool) -> list[str]:
     """alias_index()'s messages without building the index."""
     out = []
@@ -217,6 +229,7 @@ def alias_warnings(dm: Depmod, warn_dups: bool) -> list[str]:
                            f"{norm.decode('utf-8', 'surrogateescape')} {m.name}\n")
             seen.add(norm)
     return out
+
 
 def symbols_index(dm: Depmod, symbols: bytes, preorder: bool = False) -> bytes:
     idx = Index()
@@ -242,6 +255,7 @@ def _scan_major_minor(v: bytes, prefix: bytes) -> tuple[int, int] | None:
 # ---------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------
+
 
 def write_outputs(dirname: str, files: dict[str, bytes]) -> None:
     """Each file through a temporary name and a rename, as depmod does (mode 0644 less umask)."""

@@ -33,6 +33,7 @@ class DepmodError(Error):
 # Building a run
 # ---------------------------------------------------------------------------------------------
 
+
 def tree_dirname(basedir: str | None, kver: str, moduledir: str | None = None) -> str:
     """``<basedir>/lib/modules/<kver>``, spelled as depmod spells it (the base made absolute
     against the working directory, nothing normalised). ``moduledir`` (kmod 34's ``-m``, c36ddb6,

@@ -18,6 +18,7 @@ from .plan import RECORD_VERSION, Plan, cache_dir_for, load_records, plan_keys
 # What ``kmodsim depmod`` prints and writes, memoised
 # ---------------------------------------------------------------------------------------------
 
+
 class Result(NamedTuple):
     files: dict[str, bytes] | None  # None: a cycle stopped the run, nothing is written
     stderr: str

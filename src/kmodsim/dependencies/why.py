@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 # why / deps
 # ---------------------------------------------------------------------------------------------
 
+
 def chains(dm: Depmod, a: int, b: int, limit: int = 50) -> list[list[int]]:
     """Every simple path from ``a`` to ``b`` along dependencies (at most ``limit``), shortest first."""
     # only modules that can reach b are worth visiting
