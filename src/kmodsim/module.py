@@ -34,7 +34,7 @@ import zlib
 from array import array
 from itertools import compress, repeat
 from operator import and_, not_
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from .elf import ET_NAMES, ET_REL, SHN_ABS, SHT_NOBITS, ElfError, ElfFile, cstr
 from .errors import Error
@@ -147,21 +147,28 @@ class ModuleRecord(NamedTuple):
         return marshal.dumps(tuple(self))
 
     @classmethod
-    def loads(cls, blob) -> ModuleRecord:
+    def loads(cls, blob: bytes) -> ModuleRecord:
         """The inverse of :meth:`dumps`; ValueError if ``blob`` is not a record of this version."""
-        t = marshal.loads(blob)
-        if type(t) is not tuple or len(t) != len(cls._fields):
-            raise ValueError(f"not a module record of version {RECORD_SCHEMA}")
-        return _new(cls, t)
+        return record_of(cls, marshal.loads(blob), f"module record of version {RECORD_SCHEMA}")
 
     @classmethod
     def of(cls, t: tuple) -> ModuleRecord:
         """A record from its plain tuple (as :meth:`dumps` marshals it)."""
-        if type(t) is cls:
-            return t
-        if not isinstance(t, tuple) or len(t) != len(cls._fields):
-            raise ValueError(f"not a module record of version {RECORD_SCHEMA}")
-        return _new(cls, t)
+        return record_of(cls, t, f"module record of version {RECORD_SCHEMA}")
+
+
+R = TypeVar("R", bound=tuple)
+
+
+def record_of(cls: type[R], t: object, what: str) -> R:
+    """``t`` as a record of the NamedTuple ``cls`` (a plain tuple with one item a field, as the
+    records travel and are cached: :class:`ModuleRecord`, :class:`kmodsim.dependencies.kmod_view.
+    KmodRecord`), made at C speed; ValueError naming ``what`` was expected if it is not one."""
+    if type(t) is cls:
+        return t
+    if not isinstance(t, tuple) or len(t) != len(cls._fields):  # type: ignore[attr-defined]
+        raise ValueError(f"not a {what}")
+    return tuple.__new__(cls, t)
 
 
 # The version of the record: a schema number, bumped by hand only when a field's *meaning* changes

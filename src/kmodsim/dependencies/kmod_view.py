@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from ..discovery import superfasthash
 from ..elf import ELFMAG, ElfError, ElfFile
-from ..module import DEFAULT_MAX_SIZE, ModuleError, open_image
+from ..module import DEFAULT_MAX_SIZE, ModuleError, open_image, record_of
 from ..parallel import parallel_map
 
 # ---------------------------------------------------------------------------------------------
@@ -52,11 +52,8 @@ class KmodRecord(NamedTuple):
         return marshal.dumps(tuple(self))
 
     @classmethod
-    def loads(cls, blob) -> KmodRecord:
-        t = marshal.loads(blob)
-        if type(t) is not tuple or len(t) != len(cls._fields):
-            raise ValueError(f"not a depmod record of version {RECORD_SCHEMA}")
-        return tuple.__new__(cls, t)
+    def loads(cls, blob: bytes) -> KmodRecord:
+        return cls.of(marshal.loads(blob))
 
     @classmethod
     def loads_all(cls, blobs: list) -> list[KmodRecord | None]:
@@ -76,11 +73,7 @@ class KmodRecord(NamedTuple):
     @classmethod
     def of(cls, t: tuple) -> KmodRecord:
         """A record from its plain tuple; ValueError if it is not one of this version."""
-        if type(t) is cls:
-            return t
-        if not isinstance(t, tuple) or len(t) != len(cls._fields):
-            raise ValueError(f"not a depmod record of version {RECORD_SCHEMA}")
-        return tuple.__new__(cls, t)
+        return record_of(cls, t, f"depmod record of version {RECORD_SCHEMA}")
 
 
 # The record's version: a schema number (bumped by hand only when what a field means changes) and
