@@ -21,18 +21,22 @@ run the testsuite's way, under ``path.so`` and ``uname.so`` compiled from the fe
 
 from __future__ import annotations
 
-import gzip
-import lzma
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from test_kmod_testsuite import BINS, Run, _c_string, check_expectations
-
-from conftest import need
+from test_kmod_testsuite import (
+    BINS,
+    Run,
+    _c_string,
+    build_traps,
+    cfg_args,
+    check_expectations,
+    externals_under,
+    populate,
+)
 
 pytestmark = pytest.mark.kbuild
 
@@ -114,61 +118,15 @@ def traps34(kmod34_src, depmod34, tmp_path_factory) -> tuple[Path, Path]:
     """kmod 34's testsuite path.so and uname.so, compiled from the fetched sources with the build's
     config.h (which says which libc entry points to trap: open64, stat64, ...)."""
     config_h = Path(depmod34).parent.parent / "config.h"
-    out = tmp_path_factory.mktemp("traps34")
-    libs = []
-    for name in ("path", "uname"):
-        so = out / f"{name}.so"
-        p = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-include", str(config_h),
-                            f"-DABS_TOP_BUILDDIR=\"{out}/no-build-dir\"", "-I", str(kmod34_src),
-                            "-I", str(kmod34_src / "testsuite"), "-o", str(so),
-                            str(kmod34_src / "testsuite" / f"{name}.c"), "-ldl"], capture_output=True, text=True)
-        if p.returncode != 0:
-            need(f"kmod 34's testsuite {name}.so: {p.stderr[-500:]}")
-        libs.append(so)
-    return libs[0], libs[1]
+    return build_traps(kmod34_src, tmp_path_factory.mktemp("traps34"), ["-include", str(config_h)],
+                       "kmod 34's testsuite")
 
 
 def populate34(kmod_src: Path, case: dict, modules: Path, features: str, root: Path) -> None:
     """scripts/setup-rootfs.sh for one case (MODULE_DIRECTORY /lib/modules, sysconfdir /etc):
     rootfs-pristine copied, modules installed, compressed with the formats the depmod reads."""
-    shutil.copytree(kmod_src / "testsuite" / "rootfs-pristine" / case["rootfs"], root, symlinks=True)
     script = (kmod_src / "scripts" / "setup-rootfs.sh").read_text().replace("$MODULE_DIRECTORY", MODULE_DIRECTORY)
-    prefix = case["rootfs"] + "/"
-    for dst, mod in re.findall(r'^\s*\["([^"]+)"\]="([^"]+)"', script, re.M):
-        if not dst.startswith(prefix):
-            continue
-        d = root / dst[len(prefix):]
-        if dst.endswith("/"):
-            d.mkdir(parents=True, exist_ok=True)
-            shutil.copy(modules / mod, d / mod)
-        else:
-            d.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(modules / mod, d)
-    for array, feature, suffix, compress in (("gzip_array", "ZLIB", ".gz", gzip.compress),
-                                             ("xz_array", "XZ", ".xz", lzma.compress),
-                                             ("zstd_array", "ZSTD", ".zst", None)):
-        if f"+{feature}" not in features.split():
-            continue
-        body = re.search(rf"^{array}=\((.*?)\)", script, re.M | re.S).group(1)
-        for rel in re.findall(r'"([^"]+)"', body):
-            if not rel.startswith(prefix):
-                continue
-            f = root / rel[len(prefix):]
-            data = f.read_bytes()
-            if compress is None:
-                import zstandard
-
-                compress = zstandard.ZstdCompressor(level=3).compress
-            Path(str(f) + suffix).write_bytes(compress(data))
-            f.unlink()
-
-
-def externals_under(root: Path) -> None:
-    """``external`` lines of the copied configuration, prefixed with ``root`` (the trap's view)."""
-    for d in CFG_DIRS:
-        for conf in sorted((root / d).glob("*.conf")) if (root / d).is_dir() else ():
-            conf.write_text(re.sub(r"^(\s*external\s+\S+\s+)(/\S*)", lambda m: m.group(1) + str(root) + m.group(2),
-                                   conf.read_text(), flags=re.M))
+    populate(kmod_src, case, modules, features, root, script)
 
 
 def rooted_args(root: Path, args: list[str]) -> list[str]:
@@ -193,14 +151,10 @@ def output_dir(root: Path, case: dict, kver: str) -> Path:
     return base / moddir.lstrip("/") / kver
 
 
-def cfg_args(root: Path) -> list[str]:
-    return [x for d in CFG_DIRS for x in ("-C", str(root / d))]
-
-
 def run_kmodsim34(root: Path, case: dict, cache: Path) -> Run:
-    externals_under(root)
+    externals_under(root, CFG_DIRS)
     kver = case["uname"]
-    p = subprocess.run(["kmodsim", "depmod", "--kmod-version", "34", "--bin", "-b", str(root), *cfg_args(root),
+    p = subprocess.run(["kmodsim", "depmod", "--kmod-version", "34", "--bin", "-b", str(root), *cfg_args(root, CFG_DIRS),
                         *rooted_args(root, case["args"]), kver],
                        capture_output=True, timeout=300, env=dict(os.environ, KMODSIM_CACHE=str(cache)))
     assert b"Traceback" not in p.stderr, p.stderr.decode()[-3000:]
@@ -210,9 +164,9 @@ def run_kmodsim34(root: Path, case: dict, cache: Path) -> Run:
 
 
 def run_depmod34_b(depmod: str, root: Path, case: dict) -> Run:
-    externals_under(root)
+    externals_under(root, CFG_DIRS)
     kver = case["uname"]
-    p = subprocess.run([depmod, "-b", str(root), *cfg_args(root), *rooted_args(root, case["args"]), kver],
+    p = subprocess.run([depmod, "-b", str(root), *cfg_args(root, CFG_DIRS), *rooted_args(root, case["args"]), kver],
                        capture_output=True, timeout=300)
     r = Run(root, kver, p)
     r.dir = output_dir(root, case, kver)

@@ -159,29 +159,37 @@ def playground(kmod_src, headers61) -> dict[str, Path]:
     return {"prebuilt": pg / "cache", "kbuild": built}
 
 
-@pytest.fixture(scope="session")
-def traps(kmod_src, tmp_path_factory) -> tuple[Path, Path]:
-    """The testsuite's path.so and uname.so, compiled from the fetched sources."""
-    out = tmp_path_factory.mktemp("traps")
+def build_traps(kmod_src: Path, out: Path, cflags: list[str], what: str) -> tuple[Path, Path]:
+    """The testsuite's path.so and uname.so, compiled from the fetched sources with ``cflags``."""
     libs = []
     for name in ("path", "uname"):
         so = out / f"{name}.so"
-        p = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-D_GNU_SOURCE", "-include", "stdbool.h",
+        p = subprocess.run(["gcc", "-shared", "-fPIC", "-O2", *cflags,
                             f"-DABS_TOP_BUILDDIR=\"{out}/no-build-dir\"", "-I", str(kmod_src),
                             "-I", str(kmod_src / "testsuite"), "-o", str(so),
                             str(kmod_src / "testsuite" / f"{name}.c"), "-ldl"], capture_output=True, text=True)
         if p.returncode != 0:
-            need(f"the testsuite's {name}.so: {p.stderr[-500:]}")
+            need(f"{what} {name}.so: {p.stderr[-500:]}")
         libs.append(so)
     return libs[0], libs[1]
 
 
-def populate(kmod_src: Path, case: dict, modules: Path, features: str, root: Path) -> None:
+@pytest.fixture(scope="session")
+def traps(kmod_src, tmp_path_factory) -> tuple[Path, Path]:
+    """The testsuite's path.so and uname.so, compiled from the fetched sources."""
+    return build_traps(kmod_src, tmp_path_factory.mktemp("traps"), ["-D_GNU_SOURCE", "-include", "stdbool.h"],
+                       "the testsuite's")
+
+
+def populate(kmod_src: Path, case: dict, modules: Path, features: str, root: Path, script: str | None = None) -> None:
     """populate-modules.sh for one case: rootfs-pristine copied, modules installed, compressed
-    with the formats the installed depmod reads (the testsuite asks its config.h the same)."""
+    with the formats the installed depmod reads (the testsuite asks its config.h the same).
+    ``script``: the text of the script that maps the modules (kmod 34's scripts/setup-rootfs.sh);
+    kmod 30's populate-modules.sh by default."""
     ts = kmod_src / "testsuite"
     shutil.copytree(ts / "rootfs-pristine" / case["rootfs"], root, symlinks=True)
-    script = (ts / "populate-modules.sh").read_text()
+    if script is None:
+        script = (ts / "populate-modules.sh").read_text()
     prefix = case["rootfs"] + "/"
     for dst, mod in re.findall(r'^\s*\["([^"]+)"\]="([^"]+)"', script, re.M):
         if not dst.startswith(prefix):
@@ -212,17 +220,17 @@ def populate(kmod_src: Path, case: dict, modules: Path, features: str, root: Pat
             f.unlink()
 
 
-def externals_under(root: Path) -> None:
+def externals_under(root: Path, cfg_dirs: tuple[str, ...] = CFG_DIRS) -> None:
     """``external`` lines of the copied configuration, prefixed with ``root`` (the trap's view)."""
-    for d in CFG_DIRS:
+    for d in cfg_dirs:
         for conf in sorted((root / d).glob("*.conf")) if (root / d).is_dir() else ():
             text = conf.read_text()
             conf.write_text(re.sub(r"^(\s*external\s+\S+\s+)(/\S*)", lambda m: m.group(1) + str(root) + m.group(2),
                                    text, flags=re.M))
 
 
-def cfg_args(root: Path) -> list[str]:
-    return [x for d in CFG_DIRS for x in ("-C", str(root / d))]
+def cfg_args(root: Path, cfg_dirs: tuple[str, ...] = CFG_DIRS) -> list[str]:
+    return [x for d in cfg_dirs for x in ("-C", str(root / d))]
 
 
 class Run:
