@@ -172,7 +172,7 @@ def load_verify(ctx: dict) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 def footprint(ctx: dict, runs: list[dict]) -> dict:
-    from kmodsim.oracle.run import strip_module
+    from kmodsim.oracle.boot import strip_module
 
     files = {("normal", n): p for n, p in ctx["modules"]["normal"].items()}
     files.update({("mono", n): p for n, p in ctx["modules"]["mono"].items()})
