@@ -4,6 +4,7 @@ exporter in module order wins), each module's dependencies and depmod's topologi
 from __future__ import annotations
 
 import os
+from typing import cast
 
 from ..discovery import depmod_order, modname
 from ..module import DEFAULT_MAX_SIZE
@@ -232,7 +233,7 @@ def _dependencies(dm: Depmod, errsyms: bool, check_crcs: bool) -> list[list[int]
         if simple and b"\0." not in imports and imports[:1] != b".":
             owners = fromkeys(map(owner_get, imports[:-1].split(b"\0")))
             owners.pop(None, None)
-            out.append([o for o in owners if o is not None])
+            out.append(cast("list[int]", [*owners]))  # None popped above: a second filter would only cost
             continue
         names = split0(imports)
         weak = rec.import_weak
