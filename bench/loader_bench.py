@@ -65,10 +65,10 @@ def main() -> None:
         times = []
         for _ in range(a.rounds):
             t0 = time.perf_counter()
-            doc = replay(kernel, steps)
+            run = replay(kernel, steps)
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
-        failed = sum(1 for s in doc["steps"] if s["errno"])
+        failed = sum(1 for s in run.steps if s.errno)
         print(f"model: {a.steps} steps ({failed} refused) in {med * 1000:.1f} ms median of {a.rounds} "
               f"({a.steps / med:,.0f} steps/s); target < 1 s: {'OK' if med < 1 else 'MISSED'}")
         if a.no_verify:

@@ -18,7 +18,7 @@ build``), a Module.symvers, a vmlinux or a vmlinuz — or a :class:`Target` alre
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .module import DEFAULT_MAX_SIZE
 from .target import Target
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .checks import CheckResult
     from .dependencies.graph import Depmod
     from .link import LddResult
+    from .loader.result import Run
     from .memory_layout import Footprint
     from .module import Module
     from .ops.census import Census
@@ -106,11 +107,12 @@ def depmod(basedir: str | None = None, kver: str | None = None, *, symvers: str 
 
 
 def load(script: str, *, kernel: str | Target, modules: str | None = None, profile: str | None = None,
-         config_paths: list[str] | None = None) -> dict[str, Any]:
+         config_paths: list[str] | None = None) -> Run:
     """``kmodsim load``: replay the load script at ``script`` (insmod/rmmod/modprobe lines) on the
-    model of the kernel's ``load_module()``: per step the errno, the kernel's log lines, taints and
-    /proc/modules with sizes. Returns the run document (its shape: docs/loader.md; the kernel's
-    recordings are kept in the same shape). Raises :class:`kmodsim.Error` on unusable input."""
+    model of the kernel's ``load_module()``: per step (``.steps``) the errno, the kernel's log
+    lines, taints and /proc/modules with sizes (a :class:`kmodsim.loader.result.Run`; its
+    ``to_json()`` is ``kmodsim load --json``, docs/loader.md). Raises :class:`kmodsim.Error` on
+    unusable input."""
     from .loader.run import prepare, replay
 
     target = load_target(kernel)
@@ -121,9 +123,9 @@ def load(script: str, *, kernel: str | Target, modules: str | None = None, profi
 
 def verify(script: str, *, kernel: str | Target, vmlinuz: str, modules: str | None = None,
            profile: str | None = None, config_paths: list[str] | None = None, timeout: float = 120.0,
-           compare: bool = True) -> dict[str, Any]:
+           compare: bool = True) -> Run:
     """``kmodsim verify``: the same script on the real kernel ``vmlinuz`` under QEMU; the
-    kernel's run document, with (``compare``) its ``differences`` from the model. Needs
+    kernel's run, with (``compare``) its ``differences`` from the model. Needs
     qemu-system-x86_64, busybox-static and a C compiler (the guest helper). Raises
     :class:`kmodsim.Error`."""
     from .loader.run import prepare

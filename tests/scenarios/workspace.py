@@ -244,7 +244,8 @@ def packed_steps(script: Path, ws: Path):
     return steps, pack_modules(steps, str(ws / "packed" / script.stem))
 
 
-def model_doc(script: Path, ws: Path, kernel) -> dict:
+def model_run(script: Path, ws: Path, kernel):
+    """The scenario on the model, on the same packed copies the guest loads."""
     from kmodsim.loader.run import replay
     from kmodsim.oracle.boot import on_packed
 
@@ -256,11 +257,11 @@ def kernel_run(script: Path, ws: Path, kernel, vmlinuz: str, timeout: float = 12
     """The scenario on the real kernel under QEMU, as ``kmodsim verify --json`` reports it."""
     from kmodsim.loader.profiles import profile_for
     from kmodsim.oracle import run_on_kernel
-    from kmodsim.oracle.boot import kernel_doc
+    from kmodsim.oracle.boot import kernel_run as run_of_kernel
 
     steps, packed = packed_steps(script, ws)
     raw = run_on_kernel(steps, vmlinuz, timeout=timeout, packed=packed)
-    return kernel_doc(kernel, profile_for(kernel.release), steps, raw)
+    return run_of_kernel(kernel, profile_for(kernel.release), steps, raw).to_json()
 
 
 def recorded_doc(doc: dict) -> dict:

@@ -54,9 +54,9 @@ def load_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None,
     from ..render.loader import load_text
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
-    doc = replay(kernel, steps, profile)
+    run = replay(kernel, steps, profile)
     if as_json:
-        dump_json(doc)
+        dump_json(run.to_json())
     else:
-        args.echo(load_text(doc), nl=False)
+        args.echo(load_text(run), nl=False)
     raise SystemExit(EXIT_OK)

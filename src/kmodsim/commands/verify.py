@@ -45,18 +45,18 @@ def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | Non
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     image = image_for(kernel, vmlinuz)
     try:
-        doc = verify(kernel, profile, steps, image, timeout=timeout, compare=compare)
+        run = verify(kernel, profile, steps, image, timeout=timeout, compare=compare)
     except ModuleFileError as exc:  # names the module file itself
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
     except OracleError as exc:
         error(f"{image}: {exc}")
         raise SystemExit(EXIT_ERROR) from None
-    diffs = doc.get("differences", [])
+    diffs = run.differences or []
     if as_json:
-        dump_json(doc)
+        dump_json(run.to_json())
     else:
-        args.echo(load_text(doc), nl=False)
+        args.echo(load_text(run), nl=False)
         if compare:
             args.echo(compare_text(diffs, len(steps)), nl=False)
     raise SystemExit(EXIT_FINDINGS if diffs else EXIT_OK)

@@ -23,6 +23,7 @@ from ..target import Target
 from .image import ModuleImage
 from .params import parse_args
 from .profiles import Profile, configured, profile_of
+from .result import Formed, ModuleState
 
 # include/linux/panic.h: taint bits, and the letters module_flags() prints (kernel/panic.c taint_flags)
 TAINT_PROPRIETARY_MODULE, TAINT_FORCED_MODULE, TAINT_CRAP, TAINT_OOT_MODULE, TAINT_UNSIGNED_MODULE = 0, 1, 10, 12, 13
@@ -48,10 +49,9 @@ class LoadedModule:
     def taint_letters(self) -> str:
         return "".join(c for bit, c in MODULE_TAINT_LETTERS if self.taints & (1 << bit))
 
-    def proc_entry(self, layout: Layout) -> dict:
+    def proc_entry(self, layout: Layout) -> ModuleState:
         users = list(self.users) + (["[permanent]"] if self.permanent else [])
-        return {"name": self.name, "size": self.image.size(layout), "refcnt": self.refcnt, "users": users,
-                "state": self.state, "taints": self.taint_letters()}
+        return ModuleState(self.name, self.image.size(layout), self.refcnt, users, self.state, self.taint_letters())
 
 
 @dataclass
@@ -88,7 +88,7 @@ class KernelModel:
         self.once: set[str] = set()
         self.log: list[str] = []
         # modules that reached do_init_module(), with their sizes: what the oracle's kprobe sees
-        self.formed: list[dict] = []
+        self.formed: list[Formed] = []
 
     # -- helpers -----------------------------------------------------------------------------------
     def find_module(self, name: str) -> LoadedModule | None:
@@ -112,7 +112,7 @@ class KernelModel:
     def test_taint(self, flag: int) -> bool:
         return bool(self.tainted & (1 << flag))
 
-    def proc_modules(self) -> list[dict]:
+    def proc_modules(self) -> list[ModuleState]:
         return [m.proc_entry(self.layout) for m in self.modules]
 
     # -- finit_module(2) ---------------------------------------------------------------------------
@@ -402,8 +402,7 @@ class KernelModel:
         caller's (``init_ret``, ``init_log``). The module is formed by now, its memory laid out:
         recorded in :attr:`formed` with the footprint model's core and init sizes."""
         fp = mod.image.footprint(self.layout)
-        self.formed.append({"name": mod.name, "core": None if fp is None else fp.size,
-                            "init": None if fp is None else fp.init_size})
+        self.formed.append(Formed(mod.name, None if fp is None else fp.size, None if fp is None else fp.init_size))
         self.log.extend(init_log)
         if init_ret < 0:
             raise _Fail(-init_ret)

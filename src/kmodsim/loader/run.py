@@ -1,10 +1,9 @@
-"""Replaying a script: on the model (``kmodsim load``), the shared JSON shape, and the step-by-step
-comparison with the real kernel's run (``kmodsim verify --compare``). The text transcript is
-:mod:`kmodsim.render.loader`'s."""
+"""Replaying a script on the model (``kmodsim load``) into a :class:`kmodsim.loader.result.Run`,
+and the step-by-step comparison with the real kernel's run (``kmodsim verify --compare``). The
+text transcript is :mod:`kmodsim.render.loader`'s."""
 
 from __future__ import annotations
 
-import errno as E
 import os
 
 from ..errors import Error
@@ -13,13 +12,10 @@ from ..target import Target
 from .image import load_image
 from .model import KernelModel
 from .profiles import PROFILES, Profile, profile_of
+from .result import Call, Formed, ModuleState, Run, StepResult
 from .script import Step, read_script, resolve
 
 SIZES_NOTE = "module sizes come from the footprint model (kmodsim.memory_layout, profile {fp})"
-
-
-def errname(err: int) -> str:
-    return E.errorcode.get(err, str(err)) if err else ""
 
 
 def modprobe_tree(root: str, config_paths: list[str] | None = None, jobs: int | None = None,
@@ -65,116 +61,115 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
     return profile, steps
 
 
-def step_record(step: Step, calls: list[dict], messages: list[str], modules: list[dict], tainted: int,
-                formed: list[dict] | None = None) -> dict:
-    """One step of a result. ``formed``: the modules that reached do_init_module() in the step, with
+def step_result(step: Step, calls: list[Call], messages: list[str], modules: list[ModuleState],
+                tainted: int | None, formed: list[Formed] | None = None) -> StepResult:
+    """One step of a run. ``formed``: the modules that reached do_init_module() in the step, with
     their core and init sizes in bytes (None where not observed: a kernel run without the probe)."""
-    err = calls[-1]["errno"] if calls else 0
-    return {"cmd": step.cmd, "line": step.line, "errno": err, "errname": errname(err), "messages": messages,
-            "calls": calls, "init": step.init if step.init_given else None,
-            "init_log": list(step.init_log), "modules": modules,
-            "tainted": tainted, "formed": formed}
+    return StepResult(step.cmd, step.line, calls[-1].errno if calls else 0, messages, calls,
+                      step.init if step.init_given else None, list(step.init_log), modules, tainted, formed)
 
 
 def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
-           model: KernelModel | None = None) -> dict:
-    """Run resolved steps on a fresh model; the JSON result."""
+           model: KernelModel | None = None) -> Run:
+    """Run resolved steps on a fresh model."""
     model = model or KernelModel(kernel, profile)
     out = []
     for step in steps:
-        calls: list[dict] = []
+        calls: list[Call] = []
         messages: list[str] = []
         model.formed = []
         if step.op == "rmmod":
             c = model.delete_module(step.plan[0][0])
-            calls.append({"module": c.module, "errno": c.errno})
+            calls.append(Call(c.module, c.errno))
             messages += c.messages
         else:
             last = len(step.plan) - 1
             for i, (name, path) in enumerate(step.plan):
                 if step.op == "modprobe" and model.find_module(name) is not None:
-                    calls.append({"module": name, "skipped": True, "errno": 0})
+                    calls.append(Call(name, 0, skipped=True))
                     continue
                 c = model.load_module(load_image(path), step.args if i == last else "",
                                       step.init if i == last else 0, step.init_log if i == last else ())
-                calls.append({"module": c.module, "errno": c.errno})
+                calls.append(Call(c.module, c.errno))
                 messages += c.messages
                 if c.errno:
                     break
-        out.append(step_record(step, calls, messages, model.proc_modules(), model.tainted, model.formed))
-    return result_doc("model", kernel, model.profile, out, model.proc_modules(), model.tainted)
+        out.append(step_result(step, calls, messages, model.proc_modules(), model.tainted, model.formed))
+    return run_of("model", kernel, model.profile, out, model.proc_modules(), model.tainted)
 
 
-def result_doc(source: str, kernel: Kernel, profile: Profile, steps: list[dict], modules: list[dict],
-               tainted: int, notes: list[str] | None = None) -> dict:
+def run_of(source: str, kernel: Kernel, profile: Profile, steps: list[StepResult], modules: list[ModuleState],
+           tainted: int | None, notes: list[str] | None = None, boot_seconds: float | None = None) -> Run:
+    """A run on ``source`` (``model``, ``kernel``) with its notes: the model's say where the
+    sizes, and the init results and log lines the script gave, come from."""
     notes = list(notes or [])
     if source == "model":
         notes.append(SIZES_NOTE.format(fp=profile.footprint))
-        given = [s["line"] for s in steps if s["init"] is not None]
+        given = [s.line for s in steps if s.init is not None]
         if given:
             notes.append("init results taken from the script (# init=...) on line(s) "
                          + ", ".join(map(str, given)))
-        logged = [s["line"] for s in steps if s.get("init_log")]
+        logged = [s.line for s in steps if s.init_log]
         if logged:
             notes.append("init log lines taken from the script (#> ...) on line(s) " + ", ".join(map(str, logged)))
         if not profile.verified:
             notes.append(f"profile {profile.series} is not verified on the real kernel")
-    return {"source": source, "kernel": kernel.release, "vermagic": kernel.vermagic,
-            "profile": profile.series, "profile_verified": profile.verified, "notes": notes,
-            "steps": steps, "tainted": tainted, "modules": modules}
+    return Run(source, kernel.release, kernel.vermagic, profile.series, profile.verified, notes, steps, tainted,
+               modules, boot_seconds)
 
 
 MODULE_KEYS = ("name", "refcnt", "users", "state", "taints")
 
 
-def compare(model: dict, real: dict) -> list[str]:
+def compare(model: Run, real: Run) -> list[str]:
     """Every difference, step by step: errno, each message line, the module state after the step
     (name, refcnt, users, state, taints; size where the model has one), the modules that reached
     do_init_module() with their core and init sizes (where the kernel run observed them: the
     oracle's kprobe) and the taint mask."""
     diffs: list[str] = []
-    ms, rs = model["steps"], real["steps"]
+    ms, rs = model.steps, real.steps
     if len(ms) != len(rs):
         diffs.append(f"step count: model {len(ms)}, kernel {len(rs)}")
     for m, r in zip(ms, rs, strict=False):
-        where = f"line {m['line']} ({m['cmd']})"
-        if m["errno"] != r["errno"]:
-            diffs.append(f"{where}: errno: model {m['errname'] or 0}, kernel {r['errname'] or 0}")
-        if [c.get("module") for c in m["calls"]] != [c.get("module") for c in r["calls"]] or \
-                [c["errno"] for c in m["calls"]] != [c["errno"] for c in r["calls"]]:
-            diffs.append(f"{where}: calls: model {m['calls']}, kernel {r['calls']}")
-        for i in range(max(len(m["messages"]), len(r["messages"]))):
-            a = m["messages"][i] if i < len(m["messages"]) else None
-            b = r["messages"][i] if i < len(r["messages"]) else None
+        where = f"line {m.line} ({m.cmd})"
+        if m.errno != r.errno:
+            diffs.append(f"{where}: errno: model {m.errname or 0}, kernel {r.errname or 0}")
+        if [c.module for c in m.calls] != [c.module for c in r.calls] or \
+                [c.errno for c in m.calls] != [c.errno for c in r.calls]:
+            diffs.append(f"{where}: calls: model {[c.to_json() for c in m.calls]}, "
+                         f"kernel {[c.to_json() for c in r.calls]}")
+        for i in range(max(len(m.messages), len(r.messages))):
+            a = m.messages[i] if i < len(m.messages) else None
+            b = r.messages[i] if i < len(r.messages) else None
             if a != b:
                 diffs.append(f"{where}: message {i + 1}: model {a!r}, kernel {b!r}")
-        diffs += _module_diffs(where, m["modules"], r["modules"])
-        diffs += _formed_diffs(where, m.get("formed"), r.get("formed"))
-        if m["tainted"] != r["tainted"]:
-            diffs.append(f"{where}: tainted: model {m['tainted']}, kernel {r['tainted']}")
+        diffs += _module_diffs(where, m.modules, r.modules)
+        diffs += _formed_diffs(where, m.formed, r.formed)
+        if m.tainted != r.tainted:
+            diffs.append(f"{where}: tainted: model {m.tainted}, kernel {r.tainted}")
     return diffs
 
 
-def _formed_diffs(where: str, mf: list[dict] | None, rf: list[dict] | None) -> list[str]:
+def _formed_diffs(where: str, mf: list[Formed] | None, rf: list[Formed] | None) -> list[str]:
     if mf is None or rf is None:  # not observed (a kernel run without the probe)
         return []
-    if [x["name"] for x in mf] != [x["name"] for x in rf]:
-        return [f"{where}: formed: model {[x['name'] for x in mf]}, kernel {[x['name'] for x in rf]}"]
+    if [x.name for x in mf] != [x.name for x in rf]:
+        return [f"{where}: formed: model {[x.name for x in mf]}, kernel {[x.name for x in rf]}"]
     out = []
     for a, b in zip(mf, rf, strict=True):
         for k in ("core", "init"):
-            if a.get(k) is not None and a.get(k) != b.get(k):
-                out.append(f"{where}: formed {a['name']} {k} size: model {a.get(k)}, kernel {b.get(k)}")
+            if getattr(a, k) is not None and getattr(a, k) != getattr(b, k):
+                out.append(f"{where}: formed {a.name} {k} size: model {getattr(a, k)}, kernel {getattr(b, k)}")
     return out
 
 
-def _module_diffs(where: str, mm: list[dict], rm: list[dict]) -> list[str]:
+def _module_diffs(where: str, mm: list[ModuleState], rm: list[ModuleState]) -> list[str]:
     out = []
-    if [x["name"] for x in mm] != [x["name"] for x in rm]:
-        out.append(f"{where}: modules: model {[x['name'] for x in mm]}, kernel {[x['name'] for x in rm]}")
+    if [x.name for x in mm] != [x.name for x in rm]:
+        out.append(f"{where}: modules: model {[x.name for x in mm]}, kernel {[x.name for x in rm]}")
         return out
     for a, b in zip(mm, rm, strict=True):
-        for k in MODULE_KEYS + (("size",) if a.get("size") is not None else ()):
-            if a.get(k) != b.get(k):
-                out.append(f"{where}: module {a['name']} {k}: model {a.get(k)!r}, kernel {b.get(k)!r}")
+        for k in MODULE_KEYS + (("size",) if a.size is not None else ()):
+            if getattr(a, k) != getattr(b, k):
+                out.append(f"{where}: module {a.name} {k}: model {getattr(a, k)!r}, kernel {getattr(b, k)!r}")
     return out

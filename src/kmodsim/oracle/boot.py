@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from ..errors import Error
+from ..loader.result import Call, Formed, ModuleState, Run
 from ..loader.script import Step
 from .helper import HelperError, helper_binary
 from .initramfs import build_initramfs
@@ -49,22 +50,22 @@ MOD_MEM_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_d
 _INIT_LABELS = ("init", "init_text", "init_data", "init_rodata")
 
 
-def formed_sizes(hit: dict) -> dict:
-    """A probe hit -> ``{"name", "core", "init", "sizes"}``: core and init bytes as the footprint
-    model counts them, and the raw fields read from struct module."""
+def formed_sizes(hit: dict) -> Formed:
+    """A probe hit -> the formed module: core and init bytes as the footprint model counts them,
+    and the raw fields read from struct module."""
     sizes = hit["sizes"]
-    return {"name": hit["name"], "core": sum(v for k, v in sizes.items() if k not in _INIT_LABELS),
-            "init": sum(v for k, v in sizes.items() if k in _INIT_LABELS), "sizes": dict(sizes)}
+    return Formed(hit["name"], sum(v for k, v in sizes.items() if k not in _INIT_LABELS),
+                  sum(v for k, v in sizes.items() if k in _INIT_LABELS), dict(sizes))
 
 
-def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
-    """The real kernel's run (:func:`run_on_kernel`'s raw answer) in the shape of the model's
-    (:func:`kmodsim.loader.run.result_doc`): ``kmodsim verify``'s result, and what the kernel
-    recordings of the tests keep."""
-    from ..loader.run import result_doc, step_record
+def kernel_run(kernel, profile, steps, raw: dict) -> Run:
+    """The real kernel's run (:func:`run_on_kernel`'s raw answer) as a
+    :class:`kmodsim.loader.result.Run`, like the model's: ``kmodsim verify``'s result, and what
+    the kernel recordings of the tests keep."""
+    from ..loader.run import run_of, step_result
 
     observed = bool(raw.get("probe"))
-    recs = [step_record(s, r["calls"], r["messages"], r["modules"], r["tainted"],
+    recs = [step_result(s, r["calls"], r["messages"], r["modules"], r["tainted"],
                         [formed_sizes(f) for f in r.get("formed", [])] if observed else None)
             for s, r in zip(steps, raw["steps"], strict=True)]
     last = raw["steps"][-1] if raw["steps"] else {"modules": [], "tainted": raw["boot_tainted"]}
@@ -74,9 +75,7 @@ def kernel_doc(kernel, profile, steps, raw: dict) -> dict:
                      "(struct module offsets from the kernel's BTF)")
     elif raw.get("probe_problem"):
         notes.append(f"module sizes at do_init_module() not observed: {raw['probe_problem']}")
-    doc = result_doc("kernel", kernel, profile, recs, last["modules"], last["tainted"], notes)
-    doc["boot_seconds"] = raw["boot_seconds"]
-    return doc
+    return run_of("kernel", kernel, profile, recs, last["modules"], last["tainted"], notes, raw["boot_seconds"])
 
 
 def module_probe_fields(vmlinuz: str) -> list[tuple[str, int, int]]:
@@ -225,9 +224,9 @@ def parse_console(text: str, steps: list[Step], noise: tuple[str, ...] = ()) -> 
                                              "formed": []}
                 section = "calls"
             elif tag == "call" and cur is not None:
-                cur["calls"].append({"module": words[1], "errno": int(words[2])})
+                cur["calls"].append(Call(words[1], int(words[2])))
             elif tag == "skip" and cur is not None:
-                cur["calls"].append({"module": words[1], "skipped": True, "errno": 0})
+                cur["calls"].append(Call(words[1], 0, skipped=True))
             elif tag == "open" and cur is not None:
                 raise OracleError(f"guest could not open a module file (errno {words[1]})")
             elif tag in ("dmesg", "modules", "formed"):
@@ -280,13 +279,12 @@ def parse_probe_line(ln: str) -> dict | None:
     return None if name is None else {"name": name, "sizes": sizes}
 
 
-def parse_proc_modules_line(ln: str) -> dict:
+def parse_proc_modules_line(ln: str) -> ModuleState:
     """``name size refcnt users state addr [(taints)]`` (kernel/module/procfs.c:m_show)."""
     f = ln.split()
     users = [] if f[3] == "-" else [u for u in f[3].split(",") if u]
     taints = f[6].strip("()") if len(f) > 6 else ""
-    return {"name": f[0], "size": int(f[1]), "refcnt": int(f[2]), "users": users, "state": f[4],
-            "taints": taints}
+    return ModuleState(f[0], int(f[1]), int(f[2]), users, f[4], taints)
 
 
 def _tail(text: str, n: int = 25) -> str:
@@ -391,21 +389,22 @@ def run_on_kernel(steps: list[Step], vmlinuz: str, timeout: float = 60.0, arch: 
 
 
 def verify(kernel, profile, steps: list[Step], vmlinuz: str, timeout: float = 120.0,
-           compare: bool = False) -> dict:
-    """Run resolved ``steps`` on the real kernel ``vmlinuz`` under QEMU: the kernel's run document,
-    in the shape of the model's (:func:`kmodsim.loader.run.replay`); with ``compare``, its
+           compare: bool = False) -> Run:
+    """Run resolved ``steps`` on the real kernel ``vmlinuz`` under QEMU: the kernel's
+    :class:`kmodsim.loader.result.Run`, like the model's (:func:`kmodsim.loader.run.replay`); with
+    ``compare``, its
     ``differences`` from the model's run on the very files the guest loaded (stripped of debug
     info: the init layout holds the whole symbol table, so its size depends on that). Raises
     :class:`ModuleFileError` (names the module file) or :class:`OracleError`."""
     import tempfile
 
-    from ..loader.run import compare as compare_docs
+    from ..loader.run import compare as compare_runs
     from ..loader.run import replay
 
     with tempfile.TemporaryDirectory(prefix="kmodsim-verify-") as tmp:
         packed = pack_modules(steps, tmp)
         raw = run_on_kernel(steps, vmlinuz, timeout=timeout, packed=packed)
-        doc = kernel_doc(kernel, profile, steps, raw)
+        run = kernel_run(kernel, profile, steps, raw)
         if compare:
-            doc["differences"] = compare_docs(replay(kernel, on_packed(steps, packed), profile), doc)
-    return doc
+            run = run._replace(differences=compare_runs(replay(kernel, on_packed(steps, packed), profile), run))
+    return run
