@@ -17,7 +17,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "kmodsim"
 
 # bottom-up; a module's layer is that of the longest prefix listed
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundations", ["errors", "cache"]),
+    ("foundations", ["errors", "messages", "cache"]),
     ("reader", ["elf", "module", "discovery"]),
     ("trees", ["parallel", "scan_cache", "tree"]),
     ("target", ["kernel", "btf", "target"]),

@@ -82,8 +82,8 @@ def kernel_runs(workspace, kernel61, debian61) -> dict[str, dict]:
 @pytest.mark.realkernel
 @pytest.mark.slow
 def test_model_equals_kernel_on_every_step(workspace, kernel61, kernel_runs):
-    from kmodsim.loader.result import Run
     from kmodsim.loader.run import compare
+    from kmodsim.render.loader import run_from_json
 
     assert len(SCENARIOS) >= 20
     report = {}
@@ -92,7 +92,7 @@ def test_model_equals_kernel_on_every_step(workspace, kernel61, kernel_runs):
         assert real["steps"] and all(s["tainted"] is not None for s in real["steps"])
         # the do_init_module() probe ran (so compare() also checks every formed module's sizes)
         assert all(s["formed"] is not None for s in real["steps"]), real["notes"]
-        diffs = compare(ws_mod.model_run(script, workspace, kernel61), Run.from_json(real))
+        diffs = compare(ws_mod.model_run(script, workspace, kernel61), run_from_json(real))
         if diffs:
             report[script.name] = diffs
     assert report == {}, json.dumps(report, indent=1)
@@ -106,9 +106,9 @@ def test_model_equals_kernel_612_on_every_step(debian612, tmp_path_factory):
     from kmodsim.kbuild import KbuildError
     from kmodsim.kernel import Kernel
     from kmodsim.loader.profiles import profile_for
-    from kmodsim.loader.result import Run
     from kmodsim.loader.run import compare
     from kmodsim.oracle import OracleError
+    from kmodsim.render.loader import run_from_json
 
     if shutil.which("make") is None:
         need("make")
@@ -126,7 +126,7 @@ def test_model_equals_kernel_612_on_every_step(debian612, tmp_path_factory):
         except OracleError as exc:
             pytest.fail(f"{script.name}: {exc}")
         assert all(s["formed"] is not None for s in real["steps"]), real["notes"]
-        return compare(ws_mod.model_run(script, ws, kernel), Run.from_json(real))
+        return compare(ws_mod.model_run(script, ws, kernel), run_from_json(real))
 
     with ThreadPoolExecutor(2) as ex:
         report = {s.name: d for s, d in zip(SCENARIOS, ex.map(one, SCENARIOS), strict=True) if d}
@@ -325,12 +325,12 @@ def test_missing_recording_is_recorded_or_fails(tmp_path, monkeypatch):
 def test_model_equals_recorded_kernel(script, workspace, kernel61, recorded_kernel):
     """The model against the answers of the kernel the archive serves today (never skipped for want
     of a recording: the run records the missing ones)."""
-    from kmodsim.loader.result import Run
     from kmodsim.loader.run import compare
+    from kmodsim.render.loader import run_from_json
 
     real = recorded_kernel[script.stem]
     assert real["source"] == "kernel" and real["kernel"] == kernel61.release
-    assert compare(ws_mod.model_run(script, workspace, kernel61), Run.from_json(real)) == []
+    assert compare(ws_mod.model_run(script, workspace, kernel61), run_from_json(real)) == []
 
 
 REGRESSION = sorted((d.name, s.stem) for d in ws_mod.RECORDED.iterdir() if d.is_dir()
@@ -364,13 +364,13 @@ def release_workspace(tmp_path_factory):
 def test_model_equals_every_recording(release, stem, release_workspace, kernel61, workspace):
     """Regression data: the model against every release's recorded answers, the fixtures built
     against that release's headers (6.1.0-56's recordings stay, whatever the archive serves)."""
-    from kmodsim.loader.result import Run
     from kmodsim.loader.run import compare
+    from kmodsim.render.loader import run_from_json
 
     kernel, ws = (kernel61, workspace) if release == kernel61.release else release_workspace(release)
     assert kernel.release == release
     real = json.loads((ws_mod.RECORDED / release / f"{stem}.json").read_text())
-    assert compare(ws_mod.model_run(ws_mod.HERE / f"{stem}.script", ws, kernel), Run.from_json(real)) == []
+    assert compare(ws_mod.model_run(ws_mod.HERE / f"{stem}.script", ws, kernel), run_from_json(real)) == []
 
 
 def test_recorded_answers_are_real_and_complete():
@@ -516,19 +516,19 @@ def test_check_names_what_the_kernel_refuses_for_missing_versions(workspace, rec
 
 
 def test_run_reads_back_every_recording():
-    """The typed run and its JSON are one format: every recording in the repository reads back
-    (``Run.from_json``) and, where it has every field of today's shape (the ones made since the
+    """The typed run and its JSON document are one format: every recording in the repository reads
+    back (``run_from_json``) and, where it has every field of today's shape (the ones made since the
     init_log/formed fields), is written again byte for byte; the older ones read with those fields
     empty (not observed)."""
-    from kmodsim.loader.result import Run
+    from kmodsim.render.loader import run_from_json, run_json
 
     whole = older = 0
     for p in sorted(ws_mod.RECORDED.glob("*/*.json")):
         doc = json.loads(p.read_text())
-        run = Run.from_json(doc)
+        run = run_from_json(doc)
         assert run.source == "kernel" and len(run.steps) == len(doc["steps"]) > 0, p
         if all("formed" in s and "init_log" in s for s in doc["steps"]):
-            assert json.dumps(run.to_json(), indent=1) == json.dumps(doc, indent=1), p
+            assert json.dumps(run_json(run), indent=1) == json.dumps(doc, indent=1), p
             whole += 1
         else:
             assert all(s.formed is None and s.init_log == [] for s in run.steps), p

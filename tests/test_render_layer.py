@@ -50,7 +50,27 @@ def test_renderers_read_and_write_nothing():
 
 def test_result_types_carry_no_json_schema():
     from kmodsim.checks import Finding
+    from kmodsim.loader.result import Run, StepResult
     from kmodsim.memory_layout import Footprint, MergeReport
+    from kmodsim.messages import DepmodMessage
     from kmodsim.module import Module
 
-    assert [t.__name__ for t in (Module, Finding, Footprint, MergeReport) if hasattr(t, "to_json")] == []
+    types = (Module, Finding, Footprint, MergeReport, Run, StepResult, DepmodMessage)
+    assert [t.__name__ for t in types if hasattr(t, "to_json") or hasattr(t, "from_json")] == []
+
+
+def test_depmod_messages_all_have_kmods_words():
+    """Every message code the library emits has its words in render.depmod (the test reads the
+    codes from the source, so a new message without words fails here, not on a user's terminal),
+    and no library module spells depmod's words itself."""
+    import re
+
+    from kmodsim.render.depmod import DEPMOD_WORDS
+
+    used = set()
+    for f in SRC.rglob("*.py"):
+        text = f.read_text()
+        used |= set(re.findall(r'DepmodMessage\(\s*"([a-z-]+)"', text))
+        if not str(f.relative_to(SRC)).startswith("render/"):
+            assert not re.search(r'f?"depmod: (WARNING|ERROR|FATAL): ', text), f
+    assert len(used) >= 30 and sorted(used - set(DEPMOD_WORDS)) == []

@@ -37,6 +37,8 @@ import struct
 from collections.abc import Callable, Iterable
 from operator import itemgetter
 
+from .messages import DepmodMessage
+
 KMOD_EXTENSIONS = (".ko", ".ko.xz", ".ko.zst")  # kmod 30 built +XZ +ZSTD -ZLIB (Debian 12)
 IGNORED_EXTENSIONS = (".ko.gz",)  # what a +ZLIB kmod would read too
 DEFAULT_CFG_PATHS = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d")
@@ -110,7 +112,7 @@ class Config:
         self.overrides: list[str] = []  # "<subdir>/<modname>"
         self.externals: list[str] = []
         self.excludes: list[str] = []
-        self.messages: list[str] = []  # depmod's own lines about the files
+        self.messages: list[DepmodMessage] = []  # what depmod says about the files
 
     @classmethod
     def load(cls, paths: Iterable[str] | None, kver: str) -> Config:
@@ -141,7 +143,7 @@ class Config:
             with open(path, "rb") as f:
                 text = f.read().decode("utf-8", "surrogateescape")
         except OSError as exc:
-            self.messages.append(f"depmod: ERROR: file parse {path}: {exc.strerror}\n")
+            self.messages.append(DepmodMessage("config-parse", (path, str(exc.strerror))))
             return
         text = text.replace("\\\n", "")
         for no, line in enumerate(text.split("\n"), 1):
@@ -166,7 +168,7 @@ class Config:
             elif cmd in ("include", "make_map_files"):
                 pass
             else:
-                self.messages.append(f"depmod: ERROR: {path}:{no}: ignoring bad line starting with '{cmd}'\n")
+                self.messages.append(DepmodMessage("config-bad-line", (path, str(no), cmd)))
 
 
 def _kernel_matches(pattern: str, kver: str) -> bool:
@@ -358,7 +360,7 @@ def _starts_with_dir(path: str, prefix: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 def depmod_order(names: list[str], relpaths: list[str | None], dirname: str,
-                 warnings: list[str] | None = None, first_line_wins: bool = False) -> list[int]:
+                 warnings: list[DepmodMessage] | None = None, first_line_wins: bool = False) -> list[int]:
     """The modules.dep order of modules given by name and path below the tree (None: outside it),
     as indices into those lists: the hash order of names, then modules.order first. depmod's
     messages about modules.order go to ``warnings``. (Names and paths as Python spells file names,
@@ -372,12 +374,12 @@ def depmod_order(names: list[str], relpaths: list[str | None], dirname: str,
     except OSError as exc:
         lines = None
         if warnings is not None:
-            warnings.append(f"depmod: WARNING: could not open modules.order at {dirname}: {exc.strerror}\n")
+            warnings.append(DepmodMessage("order-open", (dirname, str(exc.strerror))))
     sort_idx: dict[int, int] = {}
     if lines is not None:
         if lines[-1]:  # the last line misses its '\n'
             if warnings is not None:
-                warnings.append(f"depmod: ERROR: {dirname}/modules.order:{len(lines)} corrupted line misses '\\n'\n")
+                warnings.append(DepmodMessage("order-corrupt", (dirname, str(len(lines)))))
             lines = None
         else:
             lines.pop()

@@ -258,10 +258,11 @@ def kernel_run(script: Path, ws: Path, kernel, vmlinuz: str, timeout: float = 12
     from kmodsim.loader.profiles import profile_for
     from kmodsim.oracle import run_on_kernel
     from kmodsim.oracle.boot import kernel_run as run_of_kernel
+    from kmodsim.render.loader import run_json
 
     steps, packed = packed_steps(script, ws)
     raw = run_on_kernel(steps, vmlinuz, timeout=timeout, packed=packed)
-    return run_of_kernel(kernel, profile_for(kernel.release), steps, raw).to_json()
+    return run_json(run_of_kernel(kernel, profile_for(kernel.release), steps, raw))
 
 
 def recorded_doc(doc: dict) -> dict:

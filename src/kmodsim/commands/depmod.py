@@ -91,12 +91,14 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, moduledir: str | No
         write_outputs,
     )
     from ..dependencies.kmod_versions import kmod_version as behaviours
+    from ..messages import DepmodMessage
+    from ..render.depmod import depmod_stderr
 
     kmod = behaviours(kmod_version)
     given = [opt for opt, on in (("--unresolved-error", unresolved_error), ("--quiet", quiet), ("--root", root),
                                  ("--map", map_)) if on]
     if kmod.deprecated_options:  # kmod 30's getopt loop: a warning each, in this order
-        sys.stderr.write("".join(f"depmod: WARNING: Ignored deprecated option {o}\n" for o in given))
+        sys.stderr.write(depmod_stderr(DepmodMessage("deprecated-option", (o,)) for o in given))
     elif given:  # kmod 34, af54b73: getopt_long() refuses them (kmodsim says so in its words)
         error(f"{given[0]}: not an option of kmod {kmod.version}'s depmod")
         raise SystemExit(EXIT_ERROR)
@@ -107,10 +109,10 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, moduledir: str | No
 
     # do_depmod() (kmod 30, tools/depmod.c): these stop depmod with exit 1, in its words
     if len(prefix) > 1:
-        sys.stderr.write("depmod: FATAL: -P only takes a single char\n")
+        sys.stderr.write(depmod_stderr([DepmodMessage("prefix-too-long")]))
         raise SystemExit(DEPMOD_FAILED)
     if kver is not None and not is_version_number(kver):
-        sys.stderr.write(f"depmod: ERROR: Bad version passed {kver}\n")
+        sys.stderr.write(depmod_stderr([DepmodMessage("bad-version", (kver,))]))
         raise SystemExit(DEPMOD_FAILED)
     kver = kver or os.uname().release
     dirname = tree_dirname(basedir, kver, moduledir)
@@ -119,9 +121,9 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, moduledir: str | No
     if quick:
         if show:
             raise SystemExit(EXIT_OK)
-        said: list[str] = []
+        said: list[DepmodMessage] = []
         fresh = up_to_date(dirname, said)
-        sys.stderr.write("".join(said))
+        sys.stderr.write(depmod_stderr(said))
         if fresh:
             raise SystemExit(EXIT_OK)
     try:
@@ -133,7 +135,7 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, moduledir: str | No
                             cache_dir=cache_dir, max_size=max_size, explain_cycles=explain_cycles,
                             progress=None)
     except DepmodError as exc:
-        sys.stderr.write(exc.depmod)
+        sys.stderr.write(depmod_stderr(exc.depmod))
         raise SystemExit(DEPMOD_FAILED) from None
     if res.files is not None:
         if show:
@@ -147,10 +149,10 @@ def depmod_cmd(all_: bool, quick: bool, basedir: str | None, moduledir: str | No
                     os.makedirs(outdirname, 0o755, exist_ok=True)
                 write_outputs(outdirname, res.files)
             except OSError as exc:
-                sys.stderr.write(res.stderr)
+                sys.stderr.write(depmod_stderr(res.messages))
                 error(f"{exc.filename or outdirname}: {exc.strerror or exc}")
                 raise SystemExit(EXIT_ERROR) from None
-    sys.stderr.write(res.stderr)
+    sys.stderr.write(depmod_stderr(res.messages))
     raise SystemExit(res.status)
 
 

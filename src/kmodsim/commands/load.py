@@ -51,12 +51,12 @@ def load_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None,
     Exit status: 0 the script ran (whatever its steps returned), 2 usage or input error.
     """
     from ..loader.run import replay
-    from ..render.loader import load_text
+    from ..render.loader import load_text, run_json
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     run = replay(kernel, steps, profile)
     if as_json:
-        dump_json(run.to_json())
+        dump_json(run_json(run))
     else:
         args.echo(load_text(run), nl=False)
     raise SystemExit(EXIT_OK)

@@ -40,7 +40,7 @@ def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | Non
     """
     from ..oracle import OracleError
     from ..oracle.boot import ModuleFileError, verify
-    from ..render.loader import compare_text, load_text
+    from ..render.loader import compare_text, load_text, run_json
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
     image = image_for(kernel, vmlinuz)
@@ -54,7 +54,7 @@ def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | Non
         raise SystemExit(EXIT_ERROR) from None
     diffs = run.differences or []
     if as_json:
-        dump_json(run.to_json())
+        dump_json(run_json(run))
     else:
         args.echo(load_text(run), nl=False)
         if compare:

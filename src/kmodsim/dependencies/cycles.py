@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..messages import DepmodMessage
+
 if TYPE_CHECKING:
     from .graph import Depmod
 
@@ -109,18 +111,18 @@ def _unblock(v: int, blocked: set[int], bmap: dict[int, set[int]]) -> None:
 
 
 
-def cycle_report(dm: Depmod, limit: int) -> list[str]:
+def cycle_report(dm: Depmod, limit: int) -> list[DepmodMessage]:
     """kmodsim's report: every elementary cycle, then each edge with the symbols behind it."""
     cycles = dm.cycles(limit)
     out = []
     for k, c in enumerate(cycles, 1):
         names = [dm.mods[i].name for i in c]
-        out.append(f"kmodsim: cycle {k} of {len(cycles)}{'+' if len(cycles) >= limit else ''}: "
-                   f"{' -> '.join(names + names[:1])}\n")
+        out.append(DepmodMessage("cycle-explained", (str(k), f"{len(cycles)}{'+' if len(cycles) >= limit else ''}",
+                                                     " -> ".join(names + names[:1]))))
         for a, b in zip(c, c[1:] + c[:1], strict=True):
             syms = dm.edge_symbols(a, b)
             shown = ", ".join(s + (" (weak)" if wk else "") for s, wk in syms)
-            out.append(f"kmodsim:   {dm.mods[a].name} needs {dm.mods[b].name}: {shown}\n")
+            out.append(DepmodMessage("cycle-edge", (dm.mods[a].name, dm.mods[b].name, shown)))
     return out
 
 
@@ -136,7 +138,7 @@ def _remove_rotating(roots: list[int], m: int) -> list[int]:
     return roots[k + 1:] + roots[:k]
 
 
-def depmod_cycle_report(dm: Depmod) -> list[str]:
+def depmod_cycle_report(dm: Depmod) -> list[DepmodMessage]:
     """depmod_report_cycles(), line for line: the walks it makes from each module left over by
     the sort, and the count of modules named in the cycles it prints."""
     users = dm.users_left
@@ -168,8 +170,8 @@ def depmod_cycle_report(dm: Depmod) -> list[str]:
                 budget -= len(chain)
                 for c in chain:
                     roots = _remove_rotating(roots, c)
-                lines.append("depmod: ERROR: Cycle detected: "
-                             + " -> ".join([dm.mods[c].name for c in chain] + [dm.mods[m].name]) + "\n")
+                lines.append(DepmodMessage("cycle", (" -> ".join([dm.mods[c].name for c in chain]
+                                                                 + [dm.mods[m].name]),)))
                 continue
             visited[m] = True
             if not deps[m]:
@@ -181,7 +183,6 @@ def depmod_cycle_report(dm: Depmod) -> list[str]:
             for d in deps[m]:
                 stack.append((d, vertex))
     if budget <= 0:
-        lines.append("kmodsim: depmod's cycle report does not end on this graph (its walk goes round a "
-                     "cycle for ever, or overflows its stack): cut here\n")
-    lines.append(f"depmod: ERROR: Found {len(in_loops)} modules in dependency cycles!\n")
+        lines.append(DepmodMessage("cycle-walk-cut"))
+    lines.append(DepmodMessage("cycles-found", (str(len(in_loops)),)))
     return lines

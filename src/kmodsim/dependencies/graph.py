@@ -7,6 +7,7 @@ import os
 from typing import cast
 
 from ..discovery import depmod_order, modname
+from ..messages import DepmodMessage
 from ..module import DEFAULT_MAX_SIZE
 from ..symbols import DEPMOD_KERNEL_FAKES, last_wins
 from .cycles import depmod_cycle_report, elementary_cycles, strongly_connected
@@ -41,7 +42,7 @@ class Depmod:
     """One depmod run. Build with :func:`run`; then :meth:`outputs` or the graph queries."""
 
     def __init__(self, dirname: str, mods: list[Mod], ksyms: list[tuple[bytes, int]] | None,
-                 owner: dict[bytes, int], warnings: list[str], errors: list[tuple[str, str]],
+                 owner: dict[bytes, int], warnings: list[DepmodMessage], errors: list[tuple[str, str]],
                  prefix: str = "") -> None:
         self.dirname = dirname
         self.mods = mods
@@ -54,7 +55,7 @@ class Depmod:
         self.warnings = warnings  # depmod's stderr lines (-e, cycles, config), in its order
         self.errors = errors  # (file, problem): unreadable inputs
         self.prefix = prefix
-        self.cycle_lines: list[str] = []
+        self.cycle_lines: list[DepmodMessage] = []
         self._by_name: dict[str, int] | None = None
 
     # -- lookups ------------------------------------------------------------------------------
@@ -143,7 +144,7 @@ class Depmod:
 
 def compute(pl: Plan, recs: dict[str, KmodRecord], *, errsyms: bool = False, prefix: str = "") -> Depmod:
     """Everything depmod computes, from a plan and the records of its modules."""
-    warnings: list[str] = []
+    warnings: list[DepmodMessage] = []
     errors = list(pl.errors)
     # kernel symbols first: modules' exports replace them
     ksyms: list[tuple[bytes, int]] | None = None
@@ -155,10 +156,10 @@ def compute(pl: Plan, recs: dict[str, KmodRecord], *, errsyms: bool = False, pre
             ksyms = []  # as plan() says: an empty file to depmod
         except OSError as exc:
             why = exc.strerror or str(exc)
-            raise DepmodError(f"{pl.ksrc[1]}: {why}", f"depmod: FATAL: could not load {pl.ksrc[1]}: {why}\n") from None
+            raise DepmodError(f"{pl.ksrc[1]}: {why}", DepmodMessage("load-kernel-symbols", (pl.ksrc[1], why))) from None
     check_crcs = pl.ksrc is not None and pl.ksrc[0] == "symvers"
     if errsyms and ksyms is None:
-        warnings.append("depmod: WARNING: -e needs -E or -F\n")
+        warnings.append(DepmodMessage("needs-symbol-source"))
         errsyms = False
     if pl.cfg is not None:
         warnings.extend(pl.cfg.messages)
@@ -209,7 +210,7 @@ def run(basedir: str | None = None, kver: str | None = None, *, files: list[str]
 
 
 
-def _depmod_order(mods: list[Mod], dirname: str, warnings: list[str], first_line_wins: bool = False) -> list[Mod]:
+def _depmod_order(mods: list[Mod], dirname: str, warnings: list[DepmodMessage], first_line_wins: bool = False) -> list[Mod]:
     """The hash order of names, then modules.order first (depmod_modules_sort, shared with every
     command's discovery: :func:`kmodsim.discovery.depmod_order`)."""
     order = depmod_order([m.name for m in mods], [m.relpath for m in mods], dirname, warnings, first_line_wins)
@@ -244,12 +245,10 @@ def _dependencies(dm: Depmod, errsyms: bool, check_crcs: bool) -> list[list[int]
             w = weak[k]
             if s is None:
                 if errsyms and not w:
-                    warn.append(f"depmod: WARNING: {m.path} needs unknown symbol "
-                                f"{n.decode('utf-8', 'surrogateescape')}\n")
+                    warn.append(DepmodMessage("unknown-symbol", (m.path, n.decode("utf-8", "surrogateescape"))))
                 continue
             if check_crcs and s[1] != crcs[k] and not w and errsyms:
-                warn.append(f"depmod: WARNING: {m.path} disagrees about version of symbol "
-                            f"{n.decode('utf-8', 'surrogateescape')}\n")
+                warn.append(DepmodMessage("symbol-version", (m.path, n.decode("utf-8", "surrogateescape"))))
             if s[0] is not None:
                 seen[s[0]] = None
         out.append(list(seen))

@@ -7,6 +7,8 @@ import os
 import re
 import struct
 
+from ..messages import DepmodMessage
+
 # ---------------------------------------------------------------------------------------------
 # The .bin indexes (kmod's index format: libkmod/libkmod-index.c describes it)
 # ---------------------------------------------------------------------------------------------
@@ -128,33 +130,32 @@ class Index:
         return INDEX_HEADER + u32(first_off | root_flags) + b"".join(parts)
 
 
-def builtin_index(dirname: str, messages: list[str], preorder: bool = False) -> bytes | None:
+def builtin_index(dirname: str, messages: list[DepmodMessage], preorder: bool = False) -> bytes | None:
     """modules.builtin.bin: the module name of each modules.builtin line (None: no such file)."""
     try:
         with open(os.path.join(dirname, "modules.builtin"), "rb") as f:
             lines = f.read().splitlines(keepends=True)
     except OSError as exc:
-        messages.append(f"depmod: WARNING: could not open modules.builtin at {dirname}: {exc.strerror}\n")
+        messages.append(DepmodMessage("builtin-open", (dirname, str(exc.strerror))))
         return None
     idx = Index()
     for line in lines:
         if not line[:1].isalpha():
-            messages.append(f"depmod: ERROR: Invalid modules.builtin line: {line.decode('utf-8', 'surrogateescape')}\n")
+            messages.append(DepmodMessage("builtin-bad-line", (line.decode("utf-8", "surrogateescape"),)))
             continue
         base = line.rsplit(b"/", 1)[-1]
         idx.insert(re.split(rb"[.\0]", base, maxsplit=1)[0].replace(b"-", b"_"), b"", 0)
     return idx.to_bytes(preorder)
 
 
-def builtin_alias_index(dirname: str, messages: list[str], preorder: bool = False) -> bytes | None:
+def builtin_alias_index(dirname: str, messages: list[DepmodMessage], preorder: bool = False) -> bytes | None:
     """modules.builtin.alias.bin: the ``<module>.alias=<value>`` strings of modules.builtin.modinfo,
     read with depmod's stream rules (a field ends at its delimiter or at a NUL)."""
     try:
         with open(os.path.join(dirname, "modules.builtin.modinfo"), "rb") as f:
             data = f.read()
     except OSError as exc:
-        messages.append(f"depmod: WARNING: could not open modules.builtin.modinfo at {dirname}: "
-                        f"{exc.strerror}\n")
+        messages.append(DepmodMessage("builtin-modinfo-open", (dirname, str(exc.strerror))))
         return None
     idx = Index()
     pos, size = 0, len(data)
@@ -186,7 +187,7 @@ def builtin_alias_index(dirname: str, messages: list[str], preorder: bool = Fals
             continue
         norm = alias_normalize(value)
         if norm is None:
-            messages.append(f"depmod: WARNING: Unmatched bracket in {value.decode('utf-8', 'surrogateescape')}\n")
+            messages.append(DepmodMessage("alias-bracket", (value.decode("utf-8", "surrogateescape"),)))
             continue
         idx.insert(norm, name, 0)
     return idx.to_bytes(preorder)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 
+from ..messages import DepmodMessage
+
 # ---------------------------------------------------------------------------------------------
 # Kernel symbols (-E / -F)
 # ---------------------------------------------------------------------------------------------
@@ -24,7 +26,7 @@ def _strtoull16(s: str) -> tuple[int, str]:
     return v, s[m.end():]
 
 
-def load_symvers(path: str, prefix: str, messages: list[str]) -> list[tuple[bytes, int]]:
+def load_symvers(path: str, prefix: str, messages: list[DepmodMessage]) -> list[tuple[bytes, int]]:
     """depmod_load_symvers(): the ``vmlinux`` rows of a Module.symvers, (name, crc)."""
     out = []
     with open(path, "rb") as f:
@@ -35,7 +37,7 @@ def load_symvers(path: str, prefix: str, messages: list[str]) -> list[tuple[byte
                 continue
             crc, rest = _strtoull16(toks[0])
             if rest:
-                messages.append(f"depmod: ERROR: {path}:{no} Invalid symbol version {toks[0]}: Success\n")
+                messages.append(DepmodMessage("symvers-bad-crc", (path, str(no), toks[0])))
                 continue
             name = toks[1]
             if prefix and name.startswith(prefix):
@@ -44,7 +46,7 @@ def load_symvers(path: str, prefix: str, messages: list[str]) -> list[tuple[byte
     return out
 
 
-def load_system_map(path: str, prefix: str, messages: list[str]) -> list[tuple[bytes, int]]:
+def load_system_map(path: str, prefix: str, messages: list[DepmodMessage]) -> list[tuple[bytes, int]]:
     """depmod_load_system_map(): the ``__ksymtab_<S>`` lines of a System.map, (S, 0)."""
     out = []
     with open(path, "rb") as f:
@@ -52,8 +54,8 @@ def load_system_map(path: str, prefix: str, messages: list[str]) -> list[tuple[b
             a = raw.find(b" ")
             b = raw.find(b" ", a + 1) if a >= 0 else -1
             if b < 0:
-                messages.append(f"depmod: ERROR: {path}:{no}: invalid line: "
-                                f"{raw.decode('utf-8', 'surrogateescape')}\n")
+                messages.append(DepmodMessage("system-map-bad-line",
+                                              (path, str(no), raw.decode("utf-8", "surrogateescape"))))
                 continue
             p = raw[b + 1:]
             if prefix and p[:1] == prefix.encode():

@@ -11,6 +11,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from ..discovery import KMOD_EXTENSIONS, superfasthash
+from ..messages import DepmodMessage
 from .index import Index, alias_normalize, builtin_alias_index, builtin_index
 from .kmod_versions import KMOD_VERSIONS, KmodVersion
 from .kmod_view import KmodRecord, split0, u32s
@@ -120,7 +121,7 @@ def output_symbols(dm: Depmod) -> bytes:
         [b"alias symbol:" + n + b" " + mods[o].bname + b"\n" for _b, n, o in rows])
 
 
-def output_devname(dm: Depmod, messages: list[str] | None = None) -> bytes:
+def output_devname(dm: Depmod, messages: list[DepmodMessage] | None = None) -> bytes:
     out = []
     for m in dm.mods:
         aliases = m.rec.aliases
@@ -145,19 +146,18 @@ def output_devname(dm: Depmod, messages: list[str] | None = None) -> bytes:
         if typ:
             out.append(b"%s %s %s%d:%d\n" % (m.bname, devname, typ.encode(), major, minor))
         elif messages is not None:
-            messages.append(f"depmod: ERROR: Module '{m.name}' has devname "
-                            f"({devname.decode('utf-8', 'surrogateescape')}) but lacks major and minor "
-                            f"information. Ignoring.\n")
+            messages.append(DepmodMessage("devname-no-numbers",
+                                          (m.name, devname.decode("utf-8", "surrogateescape"))))
     return HEADERS["modules.devname"] + b"".join(out) if out else b""
 
 
-def outputs(dm: Depmod, messages: list[str] | None = None, bins: bool = False, warn_dups: bool = False,
+def outputs(dm: Depmod, messages: list[DepmodMessage] | None = None, bins: bool = False, warn_dups: bool = False,
             show: bool = False, kmod: KmodVersion = KMOD_30) -> dict[str, bytes]:
     """The files, in the order the depmod of ``kmod`` writes them; with ``bins`` the .bin indexes
     too. The messages depmod prints while writing them go to ``messages``, in its order: aliases
     it cannot index (and with -w duplicates) unless -n, the builtin files with ``bins``, devnames
     without a major/minor."""
-    msgs: list[str] = []
+    msgs: list[DepmodMessage] = []
     pre = kmod.index_preorder
     out = {"modules.dep": output_dep(dm)}
     if bins:
@@ -192,7 +192,7 @@ def dep_index(dm: Depmod, dep: bytes, preorder: bool = False) -> bytes:
     return idx.to_bytes(preorder)
 
 
-def alias_index(dm: Depmod, messages: list[str], warn_dups: bool, preorder: bool = False) -> bytes:
+def alias_index(dm: Depmod, messages: list[DepmodMessage], warn_dups: bool, preorder: bool = False) -> bytes:
     """modules.alias.bin (normalised aliases); an alias with an unmatched bracket is reported
     and left out, and with -w one a module declares twice."""
     idx = Index()
@@ -203,15 +203,14 @@ def alias_index(dm: Depmod, messages: list[str], warn_dups: bool, preorder: bool
         for v in split0(aliases):
             norm = alias_normalize(v)
             if norm is None:
-                messages.append(f"depmod: WARNING: Unmatched bracket in {v.decode('utf-8', 'surrogateescape')}\n")
+                messages.append(DepmodMessage("alias-bracket", (v.decode("utf-8", "surrogateescape"),)))
                 continue
             if idx.insert(norm, m.bname, m.idx) and warn_dups:
-                messages.append(f"depmod: WARNING: duplicate module alias:\n"
-                                f"{norm.decode('utf-8', 'surrogateescape')} {m.name}\n")
+                messages.append(DepmodMessage("alias-duplicate", (norm.decode("utf-8", "surrogateescape"), m.name)))
     return idx.to_bytes(preorder)
 
 
-def alias_warnings(dm: Depmod, warn_dups: bool) -> list[str]:
+def alias_warnings(dm: Depmod, warn_dups: bool) -> list[DepmodMessage]:
     """alias_index()'s messages without building the index."""
     out = []
     for m in dm.mods:
@@ -222,11 +221,10 @@ def alias_warnings(dm: Depmod, warn_dups: bool) -> list[str]:
         for v in split0(aliases):
             norm = alias_normalize(v)
             if norm is None:
-                out.append(f"depmod: WARNING: Unmatched bracket in {v.decode('utf-8', 'surrogateescape')}\n")
+                out.append(DepmodMessage("alias-bracket", (v.decode("utf-8", "surrogateescape"),)))
                 continue
             if norm in seen and warn_dups:
-                out.append(f"depmod: WARNING: duplicate module alias:\n"
-                           f"{norm.decode('utf-8', 'surrogateescape')} {m.name}\n")
+                out.append(DepmodMessage("alias-duplicate", (norm.decode("utf-8", "surrogateescape"), m.name)))
             seen.add(norm)
     return out
 
@@ -277,7 +275,7 @@ def write_outputs(dirname: str, files: dict[str, bytes]) -> None:
             raise
 
 
-def up_to_date(dirname: str, messages: list[str] | None = None) -> bool:
+def up_to_date(dirname: str, messages: list[DepmodMessage] | None = None) -> bool:
     """depfile_up_to_date() for -A: modules.dep exists and no module file is newer (in whole
     seconds). depmod's complaints go to ``messages``; when in doubt the work is done."""
     import stat as _st
@@ -287,9 +285,9 @@ def up_to_date(dirname: str, messages: list[str] | None = None) -> bool:
     except OSError as exc:
         if messages is not None:
             if not os.path.isdir(dirname):
-                messages.append(f"depmod: ERROR: could not open directory {dirname}: {exc.strerror}\n")
+                messages.append(DepmodMessage("open-directory", (dirname, str(exc.strerror))))
             else:
-                messages.append(f"depmod: ERROR: could not fstatat({dirname}, modules.dep): {exc.strerror}\n")
+                messages.append(DepmodMessage("fstatat-dep", (dirname, str(exc.strerror))))
         return False
 
     def walk(d: str) -> bool:

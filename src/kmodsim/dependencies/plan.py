@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from ..discovery import Config, Discovery, Found, modname
 from ..errors import Error
+from ..messages import DepmodMessage
 from ..module import DEFAULT_MAX_SIZE
 from ..scan_cache import ScanCache, default_cache_dir, stat_key
 from .kmod_versions import KmodVersion, kmod_version
@@ -23,9 +24,9 @@ class DepmodError(Error):
     30's depmod prints when it stops there (its ``ERROR``/``FATAL`` lines, tools/depmod.c), for
     ``kmodsim depmod``, which exits 1 with it as depmod does."""
 
-    def __init__(self, message: str, depmod: str = "") -> None:
+    def __init__(self, message: str, *depmod: DepmodMessage) -> None:
         super().__init__(message)
-        self.depmod = depmod or f"depmod: FATAL: {message}\n"
+        self.depmod: tuple[DepmodMessage, ...] = depmod or (DepmodMessage("fatal", (message,)),)
 
 
 
@@ -88,7 +89,7 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
             pass  # depmod's fopen() takes a directory; its first fgets() ends the (empty) file
         except OSError as exc:
             raise DepmodError(f"{ksrc[1]}: {exc.strerror or exc}",
-                              f"depmod: FATAL: could not load {ksrc[1]}: {exc.strerror or exc}\n") from None
+                              DepmodMessage("load-kernel-symbols", (ksrc[1], str(exc.strerror or exc)))) from None
     errors: list[tuple[str, str]] = []
     cfg = None
     if files is None:
@@ -96,9 +97,8 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
             os.scandir(dirname).close()
         except OSError as exc:
             why = exc.strerror or str(exc)
-            raise DepmodError(f"{dirname}: cannot read directory: {why}",
-                              f"depmod: ERROR: could not open directory {dirname}: {why}\n"
-                              f"depmod: FATAL: could not search modules: {why}\n") from None
+            raise DepmodError(f"{dirname}: cannot read directory: {why}", DepmodMessage("open-directory", (dirname, why)),
+                              DepmodMessage("search-modules", (why,))) from None
         cfg = Config.load(list(kmod.cfg_paths) if config_paths is None else config_paths, kver)
         disc = Discovery(dirname, cfg)
         disc.run()
@@ -112,25 +112,22 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
         dl = len(dirname)
         for p in files:  # do_depmod(): each argument in turn, the first failure stops the run
             if not p.startswith("/"):
-                raise DepmodError(f"{p}: not an absolute path", f"depmod: FATAL: {p}: not absolute path.\n")
+                raise DepmodError(f"{p}: not an absolute path", DepmodMessage("not-absolute", (p,)))
             try:  # kmod_module_new_from_path() stat()s the file
                 os.stat(p)
             except OSError as exc:
                 why = exc.strerror or str(exc)
-                raise DepmodError(f"{p}: {why}", f"depmod: FATAL: could not create module {p}: {why}\n") from None
+                raise DepmodError(f"{p}: {why}", DepmodMessage("create-module", (p, why))) from None
             rel = p[dl + 1:] if p.startswith(dirname) and p[dl:dl + 1] == "/" else None
             n = modname(os.path.basename(p))
             if n in names:
                 if names[n] == p:  # the same kmod_module again: depmod_module_add()'s hash refuses it
-                    lines = (f"depmod: ERROR: hash_add_unique {n}: File exists\n"
-                             f"depmod: FATAL: could not add module {p}: File exists\n")
+                    lines = (DepmodMessage("hash-add-unique", (n,)), DepmodMessage("add-module", (p,)))
                 else:  # libkmod's pool refuses a second path for one name (its ERR names its source line)
                     where = "../libkmod/libkmod-module.c:428 kmod_module_new_from_path() "
-                    lines = (f"depmod: ERROR: {where if kmod.libkmod_log_location else ''}"
-                             f"kmod_module '{n}' already exists with different path: new-path='{p}' "
-                             f"old-path='{names[n]}'\n"
-                             f"depmod: FATAL: could not create module {p}: File exists\n")
-                raise DepmodError(f"{p}: a module named {n} was given already", lines)
+                    lines = (DepmodMessage("module-exists", (where if kmod.libkmod_log_location else "", n, p, names[n])),
+                             DepmodMessage("create-module", (p, "File exists")))
+                raise DepmodError(f"{p}: a module named {n} was given already", *lines)
             names[n] = p
             found.append(Found(p, rel, n))
     keys = {f.path: stat_key(f.path) for f in found} if stat else {}

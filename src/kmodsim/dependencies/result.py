@@ -7,6 +7,7 @@ import os
 from typing import NamedTuple
 
 from ..cache import is_trusted, load_checked, racy_cutoff, store_checked
+from ..messages import DepmodMessage
 from ..module import DEFAULT_MAX_SIZE
 from ..scan_cache import stat_key
 from .cycles import cycle_report
@@ -21,11 +22,11 @@ from .plan import RECORD_VERSION, Plan, cache_dir_for, load_records, plan_keys
 
 class Result(NamedTuple):
     files: dict[str, bytes] | None  # None: a cycle stopped the run, nothing is written
-    stderr: str
+    messages: list[DepmodMessage]  # what depmod (and kmodsim) says, in its order: render.depmod words it
     status: int  # 0 written, 1 cycles, 2 unreadable input
 
 
-MEMO_MAGIC = b"KMSDEPM2"  # 2: kmodsim.cache.store_checked's layout
+MEMO_MAGIC = b"KMSDEPM3"  # 2: kmodsim.cache.store_checked's layout; 3: typed messages
 
 
 def depmod_result(pl: Plan, *, errsyms: bool = False, prefix: str = "", warn: bool = False,
@@ -33,7 +34,7 @@ def depmod_result(pl: Plan, *, errsyms: bool = False, prefix: str = "", warn: bo
                   use_cache: bool = True, cache_dir: str | None = None,
                   max_size: int = DEFAULT_MAX_SIZE, explain_cycles: bool = False,
                   progress: bool | None = False) -> Result:
-    """The files, stderr and exit status of ``kmodsim depmod``. With the cache, the whole result
+    """The files, messages (stderr) and exit status of ``kmodsim depmod``. With the cache, the whole result
     is also kept, keyed by every input's stat key and every option: an unchanged tree costs its
     discovery and nothing else. kmodsim's own cycle report (:func:`cycle_report`) follows
     depmod's lines only with ``explain_cycles``: stderr is otherwise depmod's alone, as kmod's
@@ -49,15 +50,15 @@ def depmod_result(pl: Plan, *, errsyms: bool = False, prefix: str = "", warn: bo
     dm = compute(pl, load_records(pl, jobs, use_cache, cache_dir, max_size, crcs=errsyms, progress=progress),
                  errsyms=errsyms, prefix=prefix)
     err = list(dm.warnings)
-    err += [f"kmodsim: {p}: {problem}\n" for p, problem in dm.errors]
+    err += [DepmodMessage("unreadable", (p, problem)) for p, problem in dm.errors]
     if dm.dep_sort is None:
         if explain_cycles:
             err += cycle_report(dm, cycles_limit)
-        res = Result(None, "".join(err), 1)
+        res = Result(None, err, 1)
     else:
-        messages: list[str] = []
+        messages: list[DepmodMessage] = []
         files = outputs(dm, messages, bins=bins and not show, warn_dups=warn, show=show, kmod=pl.kmod)
-        res = Result(files, "".join(err + messages), 2 if dm.errors else 0)
+        res = Result(files, err + messages, 2 if dm.errors else 0)
     if key is not None:
         _memo_save(pl, cache_dir, key, res)
     return res
@@ -84,7 +85,8 @@ def _memo_key(pl: Plan, options: tuple) -> bytes:
     order_key = stat_key(os.path.join(pl.dirname, "modules.order"))
     parts = (
         RECORD_VERSION, me, pl.dirname, pl.kver, pl.files_mode, pl.kmod.version, options,
-        None if cfg is None else (cfg.searches, cfg.overrides, cfg.externals, cfg.excludes, cfg.messages),
+        None if cfg is None else (cfg.searches, cfg.overrides, cfg.externals, cfg.excludes,
+                                  [tuple(m) for m in cfg.messages]),
         None if pl.ksrc is None else (pl.ksrc, ksrc_key),
         order_key,
         pl.errors,
@@ -114,10 +116,11 @@ def _memo_load(pl: Plan, cache_dir: str | None, key: bytes) -> Result | None:
     if payload is None:
         return None
     try:
-        files, stderr, status = marshal.loads(payload)
+        files, said, status = marshal.loads(payload)
+        messages = [DepmodMessage(code, tuple(args)) for code, args in said]
     except (ValueError, EOFError, TypeError):
         return None
-    return Result(files, stderr, status)
+    return Result(files, messages, status)
 
 
 def _memo_save(pl: Plan, cache_dir: str | None, key: bytes, res: Result) -> None:
@@ -126,6 +129,6 @@ def _memo_save(pl: Plan, cache_dir: str | None, key: bytes, res: Result) -> None
     if not key:
         return
     try:
-        store_checked(_memo_file(pl, cache_dir), MEMO_MAGIC, key, marshal.dumps((res.files, res.stderr, res.status)))
+        store_checked(_memo_file(pl, cache_dir), MEMO_MAGIC, key, marshal.dumps((res.files, [(m.code, tuple(m.args)) for m in res.messages], res.status)))
     except OSError:
         pass  # a memo that cannot be written only costs time

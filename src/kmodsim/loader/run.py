@@ -12,7 +12,7 @@ from ..target import Target
 from .image import load_image
 from .model import KernelModel
 from .profiles import PROFILES, Profile, profile_of
-from .result import Call, Formed, ModuleState, Run, StepResult
+from .result import Call, Formed, ModuleState, Run, StepResult, errname
 from .script import Step, read_script, resolve
 
 SIZES_NOTE = "module sizes come from the footprint model (kmodsim.memory_layout, profile {fp})"
@@ -136,8 +136,7 @@ def compare(model: Run, real: Run) -> list[str]:
             diffs.append(f"{where}: errno: model {m.errname or 0}, kernel {r.errname or 0}")
         if [c.module for c in m.calls] != [c.module for c in r.calls] or \
                 [c.errno for c in m.calls] != [c.errno for c in r.calls]:
-            diffs.append(f"{where}: calls: model {[c.to_json() for c in m.calls]}, "
-                         f"kernel {[c.to_json() for c in r.calls]}")
+            diffs.append(f"{where}: calls: model {_calls(m.calls)}, kernel {_calls(r.calls)}")
         for i in range(max(len(m.messages), len(r.messages))):
             a = m.messages[i] if i < len(m.messages) else None
             b = r.messages[i] if i < len(r.messages) else None
@@ -148,6 +147,11 @@ def compare(model: Run, real: Run) -> list[str]:
         if m.tainted != r.tainted:
             diffs.append(f"{where}: tainted: model {m.tainted}, kernel {r.tainted}")
     return diffs
+
+
+def _calls(calls: list[Call]) -> str:
+    """``kms_b ENOENT, kms_a skipped``: the calls of a step, for a difference line."""
+    return ", ".join(f"{c.module} {'skipped' if c.skipped else errname(c.errno) or 0}" for c in calls) or "none"
 
 
 def _formed_diffs(where: str, mf: list[Formed] | None, rf: list[Formed] | None) -> list[str]:
