@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TextIO
 
 # command name -> "module:attribute" of a kmodsim.args.Command
 COMMANDS: dict[str, str] = {
@@ -57,6 +58,25 @@ def _help() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _show_library_warnings() -> None:
+    """The library's warnings (:class:`kmodsim.errors.KmodsimWarning`) as one line each on stderr,
+    ``kmodsim: warning: <text>``; any other warning as Python shows it."""
+    import warnings
+
+    from .errors import KmodsimWarning
+
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        if issubclass(category, KmodsimWarning):
+            sys.stderr.write(f"kmodsim: warning: {message}\n")
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> None:
     """``kmodsim COMMAND ...``: only the command that runs is imported (and its parser built)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -74,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                          f"(commands: {', '.join(sorted(COMMANDS))})\n")
         raise SystemExit(2)
     mod_name, attr = target.split(":")
+    _show_library_warnings()
     try:
         getattr(importlib.import_module(mod_name), attr).main(argv[1:], prog=f"kmodsim {argv[0]}")
     except BrokenPipeError:  # "kmodsim ... | head": the reader left; say nothing more

@@ -14,3 +14,10 @@ class Error(Exception):
     """Base class of every error kmodsim raises (see the module docstring)."""
 
     path: str | None = None
+
+
+class KmodsimWarning(UserWarning):
+    """What the library reports without stopping (a cache it cannot write: that only costs time).
+    It goes through Python's :mod:`warnings` — the library never prints; ``kmodsim``'s CLI shows
+    each as one ``kmodsim: warning: <text>`` line, a library user filters or records them as any
+    warning."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import marshal
 import os
-import sys
+import warnings
 import zlib
 from collections.abc import Iterable
 from typing import Any
 
 from .cache import cache_root, is_trusted, racy_cutoff, write_atomic
+from .errors import KmodsimWarning
 from .module import RECORD_VERSION, stat_key_of
 
 CACHE_MAGIC = b"KMSCACHE"
@@ -190,5 +191,5 @@ class ScanCache:
         try:
             write_atomic(self.file, b"".join([head, payload, *blobs]))
         except OSError as exc:  # a cache that cannot be written only costs time
-            print(f"kmodsim: warning: cannot write cache {self.file}: {exc.strerror or exc}", file=sys.stderr)
+            warnings.warn(KmodsimWarning(f"cannot write cache {self.file}: {exc.strerror or exc}"), stacklevel=2)
         self.dirty = False
