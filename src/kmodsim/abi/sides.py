@@ -116,11 +116,12 @@ def load_side(path: str, *, jobs: int | None = None, use_cache: bool = True,
 
     try:
         modroot = module_root(path)
-    except ValueError as exc:
-        raise AbiError(path, str(exc).split(": ", 1)[-1]) from None
+    except ValueError as exc:  # "<path>/lib/modules: holds several kernel versions (...)"
+        where, _, problem = str(exc).partition(": ")
+        raise AbiError(where, problem) from None
+    kernel = tree_kernel(modroot)  # first: a tree without its kernel is not worth a scan
     res = scan([modroot], jobs=jobs, use_cache=use_cache, config_paths=config_paths, max_size=max_size)
     problems = [(e.path, e.problem) for e in res.errors]
-    kernel = tree_kernel(modroot)
     exports, shared = _exports(SymbolIndex.build(kernel, res.modules))
     release = kernel.release or os.path.basename(os.path.normpath(modroot))
     return AbiSide(path, release, "tree", exports, True, kernel.source, problems, list(res.ignored), shared)
