@@ -19,6 +19,7 @@ import subprocess
 import time
 
 import pytest
+
 from conftest import DEPMOD, need, run_kmodsim
 from oracles import symvers
 

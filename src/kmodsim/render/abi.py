@@ -81,8 +81,9 @@ def diff_text(d: AbiDiff) -> str:
     """The verdict and the counts first, then one group a kind of change (the incompatible kinds
     first), one line a name, names sorted; a compatible line of an otherwise incompatible kind
     (a GPL-only export opened, a namespace dropped) says so."""
-    lines = [f"{_name(d.old)} -> {_name(d.new)}: "
-             + ("compatible" if d.compatible else f"INCOMPATIBLE ({d.incompatible} incompatible changes)"),
+    n = d.incompatible
+    verdict = "compatible" if d.compatible else f"INCOMPATIBLE ({n} incompatible change{'' if n == 1 else 's'})"
+    lines = [f"{_name(d.old)} -> {_name(d.new)}: {verdict}",
              f"exports compared: {d.compared[0]} -> {d.compared[1]}"
              + (f" (in scope: the {len(d.scope)} names of {', '.join(d.symbol_lists)})" if d.scope is not None
                 else ""),
