@@ -214,7 +214,7 @@ def test_symbol_lists_decide_the_verdict(headers_of, kver612, tmp_path):
 
 @pytest.mark.slow
 def test_history_of_debian_61(headers_of, tmp_path):
-    """``abi history`` over the ABIs in order: each step's counts are the oracle's, each kernel read once."""
+    """``abi history`` over the ABIs in order: each step's counts are the oracle's."""
     dirs = [headers_of(k) for k in ABIS]
     p = run_kmodsim("abi", "history", "--json", *dirs, check=1)
     doc = json.loads(p.stdout)
@@ -310,7 +310,7 @@ def test_output_is_deterministic(headers61, tmp_path):
     assert [(c["symbol"], c["change"]) for c in json.loads(docs.pop())["changes"]] == [(sym, "removed")]
 
 
-@pytest.mark.parametrize("case", ["missing-old", "missing-new", "truncated", "bad-crc", "missing-list",
+@pytest.mark.parametrize("case", ["missing-old", "missing-new", "truncated", "truncated-end", "bad-crc", "missing-list",
                                   "bad-list", "tree-without-kernel", "several-kernels"])
 def test_bad_input_is_one_line_and_exit_2(case, headers61, tmp_path):
     old, new, extra = headers61, headers61, []
@@ -325,6 +325,11 @@ def test_bad_input_is_one_line_and_exit_2(case, headers61, tmp_path):
         lines[4] = "\t".join(cut[:2]) + "\n" if case == "truncated" else "\t".join(["0xzz", *cut[1:]])
         bad.write_text("".join(lines))
         new, named = str(bad), f"{bad}:5:"
+    elif case == "truncated-end":  # the file cut before the last line's (empty) namespace field
+        text = open(f"{headers61}/Module.symvers").read()
+        assert text.endswith("\t\n")
+        bad.write_text(text[:-2])
+        new, named = str(bad), f"{bad}:{text.count(chr(10))}:"
     elif case == "missing-list":
         extra, named = ["--symbol-list", str(tmp_path / "list")], str(tmp_path / "list")
     elif case == "bad-list":

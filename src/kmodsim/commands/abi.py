@@ -21,8 +21,10 @@ from .common import (
 
 
 def _common(f):
+    """The options both sub-commands take, in this order in their help."""
+    f = config_option(max_size_option(f))  # (each decorator puts its option first)
     for dec in reversed((
-        args.option("--symbol-list", "symbol_lists", multiple=True, type=args.path,
+        args.option("--symbol-list", "symbol_lists", multiple=True, type=args.path, metavar="F",
                     help="Only the names of this list count (Android [abi_symbol_list] or one name a line). "
                          "Repeatable."),
         args.option("--json", "as_json", is_flag=True, help="Print the JSON document (docs/abi.md)."),
@@ -30,7 +32,7 @@ def _common(f):
         args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache."),
     )):
         f = dec(f)
-    return max_size_option(config_option(f))
+    return f
 
 
 @args.command("diff")
@@ -71,7 +73,7 @@ def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, config, max_size) 
 @_common
 def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, config, max_size) -> None:
     """The table of a run of kernels in order (oldest first): per step, the exports of the newer one
-    and the count of each kind of change. KERNEL: what abi diff takes.
+    and the count of each kind of change. KERNELS: each what abi diff takes.
 
     Exit status: 0 every step compatible, 1 some step is not, 2 usage or input error.
     """
