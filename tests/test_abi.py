@@ -360,3 +360,31 @@ def test_usage():
     assert "OLD" in run_kmodsim("abi", "diff", "-h", check=0).stdout
     run_kmodsim("abi", "diff", "onlyone", check=2)
     assert "at least two" in run_kmodsim("abi", "history", "onlyone", check=2).stderr
+
+
+def test_tree_with_a_bad_module(debian61, headers61, tmp_path):
+    """A module tree beside its headers (``build``, as the headers package links it): the kernel's
+    exports from build/Module.symvers, the tree's modules' own. A real module of the 6.1 image
+    exports what its Module.symvers rows say (no change in scope); an unreadable one is one line on
+    stderr and exit 2, the report printed all the same."""
+    kver = os.path.basename(headers61).removeprefix("linux-headers-")
+    assert kver == debian61.kver
+    tree = tmp_path / "lib" / "modules" / kver
+    (tree / "kernel" / "lib").mkdir(parents=True)
+    (tree / "build").symlink_to(headers61)
+    src = os.path.join(debian61.modules_dir, "kernel", "lib", "crc-itu-t.ko")
+    (tree / "kernel" / "lib" / "crc-itu-t.ko").write_bytes(open(src, "rb").read())
+    bogus = tree / "kernel" / "lib" / "bogus.ko"
+    bogus.write_bytes(b"\x7fELF truncated")
+    rows = exports_of(f"{headers61}/Module.symvers")
+    mine = sorted(s for s, r in rows.items() if r[1] == "crc_itu_t")
+    assert mine == ["crc_itu_t", "crc_itu_t_table"]
+    names = tmp_path / "list"
+    names.write_text("".join(f"{s}\n" for s in [*mine, "_printk", "kfree"]))
+    doc, p = diff_json(headers61, tree, "--symbol-list", names, check=2)
+    assert doc["changes"] == [] and doc["summary"]["new_exports"] == 2 + sum(
+        rows[s][1] == "vmlinux" for s in ("_printk", "kfree"))
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"kmodsim: {bogus}: "), p.stderr
+    # without the list: every other module export of the build is missing from this tree
+    doc, p = diff_json(headers61, tree, check=2)
+    assert {c["symbol"] for c in doc["changes"]} == {s for s, r in rows.items() if r[1] not in ("vmlinux", "crc_itu_t")}
