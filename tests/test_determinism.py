@@ -43,8 +43,9 @@ def _variants(tmp_path, jobs: bool, no_cache: bool = True):
     return out
 
 
-def _same_everywhere(tmp_path, args, jobs=True, cwd=None, no_cache=True):
-    runs = [(label, _run([*args[:1], *extra, *args[1:]], env, cwd)) for label, extra, env in
+def _same_everywhere(tmp_path, args, jobs=True, cwd=None, no_cache=True, words=1):
+    """``words``: how many leading arguments name the command (2 for ``abi diff``)."""
+    runs = [(label, _run([*args[:words], *extra, *args[words:]], env, cwd)) for label, extra, env in
             _variants(tmp_path, jobs, no_cache)]
     ref_label, ref = runs[0]
     assert ref[1] or ref[2], f"{args}: no output at all"
@@ -68,6 +69,25 @@ def test_check_612_tree(debian612, tmp_path, fmt):
 def test_scan_json_612_tree(debian612, tmp_path):
     status, out, _err = _same_everywhere(tmp_path, ["scan", "--json", debian612.modules_dir])
     assert status == 0 and out.count(b'"path"') > 4000
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", [[], ["--json"]], ids=["text", "json"])
+def test_abi_diff_61_612_trees(debian61, debian612, tmp_path, fmt):
+    status, out, _err = _same_everywhere(tmp_path, ["abi", "diff", *fmt, debian61.modules_dir, debian612.modules_dir],
+                                         words=2)
+    assert status == 1 and b"owner" in out
+
+
+def test_abi_diff_headers(headers61, tmp_path):
+    """A change of the real file (its first export dropped from a copy), under several hash seeds."""
+    lines = open(f"{headers61}/Module.symvers").read().splitlines(keepends=True)
+    new = tmp_path / "Module.symvers"
+    new.write_text("".join(lines[1:]))
+    for fmt in ([], ["--json"]):
+        status, out, _err = _same_everywhere(tmp_path, ["abi", "diff", *fmt, new, headers61], jobs=False, words=2)
+        assert status == 0 and b"added" in out
 
 
 @pytest.mark.realkernel

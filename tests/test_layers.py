@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("reader", ["elf", "module", "discovery"]),
     ("trees", ["parallel", "scan_cache", "tree"]),
     ("target", ["kernel", "btf", "target"]),
-    ("analyses", ["symbols", "link", "checks", "findings_cache", "dependencies", "memory_layout", "loader", "ops.parse", "ops.census", "ops.model",
+    ("analyses", ["symbols", "link", "checks", "abi", "findings_cache", "dependencies", "memory_layout", "loader", "ops.parse", "ops.census", "ops.model",
                   "ops.plan", "ops.emit", "ops.binary", "ops"]),
     ("oracle", ["oracle"]),
     ("inputs", ["debian", "kbuild", "kmod_build"]),

@@ -206,6 +206,33 @@ class Command:
             ap.error(str(exc))
 
 
+class Group:
+    """A command made of sub-commands (``kmodsim abi diff ...``): the first argument names the
+    sub-command, the rest are its own; ``-h`` lists them. A missing or unknown sub-command is a
+    usage error (exit 2)."""
+
+    def __init__(self, name: str, help: str, commands: dict[str, tuple[Command, str]]) -> None:  # noqa: A002
+        self.name, self.help, self.commands = name, help, commands
+
+    def usage(self, prog: str) -> str:
+        width = max(map(len, self.commands))
+        lines = [f"usage: {prog} [-h] COMMAND [ARGS]...", "", self.help, "", "commands:"]
+        lines += [f"  {n:<{width}}  {h}" for n, (_c, h) in self.commands.items()]
+        lines += ["", f"'{prog} COMMAND -h' for a command."]
+        return "\n".join(lines) + "\n"
+
+    def main(self, argv: list[str], prog: str) -> None:
+        if not argv or argv[0] in ("-h", "--help"):
+            (sys.stdout if argv else sys.stderr).write(self.usage(prog))
+            raise SystemExit(0 if argv else 2)
+        sub = self.commands.get(argv[0])
+        if sub is None:
+            sys.stderr.write(f"usage: {prog} [-h] COMMAND [ARGS]...\n{prog}: error: no such command "
+                             f"{argv[0]!r} (commands: {', '.join(self.commands)})\n")
+            raise SystemExit(2)
+        sub[0].main(argv[1:], prog=f"{prog} {argv[0]}")
+
+
 def command(name: str) -> Callable[[Callable], Command]:
     return lambda f: Command(name, f, f.__dict__.get("_kms_params", []))
 

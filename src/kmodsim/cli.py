@@ -16,6 +16,7 @@ from typing import TextIO
 
 # command name -> "module:attribute" of a kmodsim.args.Command
 COMMANDS: dict[str, str] = {
+    "abi": "kmodsim.commands.abi:abi_cmd",
     "inspect": "kmodsim.commands.inspect:inspect_cmd",
     "ldd": "kmodsim.commands.ldd:ldd_cmd",
     "scan": "kmodsim.commands.scan:scan_cmd",
@@ -31,6 +32,7 @@ COMMANDS: dict[str, str] = {
 }
 
 HELP = {
+    "abi": "What a kernel update changes in module exports: abi diff OLD NEW, abi history K1 K2 ...",
     "inspect": "Show what a module exports, imports and declares (like modinfo).",
     "ldd": "Resolve a module's imports against a kernel (like ldd for a .ko).",
     "scan": "Read every module of a tree (parallel, cached) and summarise it.",

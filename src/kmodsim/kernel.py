@@ -198,20 +198,29 @@ def parse_symvers(path: str) -> tuple[dict[str, KernelExport], list[KernelExport
         raise KernelError(f"{path}: {exc.strerror or exc}") from None
     vmlinux: dict[str, KernelExport] = {}
     modules: list[KernelExport] = []
+    layout = ""  # the first line's; every line of one file has it (modpost writes them all alike)
     for no, line in enumerate(lines, 1):
         if not line.strip():
             continue
         cols = line.split("\t")
         if len(cols) == 5 and cols[3] in EXPORT_TYPES:  # 5.6+: crc sym module type namespace
             crc, sym, mod, typ, ns = cols
+            this = "5.6+"
         elif len(cols) == 5 and cols[4] in EXPORT_TYPES:  # 5.4-5.5: crc sym namespace module type
             crc, sym, ns, mod, typ = cols
+            this = "5.4"
         elif len(cols) == 4 and cols[3] in EXPORT_TYPES:  # <=5.3: crc sym module type
             crc, sym, mod, typ = cols
             ns = ""
+            this = "5.3"
         else:
             raise KernelError(f"{path}:{no}: not a Module.symvers line (expected 4 or 5 tab-separated "
                               f"fields with an EXPORT_SYMBOL* type)")
+        if this != layout:
+            if layout:  # e.g. a 5.6+ line cut before its namespace field: a truncated file
+                raise KernelError(f"{path}:{no}: a line of {len(cols)} fields among lines of "
+                                  f"{4 if layout == '5.3' else 5} (a truncated or mixed Module.symvers)")
+            layout = this
         try:
             crc_val = int(crc, 16)
         except ValueError:

@@ -13,7 +13,8 @@ document those schemas and point here):
 * :mod:`kmodsim.render.footprint` -- ``footprint`` (the size table, ``--merge``'s what-if; JSON);
 * :mod:`kmodsim.render.loader` -- ``load`` / ``verify`` (the dmesg-like transcript, ``--compare``'s
   lines).
-* :mod:`kmodsim.render.fetch` -- ``fetch-kernel`` (text, ``--shell``, ``--json``).
+* :mod:`kmodsim.render.fetch` -- ``fetch-kernel`` (text, ``--shell``, ``--json``);
+* :mod:`kmodsim.render.abi` -- ``abi diff`` / ``abi history`` (grouped text, the table; JSON).
 
 The ops census keeps its renderer inside its package (:mod:`kmodsim.ops.render`), and depmod's
 outputs are written by :mod:`kmodsim.dependencies`.

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""``kmodsim abi diff`` beside the nearest tool a user would pick: a plain ``diff`` of the two
+Module.symvers files, in one run, interleaved, each command a fresh process, page cache warm.
+
+  symvers-diff  ``diff OLD/Module.symvers NEW/Module.symvers`` (says which lines differ; not which
+                kind of change, nor whether it matters)
+  headers       ``kmodsim abi diff OLD NEW`` on two headers directories (text; and ``--json``)
+  trees warm    ``kmodsim abi diff ROOT_OLD ROOT_NEW`` on two unpacked image packages (modules and
+                vmlinuz; the scan cache primed)
+  trees cold    the same with ``--no-cache`` (every module read again, all cores)
+
+The headers pair defaults to Debian 12's 6.1.0-47 -> 6.1.0-50 (18,107 CRC changes), the tree pair
+to Debian's 6.1 and 6.12 images. Medians of wall time are printed.
+
+    python bench/abi_bench.py [--rounds 5] [--old KVER] [--new KVER] [--no-trees]
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+
+from common import arguments, series_kernel, timed, tools
+
+
+def headers(kver: str) -> str:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+    from kmodsim.debian import DebianError, unpacked_headers
+
+    installed = f"/usr/src/linux-headers-{kver}"
+    if os.path.isfile(os.path.join(installed, "Module.symvers")):
+        return installed
+    try:
+        return unpacked_headers(kver)
+    except DebianError as exc:
+        sys.exit(str(exc))
+
+
+def main() -> None:
+    ap = arguments(__doc__ or "", 5)
+    ap.add_argument("--old", default="6.1.0-47-amd64")
+    ap.add_argument("--new", default="6.1.0-50-amd64")
+    ap.add_argument("--no-trees", action="store_true")
+    a = ap.parse_args()
+    kmodsim, _depmod = tools()
+    old, new = headers(a.old), headers(a.new)
+    cmds = {
+        "symvers-diff": (["diff", f"{old}/Module.symvers", f"{new}/Module.symvers"], (0, 1)),
+        "headers": ([kmodsim, "abi", "diff", old, new], (0, 1)),
+        "headers --json": ([kmodsim, "abi", "diff", "--json", old, new], (0, 1)),
+    }
+    if not a.no_trees:
+        t_old, t_new = series_kernel("6.1"), series_kernel("6.12")
+        cmds["trees warm"] = ([kmodsim, "abi", "diff", t_old.root, t_new.root], (0, 1))
+        cmds["trees cold"] = ([kmodsim, "abi", "diff", "--no-cache", t_old.root, t_new.root], (0, 1))
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for cmd, ok in cmds.values():  # untimed: page cache and scan cache warm
+        timed(cmd, ok=ok)
+    for _ in range(a.rounds):
+        for name, (cmd, ok) in cmds.items():
+            times[name].append(timed(cmd, ok=ok))
+    print(f"abi diff, medians of {a.rounds} rounds ({a.old} -> {a.new}"
+          + ("" if a.no_trees else "; trees: Debian's 6.1 and 6.12 images") + ")")
+    for name, ts in times.items():
+        print(f"  {name:<15} {statistics.median(ts):7.2f} s")
+
+
+if __name__ == "__main__":
+    main()

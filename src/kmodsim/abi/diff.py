@@ -1,0 +1,248 @@
+"""Two kernels' exports compared name by name (``kmodsim abi diff``), and a run of kernels in order
+(``kmodsim abi history``).
+
+A change is one name and one kind of difference; a name may have several (CRC and owner, say):
+
+=============  ==================================================================================
+``removed``    exported by OLD only — a module using it: "Unknown symbol" (``resolve_symbol()``)
+``crc``        the CRC differs — "disagrees about version of symbol" (``check_version()``)
+``license``    EXPORT_SYMBOL <-> EXPORT_SYMBOL_GPL (``find_exported_symbol_in_section()`` refuses a
+               GPL-only export to a module whose license is not GPL-compatible)
+``namespace``  the symbol namespace differs (``verify_namespace_is_imported()``)
+``owner``      another exporter: vmlinux <-> a module, or module A -> module B
+``added``      exported by NEW only
+=============  ==================================================================================
+
+A change is *incompatible* when a module built against OLD, which loads there, can fail to link
+against NEW: a removal, a CRC change, an export that becomes GPL-only, a namespace added or
+changed. The rest is compatible: an addition; a GPL-only export opened to all, a namespace
+dropped (no module is refused for an import it no longer needs); an owner move — the loader
+links against whichever exporter is loaded, and depmod, which decides what modprobe loads first,
+resolves symbols when the kernel is installed, not when the module was built (Debian's ABI check,
+``debian/lib/python/debian_linux/abi.py``, leaves the module out of its comparison for that
+reason). Symbol lists (Android GKI ``[abi_symbol_list]`` files or one name a line, read by
+:func:`kmodsim.checks.load_symbol_list`, as ``check --symbol-list`` reads them) restrict the
+report, and so the verdict, to the names they list.
+
+``causes`` is empty for now: the type-level cause of a CRC change, from both kernels' BTF, is
+the next step (docs/abi.md says what is not done yet).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
+
+from ..checks import load_symbol_list
+from ..module import DEFAULT_MAX_SIZE
+from .sides import AbiExport, AbiSide, load_side
+
+# the order of kinds in reports: what breaks modules most often first, ``added`` last
+CHANGE_KINDS = ("removed", "crc", "license", "namespace", "owner", "added")
+_RANK = {k: i for i, k in enumerate(CHANGE_KINDS)}
+
+
+class AbiChange(NamedTuple):
+    """One kind of change of one exported name."""
+
+    symbol: str
+    change: str  # one of CHANGE_KINDS
+    old: AbiExport | None  # None: added
+    new: AbiExport | None  # None: removed
+    causes: tuple[str, ...] = ()  # the type-level causes of a CRC change (not computed yet)
+
+    @property
+    def compatible(self) -> bool:
+        """Whether a module built against the old export still links against the new one (see the
+        module docstring)."""
+        c = self.change
+        if c == "license":
+            return not (self.new is not None and self.new.gpl)  # only GPL-only -> open is harmless
+        if c == "namespace":
+            return not (self.new is not None and self.new.namespace)  # only a dropped namespace is
+        return c in ("added", "owner")
+
+
+class AbiDiffRequest(NamedTuple):
+    """``kmodsim abi diff``'s inputs: OLD and NEW (anything ``--kernel`` takes, or a module tree /
+    root file system), symbol lists, and how to read trees."""
+
+    old: str
+    new: str
+    symbol_lists: Sequence[str] = ()
+    jobs: int | None = None
+    use_cache: bool = True
+    config_paths: Sequence[str] | None = None  # depmod.d for the trees
+    max_size: int = DEFAULT_MAX_SIZE
+
+
+class AbiDiff(NamedTuple):
+    """The changes from ``old`` to ``new``, in report order (kind as in :data:`CHANGE_KINDS`, then
+    name), restricted to ``scope`` (the names of the symbol lists) when lists were given."""
+
+    old: AbiSide
+    new: AbiSide
+    changes: list[AbiChange]
+    symbol_lists: tuple[str, ...] = ()
+    scope: frozenset[str] | None = None
+    notes: list[str] = []  # what the reader must know of the answer (left-out module exports...)
+    compared: tuple[int, int] = (0, 0)  # exports of OLD and NEW compared (in scope, when lists are given)
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        """Unreadable modules of either tree (path, problem), in the order met."""
+        return self.old.problems + self.new.problems
+
+    @property
+    def compatible(self) -> bool:
+        """No incompatible change in scope (:attr:`AbiChange.compatible`)."""
+        return all(c.compatible for c in self.changes)
+
+    def counts(self) -> dict[str, int]:
+        """Changes of each kind, every kind present (in :data:`CHANGE_KINDS` order)."""
+        out = dict.fromkeys(CHANGE_KINDS, 0)
+        for c in self.changes:
+            out[c.change] += 1
+        return out
+
+    @property
+    def symbols_changed(self) -> int:
+        return len({c.symbol for c in self.changes})
+
+    @property
+    def incompatible(self) -> int:
+        return sum(not c.compatible for c in self.changes)
+
+
+def diff_exports(old: dict[str, AbiExport], new: dict[str, AbiExport],
+                 scope: Iterable[str] | None = None) -> list[AbiChange]:
+    """Every change from ``old`` to ``new`` (names in ``scope`` only, when given), in report order."""
+    names = old.keys() | new.keys()
+    if scope is not None:
+        names &= set(scope)
+    out: list[AbiChange] = []
+    for name in names:
+        o, n = old.get(name), new.get(name)
+        if o is None:
+            out.append(AbiChange(name, "added", None, n))
+        elif n is None:
+            out.append(AbiChange(name, "removed", o, None))
+        elif o != n:
+            if o.crc != n.crc:
+                out.append(AbiChange(name, "crc", o, n))
+            if o.gpl != n.gpl:
+                out.append(AbiChange(name, "license", o, n))
+            if o.namespace != n.namespace:
+                out.append(AbiChange(name, "namespace", o, n))
+            if o.owner != n.owner:
+                out.append(AbiChange(name, "owner", o, n))
+    out.sort(key=lambda c: (_RANK[c.change], c.symbol))
+    return out
+
+
+def _comparable(old: AbiSide, new: AbiSide) -> tuple[dict[str, AbiExport], dict[str, AbiExport], list[str]]:
+    """The two export tables as they can be compared, and the notes that say what was left out:
+    when only one side knows its modules' exports (a headers directory against a vmlinuz), only
+    vmlinux's exports are compared."""
+    notes = []
+    a, b = old.exports, new.exports
+    if old.modules != new.modules:
+        has, lacks = (old, new) if old.modules else (new, old)
+        notes.append(f"{lacks.path} holds vmlinux's exports only: the module exports of {has.path} are "
+                     f"left out of the comparison")
+        if old.modules:
+            a = {k: v for k, v in a.items() if v.owner == "vmlinux"}
+        else:
+            b = {k: v for k, v in b.items() if v.owner == "vmlinux"}
+    for side in (old, new):
+        if side.shared:
+            notes.append(f"{side.path}: {side.shared} name(s) have more than one exporter; each stands for "
+                         f"the one the kernel finds first (vmlinux, then the modules in depmod's order)")
+    return a, b, notes
+
+
+def _lists(paths: Sequence[str]) -> tuple[tuple[str, ...], frozenset[str] | None]:
+    if not paths:
+        return (), None
+    scope: set[str] = set()
+    for p in paths:
+        scope |= load_symbol_list(p)
+    return tuple(paths), frozenset(scope)
+
+
+def compare(old: AbiSide, new: AbiSide, symbol_lists: tuple[str, ...] = (),
+            scope: frozenset[str] | None = None) -> AbiDiff:
+    """Two sides already read, compared."""
+    a, b, notes = _comparable(old, new)
+    compared = (len(a), len(b)) if scope is None else (len(scope & a.keys()), len(scope & b.keys()))
+    return AbiDiff(old, new, diff_exports(a, b, scope), symbol_lists, scope, notes, compared)
+
+
+def diff_sides(req: AbiDiffRequest) -> AbiDiff:
+    """``kmodsim abi diff``: read the symbol lists, then OLD and NEW, and compare them. Raises
+    :class:`kmodsim.Error` (naming the file) when a list or a kernel cannot be read; unreadable
+    modules of a tree are the result's ``problems``."""
+    lists, scope = _lists(req.symbol_lists)
+    old, new = (load_side(p, jobs=req.jobs, use_cache=req.use_cache, config_paths=req.config_paths,
+                          max_size=req.max_size) for p in (req.old, req.new))
+    return compare(old, new, lists, scope)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run of kernels
+# ---------------------------------------------------------------------------------------------
+
+class AbiHistoryRequest(NamedTuple):
+    """``kmodsim abi history``'s inputs: kernels in order (oldest first), as ``abi diff`` takes them."""
+
+    paths: Sequence[str]
+    symbol_lists: Sequence[str] = ()
+    jobs: int | None = None
+    use_cache: bool = True
+    config_paths: Sequence[str] | None = None
+    max_size: int = DEFAULT_MAX_SIZE
+
+
+class AbiStep(NamedTuple):
+    """One step of a history: the diff of two consecutive kernels."""
+
+    step: int  # 1-based: kernels[step - 1] -> kernels[step]
+    diff: AbiDiff
+
+
+class AbiHistory(NamedTuple):
+    """Each kernel read once, and the diff of each consecutive pair."""
+
+    kernels: list[AbiSide]
+    steps: list[AbiStep]
+    symbol_lists: tuple[str, ...] = ()
+    scope: frozenset[str] | None = None
+
+    @property
+    def problems(self) -> list[tuple[str, str]]:
+        return [p for k in self.kernels for p in k.problems]
+
+    @property
+    def notes(self) -> list[str]:
+        return list(dict.fromkeys(n for s in self.steps for n in s.diff.notes))
+
+    @property
+    def compatible(self) -> bool:
+        return all(s.diff.compatible for s in self.steps)
+
+
+def history(req: AbiHistoryRequest, progress: Callable[[int, int, str], None] | None = None) -> AbiHistory:
+    """``kmodsim abi history``: every kernel of ``req.paths`` read once, in order, and each step
+    compared. ``progress(i, n, path)`` is called before the i-th kernel (1-based) is read. Raises
+    :class:`kmodsim.Error` as :func:`diff_sides` does."""
+    lists, scope = _lists(req.symbol_lists)
+    kernels: list[AbiSide] = []
+    steps: list[AbiStep] = []
+    for i, p in enumerate(req.paths, 1):
+        if progress is not None:
+            progress(i, len(req.paths), p)
+        kernels.append(load_side(p, jobs=req.jobs, use_cache=req.use_cache, config_paths=req.config_paths,
+                                 max_size=req.max_size))
+        if i > 1:
+            steps.append(AbiStep(i - 1, compare(kernels[-2], kernels[-1], lists, scope)))
+    return AbiHistory(kernels, steps, lists, scope)

@@ -1,0 +1,115 @@
+"""``kmodsim abi diff`` / ``kmodsim abi history``: what a kernel update changes in the exports modules
+link against (docs/abi.md)."""
+
+from __future__ import annotations
+
+import sys
+
+from .. import args
+from ..errors import Error
+from .common import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    config_option,
+    dump_json,
+    error,
+    max_size_option,
+    report_inputs,
+    warn,
+)
+
+
+def _common(f):
+    """The options both sub-commands take, in this order in their help."""
+    f = config_option(max_size_option(f))  # (each decorator puts its option first)
+    for dec in reversed((
+        args.option("--symbol-list", "symbol_lists", multiple=True, type=args.path, metavar="F",
+                    help="Only the names of this list count (Android [abi_symbol_list] or one name a line). "
+                         "Repeatable."),
+        args.option("--json", "as_json", is_flag=True, help="Print the JSON document (docs/abi.md)."),
+        args.option("--jobs", "-j", type=int, default=None, help="Worker processes for trees (default: all cores)."),
+        args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache."),
+    )):
+        f = dec(f)
+    return f
+
+
+@args.command("diff")
+@args.argument("old", required=True, type=args.path)
+@args.argument("new", required=True, type=args.path)
+@_common
+def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, config, max_size) -> None:
+    """Compare the exports of OLD and NEW: added, removed, CRC, GPL-only, namespace, owner.
+
+    OLD and NEW: anything --kernel takes (a headers directory or Module.symvers: vmlinux's and the
+    modules' exports; a vmlinux or vmlinuz: vmlinux's), or a module tree / root file system (its
+    modules as depmod finds them, vmlinux's exports from boot/vmlinuz-KVER or build/Module.symvers).
+
+    Exit status: 0 compatible (no incompatible change in scope), 1 incompatible changes, 2 usage
+    or input error.
+    """
+    from ..abi import AbiDiffRequest, diff_sides
+    from ..render.abi import diff_json, diff_text
+
+    try:
+        res = diff_sides(AbiDiffRequest(old, new, symbol_lists, jobs=jobs, use_cache=not no_cache,
+                                        config_paths=config or None, max_size=max_size))
+    except Error as exc:
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
+    report_inputs(res.old.ignored + res.new.ignored, res.problems)
+    for note in res.notes:
+        warn(note)
+    if as_json:
+        dump_json(diff_json(res))
+    else:
+        args.echo(diff_text(res))
+    raise SystemExit(EXIT_ERROR if res.problems else EXIT_OK if res.compatible else EXIT_FINDINGS)
+
+
+@args.command("history")
+@args.argument("kernels", nargs=-1, required=True, type=args.path)
+@_common
+def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, config, max_size) -> None:
+    """The table of a run of kernels in order (oldest first): per step, the exports of the newer one
+    and the count of each kind of change. KERNELS: each what abi diff takes.
+
+    Exit status: 0 every step compatible, 1 some step is not, 2 usage or input error.
+    """
+    from ..abi import AbiHistoryRequest, history
+    from ..render.abi import history_json, history_text
+
+    if len(kernels) < 2:
+        raise args.UsageError("name at least two kernels")
+    shown = sys.stderr.isatty()
+
+    def progress(i: int, n: int, path: str) -> None:
+        if shown:
+            sys.stderr.write(f"\r\x1b[Kkmodsim: reading {i}/{n}: {path}")
+            sys.stderr.flush()
+
+    try:
+        res = history(AbiHistoryRequest(kernels, symbol_lists, jobs=jobs, use_cache=not no_cache,
+                                        config_paths=config or None, max_size=max_size), progress)
+    except Error as exc:
+        if shown:
+            sys.stderr.write("\r\x1b[K")
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
+    if shown:
+        sys.stderr.write("\r\x1b[K")
+    report_inputs([p for k in res.kernels for p in k.ignored], res.problems)
+    for note in res.notes:
+        warn(note)
+    if as_json:
+        dump_json(history_json(res))
+    else:
+        args.echo(history_text(res))
+    raise SystemExit(EXIT_ERROR if res.problems else EXIT_OK if res.compatible else EXIT_FINDINGS)
+
+
+abi_cmd = args.Group("abi", "What a kernel update changes in the exports modules link against (docs/abi.md).", {
+    "diff": (diff_cmd, "Compare the exports of two kernels or module trees (CRC, license, namespace, owner)."),
+    "history": (history_cmd, "The table of a run of kernels in order: the changes of each step."),
+})
