@@ -350,11 +350,11 @@ def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) 
 def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
                  crcs: bool = True, progress: bool | None = False) -> dict[str, KmodRecord]:
     """Records of ``paths``, read by ``jobs`` processes (default: all cores), shared out in
-    discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too).
+    discovery order by :func:`kmodsim.parallel.parallel_map` (the parent takes a share too).
     ``progress``: the bar ``scan`` shows (None: on a terminal only)."""
     from ..parallel import Progress
 
     # workers send plain tuples (marshal takes no tuple subclass)
-    res = parallel_map(lambda p: tuple(read_record(str(p), max_size, crcs)), paths, jobs,
+    res = parallel_map(lambda p: tuple(read_record(p, max_size, crcs)), paths, jobs,
                        Progress(progress, len(paths)))
     return dict(zip(paths, map(KmodRecord.of, res), strict=True))
