@@ -119,18 +119,24 @@ def real_depmod() -> str:
     return DEPMOD
 
 
-@pytest.fixture(scope="session")
-def kmod34_src() -> Path:
-    """kmod's upstream tree from Debian 13's (trixie) source package (kmod 34.2), fetched into the cache."""
+def kmod_source(suite: str) -> Path:
+    """kmod's upstream tree from Debian ``suite``'s source package, fetched into the cache (its
+    testsuite included); :func:`need` when it cannot be had."""
     from kmodsim.debian import DebianError, upstream_source
 
     try:
-        top = Path(upstream_source("kmod", "trixie"))
+        top = Path(upstream_source("kmod", suite))
     except DebianError as exc:
-        need(f"trixie's kmod source package: {exc}")
+        need(f"{suite}'s kmod source package: {exc}")
     if not (top / "testsuite" / "test-depmod.c").is_file():
         need(f"{top}: no testsuite/test-depmod.c")
     return top
+
+
+@pytest.fixture(scope="session")
+def kmod34_src() -> Path:
+    """kmod's upstream tree from Debian 13's (trixie) source package (kmod 34.2), fetched into the cache."""
+    return kmod_source("trixie")
 
 
 @pytest.fixture(scope="session")
