@@ -167,6 +167,31 @@ def playground34(kmod34_src, headers61) -> Path:
         need(str(exc))
 
 
+@pytest.fixture(scope="session")
+def workspace(headers61, tmp_path_factory) -> Path:
+    """The loader scenarios' modules (basic/, consumers/, loader/, patched/: tests/scenarios/workspace.py)
+    built by Debian's kbuild against the 6.1 headers, as the kernel loaded them."""
+    if shutil.which("make") is None:
+        need("make")
+    from kmodsim.kbuild import KbuildError
+
+    sys.path.insert(0, str(TESTS / "scenarios"))
+    import workspace as ws_mod
+
+    try:
+        return ws_mod.prepare(tmp_path_factory.mktemp("scenarios"), headers61)
+    except KbuildError as exc:
+        need(str(exc))
+
+
+@pytest.fixture(scope="session")
+def kernel61(headers61):
+    """The 6.1 headers as a :class:`kmodsim.kernel.Kernel`."""
+    from kmodsim.kernel import Kernel
+
+    return Kernel.load(headers61)
+
+
 def settle_timestamps() -> None:
     """Wait until files written so far are older than kmodsim's racy-timestamp cutoff
     (:func:`kmodsim.cache.racy_cutoff`), so that a cache filled from now on keeps them (a test of
