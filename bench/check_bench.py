@@ -23,18 +23,8 @@ from __future__ import annotations
 import os
 import statistics
 
-from common import (
-    arguments,
-    count_modules,
-    linked_root,
-    machine_line,
-    prime,
-    print_rounds,
-    rounds_of,
-    scratch,
-    series_kernel,
-    tools,
-)
+import common
+from common import arguments, count_modules, linked_root, series_kernel, tools
 
 TARGET = 1.0  # check --no-cache / depmod -e, at most
 
@@ -52,7 +42,7 @@ def resolve_tree(spec: str, headers: str | None) -> tuple[str, str]:
 def bench_tree(label: str, tree: str, headers: str, rounds: int, kmodsim: str, depmod: str,
                baseline: str | None) -> dict:
     kver = os.path.basename(tree)
-    with scratch("kmodsim-check-bench-") as (work, env):
+    with common.scratch("kmodsim-check-bench-") as (work, env):
         root = linked_root(tree, os.path.join(work, "root"))
         cmds = {
             "depmod-e": [depmod, "-e", "-E", os.path.join(headers, "Module.symvers"), "-b", root, kver, "-n"],
@@ -61,9 +51,9 @@ def bench_tree(label: str, tree: str, headers: str, rounds: int, kmodsim: str, d
         if baseline:
             cmds["baseline"] = [baseline, "check", "--no-cache", "--kernel", headers, tree]
         ok = {k: (0, 1) if k != "depmod-e" else (0,) for k in cmds}  # check: 1 = findings
-        prime(cmds, env, ok)
+        common.prime(cmds, env, ok)
         cpu: dict[str, list[float]] = {}
-        times = rounds_of(cmds, env, rounds, ok, cpu=cpu)
+        times = common.rounds_of(cmds, env, rounds, ok, cpu=cpu)
         return {"label": label, "tree": tree, "modules": count_modules(tree),
                 "median": {k: statistics.median(v) for k, v in times.items()}, "all": times,
                 "cpu": {k: statistics.median(v) for k, v in cpu.items()}}
@@ -76,7 +66,7 @@ def main() -> None:
     ap.add_argument("--verbose", "-v", action="store_true", help="print every round's times")
     args = ap.parse_args()
     kmodsim, depmod = tools()
-    print(machine_line(depmod))
+    print(common.machine_line(depmod))
     head = f"{'tree':<8}{'modules':>8}{'depmod -e s':>12}{'check s':>9}{'ratio':>7}{'target':>8}"
     if args.baseline:
         head += f"{'baseline s':>11}{'ratio':>7}"
@@ -93,7 +83,7 @@ def main() -> None:
         line += "   " + "/".join(f"{v:.2f}" for v in r["cpu"].values())
         print(line, flush=True)
         if args.verbose:
-            print_rounds(r["all"], 10)
+            common.print_rounds(r["all"], 10)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

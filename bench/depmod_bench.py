@@ -30,19 +30,8 @@ import glob
 import os
 import statistics
 
-from common import (
-    arguments,
-    count_modules,
-    linked_root,
-    machine_line,
-    peak_rss,
-    prime,
-    print_rounds,
-    rounds_of,
-    scratch,
-    series_kernel,
-    tools,
-)
+import common
+from common import arguments, count_modules, linked_root, peak_rss, series_kernel, tools
 
 TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
 FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
@@ -71,7 +60,7 @@ def kmod34_depmod() -> str | None:
 
 def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, depmod34: str | None = None) -> dict:
     kver = os.path.basename(tree)
-    with scratch("kmodsim-depmod-bench-") as (work, env):
+    with common.scratch("kmodsim-depmod-bench-") as (work, env):
         roots = {side: linked_root(tree, os.path.join(work, side)) for side in ("a", "b", "c", "d")}
         cache = env["KMODSIM_CACHE"]
         cmds = {
@@ -91,14 +80,14 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, de
                 os.unlink(f)
 
         before = {"warm-modules": drop_memo}
-        prime(cmds, env, before=before)
+        common.prime(cmds, env, before=before)
         identical = all(open(os.path.join(roots["a"], "lib", "modules", kver, f), "rb").read()
                         == open(os.path.join(roots["b"], "lib", "modules", kver, f), "rb").read()
                         for f in FILES + BINS)  # cold-bin ran before the warm runs: every file is there
         identical34 = None if depmod34 is None else all(
             open(os.path.join(roots["c"], "lib", "modules", kver, f), "rb").read()
             == open(os.path.join(roots["d"], "lib", "modules", kver, f), "rb").read() for f in FILES34)
-        times = rounds_of(cmds, env, rounds, before=before)
+        times = common.rounds_of(cmds, env, rounds, before=before)
         rss = {}
         for k, cmd in cmds.items():
             if k in before:
@@ -115,7 +104,7 @@ def main() -> None:
     args = ap.parse_args()
     kmodsim, depmod = tools()
     depmod34 = kmod34_depmod()
-    print(machine_line(depmod))
+    print(common.machine_line(depmod))
     print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"
           f"{'warm s':>9}{'ratio':>7}{'target':>8}{'warm-mod s':>11}{'ratio':>7}{'cold-bin s':>11}{'ratio':>7}"
           f"{'identical':>10}{'RSS MiB depmod/cold/warm':>26}"
@@ -135,7 +124,7 @@ def main() -> None:
                  f"{'yes' if r['identical34'] else 'NO':>6}" if depmod34 else f"{'n/a':>9}{'n/a':>10}{'':>7}{'':>6}"),
               flush=True)
         if args.verbose:
-            print_rounds(r["all"], 13)
+            common.print_rounds(r["all"], 13)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

@@ -18,17 +18,8 @@ import os
 import statistics
 import subprocess
 
-from common import (
-    arguments,
-    count_modules,
-    linked_root,
-    machine_line,
-    peak_rss,
-    rounds_of,
-    scratch,
-    series_kernel,
-    tools,
-)
+import common
+from common import arguments, count_modules, linked_root, peak_rss, series_kernel, tools
 
 TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
 # kmodsim check against depmod -e -E Module.symvers (issue: <= 1x cold on 6.12, <= 0.05x warm)
@@ -45,7 +36,7 @@ def resolve_tree(spec: str) -> tuple[str, str | None]:
 
 def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, headers: str | None) -> dict:
     kver = os.path.basename(tree.rstrip("/"))
-    with scratch("kmodsim-bench-") as (work, env):
+    with common.scratch("kmodsim-bench-") as (work, env):
         base = linked_root(tree, os.path.join(work, "root"))
         cmds = {
             "depmod": [depmod, "-b", base, kver],
@@ -61,7 +52,7 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, he
         subprocess.run(cmds["warm"], check=True, env=env, stdout=subprocess.DEVNULL)  # prime kmodsim's cache
         # depmod -e prints problems on stderr and still exits 0; kmodsim check exits 1 on findings
         cmds_ok = {k: (0, 1) if k.startswith("check") else (0,) for k in cmds}
-        times = rounds_of(cmds, env, rounds, cmds_ok)
+        times = common.rounds_of(cmds, env, rounds, cmds_ok)
         rss = {k: peak_rss(cmd, env) for k, cmd in cmds.items()}
         return {"label": label, "tree": tree, "modules": count_modules(tree),
                 "median": {k: statistics.median(v) for k, v in times.items()},
@@ -71,7 +62,7 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, he
 def main() -> None:
     args = arguments(__doc__, 5).parse_args()
     kmodsim, depmod = tools()
-    print(machine_line(depmod))
+    print(common.machine_line(depmod))
     print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"
           f"{'warm s':>9}{'ratio':>7}{'target':>8}{'RSS MiB depmod/cold/warm':>28}")
     results = []

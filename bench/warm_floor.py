@@ -21,7 +21,8 @@ from __future__ import annotations
 import os
 import statistics
 
-from common import arguments, count_modules, linked_root, prime, rounds_of, scratch, series_kernel, tools
+import common
+from common import arguments, count_modules, linked_root, series_kernel, tools
 
 WALK_AND_STAT = r"""
 import os, sys
@@ -50,12 +51,12 @@ def main() -> None:
     for spec in args.tree or ["6.1"]:
         tree = spec.rstrip("/") if os.path.isdir(spec) else series_kernel(spec).modules_dir
         kver = os.path.basename(tree)
-        with scratch("kmodsim-floor-") as (work, env):
+        with common.scratch("kmodsim-floor-") as (work, env):
             base = linked_root(tree, os.path.join(work, "root"))
             cmds = {"depmod": [depmod, "-b", base, kver], "python": [python, "-c", "pass"],
                     "walk+stat": [python, "-c", WALK_AND_STAT, tree], "warm": [kmodsim, "scan", tree]}
-            prime(cmds, env)  # page cache, .pyc files and kmodsim's cache primed, untimed
-            m = {k: statistics.median(v) for k, v in rounds_of(cmds, env, args.rounds).items()}
+            common.prime(cmds, env)  # page cache, .pyc files and kmodsim's cache primed, untimed
+            m = {k: statistics.median(v) for k, v in common.rounds_of(cmds, env, args.rounds).items()}
             d = m["depmod"]
             print(f"{spec:<8}{count_modules(tree):>8}{d:>10.3f}{m['python'] / d:>10.3f}{m['walk+stat'] / d:>11.3f}"
                   f"{m['warm'] / d:>14.3f}")

@@ -432,18 +432,25 @@ def test_quick_mode(cycle_build, real_depmod, tmp_path):
     pair = Pair(_tree(tmp_path, KVER, _layout(cycle_build, ACYCLIC)), KVER, tmp_path)
     pair.compare("-A")
     for root in (pair.a, pair.b):
-        (pair.dir(root) / "modules.alias").write_text("stale\n")
         os.utime(pair.dir(root) / "modules.dep", (1e9, 1e9))
         os.utime(pair.dir(root) / "extra/kmcy_a.ko", (0, 0))
-    for root in (pair.a, pair.b):  # every module older than modules.dep: up to date
-        for f in pair.dir(root).rglob("*.ko"):
+    compare_quick_mode(pair, "modules.alias", "stale\n")
+
+
+def compare_quick_mode(pair: Pair, stale: str, text: str) -> None:
+    """-A compared (:meth:`Pair.compare`) on a tree whose file ``stale`` is overwritten with
+    ``text``: with every module older than modules.dep nothing is written (``text`` stays), with
+    one module newer every file is written again."""
+    for root in (pair.a, pair.b):
+        (pair.dir(root) / stale).write_text(text)
+        for f in pair.dir(root).rglob("*.ko"):  # every module older than modules.dep: up to date
             os.utime(f, (0, 0))
     pair.compare("-A")
-    assert (pair.dir(pair.b) / "modules.alias").read_text() == "stale\n"
+    assert (pair.dir(pair.b) / stale).read_text() == text
     for root in (pair.a, pair.b):
         os.utime(pair.dir(root) / "extra/kmcy_w.ko", (2e9, 2e9))
     pair.compare("-A")
-    assert (pair.dir(pair.b) / "modules.alias").read_text() != "stale\n"
+    assert (pair.dir(pair.b) / stale).read_text() != text
 
 
 def test_dash_a_and_module_arguments(cycle_build, real_depmod, tmp_path):

@@ -31,6 +31,7 @@ from test_kmod_testsuite import (
     Run,
     _c_string,
     build_traps,
+    case_of,
     check_case,
     populate,
     run_depmod_b,
@@ -90,15 +91,7 @@ def parse_cases34(test_depmod_c: str) -> dict[str, dict]:
             for a, b in re.findall(r"\{\s*([^{},]+?),\s*([^{},]+?)\s*\}", spec.split(".files", 1)[1]):
                 a, b = _c_string(a, macros), _c_string(b, macros)
                 files.append((a, b) if os.path.basename(a).startswith("correct") else (b, a))
-        err = re.search(r"\.err\s*=\s*([^,\n]+),", spec)
-        cases[name] = {
-            "rootfs": _c_string(re.search(r"\[TC_ROOTFS\]\s*=\s*([^,]+),", spec).group(1), macros),
-            "uname": _c_string(re.search(r"\[TC_UNAME_R\]\s*=\s*([^,]+),", spec).group(1), macros),
-            "args": args,
-            "files": files,
-            "err": _c_string(err.group(1), macros) if err else None,
-            "fail": bool(re.search(r"\.expected_fail\s*=\s*true", spec)),
-        }
+        cases[name] = case_of(spec, macros, args, files)
     return cases
 
 

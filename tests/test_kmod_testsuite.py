@@ -94,16 +94,23 @@ def parse_cases(test_depmod_c: str) -> dict[str, dict]:
         files = [tuple(_c_string(x, macros) for x in pair)
                  for pair in re.findall(r"\{\s*([^{},]+?),\s*([^{},]+?)\s*\}", spec.split(".files", 1)[-1])
                  if ".files" in spec]
-        err = re.search(r"\.err\s*=\s*([^,\n]+),", spec)
-        cases[name] = {
-            "rootfs": _c_string(re.search(r"\[TC_ROOTFS\]\s*=\s*([^,]+),", spec).group(1), macros),
-            "uname": _c_string(re.search(r"\[TC_UNAME_R\]\s*=\s*([^,]+),", spec).group(1), macros),
-            "args": [_c_string(a, macros) for a in argv[1:-1]],
-            "files": files,
-            "err": _c_string(err.group(1), macros) if err else None,
-            "fail": bool(re.search(r"\.expected_fail\s*=\s*true", spec)),
-        }
+        cases[name] = case_of(spec, macros, [_c_string(a, macros) for a in argv[1:-1]], files)
     return cases
+
+
+def case_of(spec: str, macros: dict[str, str], args: list[str], files: list[tuple[str, str]]) -> dict:
+    """A DEFINE_TEST's case from its ``spec`` (the struct's initialiser): rootfs and uname
+    (TC_ROOTFS, TC_UNAME_R), depmod's ``args``, the expected ``files`` [(correct, generated)], the
+    expected stderr file (``.err``, or None) and whether depmod must fail (``.expected_fail``)."""
+    err = re.search(r"\.err\s*=\s*([^,\n]+),", spec)
+    return {
+        "rootfs": _c_string(re.search(r"\[TC_ROOTFS\]\s*=\s*([^,]+),", spec).group(1), macros),
+        "uname": _c_string(re.search(r"\[TC_UNAME_R\]\s*=\s*([^,]+),", spec).group(1), macros),
+        "args": args,
+        "files": files,
+        "err": _c_string(err.group(1), macros) if err else None,
+        "fail": bool(re.search(r"\.expected_fail\s*=\s*true", spec)),
+    }
 
 
 # What test-depmod.c held when this test was written (kmod 30): the parse is checked against it,
