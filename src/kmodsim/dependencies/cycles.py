@@ -7,7 +7,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from .graph import Depmod
+
+    Vertex: TypeAlias = tuple[int, "Vertex | None"]  # a module of depmod's walk, and the vertex it came from
 
 
 
@@ -152,7 +156,7 @@ def depmod_cycle_report(dm: Depmod) -> list[str]:
     budget = 100_000
     while roots:
         root = roots.pop(0)
-        stack: list[tuple[int, tuple | None]] = [(root, None)]
+        stack: list[Vertex] = [(root, None)]
         while stack and budget > 0:
             budget -= 1
             m, parent = stack.pop()
