@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Iterator
 from itertools import repeat
 from operator import add
-from typing import NamedTuple, Protocol, cast
+from typing import NamedTuple, Protocol
 
 from .errors import Error
 
@@ -322,7 +322,8 @@ class ElfFile:
     def u32(self, data: bytes, off: int) -> int:
         if off < 0 or off + 4 > len(data):
             raise ElfError(f"read of 4 bytes at {off:#x} is outside a {len(data):#x}-byte section")
-        return cast(int, struct.unpack_from(self.e + "I", data, off)[0])
+        v: int = struct.unpack_from(self.e + "I", data, off)[0]  # typed without a cast call: per export
+        return v
 
     # -- symbols -------------------------------------------------------------------------------
     def symtab(self) -> Section | None:
