@@ -21,20 +21,12 @@ system of the whole process tree: less disturbed than wall time on a shared, loa
 from __future__ import annotations
 
 import os
-import resource
-import shutil
 import statistics
-import subprocess
-import tempfile
 
-from common import arguments, count_modules, linked_root, series_kernel, timed, tools
+import common
+from common import arguments, count_modules, linked_root, series_kernel, tools
 
 TARGET = 1.0  # check --no-cache / depmod -e, at most
-
-
-def cpu_of_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
 
 
 def resolve_tree(spec: str, headers: str | None) -> tuple[str, str]:
@@ -50,11 +42,8 @@ def resolve_tree(spec: str, headers: str | None) -> tuple[str, str]:
 def bench_tree(label: str, tree: str, headers: str, rounds: int, kmodsim: str, depmod: str,
                baseline: str | None) -> dict:
     kver = os.path.basename(tree)
-    work = tempfile.mkdtemp(prefix="kmodsim-check-bench-")
-    try:
+    with common.scratch("kmodsim-check-bench-") as (work, env):
         root = linked_root(tree, os.path.join(work, "root"))
-        env = dict(os.environ, KMODSIM_CACHE=os.path.join(work, "cache"))
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # kmodsim's .pyc written and used, as on a user's machine
         cmds = {
             "depmod-e": [depmod, "-e", "-E", os.path.join(headers, "Module.symvers"), "-b", root, kver, "-n"],
             "check": [kmodsim, "check", "--no-cache", "--kernel", headers, tree],
@@ -62,20 +51,12 @@ def bench_tree(label: str, tree: str, headers: str, rounds: int, kmodsim: str, d
         if baseline:
             cmds["baseline"] = [baseline, "check", "--no-cache", "--kernel", headers, tree]
         ok = {k: (0, 1) if k != "depmod-e" else (0,) for k in cmds}  # check: 1 = findings
-        for k, cmd in cmds.items():  # warm the page cache, untimed
-            timed(cmd, env, ok[k])
-        times: dict[str, list[float]] = {k: [] for k in cmds}
-        cpu: dict[str, list[float]] = {k: [] for k in cmds}
-        for _ in range(rounds):
-            for k, cmd in cmds.items():
-                c0 = cpu_of_children()
-                times[k].append(timed(cmd, env, ok[k]))
-                cpu[k].append(cpu_of_children() - c0)
+        common.prime(cmds, env, ok)
+        cpu: dict[str, list[float]] = {}
+        times = common.rounds_of(cmds, env, rounds, ok, cpu=cpu)
         return {"label": label, "tree": tree, "modules": count_modules(tree),
                 "median": {k: statistics.median(v) for k, v in times.items()}, "all": times,
                 "cpu": {k: statistics.median(v) for k, v in cpu.items()}}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
@@ -85,8 +66,7 @@ def main() -> None:
     ap.add_argument("--verbose", "-v", action="store_true", help="print every round's times")
     args = ap.parse_args()
     kmodsim, depmod = tools()
-    version = subprocess.run([depmod, "--version"], capture_output=True, text=True).stdout.split()[2]
-    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; depmod: kmod {version}")
+    print(common.machine_line(depmod))
     head = f"{'tree':<8}{'modules':>8}{'depmod -e s':>12}{'check s':>9}{'ratio':>7}{'target':>8}"
     if args.baseline:
         head += f"{'baseline s':>11}{'ratio':>7}"
@@ -103,8 +83,7 @@ def main() -> None:
         line += "   " + "/".join(f"{v:.2f}" for v in r["cpu"].values())
         print(line, flush=True)
         if args.verbose:
-            for k, v in r["all"].items():
-                print(f"    {k:<10}" + " ".join(f"{x:.3f}" for x in v))
+            common.print_rounds(r["all"], 10)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

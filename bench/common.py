@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def timed(cmd: list[str], env=None, ok=(0,), before=None) -> float:
@@ -19,6 +24,60 @@ def timed(cmd: list[str], env=None, ok=(0,), before=None) -> float:
     if p.returncode not in ok:
         sys.exit(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.decode().strip()[-500:]}")
     return dt
+
+
+def cpu_of_children() -> float:
+    """CPU seconds (user + system) of every child process waited for so far."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def prime(cmds: dict[str, list[str]], env, ok: dict | None = None, before: dict | None = None) -> None:
+    """One untimed run of each command (page cache warm, kmodsim's cache and .pyc files primed);
+    ``ok`` and ``before``: per name, as :func:`timed` takes them."""
+    for k, cmd in cmds.items():
+        timed(cmd, env, (ok or {}).get(k, (0,)), (before or {}).get(k))
+
+
+def rounds_of(cmds: dict[str, list[str]], env, rounds: int, ok: dict | None = None, before: dict | None = None,
+              cpu: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
+    """Wall seconds of ``rounds`` rounds, each running every command once in turn (so that all see
+    the same machine state): name -> times. ``ok``/``before`` as for :func:`prime`; ``cpu``, when
+    given, gets each run's CPU seconds (:func:`cpu_of_children`) by name."""
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(rounds):
+        for k, cmd in cmds.items():
+            c0 = cpu_of_children()
+            times[k].append(timed(cmd, env, (ok or {}).get(k, (0,)), (before or {}).get(k)))
+            if cpu is not None:
+                cpu.setdefault(k, []).append(cpu_of_children() - c0)
+    return times
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """(a temporary directory, the environment kmodsim runs in): its cache in that directory, its
+    .pyc files written and used as on a user's machine (no PYTHONDONTWRITEBYTECODE, else every
+    run recompiles kmodsim). The directory is removed afterwards."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    try:
+        env = dict(os.environ, KMODSIM_CACHE=os.path.join(work, "cache"))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        yield work, env
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def machine_line(depmod: str) -> str:
+    """The line a benchmark starts with: cores, load, depmod's kmod version."""
+    version = subprocess.run([depmod, "--version"], capture_output=True, text=True).stdout.split()[2]
+    return f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; depmod: kmod {version}"
+
+
+def print_rounds(times: dict[str, list[float]], width: int) -> None:
+    """Every round's time of each command (``--verbose``)."""
+    for k, v in times.items():
+        print(f"    {k:<{width}}" + " ".join(f"{x:.3f}" for x in v))
 
 
 def peak_rss(cmd: list[str], env=None) -> int:
@@ -57,8 +116,6 @@ def arguments(doc: str, rounds: int):
 
 def tools() -> tuple[str, str]:
     """(kmodsim, depmod): the venv's kmodsim on PATH, kmod's depmod."""
-    import shutil
-
     kmodsim = shutil.which("kmodsim") or sys.exit("kmodsim is not on PATH (run scripts/setup.sh, use .venv/bin)")
     return kmodsim, shutil.which("depmod") or "/usr/sbin/depmod"
 

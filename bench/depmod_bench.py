@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import statistics
-import subprocess
-import tempfile
 
-from common import arguments, count_modules, linked_root, peak_rss, series_kernel, timed, tools
+import common
+from common import arguments, count_modules, linked_root, peak_rss, series_kernel, tools
 
 TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
 FILES = ("modules.dep", "modules.alias", "modules.softdep", "modules.symbols", "modules.devname")
@@ -62,13 +60,9 @@ def kmod34_depmod() -> str | None:
 
 def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, depmod34: str | None = None) -> dict:
     kver = os.path.basename(tree)
-    work = tempfile.mkdtemp(prefix="kmodsim-depmod-bench-")
-    try:
+    with common.scratch("kmodsim-depmod-bench-") as (work, env):
         roots = {side: linked_root(tree, os.path.join(work, side)) for side in ("a", "b", "c", "d")}
-        cache = os.path.join(work, "cache")
-        env = dict(os.environ, KMODSIM_CACHE=cache)
-        # as installed Python code runs: from its cached bytecode (else every run recompiles kmodsim)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        cache = env["KMODSIM_CACHE"]
         cmds = {
             "depmod": [depmod, "-b", roots["a"], kver],
             "cold": [kmodsim, "depmod", "--no-cache", "-b", roots["b"], kver],
@@ -86,18 +80,14 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, de
                 os.unlink(f)
 
         before = {"warm-modules": drop_memo}
-        for k, cmd in cmds.items():  # warm the page cache and prime kmodsim's cache, untimed
-            timed(cmd, env, before=before.get(k))
+        common.prime(cmds, env, before=before)
         identical = all(open(os.path.join(roots["a"], "lib", "modules", kver, f), "rb").read()
                         == open(os.path.join(roots["b"], "lib", "modules", kver, f), "rb").read()
                         for f in FILES + BINS)  # cold-bin ran before the warm runs: every file is there
         identical34 = None if depmod34 is None else all(
             open(os.path.join(roots["c"], "lib", "modules", kver, f), "rb").read()
             == open(os.path.join(roots["d"], "lib", "modules", kver, f), "rb").read() for f in FILES34)
-        times: dict[str, list[float]] = {k: [] for k in cmds}
-        for _ in range(rounds):
-            for k, cmd in cmds.items():
-                times[k].append(timed(cmd, env, before=before.get(k)))
+        times = common.rounds_of(cmds, env, rounds, before=before)
         rss = {}
         for k, cmd in cmds.items():
             if k in before:
@@ -106,8 +96,6 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, de
         return {"label": label, "tree": tree, "modules": count_modules(tree), "identical": identical,
                 "identical34": identical34,
                 "median": {k: statistics.median(v) for k, v in times.items()}, "all": times, "rss_kib": rss}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
@@ -116,8 +104,7 @@ def main() -> None:
     args = ap.parse_args()
     kmodsim, depmod = tools()
     depmod34 = kmod34_depmod()
-    version = subprocess.run([depmod, "--version"], capture_output=True, text=True).stdout.split()[2]
-    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; depmod: kmod {version}")
+    print(common.machine_line(depmod))
     print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"
           f"{'warm s':>9}{'ratio':>7}{'target':>8}{'warm-mod s':>11}{'ratio':>7}{'cold-bin s':>11}{'ratio':>7}"
           f"{'identical':>10}{'RSS MiB depmod/cold/warm':>26}"
@@ -137,8 +124,7 @@ def main() -> None:
                  f"{'yes' if r['identical34'] else 'NO':>6}" if depmod34 else f"{'n/a':>9}{'n/a':>10}{'':>7}{'':>6}"),
               flush=True)
         if args.verbose:
-            for k, v in r["all"].items():
-                print(f"    {k:<13}" + " ".join(f"{x:.3f}" for x in v))
+            common.print_rounds(r["all"], 13)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

@@ -15,12 +15,11 @@ biggest process: the parent or a worker).
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
-import tempfile
 
-from common import arguments, count_modules, linked_root, peak_rss, series_kernel, timed, tools
+import common
+from common import arguments, count_modules, linked_root, peak_rss, series_kernel, tools
 
 TARGETS = {"6.1": {"cold": 0.8, "warm": 0.05}, "6.12": {"cold": 0.6, "warm": 0.05}}
 # kmodsim check against depmod -e -E Module.symvers (issue: <= 1x cold on 6.12, <= 0.05x warm)
@@ -37,12 +36,8 @@ def resolve_tree(spec: str) -> tuple[str, str | None]:
 
 def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, headers: str | None) -> dict:
     kver = os.path.basename(tree.rstrip("/"))
-    work = tempfile.mkdtemp(prefix="kmodsim-bench-")
-    try:
+    with common.scratch("kmodsim-bench-") as (work, env):
         base = linked_root(tree, os.path.join(work, "root"))
-        cache = os.path.join(work, "cache")
-        env = dict(os.environ, KMODSIM_CACHE=cache)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # let kmodsim's .pyc be written and used, as on a user's machine
         cmds = {
             "depmod": [depmod, "-b", base, kver],
             "cold": [kmodsim, "scan", "--no-cache", tree],
@@ -57,22 +52,17 @@ def bench_tree(label: str, tree: str, rounds: int, kmodsim: str, depmod: str, he
         subprocess.run(cmds["warm"], check=True, env=env, stdout=subprocess.DEVNULL)  # prime kmodsim's cache
         # depmod -e prints problems on stderr and still exits 0; kmodsim check exits 1 on findings
         cmds_ok = {k: (0, 1) if k.startswith("check") else (0,) for k in cmds}
-        times: dict[str, list[float]] = {k: [] for k in cmds}
-        for _ in range(rounds):
-            for k, cmd in cmds.items():
-                times[k].append(timed(cmd, env, cmds_ok[k]))
+        times = common.rounds_of(cmds, env, rounds, cmds_ok)
         rss = {k: peak_rss(cmd, env) for k, cmd in cmds.items()}
         return {"label": label, "tree": tree, "modules": count_modules(tree),
                 "median": {k: statistics.median(v) for k, v in times.items()},
                 "all": times, "rss_kib": rss}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
     args = arguments(__doc__, 5).parse_args()
     kmodsim, depmod = tools()
-    print(f"machine: {os.cpu_count()} cores; depmod: {subprocess.run([depmod, '--version'], capture_output=True, text=True).stdout.split()[2]}")
+    print(common.machine_line(depmod))
     print(f"{'tree':<8}{'modules':>8}{'depmod s':>10}{'cold s':>9}{'ratio':>7}{'target':>8}"
           f"{'warm s':>9}{'ratio':>7}{'target':>8}{'RSS MiB depmod/cold/warm':>28}")
     results = []

@@ -19,11 +19,10 @@ no CPython process that keeps the cache exact can meet it on that tree.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import tempfile
 
-from common import arguments, count_modules, linked_root, series_kernel, timed, tools
+import common
+from common import arguments, count_modules, linked_root, series_kernel, tools
 
 WALK_AND_STAT = r"""
 import os, sys
@@ -52,25 +51,15 @@ def main() -> None:
     for spec in args.tree or ["6.1"]:
         tree = spec.rstrip("/") if os.path.isdir(spec) else series_kernel(spec).modules_dir
         kver = os.path.basename(tree)
-        work = tempfile.mkdtemp(prefix="kmodsim-floor-")
-        try:
+        with common.scratch("kmodsim-floor-") as (work, env):
             base = linked_root(tree, os.path.join(work, "root"))
-            env = dict(os.environ, KMODSIM_CACHE=os.path.join(work, "cache"))
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
             cmds = {"depmod": [depmod, "-b", base, kver], "python": [python, "-c", "pass"],
                     "walk+stat": [python, "-c", WALK_AND_STAT, tree], "warm": [kmodsim, "scan", tree]}
-            for cmd in cmds.values():  # page cache, .pyc files and kmodsim's cache primed, untimed
-                timed(cmd, env)
-            times: dict[str, list[float]] = {k: [] for k in cmds}
-            for _ in range(args.rounds):
-                for k, cmd in cmds.items():
-                    times[k].append(timed(cmd, env))
-            m = {k: statistics.median(v) for k, v in times.items()}
+            common.prime(cmds, env)  # page cache, .pyc files and kmodsim's cache primed, untimed
+            m = {k: statistics.median(v) for k, v in common.rounds_of(cmds, env, args.rounds).items()}
             d = m["depmod"]
             print(f"{spec:<8}{count_modules(tree):>8}{d:>10.3f}{m['python'] / d:>10.3f}{m['walk+stat'] / d:>11.3f}"
                   f"{m['warm'] / d:>14.3f}")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -119,18 +119,24 @@ def real_depmod() -> str:
     return DEPMOD
 
 
-@pytest.fixture(scope="session")
-def kmod34_src() -> Path:
-    """kmod's upstream tree from Debian 13's (trixie) source package (kmod 34.2), fetched into the cache."""
+def kmod_source(suite: str) -> Path:
+    """kmod's upstream tree from Debian ``suite``'s source package, fetched into the cache (its
+    testsuite included); :func:`need` when it cannot be had."""
     from kmodsim.debian import DebianError, upstream_source
 
     try:
-        top = Path(upstream_source("kmod", "trixie"))
+        top = Path(upstream_source("kmod", suite))
     except DebianError as exc:
-        need(f"trixie's kmod source package: {exc}")
+        need(f"{suite}'s kmod source package: {exc}")
     if not (top / "testsuite" / "test-depmod.c").is_file():
         need(f"{top}: no testsuite/test-depmod.c")
     return top
+
+
+@pytest.fixture(scope="session")
+def kmod34_src() -> Path:
+    """kmod's upstream tree from Debian 13's (trixie) source package (kmod 34.2), fetched into the cache."""
+    return kmod_source("trixie")
 
 
 @pytest.fixture(scope="session")
@@ -159,6 +165,31 @@ def playground34(kmod34_src, headers61) -> Path:
         return Path(build(str(kmod34_src / "testsuite" / "module-playground"), headers61))
     except KbuildError as exc:
         need(str(exc))
+
+
+@pytest.fixture(scope="session")
+def workspace(headers61, tmp_path_factory) -> Path:
+    """The loader scenarios' modules (basic/, consumers/, loader/, patched/: tests/scenarios/workspace.py)
+    built by Debian's kbuild against the 6.1 headers, as the kernel loaded them."""
+    if shutil.which("make") is None:
+        need("make")
+    from kmodsim.kbuild import KbuildError
+
+    sys.path.insert(0, str(TESTS / "scenarios"))
+    import workspace as ws_mod
+
+    try:
+        return ws_mod.prepare(tmp_path_factory.mktemp("scenarios"), headers61)
+    except KbuildError as exc:
+        need(str(exc))
+
+
+@pytest.fixture(scope="session")
+def kernel61(headers61):
+    """The 6.1 headers as a :class:`kmodsim.kernel.Kernel`."""
+    from kmodsim.kernel import Kernel
+
+    return Kernel.load(headers61)
 
 
 def settle_timestamps() -> None:

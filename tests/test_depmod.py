@@ -87,11 +87,16 @@ class Pair:
         return pa, pb
 
 
-def _tree(tmp: Path, kver: str, layout: dict[str, bytes], order: bytes | None = None) -> Path:
-    d = tmp / "src" / kver
+def _write_layout(d: Path, layout: dict[str, bytes]) -> None:
+    """Each file of ``layout`` (path relative to ``d`` -> bytes) written below ``d``."""
     for rel, data in layout.items():
         (d / rel).parent.mkdir(parents=True, exist_ok=True)
         (d / rel).write_bytes(data)
+
+
+def _tree(tmp: Path, kver: str, layout: dict[str, bytes], order: bytes | None = None) -> Path:
+    d = tmp / "src" / kver
+    _write_layout(d, layout)
     d.mkdir(parents=True, exist_ok=True)
     if order is not None:
         (d / "modules.order").write_bytes(order)
@@ -382,12 +387,19 @@ def test_fixture_trees_byte_identical(order, cycle_build, basic_build, real_depm
     assert pa.returncode == 0
     dep = (pair.dir(pair.a) / "modules.dep").read_text()
     assert "updates/sub/kmcy_d.ko" in dep and "kernel/x/kmcy_d.ko" not in dep and "kmcy_b" not in dep
-    pair.compare("-n")
+    compare_options(pair, headers61, tmp_path)
+    pair.compare("-w", extra=("--bin",))  # every file and every message, .bin indexes included
+
+
+def compare_options(pair: Pair, headers: str, tmp: Path, n_files: bool = True) -> None:
+    """The mixed tree's runs after the first, each compared (:meth:`Pair.compare`): -n (with the
+    files left as they were, unless not ``n_files``), -w, -e, and -e with -E (a doctored
+    Module.symvers) and with -F (a System.map) of ``headers``."""
+    pair.compare("-n", files=n_files)
     pair.compare("-w")
     pair.compare("-e")
-    pair.compare("-e", "-E", _doctored_symvers(headers61, tmp_path))
-    pair.compare("-e", "-F", _system_map(headers61, tmp_path))
-    pair.compare("-w", extra=("--bin",))  # every file and every message, .bin indexes included
+    pair.compare("-e", "-E", _doctored_symvers(headers, tmp))
+    pair.compare("-e", "-F", _system_map(headers, tmp))
 
 
 def test_depmod_d_configuration(cycle_build, basic_build, real_depmod, tmp_path):
@@ -420,18 +432,25 @@ def test_quick_mode(cycle_build, real_depmod, tmp_path):
     pair = Pair(_tree(tmp_path, KVER, _layout(cycle_build, ACYCLIC)), KVER, tmp_path)
     pair.compare("-A")
     for root in (pair.a, pair.b):
-        (pair.dir(root) / "modules.alias").write_text("stale\n")
         os.utime(pair.dir(root) / "modules.dep", (1e9, 1e9))
         os.utime(pair.dir(root) / "extra/kmcy_a.ko", (0, 0))
-    for root in (pair.a, pair.b):  # every module older than modules.dep: up to date
-        for f in pair.dir(root).rglob("*.ko"):
+    compare_quick_mode(pair, "modules.alias", "stale\n")
+
+
+def compare_quick_mode(pair: Pair, stale: str, text: str) -> None:
+    """-A compared (:meth:`Pair.compare`) on a tree whose file ``stale`` is overwritten with
+    ``text``: with every module older than modules.dep nothing is written (``text`` stays), with
+    one module newer every file is written again."""
+    for root in (pair.a, pair.b):
+        (pair.dir(root) / stale).write_text(text)
+        for f in pair.dir(root).rglob("*.ko"):  # every module older than modules.dep: up to date
             os.utime(f, (0, 0))
     pair.compare("-A")
-    assert (pair.dir(pair.b) / "modules.alias").read_text() == "stale\n"
+    assert (pair.dir(pair.b) / stale).read_text() == text
     for root in (pair.a, pair.b):
         os.utime(pair.dir(root) / "extra/kmcy_w.ko", (2e9, 2e9))
     pair.compare("-A")
-    assert (pair.dir(pair.b) / "modules.alias").read_text() != "stale\n"
+    assert (pair.dir(pair.b) / stale).read_text() != text
 
 
 def test_dash_a_and_module_arguments(cycle_build, real_depmod, tmp_path):
@@ -479,25 +498,30 @@ BAD_INVOCATIONS = {  # the errors that stop depmod: depmod's words and exit stat
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_INVOCATIONS))
-def test_bad_invocations_like_depmod(case, cycle_build, real_depmod, tmp_path):
-    """Where depmod stops (its FATAL and 'Bad version' errors) kmodsim says what it says, exits 1
-    as it does, and writes nothing either."""
+def bad_invocation(case: str, cycle_build: Path, tmp: Path, depmod: list[str], kmodsim: list[str]) -> dict[str, tuple]:
+    """``BAD_INVOCATIONS[case]`` run by ``depmod`` (as "a") and by ``kmodsim`` (as "b"), each on
+    its own tree holding kmcy_a.ko twice (extra/ and other/): who -> (exit status, stdout, stderr
+    with the tree's root as ROOT, the names in the module directory afterwards)."""
     out = {}
-    for who in ("a", "b"):
-        root = tmp_path / who
+    for who, cmd in (("a", depmod), ("b", kmodsim)):
+        root = tmp / who
         d = root / "lib" / "modules" / KVER
         (d / "extra").mkdir(parents=True)
         (d / "other").mkdir()
         shutil.copy(cycle_build / "kmcy_a.ko", d / "extra")
         shutil.copy(cycle_build / "kmcy_a.ko", d / "other")
         argv = [a.format(root=root, kver=KVER, dir=d) for a in BAD_INVOCATIONS[case]]
-        if who == "a":
-            p = subprocess.run([DEPMOD, *argv], capture_output=True, text=True, timeout=60)
-        else:
-            p = run_kmodsim("depmod", "--no-cache", "--bin", *argv)
+        p = subprocess.run([*cmd, *argv], capture_output=True, text=True, timeout=600)
         out[who] = (p.returncode, p.stdout, p.stderr.replace(str(root), "ROOT"),
                     sorted(f.name for f in d.iterdir()))
+    return out
+
+
+@pytest.mark.parametrize("case", list(BAD_INVOCATIONS))
+def test_bad_invocations_like_depmod(case, cycle_build, real_depmod, tmp_path):
+    """Where depmod stops (its FATAL and 'Bad version' errors) kmodsim says what it says, exits 1
+    as it does, and writes nothing either."""
+    out = bad_invocation(case, cycle_build, tmp_path, [DEPMOD], ["kmodsim", "depmod", "--no-cache", "--bin"])
     assert out["b"] == out["a"]
     if case != "symvers-is-a-directory":  # depmod reads a directory as an empty file and goes on
         assert out["a"][0] == 1 and out["a"][2].startswith("depmod: ") and out["a"][3] == ["extra", "other"]

@@ -9,7 +9,6 @@ runs with ``--bin`` and every file is compared.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,11 +19,13 @@ from test_depmod import (
     KVER,
     ORDERS,
     Pair,
-    _doctored_symvers,
     _layout,
     _mixed_tree,
-    _system_map,
     _tree,
+    _write_layout,
+    bad_invocation,
+    compare_options,
+    compare_quick_mode,
     cycle_build,  # noqa: F401 (a fixture)
 )
 
@@ -108,11 +109,7 @@ def test_fixture_trees_byte_identical_kmod34(order, cycle_build, basic_build, de
     pair = Pair34(depmod34, src, KVER, tmp_path)
     pa, pb = pair.compare()
     assert pa.returncode == 0
-    pair.compare("-n", files=False)
-    pair.compare("-w")
-    pair.compare("-e")
-    pair.compare("-e", "-E", _doctored_symvers(headers61, tmp_path))
-    pair.compare("-e", "-F", _system_map(headers61, tmp_path))
+    compare_options(pair, headers61, tmp_path, n_files=False)
 
 
 def test_modules_order_duplicate_lines_per_version(cycle_build, depmod34, real_depmod, tmp_path):  # noqa: F811
@@ -153,9 +150,7 @@ def test_moduledir_and_outdir_like_kmod34(case, cycle_build, depmod34, tmp_path)
         root = tmp_path / who
         d = root / (moddir or "lib/modules") / KVER
         d.mkdir(parents=True)
-        for rel, data in _layout(cycle_build, ACYCLIC).items():
-            (d / rel).parent.mkdir(parents=True, exist_ok=True)
-            (d / rel).write_bytes(data)
+        _write_layout(d, _layout(cycle_build, ACYCLIC))
         args = [a.format(tmp=tmp_path, who=who) for a in argv]
         cmd = [depmod34] if who == "a" else ["kmodsim", "depmod", "--kmod-version", "34", "--bin"]
         p = subprocess.run([*cmd, "-b", str(root), *args, KVER], capture_output=True, cwd=tmp_path,
@@ -205,18 +200,8 @@ def test_version_specific_options(cycle_build, real_depmod, depmod34, tmp_path):
 def test_bad_invocations_like_kmod34(case, cycle_build, depmod34, tmp_path):  # noqa: F811
     """test_depmod's invocations that stop depmod, against kmod 34's depmod: its words, its exit
     status, nothing written."""
-    out = {}
-    for who in ("a", "b"):
-        root = tmp_path / who
-        d = root / "lib" / "modules" / KVER
-        (d / "extra").mkdir(parents=True)
-        (d / "other").mkdir()
-        shutil.copy(cycle_build / "kmcy_a.ko", d / "extra")
-        shutil.copy(cycle_build / "kmcy_a.ko", d / "other")
-        argv = [a.format(root=root, kver=KVER, dir=d) for a in BAD_INVOCATIONS[case]]
-        cmd = [depmod34] if who == "a" else ["kmodsim", "depmod", "--kmod-version", "34", "--no-cache", "--bin"]
-        p = subprocess.run([*cmd, *argv], capture_output=True, text=True, timeout=60)
-        out[who] = (p.returncode, p.stdout, p.stderr.replace(str(root), "ROOT"), sorted(f.name for f in d.iterdir()))
+    out = bad_invocation(case, cycle_build, tmp_path, [depmod34],
+                         ["kmodsim", "depmod", "--kmod-version", "34", "--no-cache", "--bin"])
     assert out["b"] == out["a"]
 
 
@@ -224,13 +209,4 @@ def test_quick_mode_kmod34(cycle_build, depmod34, tmp_path):  # noqa: F811
     """-A under kmod 34: nothing done while no module is newer than modules.dep, else every file."""
     pair = Pair34(depmod34, _tree(tmp_path, KVER, _layout(cycle_build, ACYCLIC)), KVER, tmp_path)
     pair.compare("-A")
-    for root in (pair.a, pair.b):
-        (pair.dir(root) / "modules.weakdep").write_text("# stale\n")  # libkmod reads it as configuration
-        for f in pair.dir(root).rglob("*.ko"):
-            os.utime(f, (0, 0))
-    pair.compare("-A")
-    assert (pair.dir(pair.b) / "modules.weakdep").read_text() == "# stale\n"
-    for root in (pair.a, pair.b):
-        os.utime(pair.dir(root) / "extra/kmcy_w.ko", (2e9, 2e9))
-    pair.compare("-A")
-    assert (pair.dir(pair.b) / "modules.weakdep").read_text() != "# stale\n"
+    compare_quick_mode(pair, "modules.weakdep", "# stale\n")  # libkmod reads it as configuration

@@ -74,6 +74,15 @@ def test_footprint_refuses_unmodelled_kernel(basic_build, tmp_path):
     assert p.returncode == 2 and "no footprint model for kernel (unknown release)" in p.stderr
 
 
+def test_footprint_api_refuses_unmodelled_kernel(basic_build, tmp_path):
+    import kmodsim
+
+    symvers = tmp_path / "Module.symvers"
+    symvers.write_text("0x00000000\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n")
+    with pytest.raises(kmodsim.Error, match=r"Module.symvers: no footprint model for kernel \(unknown release\)"):
+        kmodsim.footprint(str(basic_build / "kms_a.ko"), kernel=str(symvers))
+
+
 def _merge_builds(headers: str) -> tuple[Path, Path]:
     return kbuild_set("merge", headers), kbuild_set("merge", headers, make_args=("KMM_JOINED=y",))
 

@@ -28,14 +28,15 @@ from pathlib import Path
 
 import pytest
 from test_kmod_testsuite import (
-    BINS,
     Run,
     _c_string,
     build_traps,
-    cfg_args,
-    check_expectations,
-    externals_under,
+    case_of,
+    check_case,
     populate,
+    run_depmod_b,
+    run_depmod_trapped,
+    run_kmodsim,
 )
 
 pytestmark = pytest.mark.kbuild
@@ -90,15 +91,7 @@ def parse_cases34(test_depmod_c: str) -> dict[str, dict]:
             for a, b in re.findall(r"\{\s*([^{},]+?),\s*([^{},]+?)\s*\}", spec.split(".files", 1)[1]):
                 a, b = _c_string(a, macros), _c_string(b, macros)
                 files.append((a, b) if os.path.basename(a).startswith("correct") else (b, a))
-        err = re.search(r"\.err\s*=\s*([^,\n]+),", spec)
-        cases[name] = {
-            "rootfs": _c_string(re.search(r"\[TC_ROOTFS\]\s*=\s*([^,]+),", spec).group(1), macros),
-            "uname": _c_string(re.search(r"\[TC_UNAME_R\]\s*=\s*([^,]+),", spec).group(1), macros),
-            "args": args,
-            "files": files,
-            "err": _c_string(err.group(1), macros) if err else None,
-            "fail": bool(re.search(r"\.expected_fail\s*=\s*true", spec)),
-        }
+        cases[name] = case_of(spec, macros, args, files)
     return cases
 
 
@@ -151,34 +144,21 @@ def output_dir(root: Path, case: dict, kver: str) -> Path:
     return base / moddir.lstrip("/") / kver
 
 
-def run_kmodsim34(root: Path, case: dict, cache: Path) -> Run:
-    externals_under(root, CFG_DIRS)
-    kver = case["uname"]
-    p = subprocess.run(["kmodsim", "depmod", "--kmod-version", "34", "--bin", "-b", str(root), *cfg_args(root, CFG_DIRS),
-                        *rooted_args(root, case["args"]), kver],
-                       capture_output=True, timeout=300, env=dict(os.environ, KMODSIM_CACHE=str(cache)))
-    assert b"Traceback" not in p.stderr, p.stderr.decode()[-3000:]
-    r = Run(root, kver, p)
-    r.dir = output_dir(root, case, kver)
+def _at_output(r: Run, case: dict) -> Run:
+    r.dir = output_dir(r.root, case, case["uname"])
     return r
+
+
+def run_kmodsim34(root: Path, case: dict, cache: Path) -> Run:
+    return _at_output(run_kmodsim(root, case["uname"], cache, "34", CFG_DIRS, rooted_args(root, case["args"])), case)
 
 
 def run_depmod34_b(depmod: str, root: Path, case: dict) -> Run:
-    externals_under(root, CFG_DIRS)
-    kver = case["uname"]
-    p = subprocess.run([depmod, "-b", str(root), *cfg_args(root, CFG_DIRS), *rooted_args(root, case["args"]), kver],
-                       capture_output=True, timeout=300)
-    r = Run(root, kver, p)
-    r.dir = output_dir(root, case, kver)
-    return r
+    return _at_output(run_depmod_b(root, case["uname"], depmod, CFG_DIRS, rooted_args(root, case["args"])), case)
 
 
 def run_depmod34_trapped(depmod: str, root: Path, case: dict, traps: tuple[Path, Path]) -> Run:
-    kver = case["uname"]
-    env = dict(os.environ, LD_PRELOAD=f"{traps[0]}:{traps[1]}", TESTSUITE_ROOTFS=str(root), TESTSUITE_UNAME_R=kver)
-    r = Run(root, kver, subprocess.run([depmod, *case["args"]], capture_output=True, timeout=300, env=env))
-    r.dir = output_dir(root, case, kver)
-    return r
+    return _at_output(run_depmod_trapped(root, case["uname"], case["args"], traps, depmod), case)
 
 
 @pytest.mark.parametrize("name", list(V34_CASES))
@@ -192,29 +172,4 @@ def test_kmod_v34_depmod_case(name, cases34, playground34, traps34, depmod34, fe
     ref = run_depmod34_b(depmod34, roots["dmb"], case)
     trapped = run_depmod34_trapped(depmod34, roots["dmt"], case, traps34)
 
-    # the harness: kmod 34's depmod, run the testsuite's way, passes the testsuite's case
-    assert check_expectations(case, trapped, ts_root) == []
-    # kmodsim passes the testsuite's case
-    assert check_expectations(case, sim, ts_root) == []
-    # kmodsim == kmod 34's depmod run the same way: every file (.bin included), stderr, exit status
-    assert sim.p.returncode == ref.p.returncode
-    assert sim.unrooted(sim.p.stderr) == ref.unrooted(ref.p.stderr)
-    assert sim.p.stdout == ref.p.stdout == b""
-    written = sorted(f.name for f in ref.dir.glob("modules.*")) if ref.dir.is_dir() else []
-    assert (sorted(f.name for f in sim.dir.glob("modules.*")) if sim.dir.is_dir() else []) == written
-    for f in written:
-        assert sim.unrooted(sim.file(f)) == ref.unrooted(ref.file(f)), f
-    # kmodsim == kmod 34's depmod run the testsuite's way (ROOT taken out of kmodsim's paths)
-    assert sim.p.returncode == trapped.p.returncode
-    assert sim.unrooted(sim.p.stderr) == trapped.p.stderr
-    assert (sorted(f.name for f in trapped.dir.glob("modules.*")) if trapped.dir.is_dir() else []) == written
-    for f in TEXT:
-        assert sim.unrooted(sim.file(f)) == trapped.file(f), f
-    for f in BINS:
-        if sim.file(f) is not None and str(sim.root).encode() not in sim.file(f):
-            assert sim.file(f) == trapped.file(f), f
-    outputs = set(TEXT + BINS)
-    if case["fail"]:
-        assert not outputs & set(written)  # depmod writes nothing when it stops on a cycle
-    else:
-        assert outputs <= set(written)
+    check_case(case, sim, ref, trapped, ts_root, TEXT)  # kmod 34's text files: modules.weakdep too

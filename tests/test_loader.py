@@ -33,25 +33,6 @@ import workspace as ws_mod  # noqa: E402
 SCENARIOS = ws_mod.SCENARIOS
 
 
-@pytest.fixture(scope="session")
-def workspace(headers61, tmp_path_factory) -> Path:
-    if shutil.which("make") is None:
-        need("make")
-    from kmodsim.kbuild import KbuildError
-
-    try:
-        return ws_mod.prepare(tmp_path_factory.mktemp("scenarios"), headers61)
-    except KbuildError as exc:
-        need(str(exc))
-
-
-@pytest.fixture(scope="session")
-def kernel61(headers61):
-    from kmodsim.kernel import Kernel
-
-    return Kernel.load(headers61)
-
-
 def _vmlinuz(debian61) -> str:
     if shutil.which("qemu-system-x86_64") is None:
         need("qemu-system-x86_64 (apt-get install qemu-system-x86)")

@@ -27,27 +27,6 @@ from conftest import KBUILD_SRC, TESTS, kbuild_set, need, run_kmodsim
 sys.path.insert(0, str(TESTS / "scenarios"))
 import workspace as ws_mod  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def workspace(headers61, tmp_path_factory) -> Path:
-    """The loader scenarios' modules (basic/, consumers/, loader/, patched/), as the kernel loaded them."""
-    if shutil.which("make") is None:
-        need("make")
-    from kmodsim.kbuild import KbuildError
-
-    try:
-        return ws_mod.prepare(tmp_path_factory.mktemp("scenarios"), headers61)
-    except KbuildError as exc:
-        need(str(exc))
-
-
-@pytest.fixture(scope="module")
-def kernel61(headers61):
-    from kmodsim.kernel import Kernel
-
-    return Kernel.load(headers61)
-
-
 # -- DEPMOD: real depmod ----------------------------------------------------------------------------
 
 EXPORTERS = ["basic/kms_a.ko", "consumers/kmc_dup.ko", "loader/kml_dups.ko"]  # all export kms_a_counter

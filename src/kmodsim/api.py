@@ -141,13 +141,9 @@ def footprint(path: str, *, kernel: str | Target) -> Footprint:
     """``kmodsim footprint``: the memory the target kernel gives the module at ``path`` — the size
     /proc/modules shows (``.size``, ``.pages``), by memory type, the init layout, the core
     kallsyms copy. Raises :class:`kmodsim.Error` (the module, or a kernel without a release)."""
-    from .memory_layout import FootprintError, layout_of, module_footprint
+    from .memory_layout import footprint_layout, module_footprint
 
-    target = load_target(kernel)
-    if not target.release:
-        raise FootprintError(f"{target.kernel.source if target.kernel else kernel}: the kernel's release is "
-                             f"unknown (give a headers directory, a vmlinux or a vmlinuz)")
-    return module_footprint(path, layout_of(target))
+    return module_footprint(path, footprint_layout(load_target(kernel)))
 
 
 def ops_census(struct: str, paths: Iterable[str]) -> Census:

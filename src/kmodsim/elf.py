@@ -20,7 +20,7 @@ from array import array
 from collections.abc import Iterator
 from itertools import repeat
 from operator import add
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from .errors import Error
 
@@ -88,6 +88,15 @@ class Relocation(NamedTuple):
     addend: int | None  # None for SHT_REL: the addend is in the relocated field
 
 
+class ImageBytes(Protocol):
+    """What :class:`ElfFile` reads from: ``len()`` and contiguous slices that are bytes-like —
+    bytes, bytearray, mmap, memoryview, or :class:`kmodsim.module.FileImage` (read on demand)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: slice, /) -> bytes: ...
+
+
 class ElfFile:
     """A parsed ELF header and section table over ``buf``: bytes, bytearray, mmap, or anything with
     ``len()`` whose slices are bytes (:class:`kmodsim.module.FileImage` reads them on demand).
@@ -109,7 +118,7 @@ class ElfFile:
         "_sym_size", "_sh_fmt",
     )
 
-    def __init__(self, buf, strict: bool = True) -> None:
+    def __init__(self, buf: ImageBytes, strict: bool = True) -> None:
         self.buf = buf
         self.size = n = len(buf)
         head = bytes(buf[:64])  # one read of the ELF header (``buf`` may read on demand)
@@ -313,7 +322,8 @@ class ElfFile:
     def u32(self, data: bytes, off: int) -> int:
         if off < 0 or off + 4 > len(data):
             raise ElfError(f"read of 4 bytes at {off:#x} is outside a {len(data):#x}-byte section")
-        return struct.unpack_from(self.e + "I", data, off)[0]
+        v: int = struct.unpack_from(self.e + "I", data, off)[0]  # typed without a cast call: per export
+        return v
 
     # -- symbols -------------------------------------------------------------------------------
     def symtab(self) -> Section | None:
@@ -330,7 +340,7 @@ class ElfFile:
         strtab = self.data(self.section_at(symtab.link))
         return self.data(symtab), strtab
 
-    def symbol_columns(self, data: bytes, values: bool = True) -> tuple[array, bytes, array, array]:
+    def symbol_columns(self, data: bytes, values: bool = True) -> tuple[array[int], bytes, array[int], array[int]]:
         """A symbol table's bytes (whole entries) as columns: (st_name, st_info, st_shndx,
         st_value), each one C-level array slice (st_info: one byte per symbol). Without
         ``values`` the last column is left empty (ELF64: not decoded)."""
@@ -352,7 +362,7 @@ class ElfFile:
         # Elf32_Sym: name u32, value u32, size u32, info u8, other u8, shndx u16
         return words[0::4], data[12::16], halves[7::8], words[1::4]
 
-    def symbol_arrays(self, symtab: Section | None = None) -> tuple[array, bytes, array, array, str]:
+    def symbol_arrays(self, symtab: Section | None = None) -> tuple[array[int], bytes, array[int], array[int], str]:
         """The symbol table as columns: (st_name, st_info, st_shndx, st_value, string table).
 
         The hot path of :mod:`kmodsim.module`: every column comes out of one C-level array slice,

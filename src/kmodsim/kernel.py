@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import compress
 from typing import NamedTuple
 
-from .elf import ET_EXEC, SHT_NOBITS, ElfError, ElfFile, cstr
+from .elf import ET_EXEC, SHT_NOBITS, ElfError, ElfFile, Section, cstr
 from .errors import Error
 
 EXPORT_TYPES = {
@@ -293,7 +293,10 @@ def vermagic_from_config(release: str, config: dict[str, str], headers: str | No
     arch = arch_vermagic(config)
     if arch is None:
         return None
-    y = lambda s: config.get(s) == "y"  # noqa: E731
+
+    def y(sym: str) -> bool:
+        return config.get(sym) == "y"
+
     parts = [release + " "]
     if y("CONFIG_SMP"):
         parts.append("SMP ")
@@ -318,7 +321,9 @@ def arch_vermagic(config: dict[str, str]) -> str | None:
     """MODULE_ARCH_VERMAGIC (arch/*/include/asm/vermagic.h since 5.11, asm/module.h before), or
     None for an architecture whose definition is not modelled here (MIPS, SuperH, IA-64, ...):
     an unknown vermagic is better than a wrong one."""
-    y = lambda s: config.get(s) == "y"  # noqa: E731
+    def y(sym: str) -> bool:
+        return config.get(sym) == "y"
+
     if y("CONFIG_X86_64"):
         return ""
     if y("CONFIG_X86_32"):  # arch/x86/include/asm/vermagic.h: MODULE_PROC_FAMILY
@@ -425,7 +430,7 @@ def vmlinux_exports(elf: ElfFile) -> list[KernelExport]:
     return out
 
 
-def _ksymtab_entries(elf: ElfFile, sec, strings, sdata: bytes) -> list[tuple[str, str]]:
+def _ksymtab_entries(elf: ElfFile, sec: Section, strings: Section, sdata: bytes) -> list[tuple[str, str]]:
     data = elf.data(sec)
     lo, hi = strings.addr, strings.addr + strings.size
     ptr = "Q" if elf.is64 else "I"

@@ -91,6 +91,17 @@ def layout_of(target: Target, name: str | None = None) -> Layout:
     return Layout(name, mod_mem, **{f: target.kconfig(f) for f in CONFIG_FIELDS})
 
 
+def footprint_layout(target: Target) -> Layout:
+    """:func:`layout_of` a target whose release is known: the release chooses the layout, so a
+    target without one (a Module.symvers alone) has no answer. Raises :class:`FootprintError`
+    naming the kernel."""
+    if not target.release:
+        where = target.kernel.source if target.kernel is not None else "target"
+        raise FootprintError(f"{where}: no footprint model for kernel (unknown release) yet "
+                             f"(give a headers directory, a vmlinux or a vmlinuz)")
+    return layout_of(target)
+
+
 def named_layout(name: str) -> Layout:
     """A layout by its name ("6.1", "6.4"), with Debian's configuration (kmodsim.target.KCONFIG)."""
     from .target import KCONFIG, has, release_version

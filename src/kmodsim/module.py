@@ -32,11 +32,12 @@ import struct
 import sys
 import zlib
 from array import array
+from collections.abc import Callable, Iterable, Iterator
 from itertools import compress, repeat
 from operator import and_, not_
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar, cast
 
-from .elf import ET_NAMES, ET_REL, SHN_ABS, SHT_NOBITS, ElfError, ElfFile, cstr
+from .elf import ET_NAMES, ET_REL, SHN_ABS, SHT_NOBITS, ElfError, ElfFile, ImageBytes, cstr
 from .errors import Error
 
 _WEAK = bytes(1 if c >> 4 == 2 else 0 for c in range(256))  # st_info -> 1 if STB_WEAK
@@ -134,7 +135,7 @@ class ModuleRecord(NamedTuple):
     section_columns: bytes  # sections 1..n-1: name offset, type, flags, size, align, entsize columns
     version_names: str  # __versions (or __version_ext_*) entries, in file order
     version_crcs: bytes  # array('Q')
-    signature: tuple | None  # Signature's fields
+    signature: tuple[str, int, int, int, int, int] | None  # Signature's fields
     machine: int
     ei_class: int  # 1 = ELF32, 2 = ELF64
     little_endian: bool
@@ -152,12 +153,13 @@ class ModuleRecord(NamedTuple):
         return record_of(cls, marshal.loads(blob), f"module record of version {RECORD_SCHEMA}")
 
     @classmethod
-    def of(cls, t: tuple) -> ModuleRecord:
+    def of(cls, t: tuple[object, ...]) -> ModuleRecord:
         """A record from its plain tuple (as :meth:`dumps` marshals it)."""
         return record_of(cls, t, f"module record of version {RECORD_SCHEMA}")
 
 
-R = TypeVar("R", bound=tuple)
+R = TypeVar("R", bound="tuple[object, ...]")
+T = TypeVar("T")
 
 
 def record_of(cls: type[R], t: object, what: str) -> R:
@@ -201,22 +203,49 @@ class Module:
     __hash__ = None  # type: ignore[assignment]
 
     # -- plain fields (no decoding) ----------------------------------------------------------
-    path = property(lambda self: self._r.path)
-    name = property(lambda self: self._r.name)
-    signature = property(lambda self: None if self._r.signature is None else _new(Signature, self._r.signature))
-    machine = property(lambda self: self._r.machine)
-    ei_class = property(lambda self: self._r.ei_class)  # 1 = ELF32, 2 = ELF64
-    little_endian = property(lambda self: self._r.little_endian)
-    compression = property(lambda self: self._r.compression)  # "", "xz", "zstd", "gzip"
-    file_size = property(lambda self: self._r.file_size)
-    elf_size = property(lambda self: self._r.elf_size)
+    @property
+    def path(self) -> str:
+        return self._r.path
+
+    @property
+    def name(self) -> str:
+        return self._r.name
+
+    @property
+    def signature(self) -> Signature | None:
+        sig = self._r.signature
+        return None if sig is None else _new(Signature, sig)
+
+    @property
+    def machine(self) -> int:
+        return self._r.machine
+
+    @property
+    def ei_class(self) -> int:  # 1 = ELF32, 2 = ELF64
+        return self._r.ei_class
+
+    @property
+    def little_endian(self) -> bool:
+        return self._r.little_endian
+
+    @property
+    def compression(self) -> str:  # "", "xz", "zstd", "gzip"
+        return self._r.compression
+
+    @property
+    def file_size(self) -> int:
+        return self._r.file_size
+
+    @property
+    def elf_size(self) -> int:
+        return self._r.elf_size
 
     # -- decoded on first use ----------------------------------------------------------------
-    def _get(self, key: str, make):
+    def _get(self, key: str, make: Callable[[ModuleRecord], T]) -> T:
         v = self._cache.get(key)
         if v is None:
             v = self._cache[key] = make(self._r)
-        return v
+        return cast(T, v)
 
     @property
     def exports(self) -> list[Export]:
@@ -228,7 +257,8 @@ class Module:
 
     @property
     def modinfo(self) -> list[tuple[str, str]]:
-        return self._get("modinfo", lambda r: [tuple(kv.partition("=")[::2]) for kv in _split(r.modinfo)])
+        return self._get("modinfo", lambda r: cast("list[tuple[str, str]]",
+                                                   [tuple(kv.partition("=")[::2]) for kv in _split(r.modinfo)]))
 
     @property
     def sections(self) -> list[SectionInfo]:
@@ -249,7 +279,7 @@ class Module:
     # -- modinfo views -----------------------------------------------------------------------
     def info(self, key: str) -> list[str]:
         """All values of a ``.modinfo`` key, in file order."""
-        d = self._cache.get("info")
+        d = cast("dict[str, list[str]] | None", self._cache.get("info"))
         if d is None:
             info: dict[str, list[str]] = {}
             for k, v in self.modinfo:
@@ -321,7 +351,7 @@ class Module:
         return self._r
 
     @classmethod
-    def from_record(cls, r: ModuleRecord | tuple) -> Module:
+    def from_record(cls, r: ModuleRecord | tuple[object, ...]) -> Module:
         """The module of a record, or of its plain tuple (:meth:`ModuleRecord.dumps`' content)."""
         return cls(ModuleRecord.of(r))
 
@@ -363,7 +393,7 @@ def _decode_sections(r: ModuleRecord) -> list[SectionInfo]:
             for nm, *rest in zip(*cols, strict=True)]
 
 
-def _join(items) -> str:
+def _join(items: Iterable[str]) -> str:
     """Each item NUL-terminated, so that empty strings survive the round trip."""
     items = items if isinstance(items, list) else list(items)
     return "\0".join(items) + "\0" if items else ""
@@ -373,7 +403,7 @@ def _split(s: str) -> list[str]:
     return s.split("\0")[:-1]
 
 
-def _ints(code: str, values) -> bytes:
+def _ints(code: str, values: Iterable[int]) -> bytes:
     return array(code, values).tobytes()
 
 
@@ -406,12 +436,12 @@ def compression_of(head: bytes) -> str:
     return ""
 
 
-def decompress(data, fmt: str, max_size: int = DEFAULT_MAX_SIZE):
+def decompress(data: bytes | bytearray | memoryview, fmt: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes | bytearray:
     """Decompress a whole module image held in memory (``data``: bytes-like); see :func:`inflate`."""
     view = memoryview(data)
     at = 0
 
-    def read(n: int):
+    def read(n: int) -> memoryview:
         nonlocal at
         at += n
         return view[at - n:at]
@@ -419,7 +449,7 @@ def decompress(data, fmt: str, max_size: int = DEFAULT_MAX_SIZE):
     return inflate(read, fmt, max_size, lambda: view[-_TAIL:])
 
 
-def xz_declared_size(tail) -> int | None:
+def xz_declared_size(tail: bytes | memoryview) -> int | None:
     """The uncompressed size an xz file states in its index, from the file's last bytes (``tail``,
     a few KiB): the sum of the Uncompressed Size fields of the last stream's index, found through
     the stream footer's Backward Size (xz file format 1.0.4, sections 2.1.2.2 and 4). None when
@@ -464,7 +494,8 @@ def xz_declared_size(tail) -> int | None:
     return total
 
 
-def inflate(read, fmt: str, max_size: int = DEFAULT_MAX_SIZE, tail=None):
+def inflate(read: Callable[[int], bytes | memoryview], fmt: str, max_size: int = DEFAULT_MAX_SIZE,
+            tail: Callable[[], bytes | memoryview] | None = None) -> bytes | bytearray:
     """Decompress the first stream of ``fmt`` read by ``read(n)`` (at most n compressed bytes;
     empty at the end), in bounded steps: at most 1 MiB of input and 8 MiB of output at a time, so
     memory stays near ``max_size`` whatever the input claims, and an input that expands past
@@ -482,7 +513,7 @@ def inflate(read, fmt: str, max_size: int = DEFAULT_MAX_SIZE, tail=None):
     else:
         raise ValueError(f"unknown compression {fmt!r}")
     too_big = ValueError(f"{fmt} data expands past the {max_size}-byte limit")
-    out = None
+    out: bytes | bytearray | None = None
 
     def left() -> int:  # what the output may still grow by, one byte past the limit included
         return max_size + 1 - (0 if out is None else len(out))
@@ -515,7 +546,7 @@ def _truncated(fmt: str) -> ValueError:
     return ValueError(f"corrupt {fmt} data: unexpected end of input")
 
 
-def _xz_pieces(read, left):
+def _xz_pieces(read: Callable[[int], bytes | memoryview], left: Callable[[], int]) -> Iterator[bytes]:
     d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
     while not d.eof:
         data = b""
@@ -529,7 +560,7 @@ def _xz_pieces(read, left):
         yield piece
 
 
-def _gzip_pieces(read, left):
+def _gzip_pieces(read: Callable[[int], bytes | memoryview], left: Callable[[], int]) -> Iterator[bytes]:
     d = zlib.decompressobj(wbits=31)
     while not d.eof:
         data = d.unconsumed_tail or read(_IN_CHUNK)
@@ -539,7 +570,7 @@ def _gzip_pieces(read, left):
         yield piece
 
 
-def _zstd_pieces(read, left):
+def _zstd_pieces(read: Callable[[int], bytes | memoryview], left: Callable[[], int]) -> Iterator[bytes]:
     import zstandard
 
     # zstd's decompressobj takes no output limit: it is fed few enough bytes at a time that their
@@ -584,7 +615,7 @@ class FileImage:
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: slice) -> bytes:
         if not isinstance(key, slice):
             raise TypeError("FileImage supports slices only")
         start, stop, step = key.indices(self.size)
@@ -610,7 +641,7 @@ class FileImage:
             self.fd = -1
 
 
-def _reader(fd: int, size: int):
+def _reader(fd: int, size: int) -> Callable[[int], bytes]:
     """``read(n)`` for :func:`inflate`: the file from its start, no more than ``size`` bytes asked
     for at once (a small module costs one read of its size, not a 1 MiB buffer)."""
     at = 0
@@ -624,11 +655,11 @@ def _reader(fd: int, size: int):
     return read
 
 
-def _tail(fd: int, size: int):
+def _tail(fd: int, size: int) -> Callable[[], bytes]:
     return lambda: os.pread(fd, _TAIL, max(0, size - _TAIL))
 
 
-def open_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str, int, tuple]:
+def open_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[ImageBytes, str, int, tuple[int, int, int, int]]:
     """Like :func:`read_image`, for the hot path: a plain file comes back as a :class:`FileImage`
     (close it), a compressed one decompressed in memory. The fourth item is the stat key of the
     file read — (size, mtime_ns, ctime_ns, inode), from ``fstat`` of the open file, so that it
@@ -659,7 +690,7 @@ def open_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str
             os.close(fd)
 
 
-def read_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str, int]:
+def read_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[ImageBytes, str, int]:
     """The ELF image of a module file: (buffer, compression, file size).
 
     Plain files are memory-mapped (read-only; nothing is ever written to the user's files).
@@ -703,7 +734,7 @@ def module_name_from_path(path: str) -> str:
     return base.replace("-", "_")
 
 
-def _signature(buf, size: int) -> tuple[Signature | None, int]:
+def _signature(buf: ImageBytes, size: int) -> tuple[Signature | None, int]:
     """The appended signature (mod_verify_sig's layout) and the size of the part before it."""
     n = len(MODULE_SIG_STRING)
     if size < n + 12:
@@ -720,18 +751,18 @@ def _signature(buf, size: int) -> tuple[Signature | None, int]:
             payload - total)
 
 
-def parse_module(buf, path: str, compression: str = "", file_size: int | None = None) -> Module:
+def parse_module(buf: ImageBytes, path: str, compression: str = "", file_size: int | None = None) -> Module:
     """Parse a module image (already decompressed). Raises ElfError on malformed input."""
     return Module.from_record(parse_record(buf, path, compression, file_size))
 
 
-def parse_record(buf, path: str, compression: str = "", file_size: int | None = None) -> ModuleRecord:
+def parse_record(buf: ImageBytes, path: str, compression: str = "", file_size: int | None = None) -> ModuleRecord:
     """Parse a module image straight into its :class:`ModuleRecord` (the hot path: worker
     processes send these to the parent and the cache stores them)."""
     return parse_view(buf, path, compression, file_size)[0]
 
 
-def parse_view(buf, path: str, compression: str = "", file_size: int | None = None,
+def parse_view(buf: ImageBytes, path: str, compression: str = "", file_size: int | None = None,
                elf: ElfFile | None = None) -> tuple[ModuleRecord, ElfFile]:
     """:func:`parse_record`, and the :class:`~kmodsim.elf.ElfFile` it read the image with, for
     readers that need more of the file than the record keeps (the loader, the footprint): one
@@ -846,13 +877,13 @@ def parse_view(buf, path: str, compression: str = "", file_size: int | None = No
         section_names=elf.section_names_table, section_columns=b"".join(c[1:].tobytes() for c in (
             elf.sh_name_off, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_addralign, elf.sh_entsize)),
         version_names=_join(ve_names), version_crcs=_ints("Q", ve_crcs),
-        signature=None if sig is None else tuple(sig),
+        signature=None if sig is None else cast("tuple[str, int, int, int, int, int]", tuple(sig)),
         machine=elf.machine, ei_class=elf.ei_class, little_endian=elf.little, compression=compression,
         file_size=size if file_size is None else file_size, elf_size=elf_size,
     ), elf
 
 
-def _positions(column: array, values: set[int]) -> list[int]:
+def _positions(column: array[int], values: set[int]) -> list[int]:
     """Indices of the u16 ``column`` whose value is in ``values`` — few among many: found with
     ``bytes.find`` (memchr speed) rather than by looking at every element from Python."""
     raw = column.tobytes()

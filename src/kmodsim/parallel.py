@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-def parallel_map(func: Callable[[object], object], items: list, jobs: int | None = None,
-                 progress: Progress | None = None) -> list:
+def parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None = None,
+                 progress: Progress | None = None) -> list[R]:
     """``[func(x) for x in items]`` in ``jobs`` processes (default: all cores); results must be
-    marshal-able (tuples of builtins).
+    marshal-able (tuples of builtins). ``func`` is called in forked children: any callable
+    will do (a closure or a lambda too), nothing is pickled.
 
     The items are cut into chunks of a few dozen, whose numbers wait in a pipe: every process —
     the parent and ``jobs - 1`` forked children — takes the next number from the pipe when it is
@@ -24,23 +28,21 @@ def parallel_map(func: Callable[[object], object], items: list, jobs: int | None
     pipe. A child that fails only costs time: its chunks are then done by the parent. Children are
     forked before the progress display starts its thread (fork and threads do not mix)."""
     import gc
-    import marshal
-    import select
 
     # The work makes ~10^6 short-lived acyclic objects: the cyclic collector would only walk them.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parallel_map(func, items, jobs, progress, marshal, select)
+        return _parallel_map(func, items, jobs, progress)
     finally:
         if enabled:
             gc.enable()
 
 
-def _run_chunks(func: Callable[[Any], Any], items: list[Any], size: int, queue: int,
-                prog: Callable[[int], object] | None) -> list[tuple[int, list[Any]]]:
+def _run_chunks(func: Callable[[T], R], items: Sequence[T], size: int, queue: int,
+                prog: Callable[[int], object] | None) -> list[tuple[int, list[R]]]:
     """Take chunk numbers from the ``queue`` pipe until it is empty; [(number, results)]."""
-    done: list[tuple[int, list[Any]]] = []
+    done: list[tuple[int, list[R]]] = []
     while True:
         b = os.read(queue, 2)
         if len(b) < 2:
@@ -52,11 +54,15 @@ def _run_chunks(func: Callable[[Any], Any], items: list[Any], size: int, queue: 
             prog(len(chunk))
 
 
-def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
+def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None,
+                  progress: Progress | None) -> list[R]:
+    import marshal
+    import select
+
     jobs = min(jobs or os.cpu_count() or 1, max(1, len(items) // 32))
     if jobs <= 1 or not hasattr(os, "fork"):
         with progress or Progress(False, 0) as advance:
-            serial: list[Any] = []
+            serial: list[R] = []
             for x in items:
                 serial.append(func(x))
                 if advance:
@@ -93,7 +99,7 @@ def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
         children[r] = pid
     os.close(prog_w)
     os.set_blocking(prog_r, False)
-    out: list = [None] * len(items)
+    out = cast("list[R]", [None] * len(items))  # every slot filled below
     got = [False] * count
     with progress or Progress(False, 0) as advance:
 
@@ -176,6 +182,6 @@ class Progress:
         task = self._p.add_task("scan", total=self.total)
         return lambda n: self._p.advance(task, n)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._p is not None:
             self._p.stop()

@@ -12,11 +12,14 @@ import os
 import warnings
 import zlib
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .cache import cache_root, is_trusted, racy_cutoff, write_atomic
 from .errors import KmodsimWarning
 from .module import RECORD_VERSION, stat_key_of
+
+if TYPE_CHECKING:
+    from mmap import mmap
 
 CACHE_MAGIC = b"KMSCACHE"
 # The layout of the cache file itself (header, index, blob area), bumped by hand when ScanCache's
@@ -25,8 +28,14 @@ CACHE_MAGIC = b"KMSCACHE"
 # discarded when it differs. 4: index apart from the records; 8: the record version in the index.
 CACHE_FORMAT = 8
 
+StatKey = tuple[int, int, int, int]  # (size, mtime_ns, ctime_ns, inode): module.stat_key_of
+# What a warm run shows without reading a record: a scan's (name, exports, imports); depmod's ().
+Summary = tuple[str | int, ...]
+# path -> (key, summary, offset, length, crc32) as loaded, or (key, summary, record) as put
+Entry = tuple[StatKey, Summary, int, int, int] | tuple[StatKey, Summary, bytes]
 
-def stat_key(path: str) -> tuple[int, int, int, int] | None:
+
+def stat_key(path: str) -> StatKey | None:
     """The cache key of ``path`` (:func:`kmodsim.module.stat_key_of`), None if it cannot be stat'ed."""
     try:
         return stat_key_of(os.stat(path))
@@ -39,7 +48,7 @@ def default_cache_dir() -> str:
     return os.path.join(cache_root(), "scan")
 
 
-def file_fingerprint(paths: Iterable[str]) -> list[tuple[str, tuple | None]]:
+def file_fingerprint(paths: Iterable[str]) -> list[tuple[str, StatKey | None]]:
     """(path, stat key) of each path that exists, for cache keys of derived results."""
     return [(p, stat_key(p)) for p in paths]
 
@@ -59,7 +68,7 @@ class ScanCache:
     does not match it, is discarded whole (and rebuilt by the next save).
     """
 
-    def __init__(self, root: str, cache_dir: str | None = None, schema: tuple = RECORD_VERSION) -> None:
+    def __init__(self, root: str, cache_dir: str | None = None, schema: tuple[int, tuple[str, ...]] = RECORD_VERSION) -> None:
         self.root = os.path.realpath(root)
         self.schema = schema
         d = cache_dir or default_cache_dir()
@@ -68,10 +77,10 @@ class ScanCache:
         h = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}"
         v = zlib.crc32(repr(schema).encode())
         self.file = os.path.join(d, f"{h}.v{CACHE_FORMAT}-{v:08x}")
-        self.entries: dict[str, tuple] = {}  # path -> (key, summary, offset, length, crc) or (key, summary, blob)
+        self.entries: dict[str, Entry] = {}
         self.dirty = False
         self.problem = ""  # why a cache file was discarded, if it was
-        self._map: Any = None  # the loaded file, mapped: blobs are read from it on demand
+        self._map: mmap | None = None  # the loaded file, mapped: blobs are read from it on demand
         # made before any module of this run is read: entries whose files changed since are racy
         self.cutoff = racy_cutoff()
 
@@ -123,7 +132,7 @@ class ScanCache:
         self.entries = {}
         self.dirty = True
 
-    def summary(self, path: str, key: tuple | None) -> tuple | None:
+    def summary(self, path: str, key: StatKey | None) -> Summary | None:
         """The summary of ``path`` if it is cached with this stat key (its record is not read)."""
         e = self.entries.get(path)
         if e is None or key is None or e[0] != key:
@@ -148,7 +157,7 @@ class ScanCache:
             return None
         return data
 
-    def get(self, path: str, key: tuple | None) -> tuple[bytes, tuple] | None:
+    def get(self, path: str, key: StatKey | None) -> tuple[bytes, Summary] | None:
         """(marshalled record, summary) if ``path`` is cached with this stat key."""
         summ = self.summary(path, key)
         if summ is None:
@@ -156,7 +165,7 @@ class ScanCache:
         blob = self.blob(path)
         return None if blob is None else (blob, summ)
 
-    def put(self, path: str, key: tuple, blob: bytes, summary: tuple) -> None:
+    def put(self, path: str, key: StatKey, blob: bytes, summary: Summary) -> None:
         """Cache a marshalled record (``ModuleRecord.dumps()`` for a scan)."""
         self.entries[path] = (key, summary, blob)
         self.dirty = True
@@ -171,7 +180,7 @@ class ScanCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        index: dict[str, tuple] = {}
+        index: dict[str, tuple[StatKey, Summary, int, int, int]] = {}
         blobs: list[bytes] = []
         off = 0
         for path in list(self.entries):

@@ -219,7 +219,7 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
         return key[0] if key else 0
 
     ordered = sorted(paths, key=size, reverse=True) if len(paths) >= 64 else list(paths)
-    res = parallel_map(lambda p: _read_one(str(p), max_size), ordered, jobs, progress)
+    res = parallel_map(lambda p: _read_one(p, max_size), ordered, jobs, progress)
     return dict(zip(ordered, res, strict=True))
 
 

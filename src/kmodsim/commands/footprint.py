@@ -18,19 +18,19 @@ def footprint_cmd(files: tuple[str, ...], kernel_path: str, as_json: bool, merge
     import os
 
     from ..elf import ElfError
-    from ..memory_layout import layout, layout_of, read_input, what_if
+    from ..memory_layout import FootprintError, footprint_layout, layout, read_input, what_if
     from ..module import ModuleError
     from ..render.footprint import footprints_json, footprints_text, what_if_json, what_if_text
 
     files = tuple(files) + tuple(p for g in merges for p in g.split(",") if p not in files)
     target = load_target(kernel_path)
-    if not target.release:  # the layout is chosen by the release: without one there is no answer
-        error(f"{kernel_path}: no footprint model for kernel (unknown release) yet "
-              f"(give a headers directory, a vmlinux or a vmlinuz)")
-        raise SystemExit(EXIT_ERROR)
+    try:
+        prof = footprint_layout(target)
+    except FootprintError as exc:
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
     for w in target.warnings:
         warn(w)
-    prof = layout_of(target)
     status = EXIT_OK
     mods, out, inputs = [], [], []
     for f in files:

@@ -9,7 +9,11 @@ from typing import TYPE_CHECKING
 from ..messages import DepmodMessage
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from .graph import Depmod
+
+    Vertex: TypeAlias = tuple[int, "Vertex | None"]  # a module of depmod's walk, and the vertex it came from
 
 
 
@@ -154,7 +158,7 @@ def depmod_cycle_report(dm: Depmod) -> list[DepmodMessage]:
     budget = 100_000
     while roots:
         root = roots.pop(0)
-        stack: list[tuple[int, tuple | None]] = [(root, None)]
+        stack: list[Vertex] = [(root, None)]
         while stack and budget > 0:
             budget -= 1
             m, parent = stack.pop()

@@ -74,7 +74,7 @@ class Index:
             vals = sorted(entries[key])
             return u32(len(vals)) + b"".join([u32(prio) + v + b"\0" for prio, _s, v in vals])
 
-        def flags(prefix: bytes, kids: list, has_value: bool) -> int:
+        def flags(prefix: bytes, kids: list[tuple[int, int, int]], has_value: bool) -> int:
             return (NODE_PREFIX if prefix else 0) | (NODE_CHILDS if kids else 0) | (NODE_VALUES if has_value else 0)
 
         if not preorder:

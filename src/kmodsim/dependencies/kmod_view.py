@@ -17,12 +17,13 @@ import re
 import struct
 import sys
 from array import array
+from collections.abc import Iterable
 from itertools import compress, repeat
 from operator import itemgetter
 from typing import NamedTuple
 
 from ..discovery import superfasthash
-from ..elf import ELFMAG, ElfError, ElfFile
+from ..elf import ELFMAG, ElfError, ElfFile, ImageBytes
 from ..module import DEFAULT_MAX_SIZE, ModuleError, open_image, record_of
 from ..parallel import parallel_map
 
@@ -56,7 +57,7 @@ class KmodRecord(NamedTuple):
         return cls.of(marshal.loads(blob))
 
     @classmethod
-    def loads_all(cls, blobs: list) -> list[KmodRecord | None]:
+    def loads_all(cls, blobs: list[bytes]) -> list[KmodRecord | None]:
         """:meth:`loads` of many blobs at C speed (a warm run loads thousands): None for each
         blob that is not a record of this version."""
         ts = list(map(marshal.loads, blobs))
@@ -71,7 +72,7 @@ class KmodRecord(NamedTuple):
         return out
 
     @classmethod
-    def of(cls, t: tuple) -> KmodRecord:
+    def of(cls, t: tuple[object, ...]) -> KmodRecord:
         """A record from its plain tuple; ValueError if it is not one of this version."""
         return record_of(cls, t, f"depmod record of version {RECORD_SCHEMA}")
 
@@ -109,7 +110,7 @@ def u32s(raw: bytes) -> list[int]:
     return a.tolist()
 
 
-def kmod_view(buf, crcs: bool = True) -> KmodRecord:
+def kmod_view(buf: ImageBytes, crcs: bool = True) -> KmodRecord:
     """What libkmod reads from a module image (decompressed): see the module docstring. Without
     ``crcs`` the CRCs imports expect are left out (zero): only ``-e -E`` compares them, and a
     record without them is never cached.
@@ -267,7 +268,7 @@ def kmod_view(buf, crcs: bool = True) -> KmodRecord:
         aliases=_join(aliases), softdeps=_join(softdeps), weakdeps=_join(weakdeps), problem="")
 
 
-def _zeros(shndx: array) -> list[int]:
+def _zeros(shndx: array[int]) -> list[int]:
     """Indices (from 1) of the zeros of the u16 column ``shndx``: a zero first byte found with
     ``bytes.find``, then the second byte looked at."""
     raw = shndx.tobytes()
@@ -281,7 +282,7 @@ def _zeros(shndx: array) -> list[int]:
     return out
 
 
-def _header(buf) -> ElfFile:
+def _header(buf: ImageBytes) -> ElfFile:
     """The ELF header as kmod_elf_new() accepts it, in its words: more than 16 bytes with the
     magic, a known class and byte order, longer than the ELF header."""
     try:
@@ -307,7 +308,7 @@ _SOFTDEP = re.compile(rb"(?<![^\0])softdep(=[^\0]*|(?![^\0]))")
 _WEAKDEP = re.compile(rb"(?<![^\0])weakdep(=[^\0]*|(?![^\0]))")
 
 
-def _crcs(elf: ElfFile, values, where) -> list[int]:
+def _crcs(elf: ElfFile, values: Iterable[int], where: Iterable[int]) -> list[int]:
     """kmod_elf_resolve_crc() of each (st_value, st_shndx): an absolute CRC is the value itself,
     a CRC in a section is the u32 at that offset in it (-1 as u64 when out of bounds)."""
     bad = 0xFFFFFFFFFFFFFFFF
@@ -350,11 +351,11 @@ def read_record(path: str, max_size: int = DEFAULT_MAX_SIZE, crcs: bool = True) 
 def read_records(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
                  crcs: bool = True, progress: bool | None = False) -> dict[str, KmodRecord]:
     """Records of ``paths``, read by ``jobs`` processes (default: all cores), shared out in
-    discovery order by :func:`kmodsim.tree.parallel_map` (the parent takes a share too).
+    discovery order by :func:`kmodsim.parallel.parallel_map` (the parent takes a share too).
     ``progress``: the bar ``scan`` shows (None: on a terminal only)."""
     from ..parallel import Progress
 
     # workers send plain tuples (marshal takes no tuple subclass)
-    res = parallel_map(lambda p: tuple(read_record(str(p), max_size, crcs)), paths, jobs,
+    res = parallel_map(lambda p: tuple(read_record(p, max_size, crcs)), paths, jobs,
                        Progress(progress, len(paths)))
     return dict(zip(paths, map(KmodRecord.of, res), strict=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from itertools import repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING
@@ -46,7 +46,7 @@ def output_dep(dm: Depmod) -> bytes:
     sort = dm.dep_sort
     assert sort is not None
     deps = dm.deps
-    memo: list = [None] * len(dm.mods)
+    memo: list[Collection[int]] = [()] * len(dm.mods)  # each set below before it is read
     # closures, leaves first (highest topological number first)
     for i in sorted(range(len(dm.mods)), key=sort.__getitem__, reverse=True):
         ds = deps[i]
@@ -60,9 +60,9 @@ def output_dep(dm: Depmod) -> bytes:
     key = sort.__getitem__
     out = []
     for i, p in enumerate(paths):
-        ds = memo[i]
-        if ds:
-            out.append(p + b": " + b" ".join([paths[d] for d in sorted(ds, key=key)]) + b"\n")
+        closure = memo[i]
+        if closure:
+            out.append(p + b": " + b" ".join([paths[d] for d in sorted(closure, key=key)]) + b"\n")
         else:
             out.append(p + b":\n")
     return b"".join(out)

@@ -10,7 +10,7 @@ from ..discovery import Config, Discovery, Found, modname
 from ..errors import Error
 from ..messages import DepmodMessage
 from ..module import DEFAULT_MAX_SIZE
-from ..scan_cache import ScanCache, default_cache_dir, stat_key
+from ..scan_cache import ScanCache, StatKey, default_cache_dir, stat_key
 from .kmod_versions import KmodVersion, kmod_version
 from .kmod_view import RECORD_VERSION, KmodRecord, read_records
 
@@ -59,7 +59,7 @@ class Plan(NamedTuple):
     dirname: str
     kver: str
     found: list[Found]
-    keys: dict[str, tuple | None]
+    keys: dict[str, StatKey | None]
     cfg: Config | None
     ksrc: tuple[str, str] | None  # ("symvers" | "system_map", path)
     errors: list[tuple[str, str]]
@@ -134,7 +134,7 @@ def plan(basedir: str | None = None, kver: str | None = None, *, files: list[str
     return Plan(dirname, kver, found, keys, cfg, ksrc, errors, files is not None, kmod)
 
 
-def plan_keys(pl: Plan) -> dict[str, tuple | None]:
+def plan_keys(pl: Plan) -> dict[str, StatKey | None]:
     if len(pl.keys) != len(pl.found):
         pl.keys.update((f.path, stat_key(f.path)) for f in pl.found)
     return pl.keys

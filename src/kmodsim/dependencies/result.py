@@ -9,11 +9,12 @@ from typing import NamedTuple
 from ..cache import is_trusted, load_checked, racy_cutoff, store_checked
 from ..messages import DepmodMessage
 from ..module import DEFAULT_MAX_SIZE
-from ..scan_cache import stat_key
+from ..scan_cache import StatKey, stat_key
 from .cycles import cycle_report
 from .graph import compute
+from .kmod_view import RECORD_VERSION
 from .outputs import outputs
-from .plan import RECORD_VERSION, Plan, cache_dir_for, load_records, plan_keys
+from .plan import Plan, cache_dir_for, load_records, plan_keys
 
 # ---------------------------------------------------------------------------------------------
 # What ``kmodsim depmod`` prints and writes, memoised
@@ -65,13 +66,13 @@ def depmod_result(pl: Plan, *, errsyms: bool = False, prefix: str = "", warn: bo
 
 
 
-def _code_keys() -> tuple:
+def _code_keys() -> tuple[StatKey | None, ...]:
     """The stat keys of this package's code: a memo made by other code is not trusted."""
     here = os.path.dirname(os.path.abspath(__file__))
     return tuple(stat_key(os.path.join(here, n)) for n in sorted(os.listdir(here)) if n.endswith(".py"))
 
 
-def _memo_key(pl: Plan, options: tuple) -> bytes:
+def _memo_key(pl: Plan, options: tuple[bool | int | str | StatKey | None, ...]) -> bytes:
     """The memo's key; empty (never memoise) when an input cannot be stat'ed or its stat key cannot
     be trusted yet (:func:`kmodsim.tree.is_trusted`). Stat keys in ``options`` count as inputs."""
     import hashlib

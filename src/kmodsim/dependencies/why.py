@@ -3,10 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from .graph import Depmod
+
+
+# One edge of a chain: the symbols module "from" imports that module "to" owns, weak ones apart
+# (the functional form: "from" is a keyword)
+Edge = TypedDict("Edge", {"from": str, "to": str, "symbols": list[str], "weak": list[str]})
+
+
+class Why(TypedDict):
+    """:func:`why`'s answer (``kmodsim why --json``)."""
+
+    module: str
+    needs: str
+    path: str
+    needs_path: str
+    direct: bool
+    chains: list[list[str]]
+    edges: list[Edge]
+
+
+class TreeNode(TypedDict, total=False):
+    """A module in :func:`dep_tree` (``kmodsim deps --json``)."""
+
+    name: str
+    path: str
+    symbols: list[str]  # with symbols: what the parent imports from it
+    weak: list[str]
+    cycle: bool  # met again on its own path: not expanded
+    seen: bool  # expanded earlier in the tree: not expanded again
+    deps: list[TreeNode]
+    modules_dep: list[str]  # the root's modules.dep line (added by ``kmodsim deps --json``)
 
 
 
@@ -52,7 +82,7 @@ def chains(dm: Depmod, a: int, b: int, limit: int = 50) -> list[list[int]]:
     return out
 
 
-def why(dm: Depmod, a: int, b: int) -> dict:
+def why(dm: Depmod, a: int, b: int) -> Why:
     """Which symbols make ``a`` need ``b``: the chains and the symbols of each edge on them."""
     cs = chains(dm, a, b)
     edges: dict[tuple[int, int], list[tuple[str, bool]]] = {}
@@ -60,7 +90,10 @@ def why(dm: Depmod, a: int, b: int) -> dict:
         for x, y in zip(c, c[1:], strict=False):
             if (x, y) not in edges:
                 edges[(x, y)] = dm.edge_symbols(x, y)
-    name = lambda i: dm.mods[i].name  # noqa: E731
+
+    def name(i: int) -> str:
+        return dm.mods[i].name
+
     return {
         "module": name(a), "needs": name(b), "path": dm.mods[a].path, "needs_path": dm.mods[b].path,
         "direct": b in dm.deps[a],
@@ -71,14 +104,14 @@ def why(dm: Depmod, a: int, b: int) -> dict:
     }
 
 
-def dep_tree(dm: Depmod, root: int, with_symbols: bool = True) -> dict:
+def dep_tree(dm: Depmod, root: int, with_symbols: bool = True) -> TreeNode:
     """The dependency tree of ``root`` (each module expanded once; later mentions are marked
     ``"seen": true``, a module met again on its own path ``"cycle": true``)."""
     expanded: set[int] = set()
 
-    def node(i: int, via: int | None, path: frozenset) -> dict:
+    def node(i: int, via: int | None, path: frozenset[int]) -> TreeNode:
         m = dm.mods[i]
-        d: dict = {"name": m.name, "path": m.shown_path}
+        d: TreeNode = {"name": m.name, "path": m.shown_path}
         if via is not None and with_symbols:
             syms = dm.edge_symbols(via, i)
             d["symbols"] = [s for s, w in syms if not w]
@@ -96,8 +129,8 @@ def dep_tree(dm: Depmod, root: int, with_symbols: bool = True) -> dict:
     return node(root, None, frozenset())
 
 
-def render_tree(t: dict, out: Callable[[str], None], symbols: bool) -> None:
-    def label(d: dict) -> str:
+def render_tree(t: TreeNode, out: Callable[[str], None], symbols: bool) -> None:
+    def label(d: TreeNode) -> str:
         s = f"{d['name']}  {d['path']}"
         if "symbols" in d:
             n = len(d["symbols"]) + len(d["weak"])
@@ -108,7 +141,7 @@ def render_tree(t: dict, out: Callable[[str], None], symbols: bool) -> None:
             s += "  [see above]"
         return s
 
-    def walk(d: dict, prefix: str) -> None:
+    def walk(d: TreeNode, prefix: str) -> None:
         kids = d.get("deps") or []
         for k, c in enumerate(kids):
             last = k == len(kids) - 1

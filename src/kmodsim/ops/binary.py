@@ -52,7 +52,8 @@ __all__ = ["BinaryReport", "ElfError", "analyze", "analyze_path", "binary_text",
 def _byte_at(elf: ElfFile, sec: Section, offset: int) -> int | None:
     if sec.type == SHT_NOBITS or not 0 <= offset < sec.size:
         return None
-    return elf.buf[sec.offset + offset]
+    at = sec.offset + offset
+    return elf.buf[at:at + 1][0]
 
 
 @dataclass
