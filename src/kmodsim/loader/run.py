@@ -13,7 +13,7 @@ from ..target import Target
 from .image import load_image
 from .model import KernelModel
 from .profiles import PROFILES, Profile, profile_of
-from .script import Step, read_script, resolve
+from .script import Step, modprobe_of, read_script, resolve
 
 SIZES_NOTE = "module sizes come from the footprint model (kmodsim.memory_layout, profile {fp})"
 
@@ -48,7 +48,9 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
     (``6.1``, ``6.12``), else the target's (:func:`kmodsim.loader.profiles.profile_of`; an
     unverified release is one of ``target.warnings``); modprobe steps resolved against the depmod
     model of ``modules_dir``. Raises :class:`kmodsim.Error` (:class:`LoadInputError`,
-    :class:`kmodsim.loader.script.ScriptError`, :class:`kmodsim.dependencies.DepmodError`)."""
+    :class:`kmodsim.loader.script.ScriptError`, :class:`kmodsim.dependencies.DepmodError`).
+    ``config_paths`` (``-C``) are read as depmod.d by depmod and as modprobe.d by modprobe, as
+    ``depmod -C`` and ``modprobe -C`` read them."""
     kernel = target.kernel
     if kernel is None or kernel.vermagic is None:
         raise LoadInputError(f"{kernel.source if kernel else target.release}: the kernel's vermagic is unknown "
@@ -58,7 +60,7 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
     profile = PROFILES[profile_name] if profile_name else profile_of(target)
     steps = read_script(script)
     try:
-        tree = modprobe_tree(modules_dir, config_paths) if modules_dir else None
+        tree = modprobe_of(modprobe_tree(modules_dir, config_paths), config_paths) if modules_dir else None
     except ValueError as exc:
         raise LoadInputError(str(exc)) from None
     resolve(steps, script, tree)
@@ -68,8 +70,9 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
 def step_record(step: Step, calls: list[dict], messages: list[str], modules: list[dict], tainted: int,
                 formed: list[dict] | None = None) -> dict:
     """One step of a result. ``formed``: the modules that reached do_init_module() in the step, with
-    their core and init sizes in bytes (None where not observed: a kernel run without the probe)."""
-    err = calls[-1]["errno"] if calls else 0
+    their core and init sizes in bytes (None where not observed: a kernel run without the probe).
+    The step's errno is its last call's, unless that call's error was ignored (a softdep's)."""
+    err = calls[-1]["errno"] if calls and not calls[-1].get("ignored") else 0
     return {"cmd": step.cmd, "line": step.line, "errno": err, "errname": errname(err), "messages": messages,
             "calls": calls, "init": step.init if step.init_given else None,
             "init_log": list(step.init_log), "modules": modules,
@@ -89,20 +92,49 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
             c = model.delete_module(step.plan[0][0])
             calls.append({"module": c.module, "errno": c.errno})
             messages += c.messages
+        elif step.op == "insmod":
+            c = model.load_module(load_image(step.plan[0][1]), step.args, step.init, step.init_log)
+            calls.append({"module": c.module, "errno": c.errno})
+            messages += c.messages
         else:
-            last = len(step.plan) - 1
-            for i, (name, path) in enumerate(step.plan):
-                if step.op == "modprobe" and model.find_module(name) is not None:
-                    calls.append({"module": name, "skipped": True, "errno": 0})
-                    continue
-                c = model.load_module(load_image(path), step.args if i == last else "",
-                                      step.init if i == last else 0, step.init_log if i == last else ())
-                calls.append({"module": c.module, "errno": c.errno})
-                messages += c.messages
-                if c.errno:
-                    break
+            calls, messages = modprobe_step(model, step)
         out.append(step_record(step, calls, messages, model.proc_modules(), model.tainted, model.formed))
-    return result_doc("model", kernel, model.profile, out, model.proc_modules(), model.tainted)
+    weak = [f"line {s.line}: modprobe {s.target}: weak dependencies {' '.join(s.weakdeps)} not loaded (modprobe "
+            f"never inserts a weakdep; kmod 33+ lists them for initramfs tools)" for s in steps if s.weakdeps]
+    return result_doc("model", kernel, model.profile, out, model.proc_modules(), model.tainted, weak)
+
+
+def modprobe_step(model: KernelModel, step: Step) -> tuple[list[dict], list[str]]:
+    """A modprobe step on the model, as libkmod's kmod_module_probe_insert_module() inserts its
+    probe list: the requested module already in the kernel -> nothing done (one skipped call);
+    each module of the list already loaded -> passed over (a skipped call); a module without a file
+    (a modprobe.d alias to a module the tree lacks) -> kmod_module_insert_module()'s -ENOENT, no
+    system call; the error of a module that is not required (a softdep) -> ignored (``"ignored":
+    true`` on its call), a required one's ends the step. Options, the script's init= result and its
+    ``#>`` lines go to the requested module."""
+    calls: list[dict] = []
+    messages: list[str] = []
+    if model.find_module(step.target.replace("-", "_")) is not None:
+        return [{"module": step.target.replace("-", "_"), "skipped": True, "errno": 0}], messages
+    for i, (name, path) in enumerate(step.plan):
+        if model.find_module(name) is not None:
+            calls.append({"module": name, "skipped": True, "errno": 0})
+            continue
+        requested = step.plan_requested[i]
+        if not path:
+            call = {"module": name, "errno": E.ENOENT}
+        else:
+            c = model.load_module(load_image(path), step.plan_args[i], step.init if requested else 0,
+                                  step.init_log if requested else ())
+            call = {"module": c.module, "errno": c.errno}
+            messages += c.messages
+        calls.append(call)
+        if call["errno"] and not step.plan_required[i]:
+            call["ignored"] = True
+            continue
+        if call["errno"]:
+            break
+    return calls, messages
 
 
 def result_doc(source: str, kernel: Kernel, profile: Profile, steps: list[dict], modules: list[dict],

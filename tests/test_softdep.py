@@ -1,0 +1,188 @@
+"""modprobe's soft and weak dependencies (kmodsim.loader.modprobe) against kmod's real modprobe and
+the real kernel.
+
+Fixtures: tests/kbuild/softdep (kmsd_*; see kmsd_main.c) and tests/kbuild/softdep/kmsd.conf
+(modprobe.d: a softdep line that overrides kmsd_dep's MODULE_SOFTDEP, an alias, an options line).
+
+* The plan of every module — the modules inserted, their order, their options — equals what kmod's
+  modprobe prints with ``--show-depends`` (kmod 30, the system's; kmod 34.2 built from Debian 13's
+  source) on a tree after the same kmod's depmod, with ``-C kmsd.conf``.
+* kmod 34's weak dependencies: the names ``modprobe -c`` (kmod 34) shows for kmsd_main; kmod 30
+  has none.
+* slow: tests/scenarios/softdep/kmsd.script on Debian's real 6.1 kernel under QEMU (6.12 with
+  KMODSIM_TEST_612=1): ``kmodsim verify --compare`` finds no difference, and the kernel's own answers
+  show each rule (a softdep's error ignored, options on the requested module only, the weak
+  dependency never loaded, a loaded module left alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import TESTS, kbuild_set, need, run_kmodsim
+
+KVER = "6.1.0-kmsd"
+CONF = TESTS / "kbuild" / "softdep" / "kmsd.conf"
+SCRIPT = TESTS / "scenarios" / "softdep" / "kmsd.script"
+MODULES = ("kmsd_main", "kmsd_dep", "kmsd_pre", "kmsd_leaf", "kmsd_post", "kmsd_refused", "kmsd_weak")
+
+
+def softdep_set(headers: str) -> Path:
+    # kmsd_refused imports a symbol nothing exports: modpost warns instead of failing
+    return kbuild_set("softdep", headers, make_args=("KBUILD_MODPOST_WARN=1",))
+
+
+@pytest.fixture(scope="session")
+def softdep_build(headers61) -> Path:
+    return softdep_set(headers61)
+
+
+def tree(build: Path, dest: Path, depmod: str) -> Path:
+    """``dest`` as a root: the modules in lib/modules/KVER/extra, then the real ``depmod``."""
+    d = dest / "lib" / "modules" / KVER / "extra"
+    d.mkdir(parents=True)
+    for m in MODULES:
+        shutil.copy(build / f"{m}.ko", d / f"{m}.ko")
+    p = subprocess.run([depmod, "-b", str(dest), KVER], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return dest
+
+
+def show_depends(modprobe: str, root: Path, name: str, *args: str) -> list[tuple[str, str]]:
+    """(module, options) of each ``insmod`` line of ``modprobe --show-depends`` (print_action():
+    ``insmod PATH OPTIONS``)."""
+    p = subprocess.run([modprobe, "-C", str(CONF), "-d", str(root), "-S", KVER, "--show-depends", name, *args],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    out = []
+    for ln in p.stdout.splitlines():
+        word, path, opts = ln.split(" ", 2)
+        assert word == "insmod", ln
+        out.append((os.path.basename(path).removesuffix(".ko"), opts))
+    return out
+
+
+def plan(root: Path, kmod_version: int, name: str, args: str = "") -> tuple[list[tuple[str, str]], list]:
+    from kmodsim.dependencies import KMOD_VERSIONS
+    from kmodsim.loader.run import modprobe_tree
+    from kmodsim.loader.script import modprobe_of, parse_script, resolve
+
+    kmod = KMOD_VERSIONS[kmod_version]
+    dm = modprobe_tree(str(root / "lib" / "modules" / KVER), use_cache=False)
+    steps = parse_script(f"modprobe {name} {args}\n")
+    resolve(steps, "s", modprobe_of(dm, [str(CONF)], kmod))
+    (s,) = steps
+    return [(n, a) for (n, _p), a in zip(s.plan, s.plan_args, strict=True)], s
+
+
+@pytest.fixture(scope="session")
+def modprobe30(real_depmod) -> str:
+    mp = shutil.which("modprobe") or "/usr/sbin/modprobe"
+    out = subprocess.run([mp, "--version"], capture_output=True, text=True).stdout
+    if not out.startswith("kmod version 30"):
+        need(f"kmod 30's modprobe, found {out.splitlines()[:1]}")
+    return mp
+
+
+@pytest.fixture(scope="session")
+def modprobe34(depmod34) -> str:
+    mp = os.path.join(os.path.dirname(depmod34), "modprobe")
+    out = subprocess.run([mp, "--version"], capture_output=True, text=True).stdout
+    assert out.startswith("kmod version 34.2\n"), out
+    return mp
+
+
+CASES = [("kmsd_main", "mainopt=1"), ("kmsd_main", ""), ("kmsd_dep", ""), ("kmsd_pre", "x=1"),
+         ("kmsd_post", ""), ("kmsd_refused", ""), ("kmsd_weak", "")]
+
+
+def test_plans_are_modprobes_kmod30(softdep_build, real_depmod, modprobe30, tmp_path):
+    root = tree(softdep_build, tmp_path, real_depmod)
+    for name, args in CASES:
+        want = show_depends(modprobe30, root, name, *args.split())
+        got, step = plan(root, 30, name, args)
+        assert got == want, (name, args)
+        assert step.weakdeps == []  # kmod 30 knows no weakdep
+    # what the cases are meant to show, on the oracle's answer
+    main = show_depends(modprobe30, root, "kmsd_main", "mainopt=1")
+    assert [n for n, _o in main] == ["kmsd_leaf", "kmsd_pre", "kmsd_dep", "kmsd_leaf", "kmsd_main", "kmsd_post",
+                                     "kmsd_refused"]
+    assert dict(main)["kmsd_main"] == "mainopt=1" and dict(main)["kmsd_post"] == "postopt=1 "
+    got, step = plan(root, 30, "kmsd_main", "mainopt=1")
+    assert step.plan_required == [False, False, True, False, True, False, False]
+
+
+def test_plans_are_modprobes_kmod34(softdep_build, depmod34, modprobe34, tmp_path):
+    root = tree(softdep_build, tmp_path, depmod34)
+    assert "weakdep kmsd_main kmsd_weak" in (root / "lib" / "modules" / KVER / "modules.weakdep").read_text()
+    for name, args in CASES:
+        got, step = plan(root, 34, name, args)
+        assert got == show_depends(modprobe34, root, name, *args.split()), (name, args)
+    # the weak dependencies kmod 34 reads (its configuration as modprobe -c shows it)
+    p = subprocess.run([modprobe34, "-c", "-C", str(CONF), "-d", str(root), "-S", KVER], capture_output=True,
+                       text=True)
+    weak = [ln.split()[2:] for ln in p.stdout.splitlines() if ln.startswith("weakdep kmsd_main ")]
+    assert weak == [["kmsd_weak"]]
+    assert plan(root, 34, "kmsd_main")[1].weakdeps == weak[0]
+    assert "kmsd_weak" not in [n for n, _o in plan(root, 34, "kmsd_main")[0]]
+
+
+def test_load_reports_weakdeps_and_ignored_errors(softdep_build, headers61, tmp_path):
+    """``kmodsim load`` on the scenario: the step errno of an ignored softdep failure is 0."""
+    p = run_kmodsim("load", "--json", "--kernel", headers61, "--modules", softdep_build, "-C", CONF,
+                    "--script", SCRIPT, check=0)
+    doc = json.loads(p.stdout)
+    assert [s["errno"] for s in doc["steps"]] == [0, 0, 0, 2]
+    assert doc["steps"][1]["calls"][-1] == {"module": "kmsd_refused", "errno": 2, "ignored": True}
+    assert doc["steps"][2]["calls"] == [{"module": "kmsd_main", "skipped": True, "errno": 0}]
+
+
+# -- the real kernel -----------------------------------------------------------------------------------
+
+def _verify(headers: str, vmlinuz: str, build: Path) -> dict:
+    if shutil.which("qemu-system-x86_64") is None:
+        need("qemu-system-x86_64 (apt-get install qemu-system-x86)")
+    if not os.path.isfile("/bin/busybox") and not os.path.isfile("/usr/bin/busybox"):
+        need("busybox (apt-get install busybox-static)")
+    p = run_kmodsim("verify", "--json", "--compare", "--kernel", headers, "--vmlinuz", vmlinuz,
+                    "--modules", build, "-C", CONF, "--script", SCRIPT, "--timeout", "240")
+    assert p.returncode in (0, 1), p.stderr
+    return json.loads(p.stdout)
+
+
+def _check_kernel(doc: dict) -> None:
+    """The kernel's answers (not the model's) show each rule."""
+    assert doc["source"] == "kernel" and doc["differences"] == [], doc["differences"]
+    s1, s2, s3, s4 = doc["steps"]
+    assert [c["module"] for c in s1["calls"]] == ["kmsd_leaf", "kmsd_pre"] and s1["errno"] == 0
+    # the softdep's failure (Unknown symbol) is ignored: modprobe succeeds
+    assert [(c["module"], c["errno"], bool(c.get("skipped"))) for c in s2["calls"]] == [
+        ("kmsd_leaf", 0, True), ("kmsd_pre", 0, True), ("kmsd_dep", 0, False), ("kmsd_leaf", 0, True),
+        ("kmsd_main", 0, False), ("kmsd_post", 0, False), ("kmsd_refused", 2, False)]
+    assert s2["errno"] == 0
+    # options: the configured ones on kmsd_post, the command line's on kmsd_main only
+    assert "kmsd_post: unknown parameter 'postopt' ignored" in s2["messages"]
+    assert "kmsd_refused: Unknown symbol kmsd_nowhere (err -2)" in s2["messages"]
+    assert not any("mainopt" in m for m in s2["messages"])
+    assert s3["calls"] == [{"module": "kmsd_main", "skipped": True, "errno": 0}] and s3["messages"] == []
+    assert s4["errno"] == 2  # requested, the error is modprobe's
+    names = {m["name"] for m in doc["modules"]}
+    assert names == {"kmsd_leaf", "kmsd_pre", "kmsd_dep", "kmsd_main", "kmsd_post"}  # kmsd_weak never
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_verify_on_debian61(debian61, softdep_build):
+    _check_kernel(_verify(debian61.headers_dir, debian61.vmlinuz, softdep_build))
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+def test_verify_on_debian612(debian612):
+    _check_kernel(_verify(debian612.headers_dir, debian612.vmlinuz, softdep_set(debian612.headers_dir)))
