@@ -141,6 +141,59 @@ def test_load_reports_weakdeps_and_ignored_errors(softdep_build, headers61, tmp_
     assert [s["errno"] for s in doc["steps"]] == [0, 0, 0, 2]
     assert doc["steps"][1]["calls"][-1] == {"module": "kmsd_refused", "errno": 2, "ignored": True}
     assert doc["steps"][2]["calls"] == [{"module": "kmsd_main", "skipped": True, "errno": 0}]
+    # weak dependencies: kmod 34 reads them (and the run says they were not loaded), kmod 30 does not
+    for version, noted in (("30", False), ("34", True)):
+        p = run_kmodsim("load", "--json", "--kernel", headers61, "--modules", softdep_build, "-C", CONF,
+                        "--script", SCRIPT, "--kmod-version", version, check=0)
+        doc = json.loads(p.stdout)
+        weak = [n for n in doc["notes"] if "weak dependencies" in n]
+        assert weak == ([f"line {n}: modprobe kmsd_main: weak dependencies kmsd_weak not loaded (modprobe never "
+                         f"inserts a weakdep; kmod 33+ lists them for initramfs tools)" for n in (4, 5)]
+                        if noted else [])
+        assert "kmsd_weak" not in {m["name"] for m in doc["modules"]}
+
+
+@pytest.mark.realkernel
+@pytest.mark.slow
+@pytest.mark.parametrize("version", [30, 34])
+def test_debian61_every_module(version, debian61, request, tmp_path):
+    """Every module of Debian's 6.1 tree (55 MODULE_SOFTDEP lines: crypto aliases, builtin md5 and
+    mpls_gso, several lines for one module): the plan equals ``modprobe --show-depends``, builtin
+    lines included, after the same kmod's depmod (``-C /dev/null``: no modprobe.d of this machine)."""
+    from kmodsim.dependencies import KMOD_VERSIONS
+    from kmodsim.loader.run import modprobe_tree
+    from kmodsim.loader.script import modprobe_of, parse_script, resolve
+
+    depmod = request.getfixturevalue("real_depmod" if version == 30 else "depmod34")
+    modprobe = request.getfixturevalue(f"modprobe{version}")
+    kver = debian61.kver
+    d = tmp_path / "lib" / "modules" / kver
+    d.parent.mkdir(parents=True)
+    subprocess.run(["cp", "-al", debian61.modules_dir, str(d)], check=True)
+    for f in d.glob("modules.*"):
+        if f.name not in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+            f.unlink()
+    subprocess.run([depmod, "-b", str(tmp_path), kver], check=True, capture_output=True)
+    dm = modprobe_tree(str(d))
+    mp = modprobe_of(dm, ["/dev/null"], KMOD_VERSIONS[version])
+    names = [os.path.basename(ln.split(":")[0]).split(".")[0] for ln in (d / "modules.dep").read_text().splitlines()]
+    assert len(names) > 4000
+    differ, builtin = [], 0
+    for n in names:
+        p = subprocess.run([modprobe, "-C", "/dev/null", "-d", str(tmp_path), "-S", kver, "--show-depends", n],
+                           capture_output=True, text=True)
+        want = [(w[0], os.path.basename(w[1]).split(".")[0].replace("-", "_"), w[2] if len(w) > 2 else "")
+                for w in (ln.split(" ", 2) for ln in p.stdout.splitlines())]
+        steps = parse_script(f"modprobe {n}\n")
+        resolve(steps, "s", mp)
+        st = steps[0]
+        got = [("builtin" if b else "insmod", x, a)
+               for (x, _p), a, b in zip(st.plan, st.plan_args, st.plan_builtin, strict=True)]
+        builtin += sum(st.plan_builtin)
+        if got != want:
+            differ.append((n, want, got))
+    assert differ == [], differ[:3]
+    assert builtin >= 4  # act_mpls, mpls_iptunnel (mpls_gso), nfsd (md5), cxl_mem (cxl_port)
 
 
 # -- the real kernel -----------------------------------------------------------------------------------

@@ -106,22 +106,24 @@ def depmod(basedir: str | None = None, kver: str | None = None, *, symvers: str 
 
 
 def load(script: str, *, kernel: str | Target, modules: str | None = None, profile: str | None = None,
-         config_paths: list[str] | None = None) -> dict[str, Any]:
+         config_paths: list[str] | None = None, kmod_version: int | None = None) -> dict[str, Any]:
     """``kmodsim load``: replay the load script at ``script`` (insmod/rmmod/modprobe lines) on the
     model of the kernel's ``load_module()``: per step the errno, the kernel's log lines, taints and
-    /proc/modules with sizes. Returns the run document (its shape: docs/loader.md; the kernel's
-    recordings are kept in the same shape). Raises :class:`kmodsim.Error` on unusable input."""
+    /proc/modules with sizes. modprobe steps follow ``modules`` as the depmod and modprobe of kmod
+    ``kmod_version`` (30, 34; default: the machine's) do, soft dependencies included, with
+    ``config_paths`` as their ``-C``. Returns the run document (its shape: docs/loader.md; the
+    kernel's recordings are kept in the same shape). Raises :class:`kmodsim.Error` on unusable input."""
     from .loader.run import prepare, replay
 
     target = load_target(kernel)
-    prof, steps = prepare(target, script, modules, profile, config_paths)
+    prof, steps = prepare(target, script, modules, profile, config_paths, kmod_version)
     assert target.kernel is not None
     return replay(target.kernel, steps, prof)
 
 
 def verify(script: str, *, kernel: str | Target, vmlinuz: str, modules: str | None = None,
            profile: str | None = None, config_paths: list[str] | None = None, timeout: float = 120.0,
-           compare: bool = True) -> dict[str, Any]:
+           compare: bool = True, kmod_version: int | None = None) -> dict[str, Any]:
     """``kmodsim verify``: the same script on the real kernel ``vmlinuz`` under QEMU; the
     kernel's run document, with (``compare``) its ``differences`` from the model. Needs
     qemu-system-x86_64, busybox-static and a C compiler (the guest helper). Raises
@@ -130,7 +132,7 @@ def verify(script: str, *, kernel: str | Target, vmlinuz: str, modules: str | No
     from .oracle.boot import verify as _verify
 
     target = load_target(kernel)
-    prof, steps = prepare(target, script, modules, profile, config_paths)
+    prof, steps = prepare(target, script, modules, profile, config_paths, kmod_version)
     return _verify(target.kernel, prof, steps, vmlinuz, timeout=timeout, compare=compare)
 
 

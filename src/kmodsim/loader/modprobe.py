@@ -34,8 +34,8 @@ in the order of their file names (``conf_files_insert_sorted()``; a name met twi
 so a ``kmsd.conf`` comes before modules.softdep and its softdep line wins. Without ``-C`` the
 default directories of the kmod version (libkmod.c ``default_config_paths``) are read.
 
-Not modelled: builtin modules (a softdep naming only a modules.builtin module is dropped, where
-kmod lists it and passes over it as in the kernel), ``install`` commands (refused with an error
+A builtin module (modules.builtin, or an alias of modules.builtin.modinfo) is on the list and
+passed over as in the kernel (``module_is_inkernel()``). Not modelled: ``install`` commands (refused with an error
 when modprobe would run one), the kernel command line's ``modprobe.blacklist=`` and
 ``module.param=`` (kmod reads /proc/cmdline), blacklists (they apply only to a requested alias).
 Weak dependencies (``weakdep``, modules.weakdep, kmod 33+) are never inserted by modprobe
@@ -65,6 +65,10 @@ class ModprobeConfig:
 
 
 _OPTIONS = re.compile(r"[ \t]*options[ \t]+[^ \t]+[ \t](.*)$", re.S)
+
+
+def _str(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
 
 
 def _underscores(s: str) -> str | None:
@@ -185,6 +189,7 @@ class Entry:
     args: str
     required: bool
     requested: bool  # the module modprobe was asked for (the script's init= and #> lines are its)
+    builtin: bool = False  # in modules.builtin: in the kernel already, passed over
 
 
 class ProbeError(Error):
@@ -210,6 +215,7 @@ class Modprobe:
         self.cfg = cfg
         self.pool: dict[str, _Mod] = {}
         self._aliases: list[tuple[str, str]] | None = None
+        self._builtin: tuple[set[str], list[tuple[str, str]]] | None = None
 
     def _mod(self, name: str, alias: str | None = None) -> _Mod:
         m = _Mod(name, alias, None)
@@ -232,6 +238,18 @@ class Modprobe:
             self._aliases = out
         return self._aliases
 
+    def builtin(self) -> tuple[set[str], list[tuple[str, str]]]:
+        """The tree's builtin modules (modules.builtin) and their aliases (``<module>.alias=``
+        strings of modules.builtin.modinfo, normalised), as depmod's modules.builtin.bin and
+        modules.builtin.alias.bin hold them; empty without those files."""
+        if self._builtin is None:
+            from ..dependencies.index import builtin_aliases, builtin_names
+
+            names = {_str(n) for n in builtin_names(self.dm.dirname, []) or ()}
+            aliases = [(_str(a), _str(m)) for a, m in builtin_aliases(self.dm.dirname, []) or ()]
+            self._builtin = (names, aliases)
+        return self._builtin
+
     def lookup(self, given: str) -> list[_Mod]:
         """kmod_module_new_from_lookup(): the modules ``given`` names (none: nothing answers)."""
         name = _underscores(given)
@@ -250,7 +268,14 @@ class Modprobe:
                 return [self._mod(self.dm.mods[owner[0]].name, name)]
         if name in self.cfg.commands:  # kmod_lookup_alias_from_commands()
             return [self._mod(name)]
-        return [self._mod(m, name) for a, m in self._alias_file() if fnmatch.fnmatchcase(name, a)]
+        found = [self._mod(m, name) for a, m in self._alias_file() if fnmatch.fnmatchcase(name, a)]
+        if found:  # kmod_lookup_alias_from_aliases_file()
+            return found
+        names, aliases = self.builtin()
+        if name in names:  # kmod_lookup_alias_from_builtin_file()
+            return [self._mod(name)]
+        # kmod_lookup_alias_from_kernel_builtin_file()
+        return [self._mod(m, name) for a, m in aliases if fnmatch.fnmatchcase(name, a)]
 
     def _softdeps(self, m: _Mod) -> tuple[list[_Mod], list[_Mod]]:
         """kmod_module_get_softdeps(): the first matching softdep line, its names looked up."""
@@ -266,9 +291,11 @@ class Modprobe:
         return [self._mod(self.dm.mods[k].name) for k in reversed(self.dm.closure(m.idx))]
 
     def probe_list(self, name: str, extra: str) -> list[Entry]:
-        """kmod_module_get_probe_list() of module ``name`` (in the tree) and the options of each
-        entry (``extra``: the command line's, for ``name`` only). Raises :class:`ProbeError`."""
+        """kmod_module_get_probe_list() of module ``name`` (in the tree, or builtin) and the options
+        of each entry (``extra``: the command line's, for ``name`` only). Raises :class:`ProbeError`."""
         top = self._mod(name)
+        if top.idx is None and name in self.builtin()[0]:  # module_is_inkernel(): nothing to do
+            return [Entry(name, "", extra, True, True, True)]
         visited: set[str] = set()
         required: set[str] = set()
         out: list[_Mod] = []
@@ -306,7 +333,8 @@ class Modprobe:
             # module_options_concat(): the configured options and a space, then the command line's
             args = (conf + " " if conf is not None else "") + xopt if (conf or xopt) else ""
             path = self.dm.mods[m.idx].path if m.idx is not None else ""
-            entries.append(Entry(m.name, path, args, m.key in required, m is top))
+            # kmod_module_is_builtin(): by name, in modules.builtin (module_is_inkernel() then)
+            entries.append(Entry(m.name, path, args, m.key in required, m is top, m.name in self.builtin()[0]))
         return entries
 
     def weakdeps(self, name: str) -> list[str]:

@@ -23,17 +23,18 @@ def errname(err: int) -> str:
 
 
 def modprobe_tree(root: str, config_paths: list[str] | None = None, jobs: int | None = None,
-                  use_cache: bool = True):
+                  use_cache: bool = True, kmod=None):
     """depmod's model of the tree ``root`` (a lib/modules/<kver> directory or a root holding one):
     the modules depmod takes (:mod:`kmodsim.discovery`, with depmod.d from ``config_paths``) and
     the dependencies it writes into modules.dep (:func:`kmodsim.dependencies.compute`), which modprobe
-    steps follow. Raises ValueError (several kernel versions) or :class:`kmodsim.dependencies.DepmodError`."""
+    steps follow (``kmod``: the :class:`kmodsim.dependencies.KmodVersion` whose depmod; None: the
+    machine's). Raises ValueError (several kernel versions) or :class:`kmodsim.dependencies.DepmodError`."""
     from ..dependencies import compute, load_records, plan
     from ..tree import module_root
 
     dirname = module_root(root)
     dirname = dirname.rstrip("/") or "/"
-    pl = plan(kver=os.path.basename(dirname), dirname=dirname, config_paths=config_paths, stat=use_cache)
+    pl = plan(kver=os.path.basename(dirname), dirname=dirname, config_paths=config_paths, stat=use_cache, kmod=kmod)
     return compute(pl, load_records(pl, jobs, use_cache))
 
 
@@ -43,14 +44,15 @@ class LoadInputError(Error):
 
 
 def prepare(target: Target, script: str, modules_dir: str | None = None, profile_name: str | None = None,
-            config_paths: list[str] | None = None) -> tuple[Profile, list[Step]]:
+            config_paths: list[str] | None = None, kmod_version: int | None = None) -> tuple[Profile, list[Step]]:
     """The profile and the resolved steps of a run of ``script`` on ``target``: the named profile
     (``6.1``, ``6.12``), else the target's (:func:`kmodsim.loader.profiles.profile_of`; an
     unverified release is one of ``target.warnings``); modprobe steps resolved against the depmod
     model of ``modules_dir``. Raises :class:`kmodsim.Error` (:class:`LoadInputError`,
     :class:`kmodsim.loader.script.ScriptError`, :class:`kmodsim.dependencies.DepmodError`).
     ``config_paths`` (``-C``) are read as depmod.d by depmod and as modprobe.d by modprobe, as
-    ``depmod -C`` and ``modprobe -C`` read them."""
+    ``depmod -C`` and ``modprobe -C`` read them, by the depmod and modprobe of kmod ``kmod_version``
+    (30, 34; None: the machine's, :func:`kmodsim.dependencies.kmod_version`)."""
     kernel = target.kernel
     if kernel is None or kernel.vermagic is None:
         raise LoadInputError(f"{kernel.source if kernel else target.release}: the kernel's vermagic is unknown "
@@ -59,8 +61,12 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
         raise LoadInputError(f"--profile {profile_name}: unknown (known: {', '.join(PROFILES)})")
     profile = PROFILES[profile_name] if profile_name else profile_of(target)
     steps = read_script(script)
+    from ..dependencies import kmod_version as behaviours
+
+    kmod = behaviours(kmod_version)
     try:
-        tree = modprobe_of(modprobe_tree(modules_dir, config_paths), config_paths) if modules_dir else None
+        tree = modprobe_of(modprobe_tree(modules_dir, config_paths, kmod=kmod), config_paths, kmod) \
+            if modules_dir else None
     except ValueError as exc:
         raise LoadInputError(str(exc)) from None
     resolve(steps, script, tree)
@@ -107,7 +113,7 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
 def modprobe_step(model: KernelModel, step: Step) -> tuple[list[dict], list[str]]:
     """A modprobe step on the model, as libkmod's kmod_module_probe_insert_module() inserts its
     probe list: the requested module already in the kernel -> nothing done (one skipped call);
-    each module of the list already loaded -> passed over (a skipped call); a module without a file
+    each module of the list already loaded, or builtin -> passed over (a skipped call); a module without a file
     (a modprobe.d alias to a module the tree lacks) -> kmod_module_insert_module()'s -ENOENT, no
     system call; the error of a module that is not required (a softdep) -> ignored (``"ignored":
     true`` on its call), a required one's ends the step. Options, the script's init= result and its
@@ -117,7 +123,7 @@ def modprobe_step(model: KernelModel, step: Step) -> tuple[list[dict], list[str]
     if model.find_module(step.target.replace("-", "_")) is not None:
         return [{"module": step.target.replace("-", "_"), "skipped": True, "errno": 0}], messages
     for i, (name, path) in enumerate(step.plan):
-        if model.find_module(name) is not None:
+        if step.plan_builtin[i] or model.find_module(name) is not None:  # module_is_inkernel()
             calls.append({"module": name, "skipped": True, "errno": 0})
             continue
         requested = step.plan_requested[i]

@@ -42,10 +42,11 @@ class Step:
     plan: list[tuple[str, str]] = field(default_factory=list)
     # modprobe only, one item per plan entry: the options it is inserted with, whether its error
     # stops modprobe (the module and its modules.dep dependencies; not softdeps), whether it is the
-    # requested module; and the weak dependencies modprobe does not load (kmod 33+)
+    # requested module, whether it is builtin; and the weak dependencies modprobe does not load (kmod 33+)
     plan_args: list[str] = field(default_factory=list)
     plan_required: list[bool] = field(default_factory=list)
     plan_requested: list[bool] = field(default_factory=list)
+    plan_builtin: list[bool] = field(default_factory=list)  # in modules.builtin: passed over
     weakdeps: list[str] = field(default_factory=list)
 
 
@@ -154,6 +155,7 @@ def resolve(steps: list[Step], path: str, tree=None, base: str = ".") -> None:
             s.plan_args = [e.args for e in entries]
             s.plan_required = [e.required for e in entries]
             s.plan_requested = [e.requested for e in entries]
+            s.plan_builtin = [e.builtin for e in entries]
             s.weakdeps = tree.weakdeps(s.target.replace("-", "_"))
 
 
@@ -178,10 +180,10 @@ def probe_list(mp, name: str, args: str, where: str):
 
     dm = mp.dm
     i = dm.index_of(name)
-    if i is None or dm.mods[i].name != name:
+    if (i is None or dm.mods[i].name != name) and name not in mp.builtin()[0]:
         raise ScriptError(f"{where}: module {name} not found in --modules")
     if dm.dep_sort is None:  # depmod writes no modules.dep at all for a tree with a cycle
-        cyc = [dm.mods[k].name for k in (dm.cycles(1) or [[i]])[0]]
+        cyc = [dm.mods[k].name for k in (dm.cycles(1) or [[i if i is not None else 0]])[0]]
         raise ScriptError(f"{where}: dependency loop: {' -> '.join(cyc + cyc[:1])} (depmod writes no "
                           f"modules.dep for this tree)")
     bad = dict(dm.errors)

@@ -150,8 +150,9 @@ def guest_init(steps: list[Step], paths: dict[str, str], probe: str | None = Non
             name, path = s.plan[0]
             out.append(f"step {i} insmod {_q(name)} {_q(paths[path])} {_q(s.args)}")
         else:
-            quads = " ".join(f"{_q(n)} {_q(paths[p] if p else '')} {_q(a)} {int(r)}"
-                             for (n, p), a, r in zip(s.plan, s.plan_args, s.plan_required, strict=True))
+            quads = " ".join(f"{_q(n)} {_q(paths[p] if p else '')} {_q(a)} {'b' if b else int(r)}"
+                             for (n, p), a, r, b in zip(s.plan, s.plan_args, s.plan_required, s.plan_builtin,
+                                                        strict=True))
             out.append(f"step {i} modprobe {_q(s.target.replace('-', '_'))} {quads}".rstrip())
     out += ['echo "@@KMS done"', "poweroff -f", "sleep 5", ""]
     return "\n".join(out)

@@ -82,7 +82,8 @@ int main(int argc, char **argv)
 	if (argc >= 3 && (argc - 3) % 4 == 0 && strcmp(argv[1], "modprobe") == 0) {
 		/* modprobe TARGET [NAME PATH ARGS REQUIRED]...: kmod_module_probe_insert_module() */
 		/* TARGET loaded: nothing; a loaded module of the list: passed over; no PATH: -ENOENT */
-		/* without a call; a failure stops the list only when REQUIRED is 1 (softdeps: ignored) */
+		/* without a call; a failure stops the list only when REQUIRED is 1 (softdeps: ignored); */
+		/* REQUIRED b: a builtin module (modules.builtin), in the kernel: passed over */
 		if (loaded(argv[2])) {
 			printf("@@KMS skip %s\n", argv[2]);
 			return 0;
@@ -90,7 +91,7 @@ int main(int argc, char **argv)
 		for (int i = 3; i < argc; i += 4) {
 			int req = strcmp(argv[i + 3], "1") == 0, e;
 
-			if (loaded(argv[i])) {
+			if (strcmp(argv[i + 3], "b") == 0 || loaded(argv[i])) {
 				printf("@@KMS skip %s\n", argv[i]);
 				continue;
 			}
