@@ -54,10 +54,11 @@ def tree(build: Path, dest: Path, depmod: str) -> Path:
     return dest
 
 
-def show_depends(modprobe: str, root: Path, name: str, *args: str) -> list[tuple[str, str]]:
+def show_depends(modprobe: str, root: Path, name: str, *args: str, confs=(CONF,)) -> list[tuple[str, str]]:
     """(module, options) of each ``insmod`` line of ``modprobe --show-depends`` (print_action():
     ``insmod PATH OPTIONS``)."""
-    p = subprocess.run([modprobe, "-C", str(CONF), "-d", str(root), "-S", KVER, "--show-depends", name, *args],
+    cargs = [a for c in confs for a in ("-C", str(c))]
+    p = subprocess.run([modprobe, *cargs, "-d", str(root), "-S", KVER, "--show-depends", name, *args],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     out = []
@@ -68,7 +69,7 @@ def show_depends(modprobe: str, root: Path, name: str, *args: str) -> list[tuple
     return out
 
 
-def plan(root: Path, kmod_version: int, name: str, args: str = "") -> tuple[list[tuple[str, str]], list]:
+def plan(root: Path, kmod_version: int, name: str, args: str = "", confs=(CONF,)) -> tuple[list[tuple[str, str]], list]:
     from kmodsim.dependencies import KMOD_VERSIONS
     from kmodsim.loader.run import modprobe_tree
     from kmodsim.loader.script import modprobe_of, parse_script, resolve
@@ -76,7 +77,7 @@ def plan(root: Path, kmod_version: int, name: str, args: str = "") -> tuple[list
     kmod = KMOD_VERSIONS[kmod_version]
     dm = modprobe_tree(str(root / "lib" / "modules" / KVER), use_cache=False)
     steps = parse_script(f"modprobe {name} {args}\n")
-    resolve(steps, "s", modprobe_of(dm, [str(CONF)], kmod))
+    resolve(steps, "s", modprobe_of(dm, [str(c) for c in confs], kmod))
     (s,) = steps
     return [(n, a) for (n, _p), a in zip(s.plan, s.plan_args, strict=True)], s
 
@@ -116,6 +117,39 @@ def test_plans_are_modprobes_kmod30(softdep_build, real_depmod, modprobe30, tmp_
     assert dict(main)["kmsd_main"] == "mainopt=1" and dict(main)["kmsd_post"] == "postopt=1 "
     got, step = plan(root, 30, "kmsd_main", "mainopt=1")
     assert step.plan_required == [False, False, True, False, True, False, False]
+
+
+def more_config(d: Path) -> Path:
+    """A modprobe.d directory read with kmsd.conf: files in name order (a.conf, b.conf, c.conf, then
+    kmsd.conf, then modules.softdep), only ``*.conf`` and not hidden ones; a softdep by pattern, a
+    line continued with a backslash, tabs, options by alias name, an alias pattern matching a name
+    kmsd.conf also aliases, a ``symbol:`` name."""
+    d.mkdir()
+    (d / "a.conf").write_text("softdep kmsd_l*  post:\tkmsd_weak\n")
+    (d / "b.conf").write_text("options kmsd-alias aliasopt=2\n# a comment\n")
+    (d / "c.conf").write_text("softdep kmsd_refused pre: symbol:kmsd_dep_fn \\\n  post: kmsd-cfx\n"
+                              "alias kmsd-cf? kmsd_weak\n")
+    (d / "d.txt").write_text("softdep kmsd_main pre: kmsd_weak\n")  # not a .conf: not read
+    (d / ".e.conf").write_text("softdep kmsd_main pre: kmsd_weak\n")  # hidden: not read
+    return d
+
+
+@pytest.mark.parametrize("version", [30, 34])
+def test_plans_with_a_config_directory(version, softdep_build, request, tmp_path):
+    depmod = request.getfixturevalue("real_depmod" if version == 30 else "depmod34")
+    modprobe = request.getfixturevalue(f"modprobe{version}")
+    root = tree(softdep_build, tmp_path / "root", depmod)
+    confs = (CONF, more_config(tmp_path / "modprobe.d"))
+    for name, args in CASES:
+        want = show_depends(modprobe, root, name, *args.split(), confs=confs)
+        assert plan(root, version, name, args, confs)[0] == want, (name, args)
+    # what the configuration is meant to show, on the oracle's answer
+    main = show_depends(modprobe, root, "kmsd_main", confs=confs)
+    assert ("kmsd_post", "aliasopt=2 postopt=1 ") in main and ("kmsd_weak", "") in main
+    # symbol:kmsd_dep_fn finds kmsd_dep (with its softdeps); kmsd-cfx and kmsd-cfg both match the
+    # alias pattern kmsd-cf?, one kmod_module keyed by the pattern: visited once
+    refused = show_depends(modprobe, root, "kmsd_refused", confs=confs)
+    assert [n for n, _o in refused] == ["kmsd_leaf", "kmsd_pre", "kmsd_dep", "kmsd_weak", "kmsd_leaf", "kmsd_refused"]
 
 
 def test_plans_are_modprobes_kmod34(softdep_build, depmod34, modprobe34, tmp_path):

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
 from dataclasses import dataclass, field
 
 from ..dependencies.index import alias_normalize
@@ -64,9 +63,6 @@ class ModprobeConfig:
     commands: dict[str, str] = field(default_factory=dict)  # module -> its first install/remove command
 
 
-_OPTIONS = re.compile(r"[ \t]*options[ \t]+[^ \t]+[ \t](.*)$", re.S)
-
-
 def _str(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
@@ -74,20 +70,91 @@ def _str(b: bytes) -> str:
 def _underscores(s: str) -> str | None:
     """libkmod-config.c underscores(): '-' becomes '_' outside brackets; None for a bad bracket."""
     b = alias_normalize(s.encode("utf-8", "surrogateescape"))
-    return None if b is None else b.decode("utf-8", "surrogateescape")
+    return None if b is None else _str(b)
 
 
 def _lines(data: bytes):
-    """freadline_wrapped(): lines joined at a trailing backslash."""
-    buf = ""
-    for raw in data.decode("utf-8", "surrogateescape").split("\n"):
-        if raw.endswith("\\"):
-            buf += raw[:-1]
-            continue
-        yield buf + raw
-        buf = ""
+    """shared/util.c freadline_wrapped(): a backslash and a newline join two lines; a backslash
+    before any other character is dropped."""
+    text = _str(data)
+    buf: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            yield "".join(buf)
+            buf = []
+        elif c == "\\" and i + 1 < n:
+            i += 1
+            if text[i] != "\n":
+                buf.append(text[i])
+        else:
+            buf.append(c)
+        i += 1
     if buf:
-        yield buf
+        yield "".join(buf)
+
+
+class _Strtok:
+    """strtok_r() over one line: ``next(" \t")`` a token, ``rest()`` the remainder (strtok_r with
+    an empty delimiter set: everything after the separator that ended the last token)."""
+
+    def __init__(self, line: str) -> None:
+        self.s, self.pos = line, 0
+
+    def next(self) -> str | None:
+        s, i = self.s, self.pos
+        while i < len(s) and s[i] in " \t":
+            i += 1
+        if i >= len(s):
+            self.pos = i
+            return None
+        j = i
+        while j < len(s) and s[j] not in " \t":
+            j += 1
+        self.pos = j + 1  # the separator is overwritten with NUL; the next call starts after it
+        return s[i:j]
+
+    def rest(self) -> str | None:
+        r = self.s[self.pos:]
+        self.pos = len(self.s)
+        return r or None
+
+
+_C_SPACE = " \t\n\v\f\r"  # isspace() in the C locale
+
+
+def _dep_tokens(line: str) -> list[str]:
+    """The words of a softdep/weakdep line as kmod_config_add_softdep() and
+    kmod_config_add_weakdep() scan them. One quirk kept: a single blank at the start is not
+    skipped but taken into the first word (``softdep m  pre: x`` — two blanks after the module —
+    yields the word `` pre:``, no mode, and x is dropped)."""
+    out: list[str] = []
+    p = 0
+    was_space = False
+    i, n = 0, len(line)
+    while True:
+        end = i >= n
+        if not end:
+            if line[i] not in _C_SPACE:
+                was_space = False
+                i += 1
+                continue
+            if was_space:
+                p = i + 1
+                i += 1
+                continue
+            was_space = True
+            if p >= i:
+                i += 1
+                continue
+        if not end or not was_space:
+            out.append(line[p:i])
+        p = i + 1
+        if end:
+            break
+        i += 1
+    return out
 
 
 def parse_config(cfg: ModprobeConfig, data: bytes, weakdep: bool) -> None:
@@ -96,32 +163,33 @@ def parse_config(cfg: ModprobeConfig, data: bytes, weakdep: bool) -> None:
     for line in _lines(data):
         if not line or line[0] == "#":
             continue
-        words = line.replace("\t", " ").split(" ")
-        words = [w for w in words if w]
-        if not words:
+        tok = _Strtok(line)
+        cmd = tok.next()
+        if cmd is None:
             continue
-        cmd, rest = words[0], words[1:]
-        if cmd == "alias" and len(rest) >= 2:
-            a, m = _underscores(rest[0]), _underscores(rest[1])
-            if a is not None and m is not None:
-                cfg.aliases.append((a, m))
-        elif cmd == "options" and len(rest) >= 2:
-            om = _OPTIONS.match(line)
-            m = _underscores(rest[0])
-            if m is not None and om:  # strtok_r(NULL, "\0"): the rest after one separator, tabs made spaces
-                cfg.options.append((m, om.group(1).replace("\t", " ")))
-        elif cmd in ("install", "remove") and len(rest) >= 2:
-            m = _underscores(rest[0])
-            if m is not None and cmd == "install":
-                cfg.commands.setdefault(m, " ".join(rest[1:]))
-        elif cmd == "softdep" and len(rest) >= 2:  # kmod_config_add_softdep()
-            m = _underscores(rest[0])
-            if m is None:
-                continue
+        if cmd == "alias":
+            a, m = tok.next(), tok.next()
+            ua = _underscores(a) if a is not None else None
+            um = _underscores(m) if m is not None else None
+            if ua is not None and um is not None:
+                cfg.aliases.append((ua, um))
+            continue
+        if cmd not in ("options", "install", "remove", "softdep", "weakdep") or (cmd == "weakdep" and not weakdep):
+            continue
+        name = tok.next()
+        m = _underscores(name) if name is not None else None
+        rest = tok.rest()
+        if m is None or rest is None:
+            continue
+        if cmd == "options":
+            cfg.options.append((m, rest.replace("\t", " ")))
+        elif cmd == "install":
+            cfg.commands.setdefault(m, rest)
+        elif cmd == "softdep":  # kmod_config_add_softdep()
             pre: list[str] = []
             post: list[str] = []
             mode: list[str] | None = None
-            for w in rest[1:]:
+            for w in _dep_tokens(rest):
                 if w == "pre:":
                     mode = pre
                 elif w == "post:":
@@ -129,10 +197,8 @@ def parse_config(cfg: ModprobeConfig, data: bytes, weakdep: bool) -> None:
                 elif mode is not None:
                     mode.append(w)
             cfg.softdeps.append((m, pre, post))
-        elif cmd == "weakdep" and weakdep and len(rest) >= 2:  # kmod_config_add_weakdep()
-            m = _underscores(rest[0])
-            if m is not None:
-                cfg.weakdeps.append((m, rest[1:]))
+        elif cmd == "weakdep":  # kmod_config_add_weakdep(), kmod 33+
+            cfg.weakdeps.append((m, _dep_tokens(rest)))
 
 
 def default_config_paths(kmod) -> list[str]:

@@ -4,8 +4,8 @@
  * own (kmsd_pre), an alias of modules.alias (kmsd-alias: kmsd_post), a name nothing answers to
  * (kmsd_nothere) and a module the kernel refuses (kmsd_refused); its weak dependency (kmsd_weak)
  * is never loaded by modprobe. MODULE_INFO(weakdep, ...) is what MODULE_WEAKDEP() expands to in
- * Linux 6.11+ (include/linux/module.h, 61842868de13 "module: create weak dependecies"); the 6.1
- * headers have no MODULE_WEAKDEP. */
+ * Linux 6.11+ (include/linux/module.h: "#define MODULE_WEAKDEP(_weakdep) MODULE_INFO(weakdep,
+ * _weakdep)", e.g. in Debian's 6.12 headers); the 6.1 headers have no MODULE_WEAKDEP. */
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/init.h>
