@@ -53,6 +53,8 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
     ``config_paths`` (``-C``) are read as depmod.d by depmod and as modprobe.d by modprobe, as
     ``depmod -C`` and ``modprobe -C`` read them, by the depmod and modprobe of kmod ``kmod_version``
     (30, 34; None: the machine's, :func:`kmodsim.dependencies.kmod_version`)."""
+    from ..dependencies import kmod_version as behaviours
+
     kernel = target.kernel
     if kernel is None or kernel.vermagic is None:
         raise LoadInputError(f"{kernel.source if kernel else target.release}: the kernel's vermagic is unknown "
@@ -61,8 +63,6 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
         raise LoadInputError(f"--profile {profile_name}: unknown (known: {', '.join(PROFILES)})")
     profile = PROFILES[profile_name] if profile_name else profile_of(target)
     steps = read_script(script)
-    from ..dependencies import kmod_version as behaviours
-
     kmod = behaviours(kmod_version)
     try:
         tree = modprobe_of(modprobe_tree(modules_dir, config_paths, kmod=kmod), config_paths, kmod) \
@@ -113,9 +113,9 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
 def modprobe_step(model: KernelModel, step: Step) -> tuple[list[dict], list[str]]:
     """A modprobe step on the model, as libkmod's kmod_module_probe_insert_module() inserts its
     probe list: the requested module already in the kernel -> nothing done (one skipped call);
-    each module of the list already loaded, or builtin -> passed over (a skipped call); a module without a file
-    (a modprobe.d alias to a module the tree lacks) -> kmod_module_insert_module()'s -ENOENT, no
-    system call; the error of a module that is not required (a softdep) -> ignored (``"ignored":
+    each module of the list already loaded, or builtin -> passed over (a skipped call); a module
+    without a file (a modprobe.d alias to a module the tree lacks) -> kmod_module_insert_module()'s
+    -ENOENT, no system call; the error of a module that is not required (a softdep) -> ignored (``"ignored":
     true`` on its call), a required one's ends the step. Options, the script's init= result and its
     ``#>`` lines go to the requested module."""
     calls: list[dict] = []
