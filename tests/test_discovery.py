@@ -200,10 +200,8 @@ def test_ldd_modules_takes_what_depmod_takes(tree, headers61):
 
 
 def _show_depends(tree: Tree, name: str) -> list[str]:
-    """kmod's modprobe on tree ``a``: the files it inserts for ``name``, as modules.dep spells them.
-    modules.softdep is taken away first: kmodsim does not model soft dependencies (kms_a declares
-    "pre: kms_c", which makes modprobe list modules twice)."""
-    (tree.dir(tree.a) / "modules.softdep").unlink(missing_ok=True)
+    """kmod's modprobe on tree ``a``: the files it inserts for ``name``, as modules.dep spells them
+    (with modules.softdep: kms_a declares "pre: kms_c", which makes modprobe list modules twice)."""
     p = subprocess.run([MODPROBE, "-C", str(tree.modprobe_d), "-d", str(tree.a), "-S", KVER, "--show-depends", name],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
@@ -211,8 +209,8 @@ def _show_depends(tree: Tree, name: str) -> list[str]:
 
 
 def test_modprobe_steps_follow_modules_dep(tree):
-    """The modprobe plan comes from the dependencies depmod computes (modules.dep), in the order
-    kmod's modprobe inserts them."""
+    """The modprobe plan comes from the dependencies depmod computes (modules.dep) and the soft
+    dependencies it writes (modules.softdep), in the order kmod's modprobe inserts them."""
     from kmodsim.loader.run import modprobe_tree
     from kmodsim.loader.script import parse_script, resolve
 

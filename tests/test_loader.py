@@ -379,8 +379,8 @@ def test_load_cli_json_and_text(workspace, headers61, recorded_kernel):
     assert [(m["name"], m["size"]) for m in doc["modules"]] == [(m["name"], m["size"]) for m in real["modules"]]
     assert any("footprint model" in n for n in doc["notes"])
     assert [c["module"] for c in doc["steps"][0]["calls"]] == ["kms_a", "kms_b", "kms_c"]
-    assert doc["steps"][1]["calls"] == [{"module": "kms_a", "skipped": True, "errno": 0},
-                                        {"module": "kms_b", "skipped": True, "errno": 0}]
+    # kms_b is loaded: kmod_module_probe_insert_module() returns before it builds a probe list
+    assert doc["steps"][1]["calls"] == [{"module": "kms_b", "skipped": True, "errno": 0}]
     t = run_kmodsim("load", "--kernel", headers61, "--script", TESTS / "scenarios" / "02_dup_export_owner_first.script",
                     cwd=workspace, check=0).stdout
     assert "[kernel] kmc_dup: exports duplicate symbol kms_a_counter (owned by kms_a)" in t

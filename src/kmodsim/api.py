@@ -108,23 +108,25 @@ def depmod(basedir: str | None = None, kver: str | None = None, *, symvers: str 
 
 
 def load(script: str, *, kernel: str | Target, modules: str | None = None, profile: str | None = None,
-         config_paths: list[str] | None = None) -> Run:
+         config_paths: list[str] | None = None, kmod_version: int | None = None) -> Run:
     """``kmodsim load``: replay the load script at ``script`` (insmod/rmmod/modprobe lines) on the
     model of the kernel's ``load_module()``: per step (``.steps``) the errno, the kernel's log
-    lines, taints and /proc/modules with sizes (a :class:`kmodsim.loader.result.Run`; its
-    ``to_json()`` is ``kmodsim load --json``, docs/loader.md). Raises :class:`kmodsim.Error` on
-    unusable input."""
+    lines, taints and /proc/modules with sizes (a :class:`kmodsim.loader.result.Run`;
+    :func:`kmodsim.render.loader.run_json` is ``kmodsim load --json``, docs/loader.md). modprobe
+    steps follow ``modules`` as the depmod and modprobe of kmod ``kmod_version`` (30, 34; default:
+    the machine's) do, soft dependencies included, with ``config_paths`` as their ``-C``. Raises
+    :class:`kmodsim.Error` on unusable input."""
     from .loader.run import prepare, replay
 
     target = load_target(kernel)
-    prof, steps = prepare(target, script, modules, profile, config_paths)
+    prof, steps = prepare(target, script, modules, profile, config_paths, kmod_version)
     assert target.kernel is not None
     return replay(target.kernel, steps, prof)
 
 
 def verify(script: str, *, kernel: str | Target, vmlinuz: str, modules: str | None = None,
            profile: str | None = None, config_paths: list[str] | None = None, timeout: float = 120.0,
-           compare: bool = True) -> Run:
+           compare: bool = True, kmod_version: int | None = None) -> Run:
     """``kmodsim verify``: the same script on the real kernel ``vmlinuz`` under QEMU; the
     kernel's run, with (``compare``) its ``differences`` from the model. Needs
     qemu-system-x86_64, busybox-static and a C compiler (the guest helper). Raises
@@ -133,7 +135,7 @@ def verify(script: str, *, kernel: str | Target, vmlinuz: str, modules: str | No
     from .oracle.boot import verify as _verify
 
     target = load_target(kernel)
-    prof, steps = prepare(target, script, modules, profile, config_paths)
+    prof, steps = prepare(target, script, modules, profile, config_paths, kmod_version)
     return _verify(target.kernel, prof, steps, vmlinuz, timeout=timeout, compare=compare)
 
 

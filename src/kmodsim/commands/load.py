@@ -8,6 +8,11 @@ from .common import EXIT_ERROR, EXIT_OK, config_option, dump_json, error, kernel
 
 
 def script_options(f):
+    from .depmod import _kmod_version
+
+    f = args.option("--kmod-version", metavar="30|34", default=None, callback=_kmod_version,
+                    help="modprobe steps as this kmod's depmod and modprobe do them (34: weak dependencies "
+                         "reported; default: the machine's depmod --version if 30 or 34, else 34).")(f)
     f = args.option("--profile", "profile_name", default=None, metavar="SERIES",
                      help="Loader profile (6.1, 6.12); default: from the kernel's release.")(f)
     f = args.option("--json", "as_json", is_flag=True, help="Machine-readable result.")(f)
@@ -21,14 +26,14 @@ def script_options(f):
 
 
 def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name: str | None,
-            config: tuple[str, ...] = ()):
+            config: tuple[str, ...] = (), kmod_version: int | None = None):
     """(kernel, profile, resolved steps); exits 2 with one line on bad input."""
     from ..errors import Error
     from ..loader.run import prepare as prepare_run
 
     target = load_target(kernel_path)
     try:
-        profile, steps = prepare_run(target, script, modules_dir, profile_name, list(config) or None)
+        profile, steps = prepare_run(target, script, modules_dir, profile_name, list(config) or None, kmod_version)
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
@@ -43,7 +48,7 @@ def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name
 @args.command("load")
 @script_options
 def load_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None, script: str, as_json: bool,
-             profile_name: str | None) -> None:
+             profile_name: str | None, kmod_version: int | None) -> None:
     """Replay SCRIPT on a model of the kernel's load_module()/delete_module(): per step the errno,
     the exact kernel log lines, the taints, and /proc/modules with each module's size (from the
     footprint model of the module's memory layout, as `kmodsim footprint` computes it).
@@ -53,7 +58,7 @@ def load_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None,
     from ..loader.run import replay
     from ..render.loader import load_text, run_json
 
-    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
+    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config, kmod_version)
     run = replay(kernel, steps, profile)
     if as_json:
         dump_json(run_json(run))

@@ -31,7 +31,8 @@ def image_for(kernel, vmlinuz: str | None) -> str:
 @args.option("--compare", is_flag=True, help="Diff the real kernel against the model; exit 1 on any difference.")
 @args.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds allowed for the boot.")
 def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None, script: str, as_json: bool,
-               profile_name: str | None, vmlinuz: str | None, compare: bool, timeout: float) -> None:
+               profile_name: str | None, kmod_version: int | None, vmlinuz: str | None, compare: bool,
+               timeout: float) -> None:
     """Run SCRIPT on the real kernel under QEMU (qemu-system-x86_64, TCG): a busybox initramfs and a
     static helper making one finit_module/delete_module call per step.
 
@@ -42,7 +43,7 @@ def verify_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | Non
     from ..oracle.boot import ModuleFileError, verify
     from ..render.loader import compare_text, load_text, run_json
 
-    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config)
+    kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config, kmod_version)
     image = image_for(kernel, vmlinuz)
     try:
         run = verify(kernel, profile, steps, image, timeout=timeout, compare=compare)

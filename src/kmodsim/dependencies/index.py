@@ -132,32 +132,56 @@ class Index:
 
 def builtin_index(dirname: str, messages: list[DepmodMessage], preorder: bool = False) -> bytes | None:
     """modules.builtin.bin: the module name of each modules.builtin line (None: no such file)."""
+    names = builtin_names(dirname, messages)
+    if names is None:
+        return None
+    idx = Index()
+    for n in names:
+        idx.insert(n, b"", 0)
+    return idx.to_bytes(preorder)
+
+
+def builtin_names(dirname: str, messages: list[DepmodMessage]) -> list[bytes] | None:
+    """The module names of modules.builtin as depmod indexes them (None: no such file; depmod's
+    messages about the file appended to ``messages``). Also what libkmod's builtin lookups find."""
     try:
         with open(os.path.join(dirname, "modules.builtin"), "rb") as f:
             lines = f.read().splitlines(keepends=True)
     except OSError as exc:
         messages.append(DepmodMessage("builtin-open", (dirname, str(exc.strerror))))
         return None
-    idx = Index()
+    out = []
     for line in lines:
         if not line[:1].isalpha():
             messages.append(DepmodMessage("builtin-bad-line", (line.decode("utf-8", "surrogateescape"),)))
             continue
         base = line.rsplit(b"/", 1)[-1]
-        idx.insert(re.split(rb"[.\0]", base, maxsplit=1)[0].replace(b"-", b"_"), b"", 0)
-    return idx.to_bytes(preorder)
+        out.append(re.split(rb"[.\0]", base, maxsplit=1)[0].replace(b"-", b"_"))
+    return out
 
 
 def builtin_alias_index(dirname: str, messages: list[DepmodMessage], preorder: bool = False) -> bytes | None:
-    """modules.builtin.alias.bin: the ``<module>.alias=<value>`` strings of modules.builtin.modinfo,
-    read with depmod's stream rules (a field ends at its delimiter or at a NUL)."""
+    """modules.builtin.alias.bin: the ``<module>.alias=<value>`` strings of modules.builtin.modinfo."""
+    pairs = builtin_aliases(dirname, messages)
+    if pairs is None:
+        return None
+    idx = Index()
+    for norm, name in pairs:
+        idx.insert(norm, name, 0)
+    return idx.to_bytes(preorder)
+
+
+def builtin_aliases(dirname: str, messages: list[DepmodMessage]) -> list[tuple[bytes, bytes]] | None:
+    """(normalised alias, module) of each ``<module>.alias=<value>`` string of
+    modules.builtin.modinfo, read with depmod's stream rules (a field ends at its delimiter or at a
+    NUL); None: no such file (depmod's messages appended to ``messages``)."""
     try:
         with open(os.path.join(dirname, "modules.builtin.modinfo"), "rb") as f:
             data = f.read()
     except OSError as exc:
         messages.append(DepmodMessage("builtin-modinfo-open", (dirname, str(exc.strerror))))
         return None
-    idx = Index()
+    out = []
     pos, size = 0, len(data)
 
     def field(end: int) -> tuple[bytes, bool]:
@@ -189,8 +213,8 @@ def builtin_alias_index(dirname: str, messages: list[DepmodMessage], preorder: b
         if norm is None:
             messages.append(DepmodMessage("alias-bracket", (value.decode("utf-8", "surrogateescape"),)))
             continue
-        idx.insert(norm, name, 0)
-    return idx.to_bytes(preorder)
+        out.append((norm, name))
+    return out
 
 
 def alias_normalize(v: bytes) -> bytes | None:

@@ -21,10 +21,12 @@ def errname(err: int) -> str:
 
 class Call(NamedTuple):
     """One finit_module()/delete_module() call of a step, or a module modprobe skipped (already
-    loaded: kmod's modprobe does not call the kernel for it)."""
+    loaded or builtin: kmod's modprobe does not call the kernel for it); ``ignored``: an error
+    modprobe goes past (a soft dependency's: not required)."""
     module: str
     errno: int
     skipped: bool = False
+    ignored: bool = False
 
 
 

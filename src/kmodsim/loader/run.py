@@ -4,6 +4,7 @@ text transcript is :mod:`kmodsim.render.loader`'s."""
 
 from __future__ import annotations
 
+import errno as E
 import os
 
 from ..errors import Error
@@ -13,23 +14,24 @@ from .image import load_image
 from .model import KernelModel
 from .profiles import PROFILES, Profile, profile_of
 from .result import Call, Formed, ModuleState, Run, StepResult, errname
-from .script import Step, read_script, resolve
+from .script import Step, modprobe_of, read_script, resolve
 
 SIZES_NOTE = "module sizes come from the footprint model (kmodsim.memory_layout, profile {fp})"
 
 
 def modprobe_tree(root: str, config_paths: list[str] | None = None, jobs: int | None = None,
-                  use_cache: bool = True):
+                  use_cache: bool = True, kmod=None):
     """depmod's model of the tree ``root`` (a lib/modules/<kver> directory or a root holding one):
     the modules depmod takes (:mod:`kmodsim.discovery`, with depmod.d from ``config_paths``) and
     the dependencies it writes into modules.dep (:func:`kmodsim.dependencies.compute`), which modprobe
-    steps follow. Raises ValueError (several kernel versions) or :class:`kmodsim.dependencies.DepmodError`."""
+    steps follow (``kmod``: the :class:`kmodsim.dependencies.KmodVersion` whose depmod; None: the
+    machine's). Raises ValueError (several kernel versions) or :class:`kmodsim.dependencies.DepmodError`."""
     from ..dependencies import compute, load_records, plan
     from ..tree import module_root
 
     dirname = module_root(root)
     dirname = dirname.rstrip("/") or "/"
-    pl = plan(kver=os.path.basename(dirname), dirname=dirname, config_paths=config_paths, stat=use_cache)
+    pl = plan(kver=os.path.basename(dirname), dirname=dirname, config_paths=config_paths, stat=use_cache, kmod=kmod)
     return compute(pl, load_records(pl, jobs, use_cache))
 
 
@@ -39,12 +41,17 @@ class LoadInputError(Error):
 
 
 def prepare(target: Target, script: str, modules_dir: str | None = None, profile_name: str | None = None,
-            config_paths: list[str] | None = None) -> tuple[Profile, list[Step]]:
+            config_paths: list[str] | None = None, kmod_version: int | None = None) -> tuple[Profile, list[Step]]:
     """The profile and the resolved steps of a run of ``script`` on ``target``: the named profile
     (``6.1``, ``6.12``), else the target's (:func:`kmodsim.loader.profiles.profile_of`; an
     unverified release is one of ``target.warnings``); modprobe steps resolved against the depmod
     model of ``modules_dir``. Raises :class:`kmodsim.Error` (:class:`LoadInputError`,
-    :class:`kmodsim.loader.script.ScriptError`, :class:`kmodsim.dependencies.DepmodError`)."""
+    :class:`kmodsim.loader.script.ScriptError`, :class:`kmodsim.dependencies.DepmodError`).
+    ``config_paths`` (``-C``) are read as depmod.d by depmod and as modprobe.d by modprobe, as
+    ``depmod -C`` and ``modprobe -C`` read them, by the depmod and modprobe of kmod ``kmod_version``
+    (30, 34; None: the machine's, :func:`kmodsim.dependencies.kmod_version`)."""
+    from ..dependencies import kmod_version as behaviours
+
     kernel = target.kernel
     if kernel is None or kernel.vermagic is None:
         raise LoadInputError(f"{kernel.source if kernel else target.release}: the kernel's vermagic is unknown "
@@ -53,8 +60,10 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
         raise LoadInputError(f"--profile {profile_name}: unknown (known: {', '.join(PROFILES)})")
     profile = PROFILES[profile_name] if profile_name else profile_of(target)
     steps = read_script(script)
+    kmod = behaviours(kmod_version)
     try:
-        tree = modprobe_tree(modules_dir, config_paths) if modules_dir else None
+        tree = modprobe_of(modprobe_tree(modules_dir, config_paths, kmod=kmod), config_paths, kmod) \
+            if modules_dir else None
     except ValueError as exc:
         raise LoadInputError(str(exc)) from None
     resolve(steps, script, tree)
@@ -64,9 +73,11 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
 def step_result(step: Step, calls: list[Call], messages: list[str], modules: list[ModuleState],
                 tainted: int | None, formed: list[Formed] | None = None) -> StepResult:
     """One step of a run. ``formed``: the modules that reached do_init_module() in the step, with
-    their core and init sizes in bytes (None where not observed: a kernel run without the probe)."""
-    return StepResult(step.cmd, step.line, calls[-1].errno if calls else 0, messages, calls,
-                      step.init if step.init_given else None, list(step.init_log), modules, tainted, formed)
+    their core and init sizes in bytes (None where not observed: a kernel run without the probe).
+    The step's errno is its last call's, unless that call's error was ignored (a softdep's)."""
+    err = calls[-1].errno if calls and not calls[-1].ignored else 0
+    return StepResult(step.cmd, step.line, err, messages, calls, step.init if step.init_given else None,
+                      list(step.init_log), modules, tainted, formed)
 
 
 def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
@@ -82,20 +93,49 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
             c = model.delete_module(step.plan[0][0])
             calls.append(Call(c.module, c.errno))
             messages += c.messages
+        elif step.op == "insmod":
+            c = model.load_module(load_image(step.plan[0][1]), step.args, step.init, step.init_log)
+            calls.append(Call(c.module, c.errno))
+            messages += c.messages
         else:
-            last = len(step.plan) - 1
-            for i, (name, path) in enumerate(step.plan):
-                if step.op == "modprobe" and model.find_module(name) is not None:
-                    calls.append(Call(name, 0, skipped=True))
-                    continue
-                c = model.load_module(load_image(path), step.args if i == last else "",
-                                      step.init if i == last else 0, step.init_log if i == last else ())
-                calls.append(Call(c.module, c.errno))
-                messages += c.messages
-                if c.errno:
-                    break
+            calls, messages = modprobe_step(model, step)
         out.append(step_result(step, calls, messages, model.proc_modules(), model.tainted, model.formed))
-    return run_of("model", kernel, model.profile, out, model.proc_modules(), model.tainted)
+    weak = [f"line {s.line}: modprobe {s.target}: weak dependencies {' '.join(s.weakdeps)} not loaded (modprobe "
+            f"never inserts a weakdep; kmod 33+ lists them for initramfs tools)" for s in steps if s.weakdeps]
+    return run_of("model", kernel, model.profile, out, model.proc_modules(), model.tainted, weak)
+
+
+def modprobe_step(model: KernelModel, step: Step) -> tuple[list[Call], list[str]]:
+    """A modprobe step on the model, as libkmod's kmod_module_probe_insert_module() inserts its
+    probe list: the requested module already in the kernel -> nothing done (one skipped call);
+    each module of the list already loaded, or builtin -> passed over (a skipped call); a module
+    without a file (a modprobe.d alias to a module the tree lacks) -> kmod_module_insert_module()'s
+    -ENOENT, no system call; the error of a module that is not required (a softdep) -> ignored
+    (``ignored`` on its call), a required one's ends the step. Options, the script's init= result
+    and its ``#>`` lines go to the requested module."""
+    calls: list[Call] = []
+    messages: list[str] = []
+    if model.find_module(step.target.replace("-", "_")) is not None:
+        return [Call(step.target.replace("-", "_"), 0, skipped=True)], messages
+    for i, (name, path) in enumerate(step.plan):
+        if step.plan_builtin[i] or model.find_module(name) is not None:  # module_is_inkernel()
+            calls.append(Call(name, 0, skipped=True))
+            continue
+        requested = step.plan_requested[i]
+        if not path:
+            call = Call(name, E.ENOENT)
+        else:
+            c = model.load_module(load_image(path), step.plan_args[i], step.init if requested else 0,
+                                  step.init_log if requested else ())
+            call = Call(c.module, c.errno)
+            messages += c.messages
+        if call.errno and not step.plan_required[i]:
+            calls.append(call._replace(ignored=True))
+            continue
+        calls.append(call)
+        if call.errno:
+            break
+    return calls, messages
 
 
 def run_of(source: str, kernel: Kernel, profile: Profile, steps: list[StepResult], modules: list[ModuleState],

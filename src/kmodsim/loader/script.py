@@ -38,7 +38,16 @@ class Step:
     init_given: bool = False
     init_log: list[str] = field(default_factory=list)  # the init's own kernel lines ("#> " lines)
     # filled by resolve(): [(module name, path)] to load in order (deps first), or [(name, "")] for rmmod
+    # (modprobe: kmod's probe list, see kmodsim.loader.modprobe; path "" for a module not in the tree)
     plan: list[tuple[str, str]] = field(default_factory=list)
+    # modprobe only, one item per plan entry: the options it is inserted with, whether its error
+    # stops modprobe (the module and its modules.dep dependencies; not softdeps), whether it is the
+    # requested module, whether it is builtin; and the weak dependencies modprobe does not load (kmod 33+)
+    plan_args: list[str] = field(default_factory=list)
+    plan_required: list[bool] = field(default_factory=list)
+    plan_requested: list[bool] = field(default_factory=list)
+    plan_builtin: list[bool] = field(default_factory=list)  # in modules.builtin: passed over
+    weakdeps: list[str] = field(default_factory=list)
 
 
 _INIT = re.compile(r"\binit=(-?\d+|-?E[A-Z0-9]+)\b")
@@ -116,11 +125,16 @@ def read_script(path: str) -> list[Step]:
 
 
 def resolve(steps: list[Step], path: str, tree=None, base: str = ".") -> None:
-    """Fill every step's plan: module files read, modprobe dependencies found (``tree``: depmod's
-    model of the --modules tree, a :class:`kmodsim.dependencies.Depmod`, see
-    :func:`kmodsim.loader.run.modprobe_tree`). Raises ScriptError naming the line."""
+    """Fill every step's plan: module files read, modprobe's probe lists found (``tree``: a
+    :class:`kmodsim.loader.modprobe.Modprobe`, or depmod's model of the --modules tree, a
+    :class:`kmodsim.dependencies.Depmod` — see :func:`kmodsim.loader.run.modprobe_tree` — read with
+    the kmod version's default modprobe.d directories). Raises ScriptError naming the line."""
     from ..module import ModuleError
     from .image import load_image
+    from .modprobe import Modprobe
+
+    if tree is not None and not isinstance(tree, Modprobe):
+        tree = modprobe_of(tree)
 
     for s in steps:
         where = f"{path}:{s.line}"
@@ -136,34 +150,48 @@ def resolve(steps: list[Step], path: str, tree=None, base: str = ".") -> None:
         else:
             if tree is None:
                 raise ScriptError(f"{where}: modprobe needs --modules TREE")
-            s.plan = probe_list(tree, s.target.replace("-", "_"), where)
+            entries = probe_list(tree, s.target.replace("-", "_"), s.args, where)
+            s.plan = [(e.name, e.path) for e in entries]
+            s.plan_args = [e.args for e in entries]
+            s.plan_required = [e.required for e in entries]
+            s.plan_requested = [e.requested for e in entries]
+            s.plan_builtin = [e.builtin for e in entries]
+            s.weakdeps = tree.weakdeps(s.target.replace("-", "_"))
 
 
-def probe_list(dm, name: str, where: str) -> list[tuple[str, str]]:
-    """(name, path) of what kmod's modprobe inserts for module ``name``, dependencies first, from
-    the modules.dep line depmod writes for it (``dm``: depmod's model of the tree).
+def modprobe_of(dm, config_paths: list[str] | None = None, kmod=None):
+    """kmod's modprobe over depmod's model ``dm`` with the modprobe.d files ``config_paths`` (None:
+    the defaults of ``kmod``, a :class:`kmodsim.dependencies.KmodVersion`; None: the machine's)."""
+    from ..dependencies import kmod_version
+    from .modprobe import Modprobe, load_config
 
-    libkmod (libkmod-module.c): kmod_module_parse_depline() builds the dependency list by
-    prepending each module of the line, which depmod sorted users before what they use, so the
-    list runs deepest first; __kmod_module_get_probe_list() appends each of them, then the module
-    itself. The line already holds the whole closure: no recursion is needed. (Soft dependencies,
-    modules.softdep and modprobe.d, are not modelled: their names are aliases such as
-    ``crypto-crc32c``, which modprobe resolves through its whole lookup. Weak dependencies,
-    modules.weakdep of kmod 33+, are never loaded by modprobe — libkmod's
-    kmod_module_get_weakdeps() serves only initramfs tools and ``modprobe -c`` — and are not
-    loaded here either.)"""
+    kmod = kmod or kmod_version()
+    return Modprobe(dm, load_config(dm, config_paths, kmod))
+
+
+def probe_list(mp, name: str, args: str, where: str):
+    """What kmod's modprobe inserts for module ``name`` (``mp``: a
+    :class:`kmodsim.loader.modprobe.Modprobe`), as :class:`kmodsim.loader.modprobe.Entry` items:
+    kmod_module_probe_insert_module()'s list — modules.dep's dependencies deepest first
+    (kmod_module_parse_depline() prepends each module of the line, which depmod sorted users before
+    what they use), each with its soft dependencies around it, then the module with its own (see
+    :mod:`kmodsim.loader.modprobe`). ``args``: the command line's options, the module's own."""
+    from .modprobe import ProbeError
+
+    dm = mp.dm
     i = dm.index_of(name)
-    if i is None or dm.mods[i].name != name:
+    if (i is None or dm.mods[i].name != name) and name not in mp.builtin()[0]:
         raise ScriptError(f"{where}: module {name} not found in --modules")
     if dm.dep_sort is None:  # depmod writes no modules.dep at all for a tree with a cycle
-        cyc = [dm.mods[k].name for k in (dm.cycles(1) or [[i]])[0]]
+        cyc = [dm.mods[k].name for k in (dm.cycles(1) or [[i if i is not None else 0]])[0]]
         raise ScriptError(f"{where}: dependency loop: {' -> '.join(cyc + cyc[:1])} (depmod writes no "
                           f"modules.dep for this tree)")
     bad = dict(dm.errors)
-    out = []
-    for k in [*reversed(dm.closure(i)), i]:
-        m = dm.mods[k]
-        if m.path in bad:
-            raise ScriptError(f"{where}: {m.path}: {bad[m.path]}")
-        out.append((m.name, m.path))
-    return out
+    try:
+        entries = mp.probe_list(name, args)
+    except ProbeError as exc:
+        raise ScriptError(f"{where}: {exc}") from None
+    for e in entries:
+        if e.path in bad:
+            raise ScriptError(f"{where}: {e.path}: {bad[e.path]}")
+    return entries

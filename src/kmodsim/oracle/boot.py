@@ -149,8 +149,10 @@ def guest_init(steps: list[Step], paths: dict[str, str], probe: str | None = Non
             name, path = s.plan[0]
             out.append(f"step {i} insmod {_q(name)} {_q(paths[path])} {_q(s.args)}")
         else:
-            pairs = " ".join(f"{_q(n)} {_q(paths[p])}" for n, p in s.plan)
-            out.append(f"step {i} modprobe {_q(s.args)} {pairs}")
+            quads = " ".join(f"{_q(n)} {_q(paths[p] if p else '')} {_q(a)} {'b' if b else int(r)}"
+                             for (n, p), a, r, b in zip(s.plan, s.plan_args, s.plan_required, s.plan_builtin,
+                                                        strict=True))
+            out.append(f"step {i} modprobe {_q(s.target.replace('-', '_'))} {quads}".rstrip())
     out += ['echo "@@KMS done"', "poweroff -f", "sleep 5", ""]
     return "\n".join(out)
 
@@ -225,6 +227,8 @@ def parse_console(text: str, steps: list[Step], noise: tuple[str, ...] = ()) -> 
                 section = "calls"
             elif tag == "call" and cur is not None:
                 cur["calls"].append(Call(words[1], int(words[2])))
+            elif tag == "ignored" and cur is not None and cur["calls"]:
+                cur["calls"][-1] = cur["calls"][-1]._replace(ignored=True)
             elif tag == "skip" and cur is not None:
                 cur["calls"].append(Call(words[1], 0, skipped=True))
             elif tag == "open" and cur is not None:

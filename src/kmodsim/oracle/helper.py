@@ -10,6 +10,7 @@ Output lines (one per system call, ``@@KMS`` marks kmodsim's lines on the consol
 
 ``@@KMS call <name> <errno>``   a finit_module/delete_module result (0: success)
 ``@@KMS skip <name>``          modprobe: the module is already in /proc/modules, no call made
+``@@KMS ignored <name>``       modprobe: the failed call just printed was a softdep's, its error ignored
 ``@@KMS open <errno>``         the module file could not be opened (no call made)
 """
 
@@ -78,19 +79,38 @@ int main(int argc, char **argv)
 		printf("@@KMS call %s %d\n", argv[2], e);
 		return e != 0;
 	}
-	if (argc >= 5 && argc % 2 == 1 && strcmp(argv[1], "modprobe") == 0) {
-		/* modprobe ARGS NAME1 PATH1 ... NAMEn PATHn: dependencies first, ARGS for the last */
-		for (int i = 3; i < argc; i += 2) {
-			if (loaded(argv[i])) {
+	if (argc >= 3 && (argc - 3) % 4 == 0 && strcmp(argv[1], "modprobe") == 0) {
+		/* modprobe TARGET [NAME PATH ARGS REQUIRED]...: kmod_module_probe_insert_module() */
+		/* TARGET loaded: nothing; a loaded module of the list: passed over; no PATH: -ENOENT */
+		/* without a call; a failure stops the list only when REQUIRED is 1 (softdeps: ignored); */
+		/* REQUIRED b: a builtin module (modules.builtin), in the kernel: passed over */
+		if (loaded(argv[2])) {
+			printf("@@KMS skip %s\n", argv[2]);
+			return 0;
+		}
+		for (int i = 3; i < argc; i += 4) {
+			int req = strcmp(argv[i + 3], "1") == 0, e;
+
+			if (strcmp(argv[i + 3], "b") == 0 || loaded(argv[i])) {
 				printf("@@KMS skip %s\n", argv[i]);
 				continue;
 			}
-			if (load(argv[i], argv[i + 1], i + 2 == argc ? argv[2] : ""))
+			if (argv[i + 1][0] == '\0') {
+				printf("@@KMS call %s %d\n", argv[i], ENOENT);
+				e = 1;
+			} else {
+				e = load(argv[i], argv[i + 1], argv[i + 2]);
+			}
+			if (e && !req) {
+				printf("@@KMS ignored %s\n", argv[i]);
+				continue;
+			}
+			if (e)
 				return 1;
 		}
 		return 0;
 	}
-	fprintf(stderr, "usage: kmsh insmod NAME PATH ARGS | rmmod NAME | modprobe ARGS NAME PATH...\n");
+	fprintf(stderr, "usage: kmsh insmod NAME PATH ARGS | rmmod NAME | modprobe TARGET [NAME PATH ARGS REQUIRED]...\n");
 	return 2;
 }
 """

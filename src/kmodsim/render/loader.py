@@ -56,6 +56,8 @@ def compare_text(diffs: list[str], steps: int) -> str:
 def _call_json(c: Call) -> dict[str, Any]:
     if c.skipped:
         return {"module": c.module, "skipped": True, "errno": c.errno}
+    if c.ignored:
+        return {"module": c.module, "errno": c.errno, "ignored": True}
     return {"module": c.module, "errno": c.errno}
 
 
@@ -99,7 +101,8 @@ def _module_of(d: dict[str, Any]) -> ModuleState:
 def _step_of(d: dict[str, Any]) -> StepResult:
     formed = d.get("formed")
     return StepResult(d["cmd"], d["line"], d["errno"], list(d["messages"]),
-                      [Call(c["module"], c["errno"], bool(c.get("skipped", False))) for c in d["calls"]],
+                      [Call(c["module"], c["errno"], bool(c.get("skipped", False)), bool(c.get("ignored", False)))
+                       for c in d["calls"]],
                       d.get("init"), list(d.get("init_log", [])), [_module_of(m) for m in d["modules"]],
                       d["tainted"],
                       None if formed is None else
