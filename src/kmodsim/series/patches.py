@@ -133,6 +133,8 @@ def _mbox(path: str, text: str) -> list[Patch]:
     if not starts or starts[0] != 0 and text[:starts[0]].strip():
         starts = [0, *starts]
     pieces = [text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True)]
+    # the blank line before a "From " separator is the mbox's, not the message's
+    pieces = [p[:-1] if i < len(pieces) - 1 and p.endswith("\n\n") else p for i, p in enumerate(pieces)]
     several = len(pieces) > 1
     out: list[Patch] = []
     numbers: list[int | None] = []

@@ -425,9 +425,10 @@ def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: App
 def run_series(req: SeriesRequest) -> SeriesResult:
     """Apply, build, check and measure every step of the series of ``req`` (see the module's
     docstring). Raises :class:`SeriesError` or :class:`~kmodsim.series.patches.PatchError` (one
-    line naming the input) for an input that cannot be run."""
+    line naming the input) for an input that cannot be run; :class:`~kmodsim.kernel.KernelError` for
+    an unreadable target."""
     from ..checks import check_target
-    from ..kernel import Kernel, KernelError
+    from ..kernel import Kernel
     from ..memory_layout import layout_of
     from ..parallel import Progress
 
@@ -437,25 +438,21 @@ def run_series(req: SeriesRequest) -> SeriesResult:
     if (req.revisions is None) == (not req.patches):
         raise SeriesError(src, "give a range BASE..TIP or --patches, not both" if req.patches
                           else "give a range BASE..TIP or --patches")
-    if not os.path.isfile(os.path.join(headers, "Makefile")):
-        raise SeriesError(headers, "not a kernel headers or build directory (no Makefile): "
-                                   "series builds the modules against it")
-    try:
-        kernel = Kernel.load(headers)
-    except KernelError as exc:
-        raise SeriesError(headers, str(exc).removeprefix(f"{headers}: ")) from None
-    target = check_target(kernel, [])
-    if not target.release:
-        raise SeriesError(headers, "no kernel release in it (include/config/kernel.release): "
-                                   "the footprint layout depends on it")
     given = _given_dirs(src, req.modules)
-
     patches: list[Patch] = []
     commits: _Commits | None = None
     if req.revisions is not None:
         commits = _range(src, req.revisions)
     else:
         patches = read_series(req.patches)
+    if not os.path.isfile(os.path.join(headers, "Makefile")):
+        raise SeriesError(headers, "not a kernel headers or build directory (no Makefile): "
+                                   "series builds the modules against it")
+    kernel = Kernel.load(headers)  # a KernelError names the file at fault
+    target = check_target(kernel, [])
+    if not target.release:
+        raise SeriesError(headers, "no kernel release in it (include/config/kernel.release): "
+                                   "the footprint layout depends on it")
 
     scratch = tempfile.mkdtemp(prefix="kmodsim-series-")
     try:

@@ -1,0 +1,287 @@
+"""``kmodsim series`` on a real series (tests/series_fixture.py: five commits over a small module
+tree built by Debian's 6.1 kbuild), against oracles that do not use it: a plain loop of
+``git checkout`` / ``git apply`` + ``make -C <headers> M=`` + ``kmodsim check`` per step, the
+Module.symvers kbuild writes, ``kmodsim footprint`` of the modules built at each step; and the
+patch readers against ``git format-patch`` itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import run_kmodsim
+from series_fixture import BASE, git, make_repo
+
+# ---------------------------------------------------------------------------------------------
+# Fast: the patch readers and bad input (git only, no build)
+# ---------------------------------------------------------------------------------------------
+
+
+def _subjects(repo: Path, rev: str) -> list[str]:
+    return git(repo, "log", "--reverse", "--format=%s", rev).splitlines()
+
+
+def test_three_patch_forms_read_as_the_same_steps(tmp_path):
+    """format-patch files, their mbox and a quilt directory: the same patches, named by the
+    commits' subjects (git log's), each the text git format-patch wrote for it."""
+    from kmodsim.series import read_series
+
+    from series_fixture import export_patches
+
+    repo, shas = make_repo(tmp_path)
+    forms = export_patches(repo, shas[0], tmp_path)
+    files = sorted(forms["format-patch"].iterdir())
+    want = [(s, f.read_text()) for s, f in zip(_subjects(repo, f"{shas[0]}..HEAD"), files, strict=True)]
+    assert len(want) == 5
+    for form in ("format-patch", "mbox", "quilt"):
+        got = [(p.name, p.text) for p in read_series([str(forms[form])])]
+        assert got == want, form
+    # the quilt series file given itself; the files given one by one, in the order given
+    assert [p.name for p in read_series([str(forms["quilt"] / "series")])] == [s for s, _ in want]
+    assert [p.name for p in read_series([str(files[1]), str(files[0])])] == [want[1][0], want[0][0]]
+
+
+def test_mbox_as_lore_serves_it(tmp_path):
+    """A thread's mbox: a cover letter (no diff), the patches in arrival order (not [PATCH n/m]'s),
+    mboxrd's ">From " escaping; the steps come out in n order, unescaped, the cover letter passed over."""
+    from kmodsim.series import read_series
+
+    repo, shas = make_repo(tmp_path)
+    git(repo, "commit", "-q", "--amend", "-m", "kss_lib: restore the semicolon kss_add lost",
+        "-m", "From the point of view of the build: fixed.")
+    out = tmp_path / "thread"
+    git(repo, "format-patch", "-q", "--cover-letter", "-n", "-o", str(out), f"{shas[0]}..HEAD")
+    msgs = [f.read_text() for f in sorted(out.iterdir())]
+    assert msgs[0].count("diff --git") == 0 and "[PATCH 0/5]" in msgs[0]
+    lore = [msgs[0], *reversed(msgs[1:])]
+    mbox = tmp_path / "thread.mbox"
+    mbox.write_text("".join(m.replace("\nFrom the point", "\n>From the point") for m in lore))
+    got = read_series([str(mbox)])
+    assert [p.name for p in got] == _subjects(repo, f"{shas[0]}..HEAD")
+    # the escaped line given back as format-patch wrote it (the blank line before a separator is the mbox's)
+    assert got[-1].text.rstrip("\n") == msgs[-1].rstrip("\n")
+
+
+@pytest.mark.parametrize("case", ["no-src", "neither", "both", "no-patch-file", "not-a-patch", "quilt-missing",
+                                  "quilt-option", "not-git", "bad-range", "empty-range", "not-headers",
+                                  "modules-outside"])
+def test_series_bad_input(case, tmp_path):
+    """One line on stderr naming the input and the problem, exit 2, no traceback."""
+    repo, shas = make_repo(tmp_path)
+    headers = str(tmp_path)  # only reached by "not-headers": the other inputs are read first
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a patch\n")
+    quilt = tmp_path / "q"
+    quilt.mkdir()
+    argv: list[str]
+    if case == "no-src":
+        argv, named = ["--src", str(tmp_path / "nowhere"), "-p", str(junk)], str(tmp_path / "nowhere")
+    elif case == "neither":
+        argv, named = ["--src", str(repo)], str(repo)
+    elif case == "both":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "-p", str(junk)], str(repo)
+    elif case == "no-patch-file":
+        argv, named = ["--src", str(repo), "-p", str(tmp_path / "none.patch")], str(tmp_path / "none.patch")
+    elif case == "not-a-patch":
+        argv, named = ["--src", str(repo), "-p", str(junk)], str(junk)
+    elif case == "quilt-missing":
+        (quilt / "series").write_text("gone.patch\n")
+        argv, named = ["--src", str(repo), "-p", str(quilt)], str(quilt / "gone.patch")
+    elif case == "quilt-option":
+        (quilt / "series").write_text("a.patch -R\n")
+        argv, named = ["--src", str(repo), "-p", str(quilt)], str(quilt / "series")
+    elif case == "not-git":
+        plain = tmp_path / "plain"
+        shutil.copytree(BASE, plain)
+        argv, named = ["--src", str(plain), "HEAD~1..HEAD"], str(plain)
+    elif case == "bad-range":
+        argv, named = ["--src", str(repo), "nosuchbranch..HEAD"], str(repo)
+    elif case == "empty-range":
+        argv, named = ["--src", str(repo), "HEAD..HEAD"], str(repo)
+    elif case == "not-headers":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD"], headers
+    else:
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--modules", "/"], "/"
+    r = run_kmodsim("series", "--kernel", headers, *argv)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"kmodsim: {named}: "), r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert git(repo, "status", "--porcelain", "--ignored") == ""  # DIR untouched
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow: the series built with kbuild, against a plain loop
+# ---------------------------------------------------------------------------------------------
+
+def _make(headers: str, d: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-C", headers, f"M={d}", "CONFIG_DEBUG_INFO_BTF_MODULES=", "modules"],
+                          capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+
+
+def _oracle_state(headers: str, d: Path) -> dict:
+    """What a plain build of ``d`` gives, read with other tools: the modules (modules.order), their
+    exports (the Module.symvers kbuild wrote), the error findings of ``kmodsim check`` of them and
+    their sizes (``kmodsim footprint``)."""
+    kos = [str(d / os.path.basename(line)) for line in (d / "modules.order").read_text().split()]
+    exports: dict[str, list[str]] = {}
+    for row in (d / "Module.symvers").read_text().splitlines():
+        _crc, sym, mod, _kind, *_ = row.split("\t")
+        exports.setdefault(os.path.basename(mod), []).append(sym)
+    chk = json.loads(run_kmodsim("check", "--kernel", headers, "--no-cache", "--format", "json", *kos).stdout)
+    errors = {(f["check"], f["symbol"], f["module"]) for f in chk["findings"] if f["severity"] == "error"}
+    fp = json.loads(run_kmodsim("footprint", "--kernel", headers, "--json", *kos, check=0).stdout)
+    return {"modules": [Path(k).stem for k in kos], "exports": {m: sorted(s) for m, s in exports.items()},
+            "errors": errors, "sizes": {m["name"]: m["size"] for m in fp["modules"]}}
+
+
+def _series_json(*argv: str) -> tuple[int, dict]:
+    r = run_kmodsim("series", *argv, "--json")
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode, json.loads(r.stdout)
+
+
+def _compare_with_loop(report: dict, headers: str, trees: list[Path | None]) -> None:
+    """Each step of ``report`` against a plain build of ``trees[i]`` (None: the step did not apply)."""
+    prev = None
+    first_bad = None
+    for step, tree in zip(report["steps"], trees, strict=True):
+        if tree is None:
+            assert step["applies"] is False and step["builds"] is None and step["links"] is None, step["name"]
+            first_bad = first_bad if first_bad is not None else step["index"]
+            continue
+        built = _make(headers, tree)
+        assert step["builds"] is (built.returncode == 0), (step["name"], built.stdout[-1500:], built.stderr[-1500:])
+        if built.returncode != 0:
+            assert step["links"] is None and step["build"]["errors"]
+            assert step["build"]["errors"][0] in built.stderr  # the compiler's own first error line
+            first_bad = first_bad if first_bad is not None else step["index"]
+            continue
+        want = _oracle_state(headers, tree)
+        mods = step["modules"]
+        assert [m["name"] for m in mods] == want["modules"]
+        assert {m["name"]: m["exports"] for m in mods if m["exports"]} == want["exports"]
+        assert {m["name"]: m["size"] for m in mods} == want["sizes"]
+        new = {(f["check"], f["symbol"], f["module"]) for f in step["new_findings"] if f["severity"] == "error"}
+        if prev is None:
+            assert new == set()
+        else:
+            assert new == want["errors"] - prev["errors"], step["name"]
+            for m in mods:
+                assert m["size_delta"] == (m["size"] - prev["sizes"][m["name"]] if m["name"] in prev["sizes"] else None)
+        assert step["links"] is (not new)
+        if new and step["index"] and first_bad is None:
+            first_bad = step["index"]
+        prev = want
+    assert report["verdict"]["bisectable"] is (first_bad is None)
+    assert (report["verdict"]["first_bad"] or {}).get("index") == first_bad
+
+
+@pytest.mark.slow
+def test_series_of_a_git_range_matches_a_plain_loop(headers61, tmp_path):
+    if shutil.which("make") is None:
+        from conftest import need
+
+        need("make")
+    repo, shas = make_repo(tmp_path)
+    refs = git(repo, "for-each-ref")
+    rc, report = _series_json("--src", str(repo), "--kernel", headers61, f"{shas[0]}..main", "--times")
+    assert rc == 1
+    assert [s["name"] for s in report["steps"]] == ["(base)", *_subjects(repo, f"{shas[0]}..main")]
+    assert [s["commit"] for s in report["steps"]] == shas
+    # the oracle: each commit checked out in a clone of its own, built cold by plain make
+    trees = []
+    for i, sha in enumerate(shas):
+        t = tmp_path / f"oracle{i}"
+        git(tmp_path, "clone", "-q", str(repo), str(t))
+        git(t, "checkout", "-q", "--detach", sha)
+        trees.append(t)
+    _compare_with_loop(report, headers61, trees)
+    assert report["verdict"]["first_bad"] == {"index": 3, "name": "kss_drv: export its own kss_version",
+                                              "flags": ["new-link-errors"]}
+    assert [s["flags"] for s in report["steps"]] == [[], [], [], ["new-link-errors"], ["does-not-build"], []]
+    # the moves, against the commits' own diffs (git's, not the report's)
+    moved = {s["index"]: s["exports"]["moved"] for s in report["steps"] if s["exports"]["moved"]}
+    assert moved == {2: [{"symbol": "kss_scale", "from": ["kss_lib"], "to": ["kss_drv"]}]}
+    assert report["steps"][3]["new_findings"][0]["check"] == "duplicate-export"
+    assert report["steps"][5]["fixed_findings"][0]["symbol"] == "kss_version"
+    # one build tree: the cold build compiles every object, a step only the objects of the .c files it changed
+    objs = sorted(p.stem + ".o" for p in BASE.glob("*.c"))
+    assert sorted(report["steps"][0]["build"]["compiled"]) == objs
+    for i in (1, 2, 3, 5):
+        changed = git(repo, "diff", "--name-only", shas[i - 1], shas[i]).split()
+        assert sorted(report["steps"][i]["build"]["compiled"]) == sorted(c[:-2] + ".o" for c in changed), i
+    cold, one_file = report["steps"][0]["build"]["seconds"], report["steps"][1]["build"]["seconds"]
+    print(f"series build times: cold {cold:.2f}s; one-file step {one_file:.2f}s; per step "
+          + ", ".join(f"{s['build'].get('seconds', 0):.2f}s" for s in report["steps"]))
+    # DIR untouched: no file written, no ref, no worktree added
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
+    assert git(repo, "for-each-ref") == refs and len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_series_as_patches_three_ways_gives_one_report(headers61, tmp_path):
+    """format-patch files, one mbox, a quilt directory: byte-identical reports; the same steps as
+    the git range (but for the commit ids and applies, which a range does not ask)."""
+    from series_fixture import export_patches
+
+    repo, shas = make_repo(tmp_path)
+    forms = export_patches(repo, shas[0], tmp_path)
+    before = {p.name: p.read_bytes() for p in BASE.iterdir()}
+    outs = {}
+    for form, path in forms.items():
+        r = run_kmodsim("series", "--src", str(BASE), "--kernel", headers61, "--patches", str(path), "--json")
+        assert r.returncode == 1, r.stderr
+        outs[form] = r.stdout
+    assert outs["mbox"] == outs["format-patch"] == outs["quilt"]
+    assert {p.name: p.read_bytes() for p in BASE.iterdir()} == before  # the user's DIR untouched
+    report = json.loads(outs["mbox"])
+    assert [s["applies"] for s in report["steps"]] == [None, True, True, True, True, True]
+    _rc, ranged = _series_json("--src", str(repo), "--kernel", headers61, f"{shas[0]}..HEAD")
+    for a, b in zip(report["steps"], ranged["steps"], strict=True):
+        assert {**a, "commit": None, "applies": None} == {**b, "commit": None, "applies": None}
+    assert report["verdict"] == ranged["verdict"]
+
+
+@pytest.mark.slow
+def test_series_out_of_order_patch_does_not_apply(headers61, tmp_path):
+    """The move (step 2) before the step it depends on: it does not apply, as git apply says on a
+    copy of the tree; the rest goes on from the tree as it is. Checked step by step against a
+    plain git apply loop, and the failed hunk named in git apply's own words."""
+    from series_fixture import export_patches
+
+    repo, shas = make_repo(tmp_path)
+    files = sorted(export_patches(repo, shas[0], tmp_path)["format-patch"].iterdir())
+    order = [files[1], files[0], *files[2:]]
+    argv = [a for f in order for a in ("-p", str(f))]
+    rc, report = _series_json("--src", str(BASE), "--kernel", headers61, *argv)
+    assert rc == 1
+    # the oracle: a copy of the tree, the patches applied by git apply one after the other, each
+    # state copied aside to be built by plain make
+    work = tmp_path / "work"
+    shutil.copytree(BASE, work)
+    git(work, "init", "-q")
+    trees: list[Path | None] = [tmp_path / "state0"]
+    shutil.copytree(work, tmp_path / "state0", ignore=shutil.ignore_patterns(".git"))
+    messages = {}
+    for i, f in enumerate(order, 1):
+        p = subprocess.run(["git", "apply", str(f)], cwd=work, capture_output=True, text=True,
+                           env={**os.environ, "LC_ALL": "C"})
+        if p.returncode != 0:
+            trees.append(None)
+            messages[i] = p.stderr
+            continue
+        shutil.copytree(work, tmp_path / f"state{i}", ignore=shutil.ignore_patterns(".git"))
+        trees.append(tmp_path / f"state{i}")
+    assert [t is not None for t in trees] == [True, False, True, False, True, True]
+    _compare_with_loop(report, headers61, trees)
+    for i, stderr in messages.items():
+        errors = report["steps"][i]["apply"]["errors"]
+        assert errors and all(f"error: {e}" in stderr for e in errors)
+        assert any(e.startswith("patch failed: ") for e in errors)
+    assert report["verdict"]["first_bad"]["index"] == 1
