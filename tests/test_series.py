@@ -119,9 +119,13 @@ def test_series_bad_input(case, tmp_path):
 # Slow: the series built with kbuild, against a plain loop
 # ---------------------------------------------------------------------------------------------
 
+# gcc's words in the C locale (the kernel's Makefile unexports LC_ALL: LANG and LC_* too)
+C_LOCALE = {**{k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))},
+            "LC_ALL": "C", "LANG": "C", "LC_CTYPE": "C", "LC_MESSAGES": "C"}
+
 def _make(headers: str, d: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "-C", headers, f"M={d}", "CONFIG_DEBUG_INFO_BTF_MODULES=", "modules"],
-                          capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+                          capture_output=True, text=True, env=C_LOCALE)
 
 
 def _oracle_state(headers: str, d: Path) -> dict:
@@ -213,9 +217,12 @@ def test_series_of_a_git_range_matches_a_plain_loop(headers61, tmp_path):
     # one build tree: the cold build compiles every object, a step only the objects of the .c files it changed
     objs = sorted(p.stem + ".o" for p in BASE.glob("*.c"))
     assert sorted(report["steps"][0]["build"]["compiled"]) == objs
+    assert sorted(report["steps"][0]["build"]["linked"]) == ["kss_drv.ko", "kss_lib.ko"]
+    owner = {"kss_lib_main.c": "kss_lib.ko", "kss_lib_util.c": "kss_lib.ko", "kss_drv.c": "kss_drv.ko"}  # its Kbuild
     for i in (1, 2, 3, 5):
         changed = git(repo, "diff", "--name-only", shas[i - 1], shas[i]).split()
         assert sorted(report["steps"][i]["build"]["compiled"]) == sorted(c[:-2] + ".o" for c in changed), i
+        assert sorted(report["steps"][i]["build"]["linked"]) == sorted({owner[c] for c in changed}), i
     cold, one_file = report["steps"][0]["build"]["seconds"], report["steps"][1]["build"]["seconds"]
     print(f"series build times: cold {cold:.2f}s; one-file step {one_file:.2f}s; per step "
           + ", ".join(f"{s['build'].get('seconds', 0):.2f}s" for s in report["steps"]))
@@ -258,9 +265,13 @@ def test_series_out_of_order_patch_does_not_apply(headers61, tmp_path):
     repo, shas = make_repo(tmp_path)
     files = sorted(export_patches(repo, shas[0], tmp_path)["format-patch"].iterdir())
     order = [files[1], files[0], *files[2:]]
-    argv = [a for f in order for a in ("-p", str(f))]
-    rc, report = _series_json("--src", str(BASE), "--kernel", headers61, *argv)
-    assert rc == 1
+    # through the library this time, both renderings of one result
+    from kmodsim.render.series import series_json, series_text
+    from kmodsim.series import SeriesRequest, run_series
+
+    res = run_series(SeriesRequest(str(BASE), headers61, patches=[str(f) for f in order]))
+    report = json.loads(json.dumps(series_json(res)))
+    text = series_text(res)
     # the oracle: a copy of the tree, the patches applied by git apply one after the other, each
     # state copied aside to be built by plain make
     work = tmp_path / "work"
@@ -271,7 +282,7 @@ def test_series_out_of_order_patch_does_not_apply(headers61, tmp_path):
     messages = {}
     for i, f in enumerate(order, 1):
         p = subprocess.run(["git", "apply", str(f)], cwd=work, capture_output=True, text=True,
-                           env={**os.environ, "LC_ALL": "C"})
+                           env=C_LOCALE)
         if p.returncode != 0:
             trees.append(None)
             messages[i] = p.stderr
@@ -285,3 +296,15 @@ def test_series_out_of_order_patch_does_not_apply(headers61, tmp_path):
         assert errors and all(f"error: {e}" in stderr for e in errors)
         assert any(e.startswith("patch failed: ") for e in errors)
     assert report["verdict"]["first_bad"]["index"] == 1
+    head, *lines = text.splitlines()[2:9]
+    rows = {int(line.split()[0]): line for line in lines}
+    assert sorted(rows) == [0, 1, 2, 3, 4, 5]
+    col = {c: head.index(c) for c in ("apply", "build", "link")}
+    word = {None: "-", True: "ok", False: "FAIL"}
+    for i, step in enumerate(report["steps"]):
+        assert step["name"] in rows[i] and rows[i].rstrip().endswith(", ".join(step["flags"]))
+        for c, key in (("apply", "applies"), ("build", "builds"), ("link", "links")):
+            assert rows[i][col[c]:col[c] + 5].strip() == word[step[key]], (i, c)
+    assert text.endswith(f"verdict: not bisectable: the first bad step is 1 ({report['steps'][1]['name']}): "
+                         "does-not-apply")
+    assert "  git apply: patch failed: kss_lib_util.c:" in text

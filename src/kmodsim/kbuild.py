@@ -8,7 +8,7 @@ with the same inputs costs nothing. The user's source directory is never written
 :func:`make_modules` is the one ``make -C <headers> M=<dir> modules`` command line, run in place
 (``build`` runs it in its scratch copy; ``kmodsim series`` in its one build tree, reused from step to
 step so that kbuild recompiles only what changed); :func:`built_modules` reads which modules a build
-made (its ``modules.order``), :func:`compiled` which objects it compiled and :func:`first_errors`
+made (its ``modules.order``), :func:`compiled` which objects it compiled, :func:`linked` which modules it linked and :func:`first_errors`
 the compiler's and modpost's first error lines.
 """
 
@@ -72,6 +72,13 @@ def build(src: str, headers: str, make_args: tuple[str, ...] = (), extra_symbols
     return cached_dir(dest, fill)
 
 
+def _c_locale() -> dict[str, str]:
+    """The environment in the C locale: LANG and LC_* too, as the kernel's Makefile unexports LC_ALL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG"))}
+    return {**env, "LC_ALL": "C", "LANG": "C", "LC_CTYPE": "C", "LC_MESSAGES": "C"}
+
+
+
 class MakeRun(NamedTuple):
     """One ``make M=`` run: its exit status, its output (stdout then stderr) and its wall time."""
 
@@ -94,7 +101,7 @@ def make_modules(mdir: str, headers: str, make_args: tuple[str, ...] = (), extra
     cmd.append("modules")
     t0 = time.monotonic()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env={**os.environ, "LC_ALL": "C"})
+        p = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=_c_locale())
     except OSError as exc:  # no make
         return MakeRun(127, f"{cmd[0]}: {exc.strerror}\n", time.monotonic() - t0)
     return MakeRun(p.returncode, p.stdout + p.stderr, time.monotonic() - t0)
@@ -119,8 +126,10 @@ def built_modules(mdir: str) -> list[str]:
     return out
 
 
-# kbuild's quiet command lines: "  CC [M]  /abs/dir/x.o" (scripts/Makefile.build quiet_cmd_cc_o_c)
+# kbuild's quiet command lines: "  CC [M]  /abs/dir/x.o" (scripts/Makefile.build quiet_cmd_cc_o_c),
+# "  LD [M]  /abs/dir/x.ko" (scripts/Makefile.modfinal quiet_cmd_ld_ko_o)
 _COMPILED = re.compile(r"^\s+(?:CC|AS) \[M\]\s+(\S+\.o)$", re.M)
+_LINKED = re.compile(r"^\s+LD \[M\]\s+(\S+\.ko)$", re.M)
 # gcc's "file:line:col: error: ..." / "fatal error:"; modpost's "ERROR: modpost: ..." (scripts/mod/modpost.c error())
 _ERROR = re.compile(r"^(?:\S+:\d+:(?:\d+:)? (?:fatal )?error: .*|ERROR: modpost: .*|make\S*: \*\*\* No rule to make target .*)$",
                     re.M)
@@ -136,6 +145,12 @@ def compiled(output: str, mdir: str) -> list[str]:
         if not rel.endswith(".mod.o") and rel not in out:
             out.append(rel)
     return out
+
+
+def linked(output: str, mdir: str) -> list[str]:
+    """The modules (``.ko``) a ``make M=<mdir>`` run linked, relative to ``mdir``."""
+    top = os.path.abspath(mdir)
+    return [os.path.relpath(p, top) if os.path.isabs(p) else p for p in _LINKED.findall(output)]
 
 
 def first_errors(output: str, root: str, limit: int = 3) -> list[str]:

@@ -3,7 +3,7 @@
     {"release", "layout", "module_dirs": [dir],
      "steps": [{"index", "name", "commit",
                 "applies", "apply": {"errors": [line], "offsets": [line], "fuzz"},
-                "builds", "build": {"errors": [line], "compiled": [object], ("seconds")},
+                "builds", "build": {"errors": [line], "compiled": [object], "linked": [module], ("seconds")},
                 "links", "findings": {"errors", "warnings"} | null,
                 "new_findings": [<finding>], "fixed_findings": [<finding>],
                 "exports": {"added": [{"symbol", "module"}], "removed": [{"symbol", "module"}],
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def step_json(s: Step, times: bool = False) -> dict[str, Any]:
-    build: dict[str, Any] = {"errors": s.built.errors, "compiled": s.built.compiled}
+    build: dict[str, Any] = {"errors": s.built.errors, "compiled": s.built.compiled, "linked": s.built.linked}
     if times:
         build["seconds"] = round(s.built.seconds, 3)
     return {
@@ -73,10 +73,11 @@ def _total(s: Step) -> int:
 
 
 def series_text(r: SeriesResult, times: bool = False) -> str:
-    """The table (a row a step: applies, builds, links, objects compiled, exports added/removed/
-    moved, the modules' total size and its change), each step's details under the table, the verdict."""
+    """The table (a row a step: applies, builds, links, objects compiled, modules linked, exports
+    added/removed/moved, the modules' total size and its change), each step's details under the
+    table, the verdict."""
     width = min(48, max(len(s.name) for s in r.steps))
-    head = (f"{'#':>3}  {'step':<{width}}  {'apply':<5}  {'build':<5}  {'link':<5}  {'cc':>3}  "
+    head = (f"{'#':>3}  {'step':<{width}}  {'apply':<5}  {'build':<5}  {'link':<5}  {'cc':>3}  {'ld':>3}  "
             f"{'exports +/-/moved':<17}  {'size':>8}  {'delta':>7}" + (f"  {'time':>7}" if times else "") + "  flags")
     lines = [f"kernel {r.release} (layout {r.layout}); modules built in: {', '.join(r.module_dirs)}", "", head]
     last: Step | None = None
@@ -90,7 +91,8 @@ def series_text(r: SeriesResult, times: bool = False) -> str:
         built = s.built.ok is not None
         t = f"  {s.built.seconds:>6.2f}s" if times and built else (f"  {'':>7}" if times else "")
         lines.append(f"{s.number:>3}  {name:<{width}}  {_yn(s.applied.ok):<5}  {_yn(s.built.ok):<5}  "
-                     f"{_yn(s.linked):<5}  {len(s.built.compiled) if built else '':>3}  {exports:<17}  "
+                     f"{_yn(s.linked):<5}  {len(s.built.compiled) if built else '':>3}  "
+                     f"{len(s.built.linked) if built else '':>3}  {exports:<17}  "
                      f"{size}  {delta}{t}  {', '.join(s.flags)}".rstrip())
         if checked:
             last = s

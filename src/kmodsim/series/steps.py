@@ -71,6 +71,7 @@ class Built(NamedTuple):
     ok: bool | None
     errors: list[str]  # the first compiler / modpost error lines, paths relative to DIR
     compiled: list[str]  # the objects kbuild compiled, relative to DIR
+    linked: list[str]  # the modules kbuild linked, relative to DIR
     seconds: float  # wall time of the make runs (not part of a reproducible report)
 
 
@@ -327,9 +328,9 @@ class _State(NamedTuple):
 
 def _build(ctx: _Context) -> tuple[Built, list[str]]:
     """Build every module directory; the built modules (relative to the tree) when all succeed."""
-    from ..kbuild import built_modules, compiled, first_errors, make_modules
+    from ..kbuild import built_modules, compiled, first_errors, linked, make_modules
 
-    ok, errors, objs, seconds, kos = True, [], [], 0.0, []
+    ok, errors, objs, lds, seconds, kos = True, [], [], [], 0.0, []
     for d in ctx.dirs:
         full = os.path.normpath(os.path.join(ctx.tree, d))
         if not os.path.isdir(full):  # made by a later step
@@ -337,12 +338,13 @@ def _build(ctx: _Context) -> tuple[Built, list[str]]:
         run = make_modules(full, ctx.headers, jobs=ctx.jobs)
         seconds += run.seconds
         objs += [os.path.normpath(os.path.join(d, o)) for o in compiled(run.output, full)]
+        lds += [os.path.normpath(os.path.join(d, k)) for k in linked(run.output, full)]
         if run.returncode != 0:
             ok = False
             errors += first_errors(run.output, ctx.tree)
             continue
         kos += [os.path.normpath(os.path.join(d, k)) for k in built_modules(full)]
-    return Built(ok, errors[:3], objs, seconds), kos
+    return Built(ok, errors[:3], objs, lds, seconds), kos
 
 
 def _measure(ctx: _Context, kos: list[str], prev: _State | None) -> tuple[list[Finding], list[ModuleState], list[str]]:
@@ -392,7 +394,7 @@ def _exports_delta(before: list[ModuleState], after: list[ModuleState]) \
 
 def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: Applied,
           prev: _State | None) -> tuple[Step, _State | None]:
-    nothing = Step(index, name, commit, applied, Built(None, [], [], 0.0), None, [], [], [], [], [], [], [])
+    nothing = Step(index, name, commit, applied, Built(None, [], [], [], 0.0), None, [], [], [], [], [], [], [])
     if applied.ok is False:
         return nothing, prev
     built, kos = _build(ctx)
