@@ -122,10 +122,11 @@ class Step(NamedTuple):
 
     @property
     def linked(self) -> bool | None:
-        """No new error finding (None: not checked)."""
+        """No new error finding (None: not checked); for the base, no error finding at all (not a
+        flag: the series starts there)."""
         if self.findings is None:
             return None
-        return not any(f.severity == "error" for f in self.new_findings)
+        return not any(f.severity == "error" for f in (self.new_findings if self.number else self.findings))
 
 
 class SeriesResult(NamedTuple):
