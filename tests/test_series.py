@@ -67,6 +67,18 @@ def test_mbox_as_lore_serves_it(tmp_path):
     assert got[-1].text.rstrip("\n") == msgs[-1].rstrip("\n")
 
 
+def test_built_modules_of_a_build_moved_since(basic_build):
+    """kbuild's modules.order names its modules by the absolute path of the build directory (6.1):
+    a build made in a scratch directory and renamed (the kbuild cache does that) still lists its
+    own .ko files."""
+    from kmodsim.kbuild import built_modules
+
+    order = (basic_build / "modules.order").read_text().split()
+    assert order and all(os.path.isabs(p) and not p.startswith(str(basic_build)) for p in order)
+    assert built_modules(str(basic_build)) == [os.path.basename(p) for p in order]
+    assert sorted(built_modules(str(basic_build))) == sorted(p.name for p in basic_build.glob("*.ko"))
+
+
 @pytest.mark.parametrize("case", ["no-src", "neither", "both", "no-patch-file", "not-a-patch", "quilt-missing",
                                   "quilt-option", "not-git", "bad-range", "empty-range", "not-headers",
                                   "modules-outside"])

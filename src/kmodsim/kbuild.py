@@ -110,7 +110,9 @@ def make_modules(mdir: str, headers: str, make_args: tuple[str, ...] = (), extra
 def built_modules(mdir: str) -> list[str]:
     """The modules the last ``make M=<mdir>`` built, in its ``modules.order`` (kbuild's own list:
     a module dropped from the Kbuild file is not in it, even while its old ``.ko`` stays), as paths
-    relative to ``mdir``. 6.1's kbuild writes them as ``$(M)/name.ko`` or ``name.o``: both are read."""
+    relative to ``mdir``. 6.1's kbuild writes them as ``$(M)/name.ko`` (absolute: a directory built
+    elsewhere and moved since is matched by the path's longest tail that exists in it), other
+    releases ``name.o``: both are read."""
     try:
         with open(os.path.join(mdir, "modules.order")) as f:
             lines = f.read().split()
@@ -119,8 +121,14 @@ def built_modules(mdir: str) -> list[str]:
     top = os.path.abspath(mdir)
     out = []
     for line in lines:
-        rel = os.path.relpath(line, top) if os.path.isabs(line) else line
-        rel = rel[:-2] + ".ko" if rel.endswith(".o") else rel
+        line = line[:-2] + ".ko" if line.endswith(".o") else line
+        rel = line
+        if os.path.isabs(line):
+            rel = os.path.relpath(line, top)
+            if rel.startswith("../"):
+                parts = line.split("/")
+                rel = next((t for t in ("/".join(parts[k:]) for k in range(1, len(parts)))
+                            if os.path.exists(os.path.join(top, t))), os.path.basename(line))
         if rel not in out:
             out.append(rel)
     return out
