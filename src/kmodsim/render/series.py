@@ -3,7 +3,7 @@
     {"release", "layout", "module_dirs": [dir],
      "steps": [{"index", "name", "commit",
                 "applies", "apply": {"errors": [line], "offsets": [line], "fuzz"},
-                "builds", "build": {"errors": [line], "compiled": [object], "linked": [module], ("seconds")},
+                "builds", "build": {"errors": [line], "compiled": [object], "linked": [module], ("seconds", "cpu_seconds")},
                 "links", "findings": {"errors", "warnings"} | null,
                 "new_findings": [<finding>], "fixed_findings": [<finding>],
                 "exports": {"added": [{"symbol", "module"}], "removed": [{"symbol", "module"}],
@@ -15,7 +15,7 @@
 with ``<finding>`` as ``check --format json`` writes one (``kmodsim.render.check.finding_json``),
 its path relative to DIR. ``applies``/``builds``/``links`` are null where the step was not
 applied (the base; a commit checked out), built (it did not apply) or checked (it did not build).
-Build times (``"seconds"``, a text column) only with ``times``: without, the same inputs give the
+Build times (``"seconds"`` wall, ``"cpu_seconds"`` user + system; text columns) only with ``times``: without, the same inputs give the
 same document byte for byte.
 """
 
@@ -33,6 +33,7 @@ def step_json(s: Step, times: bool = False) -> dict[str, Any]:
     build: dict[str, Any] = {"errors": s.built.errors, "compiled": s.built.compiled, "linked": s.built.linked}
     if times:
         build["seconds"] = round(s.built.seconds, 3)
+        build["cpu_seconds"] = round(s.built.cpu_seconds, 3)
     return {
         "index": s.number, "name": s.name, "commit": s.commit,
         "applies": s.applied.ok,
@@ -78,7 +79,7 @@ def series_text(r: SeriesResult, times: bool = False) -> str:
     table, the verdict."""
     width = min(48, max(len(s.name) for s in r.steps))
     head = (f"{'#':>3}  {'step':<{width}}  {'apply':<5}  {'build':<5}  {'link':<5}  {'cc':>3}  {'ld':>3}  "
-            f"{'exports +/-/moved':<17}  {'size':>8}  {'delta':>7}" + (f"  {'time':>7}" if times else "") + "  flags")
+            f"{'exports +/-/moved':<17}  {'size':>8}  {'delta':>7}" + (f"  {'time':>7}  {'cpu':>7}" if times else "") + "  flags")
     lines = [f"kernel {r.release} (layout {r.layout}); modules built in: {', '.join(r.module_dirs)}", "", head]
     last: Step | None = None
     for s in r.steps:
@@ -89,7 +90,8 @@ def series_text(r: SeriesResult, times: bool = False) -> str:
         size = f"{_total(s):>8}" if checked else f"{'':>8}"
         delta = f"{_total(s) - _total(last):>+7d}" if checked and last is not None else f"{'':>7}"
         built = s.built.ok is not None
-        t = f"  {s.built.seconds:>6.2f}s" if times and built else (f"  {'':>7}" if times else "")
+        t = (f"  {s.built.seconds:>6.2f}s  {s.built.cpu_seconds:>6.2f}s" if times and built
+             else (f"  {'':>7}  {'':>7}" if times else ""))
         lines.append(f"{s.number:>3}  {name:<{width}}  {_yn(s.applied.ok):<5}  {_yn(s.built.ok):<5}  "
                      f"{_yn(s.linked):<5}  {len(s.built.compiled) if built else '':>3}  "
                      f"{len(s.built.linked) if built else '':>3}  {exports:<17}  "

@@ -73,6 +73,7 @@ class Built(NamedTuple):
     compiled: list[str]  # the objects kbuild compiled, relative to DIR
     linked: list[str]  # the modules kbuild linked, relative to DIR
     seconds: float  # wall time of the make runs (not part of a reproducible report)
+    cpu_seconds: float = 0.0  # their CPU time, user + system, make and all it ran
 
 
 class ModuleState(NamedTuple):
@@ -331,13 +332,14 @@ def _build(ctx: _Context) -> tuple[Built, list[str]]:
     """Build every module directory; the built modules (relative to the tree) when all succeed."""
     from ..kbuild import built_modules, compiled, first_errors, linked, make_modules
 
-    ok, errors, objs, lds, seconds, kos = True, [], [], [], 0.0, []
+    ok, errors, objs, lds, seconds, cpu, kos = True, [], [], [], 0.0, 0.0, []
     for d in ctx.dirs:
         full = os.path.normpath(os.path.join(ctx.tree, d))
         if not os.path.isdir(full):  # made by a later step
             continue
         run = make_modules(full, ctx.headers, jobs=ctx.jobs)
         seconds += run.seconds
+        cpu += run.cpu_seconds
         objs += [os.path.normpath(os.path.join(d, o)) for o in compiled(run.output, full)]
         lds += [os.path.normpath(os.path.join(d, k)) for k in linked(run.output, full)]
         if run.returncode != 0:
@@ -345,7 +347,7 @@ def _build(ctx: _Context) -> tuple[Built, list[str]]:
             errors += first_errors(run.output, ctx.tree)
             continue
         kos += [os.path.normpath(os.path.join(d, k)) for k in built_modules(full)]
-    return Built(ok, errors[:3], objs, lds, seconds), kos
+    return Built(ok, errors[:3], objs, lds, seconds, cpu), kos
 
 
 def _measure(ctx: _Context, kos: list[str], prev: _State | None) -> tuple[list[Finding], list[ModuleState], list[str]]:
