@@ -321,3 +321,55 @@ def test_series_out_of_order_patch_does_not_apply(headers61, tmp_path):
     assert text.endswith(f"verdict: not bisectable: the first bad step is 1 ({report['steps'][1]['name']}): "
                          "does-not-apply")
     assert "  git apply: patch failed: kss_lib_util.c:" in text
+
+
+@pytest.mark.slow
+def test_series_in_a_subdirectory_with_a_new_module_directory(headers61, tmp_path):
+    """DIR inside a repository (drivers/ of it); a commit adds a module directory (kss2) that uses
+    kss_lib's kss_add. By default only the directory the series touches is built: modpost finds
+    kss_add undefined, as a plain make of that directory does. With --modules kss --modules kss2
+    each directory is built with the Module.symvers of the ones before (KBUILD_EXTRA_SYMBOLS): it
+    builds, as plain make does given the same, and kss2 is a new module of that step."""
+    repo = tmp_path / "repo"
+    shutil.copytree(BASE, repo / "drivers" / "kss")
+    (repo / "README").write_text("top\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "base")
+    (repo / "drivers" / "kss2").mkdir()
+    (repo / "drivers" / "kss2" / "Kbuild").write_text("obj-m += kss2.o\n")
+    (repo / "drivers" / "kss2" / "kss2.c").write_text(
+        "// SPDX-License-Identifier: GPL-2.0\n#include <linux/module.h>\n\nint kss_add(int a, int b);\n\n"
+        "int kss2_twice(int a)\n{\n\treturn kss_add(a, a);\n}\nEXPORT_SYMBOL(kss2_twice);\n\nMODULE_LICENSE(\"GPL\");\n")
+    (repo / "README").write_text("top\nkss2\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "kss2: a new module using kss_add")
+    src = str(repo / "drivers")
+
+    rc, alone = _series_json("--src", src, "--kernel", headers61, "main~1..main")
+    assert rc == 1 and alone["module_dirs"] == ["kss2"]
+    assert [s["builds"] for s in alone["steps"]] == [True, False]  # the base: no kss2 yet, nothing built
+    plain = tmp_path / "plain"
+    shutil.copytree(repo / "drivers", plain)
+    p = _make(headers61, plain / "kss2")
+    assert p.returncode != 0
+    assert alone["steps"][1]["build"]["errors"][0] in (p.stdout + p.stderr).replace(f"{plain}/", "")
+    assert 'ERROR: modpost: "kss_add" [kss2/kss2.ko] undefined!' == alone["steps"][1]["build"]["errors"][0]
+
+    rc, both = _series_json("--src", src, "--kernel", headers61, "main~1..main", "--modules", "kss", "--modules", "kss2")
+    assert rc == 0 and both["module_dirs"] == ["kss", "kss2"] and both["verdict"]["bisectable"]
+    assert _make(headers61, plain / "kss").returncode == 0
+    p = subprocess.run(["make", "-C", headers61, f"M={plain / 'kss2'}", "CONFIG_DEBUG_INFO_BTF_MODULES=",
+                        f"KBUILD_EXTRA_SYMBOLS={plain / 'kss' / 'Module.symvers'}", "modules"],
+                       capture_output=True, text=True, env=C_LOCALE)
+    assert p.returncode == 0, p.stderr
+    step = both["steps"][1]
+    assert [m["path"] for m in step["modules"]] == ["kss/kss_lib.ko", "kss/kss_drv.ko", "kss2/kss2.ko"]
+    kss2 = step["modules"][2]
+    assert kss2["size_delta"] is None and kss2["exports"] == ["kss2_twice"]
+    symvers = [r.split("\t")[1] for r in (plain / "kss2" / "Module.symvers").read_text().splitlines()]
+    assert symvers == ["kss2_twice"]
+    fp = json.loads(run_kmodsim("footprint", "--kernel", headers61, "--json", plain / "kss2" / "kss2.ko", check=0).stdout)
+    assert kss2["size"] == fp["modules"][0]["size"]
+    assert step["exports"]["added"] == [{"symbol": "kss2_twice", "module": "kss2"}]
+    assert step["build"]["compiled"] == ["kss2/kss2.o"]  # kss's objects not recompiled

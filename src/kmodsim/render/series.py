@@ -104,8 +104,8 @@ def series_text(r: SeriesResult, times: bool = False) -> str:
     bad = r.first_bad
     lines.append("")
     if bad is None:
-        lines.append(f"verdict: bisectable: every one of the {len(r.steps) - 1} steps applies, builds and "
-                     f"adds no link error")
+        lines.append(f"verdict: bisectable: every step applies, builds and adds no link error "
+                     f"({len(r.steps) - 1} step{'s' if len(r.steps) != 2 else ''})")
     else:
         lines.append(f"verdict: not bisectable: the first bad step is {bad.number} ({bad.name}): "
                      f"{', '.join(bad.flags)}")

@@ -333,11 +333,14 @@ def _build(ctx: _Context) -> tuple[Built, list[str]]:
     from ..kbuild import built_modules, compiled, first_errors, linked, make_modules
 
     ok, errors, objs, lds, seconds, cpu, kos = True, [], [], [], 0.0, 0.0, []
+    symvers: list[str] = []  # the directories built before: their exports, for modpost (KBUILD_EXTRA_SYMBOLS)
     for d in ctx.dirs:
         full = os.path.normpath(os.path.join(ctx.tree, d))
         if not os.path.isdir(full):  # made by a later step
             continue
-        run = make_modules(full, ctx.headers, jobs=ctx.jobs)
+        run = make_modules(full, ctx.headers, extra_symbols=tuple(p for p in symvers if os.path.isfile(p)),
+                           jobs=ctx.jobs)
+        symvers.append(os.path.join(full, "Module.symvers"))
         seconds += run.seconds
         cpu += run.cpu_seconds
         objs += [os.path.normpath(os.path.join(d, o)) for o in compiled(run.output, full)]
