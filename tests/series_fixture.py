@@ -130,3 +130,80 @@ def export_patches(repo: Path, base: str, out: Path) -> dict[str, Path]:
         shutil.copy(fp / n, quilt / n)
     (quilt / "series").write_text("# written by kmodsim's tests\n" + "".join(f"{n} -p1\n" for n in names))
     return {"format-patch": fp, "mbox": mbox, "quilt": quilt}
+
+
+KSO_BASE = """// SPDX-License-Identifier: GPL-2.0
+/* kmodsim fixture: calls through an ops table, made direct one step at a time. */
+#include <linux/module.h>
+
+struct kso_ops {
+	int (*add)(int a, int b);
+	int (*neg)(int a);
+	void (*reset)(void);
+};
+
+static int kso_add(int a, int b)
+{
+	return a + b;
+}
+
+static int kso_neg(int a)
+{
+	return -a;
+}
+
+static struct kso_ops kso_impl = {
+	.add = kso_add,
+	.neg = kso_neg,
+};
+
+static struct kso_ops *kso_cur = &kso_impl;
+
+int kso_run(int x)
+{
+	int r = kso_cur->add(x, 1);
+
+	if (kso_cur->neg)
+		r = kso_cur->neg(r);
+	if (kso_cur->reset)
+		kso_cur->reset();
+	return r;
+}
+EXPORT_SYMBOL(kso_run);
+
+static int __init kso_init(void)
+{
+	kso_impl.reset = NULL;
+	return 0;
+}
+
+module_init(kso_init);
+MODULE_LICENSE("GPL");
+"""
+
+OPS_STEPS = [
+    ("kso: call kso_add directly", "int r = kso_cur->add(x, 1);", "int r = kso_add(x, 1);"),
+    ("kso: neg is always set: call it directly", "\tif (kso_cur->neg)\n\t\tr = kso_cur->neg(r);\n",
+     "\tr = kso_neg(r);\n"),
+    ("kso: reset is never set: drop its call and its store",
+     "\tif (kso_cur->reset)\n\t\tkso_cur->reset();\n", ""),
+]
+
+
+def make_ops_repo(where: Path) -> tuple[Path, list[str]]:
+    """A module (kso) whose calls through ``struct kso_ops`` are made direct in three commits."""
+    repo = where / "kso"
+    repo.mkdir()
+    (repo / "Kbuild").write_text("# kmodsim fixture: an ops table made direct (tests/test_series.py)\nobj-m += kso.o\n")
+    (repo / "kso.c").write_text(KSO_BASE)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "kso: base")
+    shas = [git(repo, "rev-parse", "HEAD").strip()]
+    for i, (subject, old, new) in enumerate(OPS_STEPS):
+        _edit(repo / "kso.c", old, new)
+        if i == 2:
+            _edit(repo / "kso.c", "\tkso_impl.reset = NULL;\n", "")
+        git(repo, "commit", "-q", "-a", "-m", subject)
+        shas.append(git(repo, "rev-parse", "HEAD").strip())
+    return repo, shas

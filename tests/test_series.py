@@ -127,6 +127,15 @@ def test_series_bad_input(case, tmp_path):
     assert git(repo, "status", "--porcelain", "--ignored") == ""  # DIR untouched
 
 
+def test_series_struct_not_defined_at_the_base(headers61, tmp_path):
+    """--struct of a table the census paths do not define: one line naming it, exit 2, before any build."""
+    repo, _shas = make_repo(tmp_path)
+    r = run_kmodsim("series", "--src", repo, "--kernel", headers61, "HEAD~1..HEAD", "--struct", "kss_nope")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == f"kmodsim: struct kss_nope: no definition at the base in . of {repo} (name where the census " \
+                       "reads with --census)\n"
+
+
 # ---------------------------------------------------------------------------------------------
 # Slow: the series built with kbuild, against a plain loop
 # ---------------------------------------------------------------------------------------------
@@ -373,3 +382,43 @@ def test_series_in_a_subdirectory_with_a_new_module_directory(headers61, tmp_pat
     assert kss2["size"] == fp["modules"][0]["size"]
     assert step["exports"]["added"] == [{"symbol": "kss2_twice", "module": "kss2"}]
     assert step["build"]["compiled"] == ["kss2/kss2.o"]  # kss's objects not recompiled
+
+
+@pytest.mark.slow
+def test_series_ops_census_per_step_equals_kmodsim_ops_of_each_step(headers61, tmp_path):
+    """--struct: each step's counts equal ``kmodsim ops --struct`` of the tree checked out at that
+    step (its JSON: members, calls by idiom, NULL tests, assignments, whole-table copies), and the
+    delta is the difference of those; the conversion series builds at every step and its calls,
+    NULL tests and assignments fall."""
+    from series_fixture import make_ops_repo
+
+    repo, shas = make_ops_repo(tmp_path)
+    rc, report = _series_json("--src", str(repo), "--kernel", headers61, f"{shas[0]}..main", "--struct", "kso_ops")
+    assert rc == 0 and report["struct"] == "kso_ops"
+    indirect = ("p->m()", "x.m()")
+    prev = None
+    for step, sha in zip(report["steps"], shas, strict=True):
+        t = tmp_path / f"at-{sha[:12]}"
+        git(tmp_path, "clone", "-q", str(repo), str(t))
+        git(t, "checkout", "-q", "--detach", sha)
+        r = run_kmodsim("ops", t, "--struct", "kso_ops", "--json")
+        assert r.returncode in (0, 1), r.stderr
+        c = json.loads(r.stdout)
+        sites = [s["idiom"] for m in c["members"] for s in m["call_sites"]]
+        want = {"members": len(c["members"]),
+                "calls": sum(i in indirect or i.startswith("INDIRECT_CALL") for i in sites),
+                "static_calls": sum(not (i in indirect or i.startswith("INDIRECT_CALL")) for i in sites),
+                "null_tests": sum(len(m["null_checks"]) for m in c["members"]),
+                "assignments": sum(len(m["assignments"]) for m in c["members"]) + len(c["copies"])}
+        got = dict(step["ops"])
+        delta = got.pop("delta")
+        assert got == want, step["name"]
+        assert delta == (None if prev is None else {k: want[k] - prev[k] for k in want})
+        prev = want
+    counts = [s["ops"] for s in report["steps"]]
+    assert [c["calls"] for c in counts] == [3, 2, 1, 0]
+    assert [c["null_tests"] for c in counts] == [2, 2, 1, 0]
+    assert [c["assignments"] for c in counts] == [1, 1, 1, 0]
+    text = run_kmodsim("series", "--src", repo, "--kernel", headers61, f"{shas[0]}..main", "--struct", "kso_ops",
+                       check=0).stdout
+    assert "ops: members 3, calls 2 (-1), static calls 0, null tests 2, assignments 1" in text

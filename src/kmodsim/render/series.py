@@ -1,6 +1,6 @@
 """``series``: one row a step and its details as text, and the ``--json`` document (docs/series.md)::
 
-    {"release", "layout", "module_dirs": [dir],
+    {"release", "layout", "module_dirs": [dir], "struct": name | null,
      "steps": [{"index", "name", "commit",
                 "applies", "apply": {"errors": [line], "offsets": [line], "fuzz"},
                 "builds", "build": {"errors": [line], "compiled": [object], "linked": [module], ("seconds", "cpu_seconds")},
@@ -9,7 +9,10 @@
                 "exports": {"added": [{"symbol", "module"}], "removed": [{"symbol", "module"}],
                             "moved": [{"symbol", "from": [module], "to": [module]}]},
                 "modules": [{"name", "path", "size", "pages", "size_delta", "exports": [symbol]}],
-                "removed_modules": [name], "flags": [flag]}],
+                "removed_modules": [name],
+                "ops": {"members", "calls", "static_calls", "null_tests", "assignments",
+                        "delta": {<the same keys>} | null} | null,
+                "flags": [flag]}],
      "verdict": {"bisectable", "first_bad": {"index", "name", "flags"} | null}}
 
 with ``<finding>`` as ``check --format json`` writes one (``kmodsim.render.check.finding_json``),
@@ -52,13 +55,15 @@ def step_json(s: Step, times: bool = False) -> dict[str, Any]:
         "modules": [{"name": m.name, "path": m.path, "size": m.size, "pages": m.pages,
                      "size_delta": m.size_delta, "exports": list(m.exports)} for m in s.modules],
         "removed_modules": s.removed_modules,
+        "ops": None if s.ops is None else {**s.ops._asdict(),
+                                           "delta": None if s.ops_delta is None else s.ops_delta._asdict()},
         "flags": s.flags,
     }
 
 
 def series_json(r: SeriesResult, times: bool = False) -> dict[str, Any]:
     bad = r.first_bad
-    return {"release": r.release, "layout": r.layout, "module_dirs": r.module_dirs,
+    return {"release": r.release, "layout": r.layout, "module_dirs": r.module_dirs, "struct": r.struct,
             "steps": [step_json(s, times) for s in r.steps],
             "verdict": {"bisectable": r.bisectable,
                         "first_bad": None if bad is None else {"index": bad.number, "name": bad.name,
@@ -75,11 +80,12 @@ def _total(s: Step) -> int:
 
 def series_text(r: SeriesResult, times: bool = False) -> str:
     """The table (a row a step: applies, builds, links, objects compiled, modules linked, exports
-    added/removed/moved, the modules' total size and its change), each step's details under the
-    table, the verdict."""
+    added/removed/moved, the modules' total size and its change, with a struct the calls through
+    the table, NULL tests and assignments), each step's details under the table, the verdict."""
     width = min(48, max(len(s.name) for s in r.steps))
     head = (f"{'#':>3}  {'step':<{width}}  {'apply':<5}  {'build':<5}  {'link':<5}  {'cc':>3}  {'ld':>3}  "
-            f"{'exports +/-/moved':<17}  {'size':>8}  {'delta':>7}" + (f"  {'time':>7}  {'cpu':>7}" if times else "") + "  flags")
+            f"{'exports +/-/moved':<17}  {'size':>8}  {'delta':>7}" + (f"  {'time':>7}  {'cpu':>7}" if times else "")
+            + (f"  {'ops calls/null/set':<18}" if r.struct else "") + "  flags")
     lines = [f"kernel {r.release} (layout {r.layout}); modules built in: {', '.join(r.module_dirs)}", "", head]
     last: Step | None = None
     for s in r.steps:
@@ -92,10 +98,14 @@ def series_text(r: SeriesResult, times: bool = False) -> str:
         built = s.built.ok is not None
         t = (f"  {s.built.seconds:>6.2f}s  {s.built.cpu_seconds:>6.2f}s" if times and built
              else (f"  {'':>7}  {'':>7}" if times else ""))
+        ops = ""
+        if r.struct:
+            ops = "" if s.ops is None else f"{s.ops.calls}/{s.ops.null_tests}/{s.ops.assignments}"
+            ops = f"  {ops:<18}"
         lines.append(f"{s.number:>3}  {name:<{width}}  {_yn(s.applied.ok):<5}  {_yn(s.built.ok):<5}  "
                      f"{_yn(s.linked):<5}  {len(s.built.compiled) if built else '':>3}  "
                      f"{len(s.built.linked) if built else '':>3}  {exports:<17}  "
-                     f"{size}  {delta}{t}  {', '.join(s.flags)}".rstrip())
+                     f"{size}  {delta}{t}{ops}  {', '.join(s.flags)}".rstrip())
         if checked:
             last = s
     details = [d for s in r.steps for d in _details(s)]
@@ -128,4 +138,9 @@ def _details(s: Step) -> list[str]:
         out += [f"module {m.name}: {m.size} bytes ({m.size_delta:+d})" for m in s.modules if m.size_delta]
         out += [f"module {m.name}: new, {m.size} bytes" for m in s.modules if m.size_delta is None]
     out += [f"module {n}: no longer built" for n in s.removed_modules]
+    if s.ops is not None and (s.number == 0 or (s.ops_delta is not None and any(s.ops_delta))):
+        d = s.ops_delta
+        out.append("ops: " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" + (f" ({getattr(d, k):+d})" if d is not None and getattr(d, k) else "")
+            for k, v in s.ops._asdict().items()))
     return [f"{s.number:>3}  {s.name}"] + [f"       {line}" for line in out] if out else []

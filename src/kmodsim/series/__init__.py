@@ -16,6 +16,7 @@ from .steps import (
     Built,
     ModuleState,
     Moved,
+    OpsCounts,
     SeriesError,
     SeriesRequest,
     SeriesResult,
@@ -23,5 +24,5 @@ from .steps import (
     run_series,
 )
 
-__all__ = ["Applied", "Built", "ModuleState", "Moved", "Patch", "PatchError", "SeriesError", "SeriesRequest",
+__all__ = ["Applied", "Built", "ModuleState", "Moved", "OpsCounts", "Patch", "PatchError", "SeriesError", "SeriesRequest",
            "SeriesResult", "Step", "read_series", "run_series"]

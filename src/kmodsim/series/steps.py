@@ -54,6 +54,8 @@ class SeriesRequest(NamedTuple):
     modules: Sequence[str] = ()
     jobs: int | None = None
     progress: bool | None = False  # a progress bar on a terminal (None: when stderr is one)
+    struct: str | None = None  # an ops table to take the census of at each step (kmodsim ops)
+    census_paths: Sequence[str] = ()  # where (relative to DIR; default: the module directories)
 
 
 class Applied(NamedTuple):
@@ -93,6 +95,20 @@ class Moved(NamedTuple):
     dest: tuple[str, ...]  # the modules that export it now
 
 
+class OpsCounts(NamedTuple):
+    """The census of an ops table in a step's source (:func:`kmodsim.ops.census.run_census`, what
+    ``kmodsim ops --struct NAME`` reports), counted."""
+
+    members: int  # function-pointer members
+    calls: int  # calls through the table (indirect: p->m(), x.m(), INDIRECT_CALL_n)
+    static_calls: int  # calls already made static (static_call(), static_call_cond() ...)
+    null_tests: int  # tests of a member against NULL
+    assignments: int  # runtime stores of a member, and whole-table copies
+
+    def minus(self, other: OpsCounts) -> OpsCounts:
+        return OpsCounts(*(a - b for a, b in zip(self, other, strict=True)))
+
+
 class Step(NamedTuple):
     """One row of the report; step 0 is the base the series applies to."""
 
@@ -109,6 +125,8 @@ class Step(NamedTuple):
     exports_added: list[tuple[str, str]]  # (symbol, module)
     exports_removed: list[tuple[str, str]]
     exports_moved: list[Moved]
+    ops: OpsCounts | None = None  # with a struct: the census of this step's source (None: not taken)
+    ops_delta: OpsCounts | None = None  # against the last step with a census
 
     @property
     def flags(self) -> list[str]:
@@ -136,6 +154,7 @@ class SeriesResult(NamedTuple):
     module_dirs: list[str]  # relative to DIR, "." for DIR itself
     steps: list[Step]  # steps[0]: the base
     notes: list[str] = []  # what the user must know of the answer (an unverified target release)
+    struct: str | None = None  # the ops table counted at each step (Step.ops)
 
     @property
     def first_bad(self) -> Step | None:
@@ -319,6 +338,8 @@ class _Context(NamedTuple):
     target: Target
     layout: Layout
     jobs: int | None
+    struct: str | None = None
+    census_paths: tuple[str, ...] = ()
 
 
 class _State(NamedTuple):
@@ -326,6 +347,7 @@ class _State(NamedTuple):
 
     findings: list[Finding]
     modules: list[ModuleState]
+    ops: OpsCounts | None = None  # the last census taken (a step that applied, built or not)
 
 
 def _build(ctx: _Context) -> tuple[Built, list[str]]:
@@ -378,6 +400,24 @@ def _measure(ctx: _Context, kos: list[str], prev: _State | None) -> tuple[list[F
     return findings, states, problems
 
 
+def _census(ctx: _Context) -> OpsCounts | None:
+    """The ops census of the tree as it is now (None: without a struct, or no input defines it)."""
+    if ctx.struct is None:
+        return None
+    from ..ops.census import CensusError, load_inputs, run_census
+
+    paths = [p for p in (os.path.normpath(os.path.join(ctx.tree, d)) for d in ctx.census_paths) if os.path.exists(p)]
+    inputs, _errors, _root = load_inputs(paths)
+    try:
+        c = run_census(ctx.struct, inputs)
+    except CensusError:
+        return None
+    sites = [cs for m in c.members for cs in m.call_sites]
+    return OpsCounts(len(c.members), sum(cs.indirect for cs in sites), sum(not cs.indirect for cs in sites),
+                     sum(len(m.null_checks) for m in c.members),
+                     sum(len(m.assignments) for m in c.members) + len(c.copies))
+
+
 def _key(f: Finding) -> tuple[str, str, str, str, str]:
     return (f.check, f.severity, f.symbol, f.module, f.message)
 
@@ -403,6 +443,11 @@ def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: App
     nothing = Step(index, name, commit, applied, Built(None, [], [], [], 0.0), None, [], [], [], [], [], [], [])
     if applied.ok is False:
         return nothing, prev
+    ops = _census(ctx)
+    last_ops = prev.ops if prev else None
+    nothing = nothing._replace(ops=ops, ops_delta=ops.minus(last_ops) if ops and last_ops else None)
+    if prev is not None:
+        prev = prev._replace(ops=ops or prev.ops)
     built, kos = _build(ctx)
     if not built.ok:
         return nothing._replace(built=built), prev
@@ -422,8 +467,8 @@ def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: App
     removed_modules = sorted(m.name for m in before if m.name not in names)
     added, removed, moved = _exports_delta(before, modules) if prev else ([], [], [])
     step = Step(index, name, commit, applied, built, findings, new, fixed, modules, removed_modules,
-                added, removed, moved)
-    return step, _State(findings, modules)
+                added, removed, moved, nothing.ops, nothing.ops_delta)
+    return step, _State(findings, modules, ops or (prev.ops if prev else None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,7 +526,11 @@ def run_series(req: SeriesRequest) -> SeriesResult:
         if not dirs:
             raise SeriesError(src, "the series touches no directory holding a Kbuild or Makefile: "
                                    "name the module directories with --modules")
-        ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), req.jobs)
+        ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), req.jobs,
+                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs))
+        if req.struct is not None and _census(ctx) is None:
+            raise SeriesError(f"struct {req.struct}", f"no definition at the base in {', '.join(ctx.census_paths)} "
+                                                      f"of {src} (name where the census reads with --census)")
         names = [s for _, s in commits.commits] if commits else [p.name for p in patches]
         steps: list[Step] = []
         with Progress(req.progress, len(names) + 1, label="series steps", minimum=1) as advance:
@@ -500,6 +549,6 @@ def run_series(req: SeriesRequest) -> SeriesResult:
                 step, state = _step(ctx, i, name, sha, applied, state)
                 steps.append(step)
                 tick(1)
-        return SeriesResult(target.release, ctx.layout.name, dirs, steps, list(target.warnings))
+        return SeriesResult(target.release, ctx.layout.name, dirs, steps, list(target.warnings), req.struct)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
