@@ -81,7 +81,7 @@ def test_built_modules_of_a_build_moved_since(basic_build):
 
 @pytest.mark.parametrize("case", ["no-src", "neither", "both", "no-patch-file", "not-a-patch", "quilt-missing",
                                   "quilt-option", "not-git", "bad-range", "empty-range", "not-headers",
-                                  "modules-outside"])
+                                  "modules-outside", "expect-metric", "expect-way", "expect-no-struct"])
 def test_series_bad_input(case, tmp_path):
     """One line on stderr naming the input and the problem, exit 2, no traceback."""
     repo, shas = make_repo(tmp_path)
@@ -117,8 +117,14 @@ def test_series_bad_input(case, tmp_path):
         argv, named = ["--src", str(repo), "HEAD..HEAD"], str(repo)
     elif case == "not-headers":
         argv, named = ["--src", str(repo), "HEAD~1..HEAD"], headers
-    else:
+    elif case == "modules-outside":
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--modules", "/"], "/"
+    elif case == "expect-metric":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--struct", "x", "--expect", "calls=down,speed=up"], "--expect"
+    elif case == "expect-way":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--expect", "size=sideways"], "--expect"
+    else:
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--expect", "calls=down"], "--expect"
     r = run_kmodsim("series", "--kernel", headers, *argv)
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.splitlines()
@@ -393,8 +399,10 @@ def test_series_ops_census_per_step_equals_kmodsim_ops_of_each_step(headers61, t
     from series_fixture import make_ops_repo
 
     repo, shas = make_ops_repo(tmp_path)
-    rc, report = _series_json("--src", str(repo), "--kernel", headers61, f"{shas[0]}..main", "--struct", "kso_ops")
-    assert rc == 0 and report["struct"] == "kso_ops"
+    rc, report = _series_json("--src", str(repo), "--kernel", headers61, f"{shas[0]}..main", "--struct", "kso_ops",
+                              "--expect", "calls=down,null_tests=down", "--expect", "assignments=down,size=down")
+    assert rc == 0 and report["struct"] == "kso_ops" and report["verdict"]["bisectable"]
+    assert report["expect"] == {"calls": "down", "null_tests": "down", "assignments": "down", "size": "down"}
     indirect = ("p->m()", "x.m()")
     prev = None
     for step, sha in zip(report["steps"], shas, strict=True):
@@ -419,6 +427,10 @@ def test_series_ops_census_per_step_equals_kmodsim_ops_of_each_step(headers61, t
     assert [c["calls"] for c in counts] == [3, 2, 1, 0]
     assert [c["null_tests"] for c in counts] == [2, 2, 1, 0]
     assert [c["assignments"] for c in counts] == [1, 1, 1, 0]
+    # a metric expected to go the other way: every step that moves it is flagged, the first one is the first bad
     text = run_kmodsim("series", "--src", repo, "--kernel", headers61, f"{shas[0]}..main", "--struct", "kso_ops",
-                       check=0).stdout
+                       "--expect", "null_tests=up", check=1).stdout
     assert "ops: members 3, calls 2 (-1), static calls 0, null tests 2, assignments 1" in text
+    assert text.count("wrong way: null_tests -1 (expected up)") == 2  # steps 2 and 3
+    assert text.rstrip().endswith("verdict: not bisectable: the first bad step is 2 (kso: neg is always set: call it "
+                         "directly): wrong-way")

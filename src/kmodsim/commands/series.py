@@ -23,20 +23,23 @@ from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, warn
              help="An ops table (struct NAME) to take the census of at each step, as kmodsim ops does.")
 @args.option("--census", "census", multiple=True, type=args.path, metavar="PATH",
              help="Where the census reads C source (repeatable, relative to DIR; default: the module directories).")
+@args.option("--expect", "expect", multiple=True, metavar="METRIC=down|up[,...]",
+             help="Flag a step where a metric moves the other way: calls, static_calls, null_tests, "
+                  "assignments, members (the ops census: --struct) or size (the modules' total).")
 @args.option("--jobs", "-j", type=int, default=None, help="make -j (default: all cores).")
 @args.option("--json", "as_json", is_flag=True)
 @args.option("--times", is_flag=True,
              help="Add each step's build time (the output then differs from run to run).")
 def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple[str, ...],
-               modules: tuple[str, ...], struct: str | None, census: tuple[str, ...], jobs: int | None,
-               as_json: bool, times: bool) -> None:
+               modules: tuple[str, ...], struct: str | None, census: tuple[str, ...], expect: tuple[str, ...],
+               jobs: int | None, as_json: bool, times: bool) -> None:
     """Check every step of a series: does it apply, build (kbuild M= against KDIR, one build tree
     reused so only what changed recompiles), link (kmodsim check: new findings against the step
     before), and what moved (exports between modules, each module's /proc/modules size; with
     --struct, the ops census: members, calls through the table, static calls, NULL tests, assignments).
 
-    Exit status: 0 every step good, 1 a step does not apply, build or adds a link error, 2 usage
-    or input error.
+    Exit status: 0 every step good, 1 a step does not apply, build, adds a link error or moves an
+    --expect metric the wrong way, 2 usage or input error.
     """
     from ..errors import Error
     from ..render.series import series_json, series_text
@@ -44,7 +47,7 @@ def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple
 
     try:
         res = run_series(SeriesRequest(src, kernel_path, revisions, patches, modules, jobs, progress=None,
-                                       struct=struct, census_paths=census))
+                                       struct=struct, census_paths=census, expect=expect))
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None

@@ -1,6 +1,6 @@
 """``series``: one row a step and its details as text, and the ``--json`` document (docs/series.md)::
 
-    {"release", "layout", "module_dirs": [dir], "struct": name | null,
+    {"release", "layout", "module_dirs": [dir], "struct": name | null, "expect": {metric: "down" | "up"},
      "steps": [{"index", "name", "commit",
                 "applies", "apply": {"errors": [line], "offsets": [line], "fuzz"},
                 "builds", "build": {"errors": [line], "compiled": [object], "linked": [module], ("seconds", "cpu_seconds")},
@@ -12,7 +12,7 @@
                 "removed_modules": [name],
                 "ops": {"members", "calls", "static_calls", "null_tests", "assignments",
                         "delta": {<the same keys>} | null} | null,
-                "flags": [flag]}],
+                "wrong_way": [{"metric", "change"}], "flags": [flag]}],
      "verdict": {"bisectable", "first_bad": {"index", "name", "flags"} | null}}
 
 with ``<finding>`` as ``check --format json`` writes one (``kmodsim.render.check.finding_json``),
@@ -57,6 +57,7 @@ def step_json(s: Step, times: bool = False) -> dict[str, Any]:
         "removed_modules": s.removed_modules,
         "ops": None if s.ops is None else {**s.ops._asdict(),
                                            "delta": None if s.ops_delta is None else s.ops_delta._asdict()},
+        "wrong_way": [{"metric": m, "change": c} for m, c in s.wrong_way],
         "flags": s.flags,
     }
 
@@ -64,6 +65,7 @@ def step_json(s: Step, times: bool = False) -> dict[str, Any]:
 def series_json(r: SeriesResult, times: bool = False) -> dict[str, Any]:
     bad = r.first_bad
     return {"release": r.release, "layout": r.layout, "module_dirs": r.module_dirs, "struct": r.struct,
+            "expect": dict(r.expect),
             "steps": [step_json(s, times) for s in r.steps],
             "verdict": {"bisectable": r.bisectable,
                         "first_bad": None if bad is None else {"index": bad.number, "name": bad.name,
@@ -108,22 +110,23 @@ def series_text(r: SeriesResult, times: bool = False) -> str:
                      f"{size}  {delta}{t}{ops}  {', '.join(s.flags)}".rstrip())
         if checked:
             last = s
-    details = [d for s in r.steps for d in _details(s)]
+    details = [d for s in r.steps for d in _details(s, r.expect)]
     if details:
         lines += [""] + details
     bad = r.first_bad
     lines.append("")
     if bad is None:
-        lines.append(f"verdict: bisectable: every step applies, builds and adds no link error "
-                     f"({len(r.steps) - 1} step{'s' if len(r.steps) != 2 else ''})")
+        lines.append("verdict: bisectable: every step applies, builds and adds no link error"
+                     + (", and no expected metric moves the wrong way" if r.expect else "")
+                     + f" ({len(r.steps) - 1} step{'s' if len(r.steps) != 2 else ''})")
     else:
         lines.append(f"verdict: not bisectable: the first bad step is {bad.number} ({bad.name}): "
                      f"{', '.join(bad.flags)}")
     return "\n".join(lines)
 
 
-def _details(s: Step) -> list[str]:
-    out: list[str] = []
+def _details(s: Step, expect: dict[str, str]) -> list[str]:
+    out: list[str] = [f"wrong way: {m} {c:+d} (expected {expect.get(m, '?')})" for m, c in s.wrong_way]
     out += [f"git apply: {e}" for e in s.applied.errors]
     if s.applied.fuzz:
         out.append("applies with fuzz only (git apply -C1: one line of context)")

@@ -56,6 +56,7 @@ class SeriesRequest(NamedTuple):
     progress: bool | None = False  # a progress bar on a terminal (None: when stderr is one)
     struct: str | None = None  # an ops table to take the census of at each step (kmodsim ops)
     census_paths: Sequence[str] = ()  # where (relative to DIR; default: the module directories)
+    expect: Sequence[str] = ()  # "calls=down", ...: a metric that moves the other way flags the step
 
 
 class Applied(NamedTuple):
@@ -72,8 +73,8 @@ class Built(NamedTuple):
 
     ok: bool | None
     errors: list[str]  # the first compiler / modpost error lines, paths relative to DIR
-    compiled: list[str]  # the objects kbuild compiled, relative to DIR
-    linked: list[str]  # the modules kbuild linked, relative to DIR
+    compiled: list[str]  # the objects kbuild compiled (or tried to), relative to DIR, sorted
+    linked: list[str]  # the modules kbuild linked, relative to DIR, sorted
     seconds: float  # wall time of the make runs (not part of a reproducible report)
     cpu_seconds: float = 0.0  # their CPU time, user + system, make and all it ran
 
@@ -127,6 +128,7 @@ class Step(NamedTuple):
     exports_moved: list[Moved]
     ops: OpsCounts | None = None  # with a struct: the census of this step's source (None: not taken)
     ops_delta: OpsCounts | None = None  # against the last step with a census
+    wrong_way: list[tuple[str, int]] = []  # (metric, change) of the expected metrics that moved the other way
 
     @property
     def flags(self) -> list[str]:
@@ -137,6 +139,8 @@ class Step(NamedTuple):
             out.append("does-not-build")
         if self.number and any(f.severity == "error" for f in self.new_findings):
             out.append("new-link-errors")
+        if self.wrong_way:
+            out.append("wrong-way")
         return out
 
     @property
@@ -155,6 +159,7 @@ class SeriesResult(NamedTuple):
     steps: list[Step]  # steps[0]: the base
     notes: list[str] = []  # what the user must know of the answer (an unverified target release)
     struct: str | None = None  # the ops table counted at each step (Step.ops)
+    expect: dict[str, str] = {}  # metric -> "down" | "up" (--expect)
 
     @property
     def first_bad(self) -> Step | None:
@@ -340,6 +345,7 @@ class _Context(NamedTuple):
     jobs: int | None
     struct: str | None = None
     census_paths: tuple[str, ...] = ()
+    expect: dict[str, int] = {}
 
 
 class _State(NamedTuple):
@@ -360,19 +366,24 @@ def _build(ctx: _Context) -> tuple[Built, list[str]]:
         full = os.path.normpath(os.path.join(ctx.tree, d))
         if not os.path.isdir(full):  # made by a later step
             continue
-        run = make_modules(full, ctx.headers, extra_symbols=tuple(p for p in symvers if os.path.isfile(p)),
-                           jobs=ctx.jobs)
+        extra = tuple(p for p in symvers if os.path.isfile(p))
+        runs = [make_modules(full, ctx.headers, extra_symbols=extra, jobs=ctx.jobs)]
         symvers.append(os.path.join(full, "Module.symvers"))
-        seconds += run.seconds
-        cpu += run.cpu_seconds
-        objs += [os.path.normpath(os.path.join(d, o)) for o in compiled(run.output, full)]
-        lds += [os.path.normpath(os.path.join(d, k)) for k in linked(run.output, full)]
-        if run.returncode != 0:
+        if runs[0].returncode != 0:
+            # which jobs a parallel make started before it stopped, and so which errors it printed
+            # first, varies from run to run: once more with -j1 -k, every object left is tried in
+            # make's order — the same errors, and the same objects tried, every time
+            runs.append(make_modules(full, ctx.headers, ("-k",), extra_symbols=extra, jobs=1))
             ok = False
-            errors += first_errors(run.output, ctx.tree)
-            continue
-        kos += [os.path.normpath(os.path.join(d, k)) for k in built_modules(full)]
-    return Built(ok, errors[:3], objs, lds, seconds, cpu), kos
+            errors += first_errors(runs[-1].output, ctx.tree)
+        for run in runs:
+            seconds += run.seconds
+            cpu += run.cpu_seconds
+            objs += [os.path.normpath(os.path.join(d, o)) for o in compiled(run.output, full)]
+            lds += [os.path.normpath(os.path.join(d, k)) for k in linked(run.output, full)]
+        if len(runs) == 1:
+            kos += [os.path.normpath(os.path.join(d, k)) for k in built_modules(full)]
+    return Built(ok, errors[:3], sorted(set(objs)), sorted(set(lds)), seconds, cpu), kos
 
 
 def _measure(ctx: _Context, kos: list[str], prev: _State | None) -> tuple[list[Finding], list[ModuleState], list[str]]:
@@ -398,6 +409,37 @@ def _measure(ctx: _Context, kos: list[str], prev: _State | None) -> tuple[list[F
     top = ctx.tree + "/"
     findings = [replace(f, path=f.path.removeprefix(top)) for f in run_checks(mods, ctx.kernel, target=ctx.target)]
     return findings, states, problems
+
+
+# what --expect may name: the ops census's counts (with a struct) and the modules' total size
+METRICS = ("members", "calls", "static_calls", "null_tests", "assignments", "size")
+
+
+def parse_expect(items: Sequence[str], struct: str | None) -> dict[str, int]:
+    """``--expect calls=down,size=down`` (items, each of comma-separated ``metric=down|up``) as
+    metric -> -1 (down) or +1 (up). Raises :class:`SeriesError` for an unknown metric or direction,
+    or an ops metric without a struct."""
+    out: dict[str, int] = {}
+    for item in items:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            metric, _, way = part.partition("=")
+            if metric not in METRICS:
+                raise SeriesError("--expect", f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+            if way not in ("down", "up"):
+                raise SeriesError("--expect", f"{part!r}: say {metric}=down or {metric}=up")
+            if metric != "size" and struct is None:
+                raise SeriesError("--expect", f"{metric} is a count of the ops census: give --struct NAME")
+            out[metric] = -1 if way == "down" else 1
+    return out
+
+
+def _wrong_way(expect: dict[str, int], ops_delta: OpsCounts | None, size_delta: int | None) -> list[tuple[str, int]]:
+    out = []
+    for metric, way in expect.items():
+        change = size_delta if metric == "size" else getattr(ops_delta, metric) if ops_delta is not None else None
+        if change is not None and change * way < 0:
+            out.append((metric, change))
+    return out
 
 
 def _census(ctx: _Context) -> OpsCounts | None:
@@ -445,7 +487,8 @@ def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: App
         return nothing, prev
     ops = _census(ctx)
     last_ops = prev.ops if prev else None
-    nothing = nothing._replace(ops=ops, ops_delta=ops.minus(last_ops) if ops and last_ops else None)
+    ops_delta = ops.minus(last_ops) if ops and last_ops else None
+    nothing = nothing._replace(ops=ops, ops_delta=ops_delta, wrong_way=_wrong_way(ctx.expect, ops_delta, None))
     if prev is not None:
         prev = prev._replace(ops=ops or prev.ops)
     built, kos = _build(ctx)
@@ -466,8 +509,9 @@ def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: App
     names = {m.name for m in modules}
     removed_modules = sorted(m.name for m in before if m.name not in names)
     added, removed, moved = _exports_delta(before, modules) if prev else ([], [], [])
+    size_delta = sum(m.size for m in modules) - sum(m.size for m in before) if prev else None
     step = Step(index, name, commit, applied, built, findings, new, fixed, modules, removed_modules,
-                added, removed, moved, nothing.ops, nothing.ops_delta)
+                added, removed, moved, nothing.ops, nothing.ops_delta, _wrong_way(ctx.expect, ops_delta, size_delta))
     return step, _State(findings, modules, ops or (prev.ops if prev else None))
 
 
@@ -492,6 +536,7 @@ def run_series(req: SeriesRequest) -> SeriesResult:
         raise SeriesError(src, "give a range BASE..TIP or --patches, not both" if req.patches
                           else "give a range BASE..TIP or --patches")
     given = _given_dirs(src, req.modules)
+    expect = parse_expect(req.expect, req.struct)
     patches: list[Patch] = []
     commits: _Commits | None = None
     if req.revisions is not None:
@@ -527,7 +572,7 @@ def run_series(req: SeriesRequest) -> SeriesResult:
             raise SeriesError(src, "the series touches no directory holding a Kbuild or Makefile: "
                                    "name the module directories with --modules")
         ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), req.jobs,
-                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs))
+                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect)
         if req.struct is not None and _census(ctx) is None:
             raise SeriesError(f"struct {req.struct}", f"no definition at the base in {', '.join(ctx.census_paths)} "
                                                       f"of {src} (name where the census reads with --census)")
@@ -549,6 +594,7 @@ def run_series(req: SeriesRequest) -> SeriesResult:
                 step, state = _step(ctx, i, name, sha, applied, state)
                 steps.append(step)
                 tick(1)
-        return SeriesResult(target.release, ctx.layout.name, dirs, steps, list(target.warnings), req.struct)
+        return SeriesResult(target.release, ctx.layout.name, dirs, steps, list(target.warnings), req.struct,
+                            {m: "down" if w < 0 else "up" for m, w in expect.items()})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
