@@ -434,3 +434,45 @@ def test_series_ops_census_per_step_equals_kmodsim_ops_of_each_step(headers61, t
     assert text.count("wrong way: null_tests -1 (expected up)") == 2  # steps 2 and 3
     assert text.rstrip().endswith("verdict: not bisectable: the first bad step is 2 (kso: neg is always set: call it "
                          "directly): wrong-way")
+
+
+def test_apply_reports_offsets_and_fuzz_in_git_apply_s_words(tmp_path):
+    """A step's patch applied to a tree where its lines moved (git apply: "Hunk #1 succeeded at L
+    (offset K lines)"), and to one where a context line changed (git apply refuses it; with one line
+    of context, -C1, it applies: patch's fuzz). Checked against git apply run here on the same trees."""
+    from kmodsim.series import read_series
+    from kmodsim.series.steps import _apply
+
+    from series_fixture import export_patches
+
+    repo, shas = make_repo(tmp_path)
+    patch = read_series([str(sorted(export_patches(repo, shas[0], tmp_path)["format-patch"].iterdir())[0])])[0]
+    env = {**os.environ, "LC_ALL": "C"}
+
+    def tree(name: str, edit) -> Path:
+        t = tmp_path / name
+        shutil.copytree(BASE, t)
+        git(t, "init", "-q")
+        f = t / "kss_lib_util.c"
+        f.write_text(edit(f.read_text()))
+        return t
+
+    moved = tree("moved", lambda s: s.replace("#include <linux/module.h>\n", "#include <linux/module.h>\n\n\n\n"))
+    said = subprocess.run(["git", "apply", "-v", "--check"], cwd=moved, input=patch.text, capture_output=True,
+                          text=True, env=env).stderr
+    got = _apply(str(moved), patch)
+    assert got.ok is True and got.errors == []
+    assert got.offsets == ["kss_lib_util.c: hunk #1 at 12 (offset 3 lines)"]
+    assert "Hunk #1 succeeded at 12 (offset 3 lines)." in said
+
+    fuzzy = tree("fuzzy", lambda s: s.replace("\treturn x * kss_factor;\n", "\treturn kss_factor * x;\n"))
+    strict = subprocess.run(["git", "apply", "--check"], cwd=fuzzy, input=patch.text, capture_output=True,
+                            text=True, env=env)
+    loose = subprocess.run(["git", "apply", "--check", "-C1"], cwd=fuzzy, input=patch.text, capture_output=True,
+                           text=True, env=env)
+    assert strict.returncode != 0 and loose.returncode == 0
+    got = _apply(str(fuzzy), patch)
+    assert got.ok is False and got.fuzz is True
+    assert got.errors == [ln.removeprefix("error: ") for ln in strict.stderr.splitlines()
+                          if ln.startswith("error: ") and ln != "error: while searching for:"]
+    assert (fuzzy / "kss_lib_util.c").read_text().count("kss_mul") == 0  # all or nothing: the tree unchanged
