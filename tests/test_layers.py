@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                   "ops.plan", "ops.emit", "ops.binary", "ops"]),
     ("oracle", ["oracle"]),
     ("inputs", ["debian", "kbuild", "kmod_build"]),
+    ("workflows", ["series"]),
     ("renderers", ["render", "ops.render"]),
     ("cli", ["args", "cli", "commands", "ops.cli", "ops.__main__"]),
     ("api", ["", "api"]),  # the package itself (exactly): kmodsim.__all__, the public face

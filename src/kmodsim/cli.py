@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "deps": "kmodsim.commands.deps:deps_cmd",
     "load": "kmodsim.commands.load:load_cmd",
     "verify": "kmodsim.commands.verify:verify_cmd",
+    "series": "kmodsim.commands.series:series_cmd",
 }
 
 HELP = {
@@ -45,6 +46,7 @@ HELP = {
     "deps": "The dependency tree of a module, with the symbols behind each edge.",
     "load": "Model the kernel's module loader on an insmod/rmmod/modprobe script.",
     "verify": "Run a load script on the real kernel under QEMU; --compare with the model.",
+    "series": "Check every step of a patch series: applies, builds (kbuild M=), links, what moved.",
 }
 
 USAGE = "usage: kmodsim [-h] [--version] COMMAND [ARGS]..."

@@ -160,12 +160,14 @@ def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None,
 
 
 class Progress:
-    """A rich progress bar on a terminal; nothing when piped (or when ``enabled`` is False)."""
+    """A rich progress bar on a terminal; nothing when piped (or when ``enabled`` is False), nor for
+    fewer than ``minimum`` items. ``label`` says what is counted."""
 
-    def __init__(self, enabled: bool | None, total: int) -> None:
+    def __init__(self, enabled: bool | None, total: int, label: str = "reading modules", minimum: int = 200) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.enabled = self.enabled and total >= 200
+        self.enabled = self.enabled and total >= minimum
         self.total = total
+        self.label = label
         self._p: Any = None  # a rich.progress.Progress while shown
 
     def __enter__(self) -> Callable[[int], None] | None:
@@ -176,7 +178,7 @@ class Progress:
         from rich.progress import Progress as Bar
 
         # on stderr, the terminal it checked: stdout may carry the output (scan --json, depmod -n)
-        self._p = Bar(TextColumn("reading modules"), BarColumn(), MofNCompleteColumn(),
+        self._p = Bar(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
                            TimeElapsedColumn(), transient=True, console=Console(stderr=True))
         self._p.start()
         task = self._p.add_task("scan", total=self.total)
