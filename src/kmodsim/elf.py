@@ -299,7 +299,12 @@ class ElfFile:
             raise ElfError(f"section index {index} out of range")
         if self._sections is not None:
             return self._sections[index]
-        return _new(Section, (index, self.sh_names[index], self.sh_type[index], self.sh_flags[index],
+        if self._names is not None:
+            name = self._names[index]
+        else:  # the one name (the table was checked to hold a NUL after every name offset)
+            shstr, off = self._shstr, self.sh_name_off[index]
+            name = shstr[off:shstr.find("\0", off)]
+        return _new(Section, (index, name, self.sh_type[index], self.sh_flags[index],
                               self.sh_addr[index], self.sh_offset[index], self.sh_size[index],
                               self.sh_link[index], self.sh_info[index], self.sh_addralign[index],
                               self.sh_entsize[index]))

@@ -234,6 +234,36 @@ class Module:
     def sections(self) -> list[SectionInfo]:
         return self._get("sections", _decode_sections)
 
+    @property
+    def export_names(self) -> list[str]:
+        """The names of the exports, in order (a column: no :class:`Export` per symbol)."""
+        return _split(self._r.export_names)
+
+    @property
+    def exports_any(self) -> bool:
+        """Whether the module exports anything (nothing decoded to say so)."""
+        return bool(self._r.export_names)
+
+    @property
+    def import_count(self) -> int:
+        return self._r.import_names.count("\0")
+
+    @property
+    def import_names(self) -> list[str]:
+        """The names of the imports, in order (a column of :meth:`import_columns`)."""
+        return _split(self._r.import_names)
+
+    def version_columns(self) -> tuple[list[str], list[int]]:
+        """``__versions`` as columns — names, CRCs — in file order (:attr:`versions` as pairs)."""
+        r = self._r
+        return _split(r.version_names), _unints("Q", r.version_crcs)
+
+    @property
+    def has_versions(self) -> bool:
+        """Whether the module has ``__versions`` records (modversions: what ``same_magic()`` and
+        ``check_version()`` ask)."""
+        return bool(self._r.version_names)
+
     def import_columns(self) -> tuple[list[str], bytes, list[int]]:
         """Imports as columns — names, weak flags, expected CRCs (-1: none) — for hot loops that
         should not build an :class:`Import` per symbol."""
@@ -248,18 +278,14 @@ class Module:
 
     # -- modinfo views -----------------------------------------------------------------------
     def info(self, key: str) -> list[str]:
-        """All values of a ``.modinfo`` key, in file order."""
-        d = self._cache.get("info")
-        if d is None:
-            info: dict[str, list[str]] = {}
-            for k, v in self.modinfo:
-                info.setdefault(k, []).append(v)
-            self._cache["info"] = d = info
-        assert isinstance(d, dict)
-        return d.get(key, [])
+        """All values of a ``.modinfo`` key, in file order: found in the record's modinfo text
+        (C-level ``find`` of ``\0key=``), not by decoding every entry (a driver's hundreds of
+        ``alias=`` are never split to read its ``license=``)."""
+        return _info_values(self._r.modinfo, key)
 
     def info1(self, key: str, default: str = "") -> str:
-        v = self.info(key)
+        """The first value of a ``.modinfo`` key (``default`` without one)."""
+        v = _info_values(self._r.modinfo, key, 1)
         return v[0] if v else default
 
     @property
@@ -326,7 +352,32 @@ class Module:
         return cls(ModuleRecord.of(r))
 
 
+def _info_values(s: str, key: str, limit: int = -1) -> list[str]:
+    """The values of ``key`` in a record's modinfo text (NUL-terminated strings), in order, as
+    :attr:`Module.modinfo` pairs them: the text before an entry's first ``=`` is its key (an
+    entry without one is a key with an empty value). At most ``limit`` values (-1: all)."""
+    text = "\0" + s
+    pat = "\0" + key
+    skip = len(pat)
+    out: list[str] = []
+    at = text.find(pat)
+    while at >= 0 and len(out) != limit:
+        j = at + skip
+        c = text[j:j + 1]
+        if c == "=":
+            end = text.index("\0", j)
+            out.append(text[j + 1:end])
+            at = text.find(pat, end)
+            continue
+        if c == "\0":
+            out.append("")
+        at = text.find(pat, j)
+    return out
+
+
 def _decode_exports(r: ModuleRecord) -> list[Export]:
+    if not r.export_names:
+        return []
     return [_new(Export, (n, k in ("gpl", "unused_gpl"), ns, None if c < 0 else c, k))
             for n, ns, k, c in zip(_split(r.export_names), _split(r.export_namespaces), _split(r.export_kinds),
                                    _unints("q", r.export_crcs), strict=True)]
