@@ -39,7 +39,7 @@ from operator import ne
 from typing import Any, NamedTuple
 
 from .errors import Error
-from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
+from .kernel import Kernel, KernelError, check_version, license_is_gpl_compatible, same_magic
 from .module import DEFAULT_MAX_SIZE, Module
 from .symbols import LOADER, MODULE_NS_PREFIX, SymbolIndex, namespace_problem
 from .target import Target
@@ -423,8 +423,17 @@ def check_paths(req: CheckRequest) -> CheckResult:
     except CheckError as exc:
         return CheckResult([], 0, [("", str(exc))], [], aborted=True)
     cutoff = racy_cutoff()  # before any input is read: findings from racily clean inputs are not kept
+    loaded: list[Kernel | KernelError] = []
+
+    def load_kernel() -> None:  # while the workers read the modules (a findings-cache hit needs none)
+        if req.kernel_path and not loaded:
+            try:
+                loaded.append(Kernel.load(req.kernel_path))
+            except KernelError as exc:
+                loaded.append(exc)
+
     res = scan(req.paths, jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
-               config_paths=req.config_paths)
+               config_paths=req.config_paths, meanwhile=load_kernel)
     tree = scan([req.modules_dir], jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
                 config_paths=req.config_paths) if req.modules_dir else None
     ignored = res.ignored + (tree.ignored if tree else [])
@@ -442,12 +451,10 @@ def check_paths(req: CheckRequest) -> CheckResult:
 
     kernel = None
     if req.kernel_path:
-        from .kernel import KernelError
-
-        try:
-            kernel = Kernel.load(req.kernel_path)
-        except KernelError as exc:
-            return CheckResult([], 0, problems + [("", str(exc))], ignored, aborted=True)
+        load_kernel()
+        if isinstance(loaded[0], KernelError):
+            return CheckResult([], 0, problems + [("", str(loaded[0]))], ignored, aborted=True)
+        kernel = loaded[0]
     modules = res.modules
     if kernel is not None and kernel.machine is not None:
         from .elf import MACHINE_NAMES

@@ -621,14 +621,15 @@ class FileImage:
     a page is a fault (measured on the 6.1 tree: ~0.1 CPU-s of 0.75 went to faults and munmap).
     A file that shrinks while being read gives an :class:`ElfError`, never short data."""
 
-    __slots__ = ("fd", "size", "_tail", "_tail_at")
+    __slots__ = ("fd", "size", "_head", "_tail", "_tail_at")
 
     # ld -r puts the symbol table, its strings, the section names and the section header table
     # last: one read of the file's tail serves them (and the signature) for most modules.
     TAIL = 32 << 10
 
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd, self.size = fd, size
+    def __init__(self, fd: int, size: int, head: bytes = b"") -> None:
+        """``head``: the file's first bytes, already read (the ELF header is served from them)."""
+        self.fd, self.size, self._head = fd, size, head
         self._tail: bytes | None = None
         self._tail_at = size
 
@@ -643,6 +644,8 @@ class FileImage:
             raise ValueError("FileImage supports contiguous slices only")
         if stop <= start:
             return b""
+        if stop <= len(self._head):
+            return self._head[start:stop]
         if start >= self.size - self.TAIL:
             if self._tail is None:
                 self._tail_at = at = max(0, self.size - self.TAIL)
@@ -696,9 +699,10 @@ def open_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[object, str
         if size == 0:
             raise ModuleError(path, "empty file")
         key = stat_key_of(st)
-        fmt = compression_of(os.pread(fd, 6, 0))
+        head = os.pread(fd, 64, 0)  # the compression magic, or the ELF header
+        fmt = compression_of(head)
         if not fmt:
-            img, fd = FileImage(fd, size), -1
+            img, fd = FileImage(fd, size, head), -1
             return img, "", size, key
         return inflate(_reader(fd, size), fmt, max_size, _tail(fd, size)), fmt, size, key
     except ValueError as exc:

@@ -11,9 +11,11 @@ from typing import Any
 
 
 def parallel_map(func: Callable[[object], object], items: list, jobs: int | None = None,
-                 progress: Progress | None = None) -> list:
+                 progress: Progress | None = None, meanwhile: Callable[[], object] | None = None) -> list:
     """``[func(x) for x in items]`` in ``jobs`` processes (default: all cores); results must be
-    marshal-able (tuples of builtins).
+    marshal-able (tuples of builtins). ``meanwhile()``: other work of the caller, done by the
+    parent once the children are at work (before it takes its own chunks: the children take
+    more of them), or first when there are none; what it raises is raised once the map is done.
 
     The items are cut into chunks of a few dozen, whose numbers wait in a pipe: every process —
     the parent and ``jobs - 1`` forked children — takes the next number from the pipe when it is
@@ -31,7 +33,7 @@ def parallel_map(func: Callable[[object], object], items: list, jobs: int | None
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parallel_map(func, items, jobs, progress, marshal, select)
+        return _parallel_map(func, items, jobs, progress, marshal, select, meanwhile)
     finally:
         if enabled:
             gc.enable()
@@ -52,9 +54,11 @@ def _run_chunks(func: Callable[[Any], Any], items: list[Any], size: int, queue: 
             prog(len(chunk))
 
 
-def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
+def _parallel_map(func, items, jobs, progress, marshal, select, meanwhile) -> list:
     jobs = min(jobs or os.cpu_count() or 1, max(1, len(items) // 32))
     if jobs <= 1 or not hasattr(os, "fork"):
+        if meanwhile is not None:
+            meanwhile()
         with progress or Progress(False, 0) as advance:
             serial: list[Any] = []
             for x in items:
@@ -93,6 +97,12 @@ def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
         children[r] = pid
     os.close(prog_w)
     os.set_blocking(prog_r, False)
+    failed: BaseException | None = None
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except BaseException as exc:  # noqa: BLE001 - raised once the children are collected
+            failed = exc
     out: list = [None] * len(items)
     got = [False] * count
     with progress or Progress(False, 0) as advance:
@@ -150,6 +160,8 @@ def _parallel_map(func, items, jobs, progress, marshal, select) -> list:
             if not got[n]:
                 lo = n * size
                 out[lo:lo + size] = [func(x) for x in items[lo:lo + size]]
+    if failed is not None:
+        raise failed
     return out
 
 

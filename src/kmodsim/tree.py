@@ -19,7 +19,7 @@ shared pieces live): a module changed in the second its run started to read is r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .module import (
@@ -205,7 +205,8 @@ def _read_one(path: str, max_size: int) -> tuple[bool, Any]:
 
 def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
               progress: Progress | None = None,
-              keys: dict[str, tuple | None] | None = None) -> dict[str, tuple[bool, Any]]:
+              keys: dict[str, tuple | None] | None = None,
+              meanwhile: Callable[[], object] | None = None) -> dict[str, tuple[bool, Any]]:
     """Parse ``paths`` in ``jobs`` processes (default: all cores): path -> (True, (marshalled
     record, summary, stat key)) or (False, problem). ``keys`` (stat keys, as a scan with a cache
     has them) spares a second stat of every file."""
@@ -219,7 +220,7 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
         return key[0] if key else 0
 
     ordered = sorted(paths, key=size, reverse=True) if len(paths) >= 64 else list(paths)
-    res = parallel_map(lambda p: _read_one(str(p), max_size), ordered, jobs, progress)
+    res = parallel_map(lambda p: _read_one(str(p), max_size), ordered, jobs, progress, meanwhile)
     return dict(zip(ordered, res, strict=True))
 
 
@@ -229,9 +230,12 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
 
 def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
          cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE,
-         progress: bool | None = None, config_paths: Iterable[str] | None = None) -> ScanResult:
+         progress: bool | None = None, config_paths: Iterable[str] | None = None,
+         meanwhile: Callable[[], object] | None = None) -> ScanResult:
     """Read every module named by ``paths`` (files, or trees as depmod finds their modules with
-    the depmod.d configuration of ``config_paths``). Problems are collected, not raised."""
+    the depmod.d configuration of ``config_paths``). Problems are collected, not raised.
+    ``meanwhile()``: the caller's other work, done while worker processes read modules (called
+    only when some module is read: :func:`kmodsim.parallel.parallel_map`)."""
     errors: list[ScanProblem] = []
     ignored: list[str] = []
     files = expand_paths(paths, errors, config_paths, ignored)
@@ -262,7 +266,7 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
 
     result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(items), parsed=len(todo))
     if todo:
-        parsed = read_many([f for _, f, _ in todo], jobs, max_size, Progress(progress, len(todo)), keys)
+        parsed = read_many([f for _, f, _ in todo], jobs, max_size, Progress(progress, len(todo)), keys, meanwhile)
         for root, f, _stat in todo:
             ok, val = parsed[f]
             if ok:
