@@ -413,6 +413,13 @@ def check_paths(req: CheckRequest) -> CheckResult:
     symbol lists, and run every check; with ``req.use_cache``, a run whose inputs are all unchanged
     takes the previous run's findings (:mod:`kmodsim.findings_cache`). Input problems are collected,
     not raised: the rest of the inputs is still checked."""
+    from .parallel import without_gc
+
+    with without_gc():
+        return _check_paths(req)
+
+
+def _check_paths(req: CheckRequest) -> CheckResult:
     from . import __version__, findings_cache
     from .cache import racy_cutoff
     from .tree import scan

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -25,15 +26,24 @@ def parallel_map(func: Callable[[object], object], items: list, jobs: int | None
     marshalled through a pipe once the queue is empty, and a byte per chunk on a shared progress
     pipe. A child that fails only costs time: its chunks are then done by the parent. Children are
     forked before the progress display starts its thread (fork and threads do not mix)."""
-    import gc
     import marshal
     import select
 
-    # The work makes ~10^6 short-lived acyclic objects: the cyclic collector would only walk them.
+    with without_gc():
+        return _parallel_map(func, items, jobs, progress, marshal, select, meanwhile)
+
+
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (and on again after, if it was on): work over
+    a tree makes ~10^6 short-lived acyclic objects, which the collector would only walk (measured
+    on check's checks of Debian's 6.1 tree: ~0.03 CPU-s of 0.19)."""
+    import gc
+
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parallel_map(func, items, jobs, progress, marshal, select, meanwhile)
+        yield
     finally:
         if enabled:
             gc.enable()
