@@ -356,22 +356,28 @@ def _info_values(s: str, key: str, limit: int = -1) -> list[str]:
     """The values of ``key`` in a record's modinfo text (NUL-terminated strings), in order, as
     :attr:`Module.modinfo` pairs them: the text before an entry's first ``=`` is its key (an
     entry without one is a key with an empty value). At most ``limit`` values (-1: all)."""
-    text = "\0" + s
     pat = "\0" + key
-    skip = len(pat)
+    skip = len(key)
     out: list[str] = []
-    at = text.find(pat)
-    while at >= 0 and len(out) != limit:
+    if s.startswith(key):  # at: the start of an entry that begins with key
+        at = 0
+    else:
+        at = s.find(pat)
+        if at >= 0:
+            at += 1
+    while at >= 0:
         j = at + skip
-        c = text[j:j + 1]
+        c = s[j:j + 1]
         if c == "=":
-            end = text.index("\0", j)
-            out.append(text[j + 1:end])
-            at = text.find(pat, end)
-            continue
-        if c == "\0":
+            end = s.index("\0", j)
+            out.append(s[j + 1:end])
+        elif c == "\0":
             out.append("")
-        at = text.find(pat, j)
+        if len(out) == limit:
+            break
+        at = s.find(pat, j)
+        if at >= 0:
+            at += 1
     return out
 
 
@@ -639,9 +645,13 @@ class FileImage:
     def __getitem__(self, key):
         if not isinstance(key, slice):
             raise TypeError("FileImage supports slices only")
-        start, stop, step = key.indices(self.size)
-        if step != 1:
-            raise ValueError("FileImage supports contiguous slices only")
+        start, stop = key.start, key.stop
+        # the readers' slices are [a:b] with 0 <= a <= b <= size: no normalising (~8 a module)
+        if (key.step is not None or type(start) is not int or type(stop) is not int
+                or not 0 <= start <= stop <= self.size):
+            start, stop, step = key.indices(self.size)
+            if step != 1:
+                raise ValueError("FileImage supports contiguous slices only")
         if stop <= start:
             return b""
         if stop <= len(self._head):
@@ -797,7 +807,7 @@ def parse_view(buf, path: str, compression: str = "", file_size: int | None = No
         elf = ElfFile(buf)
     if elf.type != ET_REL:
         raise ElfError(f"not a kernel module: ELF type {ET_NAMES.get(elf.type, elf.type)}, expected ET_REL")
-    if elf.section(".gnu.linkonce.this_module") is None:
+    if not elf.indices(".gnu.linkonce.this_module"):
         raise ElfError("not a kernel module: no .gnu.linkonce.this_module section")
     symtab = elf.symtab()
     if symtab is None:
