@@ -107,11 +107,11 @@ def _parallel_map(func, items, jobs, progress, marshal, select, meanwhile) -> li
         children[r] = pid
     os.close(prog_w)
     os.set_blocking(prog_r, False)
-    failed: BaseException | None = None
+    failed: Exception | None = None
     if meanwhile is not None:
         try:
             meanwhile()
-        except BaseException as exc:  # noqa: BLE001 - raised once the children are collected
+        except Exception as exc:  # noqa: BLE001 - raised once the children are collected (Ctrl-C: at once)
             failed = exc
     out: list = [None] * len(items)
     got = [False] * count
