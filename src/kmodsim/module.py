@@ -891,8 +891,12 @@ def parse_view(buf, path: str, compression: str = "", file_size: int | None = No
 
     mi = elf.section(".modinfo")
     modinfo = ""
-    if mi is not None:
-        modinfo = _join(list(filter(None, elf.data(mi).decode("utf-8", "surrogateescape").split("\0"))))
+    if mi is not None:  # the non-empty strings, each NUL-terminated (as _join makes them)
+        text = elf.data(mi).decode("utf-8", "surrogateescape")
+        if "\0\0" in text or text.startswith("\0"):  # empty strings (padding) to drop
+            modinfo = _join(list(filter(None, text.split("\0"))))
+        else:
+            modinfo = text if not text or text.endswith("\0") else text + "\0"
     name = ""
     at = modinfo.find("name=")
     while at >= 0:
@@ -902,14 +906,19 @@ def parse_view(buf, path: str, compression: str = "", file_size: int | None = No
         at = modinfo.find("name=", at + 1)
     if not name:
         name = _this_module_name(elf) or module_name_from_path(path)
+    if exports:
+        ex_names, ex_kinds = _join([e[0] for e in exports]), _join([e[1] for e in exports])
+        ex_ns_text, ex_crcs_raw = _join(ex_ns), _ints("q", ex_crcs)
+    else:  # most modules
+        ex_names = ex_kinds = ex_ns_text = ""
+        ex_crcs_raw = b""
     return ModuleRecord(
         name=name, path=path,
-        export_names=_join(e[0] for e in exports), export_namespaces=_join(ex_ns),
-        export_kinds=_join(e[1] for e in exports), export_crcs=_ints("q", ex_crcs),
+        export_names=ex_names, export_namespaces=ex_ns_text, export_kinds=ex_kinds, export_crcs=ex_crcs_raw,
         import_names=_join(im_names), import_weak=im_weak,  # their CRCs: looked up on use (_import_crcs)
         modinfo=modinfo,
-        section_names=elf.section_names_table, section_columns=b"".join(c[1:].tobytes() for c in (
-            elf.sh_name_off, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_addralign, elf.sh_entsize)),
+        section_names=elf.section_names_table, section_columns=b"".join([c[1:].tobytes() for c in (
+            elf.sh_name_off, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_addralign, elf.sh_entsize)]),
         version_names=_join(ve_names), version_crcs=_ints("Q", ve_crcs),
         signature=None if sig is None else tuple(sig),
         machine=elf.machine, ei_class=elf.ei_class, little_endian=elf.little, compression=compression,
