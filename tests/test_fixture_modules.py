@@ -62,6 +62,12 @@ def test_sections_and_modinfo_equal_pyelftools(basic_build, mods):
         assert [g[0] for g in got] == [w[0] for w in want]
         assert [g[2:] for g in got] == [w[2:] for w in want]
         assert [f"{k}={v}" for k, v in mods[n].modinfo] == oracles.modinfo(data)
+        # each key's values found in the record's text, as the oracle's entries split them
+        pairs = [kv.partition("=")[::2] for kv in oracles.modinfo(data)]
+        for key in {k for k, _v in pairs} | {"no_such_key", "licens", "e"}:
+            values = [v for k, v in pairs if k == key]
+            assert mods[n].info(key) == values
+            assert mods[n].info1(key, "-") == (values[0] if values else "-")
         assert mods[n].machine == 62 and mods[n].ei_class == 2 and mods[n].little_endian
         assert mods[n].signature is None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import lzma
 import os
+import select
 import shutil
 import subprocess
 import time
@@ -196,3 +197,47 @@ def test_parallel_map_order_and_a_dead_child():
         return -x
 
     assert parallel_map(dies_in_child, items, jobs=2) == [-x for x in items]
+
+
+def test_parallel_map_meanwhile():
+    """``meanwhile`` runs once, in the parent, while children take chunks (a child reports an item
+    done after it began); the results are the serial map's; what it raises comes out once the map
+    is done, with serial and forked maps alike."""
+    import struct
+    import time as _time
+
+    from kmodsim.parallel import parallel_map
+
+    items = list(range(2000))
+    parent = os.getpid()
+    r, w = os.pipe()
+    calls = []
+
+    def work(x):
+        if os.getpid() != parent:  # a child: slow enough to be still at work when meanwhile begins
+            _time.sleep(0.0005)
+            if x % 50 == 0:
+                os.write(w, struct.pack("d", _time.monotonic()))
+        return x + 1
+
+    def meanwhile():
+        calls.append(os.getpid())
+        began = _time.monotonic()
+        deadline = began + 30
+        while _time.monotonic() < deadline:  # until a child is seen working after this began
+            ready = select.select([r], [], [], 0.05)[0]
+            if ready and struct.unpack("d", os.read(r, 8))[0] > began:
+                return
+        raise AssertionError("no child worked while meanwhile ran")
+
+    assert parallel_map(work, items, jobs=2, meanwhile=meanwhile) == [x + 1 for x in items]
+    assert calls == [parent]
+    os.close(r)
+    os.close(w)
+
+    def fails():
+        raise ValueError("meanwhile failed")
+
+    for jobs in (1, 2):
+        with pytest.raises(ValueError, match="meanwhile failed"):
+            parallel_map(lambda x: x, items, jobs=jobs, meanwhile=fails)

@@ -34,11 +34,12 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, filterfalse
+from itertools import compress
+from operator import ne
 from typing import Any, NamedTuple
 
 from .errors import Error
-from .kernel import Kernel, check_version, license_is_gpl_compatible, same_magic
+from .kernel import Kernel, KernelError, check_version, license_is_gpl_compatible, same_magic
 from .module import DEFAULT_MAX_SIZE, Module
 from .symbols import LOADER, MODULE_NS_PREFIX, SymbolIndex, namespace_problem
 from .target import Target
@@ -262,34 +263,44 @@ class _Clean:
         count = Counter(m.name for m in modules)
         self.shared_names = {n for n, k in count.items() if k > 1}
 
-    def suspects(self, m: Module, names: list[str], crcs: list[int], gpl_ok: bool, has_versions: bool) -> list[int]:
-        """Indices of the imports that need the per-import checks, in import order."""
+    def suspects(self, m: Module, names: list[str], gpl_ok: bool, has_versions: bool) -> list[int]:
+        """Indices of the imports that need the per-import checks, in import order (a superset
+        is harmless: those checks are exact)."""
         if m.name in self.shared_names:
             return list(range(len(names)))
         table = self.crc if gpl_ok else self.crc_nongpl
-        if has_versions:  # (name, expected CRC) pairs that are not (clean name, its exporter's CRC)
-            bad = {n for n, _c in filterfalse(table.items().__contains__, zip(names, crcs, strict=True))}
+        if has_versions:
+            # the CRC an import expects is its __versions entry's: a name is clean when each of its
+            # (name, CRC) entries is (clean name, its exporter's CRC); an import without an entry
+            # expects none, so it is not (no per-import CRC column is built for a clean module)
+            vnames, vcrcs = m.version_columns()
+            bad = set(compress(vnames, map(ne, map(table.get, vnames), vcrcs)))
+            bad.update(set(names).difference(vnames))
         else:  # no __versions: no CRC finding can arise, any CRC of the exporter will do
             bad = set(names).difference(table)
         out = list(compress(range(len(names)), map(bad.__contains__, names))) if bad else []
-        own = {e.name for e in m.exports}
-        if own and not own.isdisjoint(names):  # a module's import of its own export: skip-self rule
-            out = sorted(set(out).union(i for i, n in enumerate(names) if n in own))
+        if m.exports_any:
+            own = set(m.export_names)
+            if not own.isdisjoint(names):  # a module's import of its own export: skip-self rule
+                out = sorted(set(out).union(i for i, n in enumerate(names) if n in own))
         return out
 
 
 def _module_checks(m: Module, kernel: Kernel | None, index: SymbolIndex, extra_index: SymbolIndex,
                    sym_lists: list[tuple[str, set[str]]],
                    module_ns: bool, clean: _Clean | None) -> list[Finding]:
-    out = []
-    ko = _ko(m)
+    out: list[Finding] = []
     gpl_ok = license_is_gpl_compatible(m.license)
     imported_ns = m.import_ns
     used_ns: set[str] = set()
-    names, weak, crcs = m.import_columns()  # columns: no Import object per symbol on this hot path
-    # an import with a CRC says __versions has records; only otherwise is it decoded to see
-    has_versions = max(crcs, default=-1) >= 0 or bool(m.versions)
-    todo = range(len(names)) if clean is None else clean.suspects(m, names, crcs, gpl_ok, has_versions)
+    has_versions = m.has_versions
+    if clean is None:
+        todo: Sequence[int] = range(m.import_count)
+    else:
+        todo = clean.suspects(m, m.import_names, gpl_ok, has_versions)
+    if todo:  # columns: no Import object per symbol on this hot path
+        names, weak, crcs = m.import_columns()
+        ko = _ko(m)
     by_name, extra_by_name = index.by_name, extra_index.by_name
     for i in todo:
         name = names[i]
@@ -343,7 +354,7 @@ def _module_checks(m: Module, kernel: Kernel | None, index: SymbolIndex, extra_i
                     out.append(Finding("symbol-list", "error", name, m.name, m.path,
                                        f"{m.name}: uses {name} from vmlinux, which is not in {lname}",
                                        {"symbol_list": lname}))
-    for ns in dict.fromkeys(m.import_ns):  # modinfo order, as modpost's check_imports() reports
+    for ns in dict.fromkeys(imported_ns):  # modinfo order, as modpost's check_imports() reports
         if ns in used_ns or module_ns and ns.startswith(MODULE_NS_PREFIX):
             continue
         out.append(Finding("namespace-unused", "warning", "", m.name, m.path,
@@ -402,6 +413,13 @@ def check_paths(req: CheckRequest) -> CheckResult:
     symbol lists, and run every check; with ``req.use_cache``, a run whose inputs are all unchanged
     takes the previous run's findings (:mod:`kmodsim.findings_cache`). Input problems are collected,
     not raised: the rest of the inputs is still checked."""
+    from .parallel import without_gc
+
+    with without_gc():
+        return _check_paths(req)
+
+
+def _check_paths(req: CheckRequest) -> CheckResult:
     from . import __version__, findings_cache
     from .cache import racy_cutoff
     from .tree import scan
@@ -412,8 +430,17 @@ def check_paths(req: CheckRequest) -> CheckResult:
     except CheckError as exc:
         return CheckResult([], 0, [("", str(exc))], [], aborted=True)
     cutoff = racy_cutoff()  # before any input is read: findings from racily clean inputs are not kept
+    loaded: list[Kernel | KernelError] = []
+
+    def load_kernel() -> None:  # while the workers read the modules (a findings-cache hit needs none)
+        if req.kernel_path and not loaded:
+            try:
+                loaded.append(Kernel.load(req.kernel_path))
+            except KernelError as exc:
+                loaded.append(exc)
+
     res = scan(req.paths, jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
-               config_paths=req.config_paths)
+               config_paths=req.config_paths, meanwhile=load_kernel)
     tree = scan([req.modules_dir], jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
                 config_paths=req.config_paths) if req.modules_dir else None
     ignored = res.ignored + (tree.ignored if tree else [])
@@ -431,12 +458,10 @@ def check_paths(req: CheckRequest) -> CheckResult:
 
     kernel = None
     if req.kernel_path:
-        from .kernel import KernelError
-
-        try:
-            kernel = Kernel.load(req.kernel_path)
-        except KernelError as exc:
-            return CheckResult([], 0, problems + [("", str(exc))], ignored, aborted=True)
+        load_kernel()
+        if isinstance(loaded[0], KernelError):
+            return CheckResult([], 0, problems + [("", str(loaded[0]))], ignored, aborted=True)
+        kernel = loaded[0]
     modules = res.modules
     if kernel is not None and kernel.machine is not None:
         from .elf import MACHINE_NAMES

@@ -14,6 +14,7 @@ Both classes (ELF32, ELF64) and both byte orders are supported; nothing assumes 
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 from array import array
@@ -121,7 +122,7 @@ class ElfFile:
     def __init__(self, buf: ImageBytes, strict: bool = True) -> None:
         self.buf = buf
         self.size = n = len(buf)
-        head = bytes(buf[:64])  # one read of the ELF header (``buf`` may read on demand)
+        head = bytes(buf[0:64])  # one read of the ELF header (``buf`` may read on demand)
         if n < 16 or head[:4] != ELFMAG:
             raise ElfError("not an ELF file (bad magic)")
         ei_class, ei_data = head[4], head[5]
@@ -139,7 +140,7 @@ class ElfFile:
             hdr_fmt, sh_fmt = e + "HHIIIIIHHHHHH", e + "IIIIIIIIII"
             self._sym_fmt, self._sym_size = e + "IIIBBH", 16
         self._sh_fmt = sh_fmt
-        hdr_size = self.header_size = 16 + struct.calcsize(hdr_fmt)
+        hdr_size = self.header_size = 16 + _calcsize(hdr_fmt)
         if n < hdr_size:
             raise ElfError(f"truncated ELF header ({n} bytes, need {hdr_size})")
         (self.type, self.machine, _ver, _entry, _phoff, shoff, _flags, _ehsize, _phentsize,
@@ -156,7 +157,7 @@ class ElfFile:
         buf, n, shoff, shentsize, shnum, shstrndx = (self.buf, self.size, self.shoff, self.shentsize,
                                                     self.shnum, self.shstrndx)
         sh_fmt = self._sh_fmt
-        sh_size = struct.calcsize(sh_fmt)
+        sh_size = _calcsize(sh_fmt)
         if shoff == 0:
             raise ElfError("no section header table")
         if shentsize != sh_size:
@@ -217,7 +218,7 @@ class ElfFile:
         """For ``strict=False``: the section table of the header as stored (``shnum`` entries at
         ``shoff``, no extended numbering), which must lie in the file; the section name table is
         the ``shstrndx`` one when it does too (else empty). Nothing else is checked."""
-        shsz = struct.calcsize(self._sh_fmt)
+        shsz = _calcsize(self._sh_fmt)
         end = self.shoff + self.shnum * shsz
         if self.shentsize != shsz or end > self.size:
             raise ElfError("section header table does not fit the file")
@@ -308,7 +309,12 @@ class ElfFile:
             raise ElfError(f"section index {index} out of range")
         if self._sections is not None:
             return self._sections[index]
-        return _new(Section, (index, self.sh_names[index], self.sh_type[index], self.sh_flags[index],
+        if self._names is not None:
+            name = self._names[index]
+        else:  # the one name (the table was checked to hold a NUL after every name offset)
+            shstr, off = self._shstr, self.sh_name_off[index]
+            name = shstr[off:shstr.find("\0", off)]
+        return _new(Section, (index, name, self.sh_type[index], self.sh_flags[index],
                               self.sh_addr[index], self.sh_offset[index], self.sh_size[index],
                               self.sh_link[index], self.sh_info[index], self.sh_addralign[index],
                               self.sh_entsize[index]))
@@ -419,6 +425,7 @@ class ElfFile:
 
 
 _HOST_LITTLE = sys.byteorder == "little"
+_calcsize = functools.lru_cache(maxsize=None)(struct.calcsize)  # the few formats above, once each
 _new = tuple.__new__
 _pack_u32 = struct.Struct("=I").pack  # a u32 in host order, as array("I") holds it
 

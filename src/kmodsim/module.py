@@ -264,6 +264,36 @@ class Module:
     def sections(self) -> list[SectionInfo]:
         return self._get("sections", _decode_sections)
 
+    @property
+    def export_names(self) -> list[str]:
+        """The names of the exports, in order (a column: no :class:`Export` per symbol)."""
+        return _split(self._r.export_names)
+
+    @property
+    def exports_any(self) -> bool:
+        """Whether the module exports anything (nothing decoded to say so)."""
+        return bool(self._r.export_names)
+
+    @property
+    def import_count(self) -> int:
+        return self._r.import_names.count("\0")
+
+    @property
+    def import_names(self) -> list[str]:
+        """The names of the imports, in order (a column of :meth:`import_columns`)."""
+        return _split(self._r.import_names)
+
+    def version_columns(self) -> tuple[list[str], list[int]]:
+        """``__versions`` as columns — names, CRCs — in file order (:attr:`versions` as pairs)."""
+        r = self._r
+        return _split(r.version_names), _unints("Q", r.version_crcs)
+
+    @property
+    def has_versions(self) -> bool:
+        """Whether the module has ``__versions`` records (modversions: what ``same_magic()`` and
+        ``check_version()`` ask)."""
+        return bool(self._r.version_names)
+
     def import_columns(self) -> tuple[list[str], bytes, list[int]]:
         """Imports as columns — names, weak flags, expected CRCs (-1: none) — for hot loops that
         should not build an :class:`Import` per symbol."""
@@ -278,18 +308,14 @@ class Module:
 
     # -- modinfo views -----------------------------------------------------------------------
     def info(self, key: str) -> list[str]:
-        """All values of a ``.modinfo`` key, in file order."""
-        d = cast("dict[str, list[str]] | None", self._cache.get("info"))
-        if d is None:
-            info: dict[str, list[str]] = {}
-            for k, v in self.modinfo:
-                info.setdefault(k, []).append(v)
-            self._cache["info"] = d = info
-        assert isinstance(d, dict)
-        return d.get(key, [])
+        """All values of a ``.modinfo`` key, in file order: found in the record's modinfo text
+        (C-level ``find`` of ``\0key=``), not by decoding every entry (a driver's hundreds of
+        ``alias=`` are never split to read its ``license=``)."""
+        return _info_values(self._r.modinfo, key)
 
     def info1(self, key: str, default: str = "") -> str:
-        v = self.info(key)
+        """The first value of a ``.modinfo`` key (``default`` without one)."""
+        v = _info_values(self._r.modinfo, key, 1)
         return v[0] if v else default
 
     @property
@@ -356,7 +382,38 @@ class Module:
         return cls(ModuleRecord.of(r))
 
 
+def _info_values(s: str, key: str, limit: int = -1) -> list[str]:
+    """The values of ``key`` in a record's modinfo text (NUL-terminated strings), in order, as
+    :attr:`Module.modinfo` pairs them: the text before an entry's first ``=`` is its key (an
+    entry without one is a key with an empty value). At most ``limit`` values (-1: all)."""
+    pat = "\0" + key
+    skip = len(key)
+    out: list[str] = []
+    if s.startswith(key):  # at: the start of an entry that begins with key
+        at = 0
+    else:
+        at = s.find(pat)
+        if at >= 0:
+            at += 1
+    while at >= 0:
+        j = at + skip
+        c = s[j:j + 1]
+        if c == "=":
+            end = s.index("\0", j)
+            out.append(s[j + 1:end])
+        elif c == "\0":
+            out.append("")
+        if len(out) == limit:
+            break
+        at = s.find(pat, j)
+        if at >= 0:
+            at += 1
+    return out
+
+
 def _decode_exports(r: ModuleRecord) -> list[Export]:
+    if not r.export_names:
+        return []
     return [_new(Export, (n, k in ("gpl", "unused_gpl"), ns, None if c < 0 else c, k))
             for n, ns, k, c in zip(_split(r.export_names), _split(r.export_namespaces), _split(r.export_kinds),
                                    _unints("q", r.export_crcs), strict=True)]
@@ -601,14 +658,15 @@ class FileImage:
     a page is a fault (measured on the 6.1 tree: ~0.1 CPU-s of 0.75 went to faults and munmap).
     A file that shrinks while being read gives an :class:`ElfError`, never short data."""
 
-    __slots__ = ("fd", "size", "_tail", "_tail_at")
+    __slots__ = ("fd", "size", "_head", "_tail", "_tail_at")
 
     # ld -r puts the symbol table, its strings, the section names and the section header table
     # last: one read of the file's tail serves them (and the signature) for most modules.
     TAIL = 32 << 10
 
-    def __init__(self, fd: int, size: int) -> None:
-        self.fd, self.size = fd, size
+    def __init__(self, fd: int, size: int, head: bytes = b"") -> None:
+        """``head``: the file's first bytes, already read (the ELF header is served from them)."""
+        self.fd, self.size, self._head = fd, size, head
         self._tail: bytes | None = None
         self._tail_at = size
 
@@ -618,11 +676,17 @@ class FileImage:
     def __getitem__(self, key: slice) -> bytes:
         if not isinstance(key, slice):
             raise TypeError("FileImage supports slices only")
-        start, stop, step = key.indices(self.size)
-        if step != 1:
-            raise ValueError("FileImage supports contiguous slices only")
+        start, stop = key.start, key.stop
+        # the readers' slices are [a:b] with 0 <= a <= b <= size: no normalising (~8 a module)
+        if (key.step is not None or type(start) is not int or type(stop) is not int
+                or not 0 <= start <= stop <= self.size):
+            start, stop, step = key.indices(self.size)
+            if step != 1:
+                raise ValueError("FileImage supports contiguous slices only")
         if stop <= start:
             return b""
+        if stop <= len(self._head):
+            return self._head[start:stop]
         if start >= self.size - self.TAIL:
             if self._tail is None:
                 self._tail_at = at = max(0, self.size - self.TAIL)
@@ -676,9 +740,10 @@ def open_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> tuple[ImageBytes,
         if size == 0:
             raise ModuleError(path, "empty file")
         key = stat_key_of(st)
-        fmt = compression_of(os.pread(fd, 6, 0))
+        head = os.pread(fd, 64, 0)  # the compression magic, or the ELF header
+        fmt = compression_of(head)
         if not fmt:
-            img, fd = FileImage(fd, size), -1
+            img, fd = FileImage(fd, size, head), -1
             return img, "", size, key
         return inflate(_reader(fd, size), fmt, max_size, _tail(fd, size)), fmt, size, key
     except ValueError as exc:
@@ -773,7 +838,7 @@ def parse_view(buf: ImageBytes, path: str, compression: str = "", file_size: int
         elf = ElfFile(buf)
     if elf.type != ET_REL:
         raise ElfError(f"not a kernel module: ELF type {ET_NAMES.get(elf.type, elf.type)}, expected ET_REL")
-    if elf.section(".gnu.linkonce.this_module") is None:
+    if not elf.indices(".gnu.linkonce.this_module"):
         raise ElfError("not a kernel module: no .gnu.linkonce.this_module section")
     symtab = elf.symtab()
     if symtab is None:
@@ -857,8 +922,12 @@ def parse_view(buf: ImageBytes, path: str, compression: str = "", file_size: int
 
     mi = elf.section(".modinfo")
     modinfo = ""
-    if mi is not None:
-        modinfo = _join(list(filter(None, elf.data(mi).decode("utf-8", "surrogateescape").split("\0"))))
+    if mi is not None:  # the non-empty strings, each NUL-terminated (as _join makes them)
+        text = elf.data(mi).decode("utf-8", "surrogateescape")
+        if "\0\0" in text or text.startswith("\0"):  # empty strings (padding) to drop
+            modinfo = _join(list(filter(None, text.split("\0"))))
+        else:
+            modinfo = text if not text or text.endswith("\0") else text + "\0"
     name = ""
     at = modinfo.find("name=")
     while at >= 0:
@@ -868,14 +937,19 @@ def parse_view(buf: ImageBytes, path: str, compression: str = "", file_size: int
         at = modinfo.find("name=", at + 1)
     if not name:
         name = _this_module_name(elf) or module_name_from_path(path)
+    if exports:
+        ex_names, ex_kinds = _join([e[0] for e in exports]), _join([e[1] for e in exports])
+        ex_ns_text, ex_crcs_raw = _join(ex_ns), _ints("q", ex_crcs)
+    else:  # most modules
+        ex_names = ex_kinds = ex_ns_text = ""
+        ex_crcs_raw = b""
     return ModuleRecord(
         name=name, path=path,
-        export_names=_join(e[0] for e in exports), export_namespaces=_join(ex_ns),
-        export_kinds=_join(e[1] for e in exports), export_crcs=_ints("q", ex_crcs),
+        export_names=ex_names, export_namespaces=ex_ns_text, export_kinds=ex_kinds, export_crcs=ex_crcs_raw,
         import_names=_join(im_names), import_weak=im_weak,  # their CRCs: looked up on use (_import_crcs)
         modinfo=modinfo,
-        section_names=elf.section_names_table, section_columns=b"".join(c[1:].tobytes() for c in (
-            elf.sh_name_off, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_addralign, elf.sh_entsize)),
+        section_names=elf.section_names_table, section_columns=b"".join([c[1:].tobytes() for c in (
+            elf.sh_name_off, elf.sh_type, elf.sh_flags, elf.sh_size, elf.sh_addralign, elf.sh_entsize)]),
         version_names=_join(ve_names), version_crcs=_ints("Q", ve_crcs),
         signature=None if sig is None else cast("tuple[str, int, int, int, int, int]", tuple(sig)),
         machine=elf.machine, ei_class=elf.ei_class, little_endian=elf.little, compression=compression,

@@ -19,7 +19,7 @@ shared pieces live): a module changed in the second its run started to read is r
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from .module import (
@@ -55,7 +55,8 @@ class ScanResult:
 
     def __init__(self, root: str, cached: int = 0, parsed: int = 0) -> None:
         self.root = root
-        self.items: list[tuple[str, _Cached | bytes, tuple[str, int, int]]] = []
+        # (path, record — in the cache, marshalled, or a plain tuple —, summary)
+        self.items: list[tuple[str, _Cached | bytes | tuple, tuple[str, int, int]]] = []
         self.keys: dict[str, tuple | None] = {}  # path -> stat key (size, mtime_ns, ctime_ns, ino)
         self.errors: list[ScanProblem] = []
         self.ignored: list[str] = []  # .ko.gz files of the trees, which depmod passes over
@@ -72,8 +73,8 @@ class ScanResult:
     @property
     def records(self) -> list[ModuleRecord]:
         if self._records is None:
-            self._records = [r.record() if isinstance(r, _Cached) else ModuleRecord.loads(r)
-                             for _p, r, _s in self.items]
+            self._records = [ModuleRecord.loads(r) if isinstance(r, bytes) else ModuleRecord.of(r)
+                             if isinstance(r, tuple) else r.record() for _p, r, _s in self.items]
             for c in {id(r.cache): r.cache for _p, r, _s in self.items if isinstance(r, _Cached)}.values():
                 c.save()  # records found damaged were read again: write them back
         return self._records
@@ -177,20 +178,23 @@ IGNORED_NOTE = "not a module to Debian 12's depmod and modprobe (kmod 30 is buil
 # Reading, in parallel
 # ---------------------------------------------------------------------------------------------
 
-def _read_one(path: str, max_size: int) -> tuple[bool, Any]:
-    """(True, (marshalled record, summary, stat key of the file read)) or (False, problem); never
-    raises for bad input.
+def _read_one(path: str, max_size: int, marshalled: bool = True) -> tuple[bool, Any]:
+    """(True, (record, summary, stat key of the file read)) or (False, problem); never raises for
+    bad input.
 
-    The record travels marshalled — the cache's own format — so the parent process only moves bytes
-    (decoded on use, see ScanResult): unpickling ~25 MB of records in the parent cost more wall time
-    than it saved, the parent competing with the workers for the cores."""
+    With ``marshalled`` (a scan that fills its cache) the record travels marshalled — the cache's
+    own format — so the parent process only moves bytes (decoded on use, see ScanResult):
+    unpickling ~25 MB of records in the parent cost more wall time than it saved, the parent
+    competing with the workers for the cores. Without a cache it is the record's plain tuple: the
+    workers' results are marshalled once on their way anyway, and the parent's own are used as
+    they are (no dumps and loads of half the tree)."""
     try:
         buf, fmt, fsize, key = open_image(path, max_size)
     except ModuleError as exc:
         return False, exc.problem
     try:
         rec = parse_record(buf, path, fmt, fsize)
-        return True, (rec.dumps(), record_summary(rec), key)
+        return True, (rec.dumps() if marshalled else tuple(rec), record_summary(rec), key)
     except Exception as exc:  # ElfError, and anything a hostile file provokes: reported, not raised
         from .elf import ElfError
 
@@ -205,10 +209,12 @@ def _read_one(path: str, max_size: int) -> tuple[bool, Any]:
 
 def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT_MAX_SIZE,
               progress: Progress | None = None,
-              keys: dict[str, tuple | None] | None = None) -> dict[str, tuple[bool, Any]]:
-    """Parse ``paths`` in ``jobs`` processes (default: all cores): path -> (True, (marshalled
-    record, summary, stat key)) or (False, problem). ``keys`` (stat keys, as a scan with a cache
-    has them) spares a second stat of every file."""
+              keys: dict[str, tuple | None] | None = None,
+              meanwhile: Callable[[], object] | None = None,
+              marshalled: bool = True) -> dict[str, tuple[bool, Any]]:
+    """Parse ``paths`` in ``jobs`` processes (default: all cores): path -> (True, (record —
+    marshalled, else its plain tuple —, summary, stat key)) or (False, problem). ``keys`` (stat
+    keys, as a scan with a cache has them) spares a second stat of every file."""
     # Largest files first, dealt out in turn (longest-processing-time first): a big .ko.xz never
     # ends up alone at the tail of one process's share. Only the size of compressed files is worth
     # a stat here (decompression dominates their cost); plain ones keep discovery order.
@@ -219,7 +225,7 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
         return key[0] if key else 0
 
     ordered = sorted(paths, key=size, reverse=True) if len(paths) >= 64 else list(paths)
-    res = parallel_map(lambda p: _read_one(p, max_size), ordered, jobs, progress)
+    res = parallel_map(lambda p: _read_one(p, max_size, marshalled), ordered, jobs, progress, meanwhile)
     return dict(zip(ordered, res, strict=True))
 
 
@@ -229,9 +235,12 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
 
 def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
          cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE,
-         progress: bool | None = None, config_paths: Iterable[str] | None = None) -> ScanResult:
+         progress: bool | None = None, config_paths: Iterable[str] | None = None,
+         meanwhile: Callable[[], object] | None = None) -> ScanResult:
     """Read every module named by ``paths`` (files, or trees as depmod finds their modules with
-    the depmod.d configuration of ``config_paths``). Problems are collected, not raised."""
+    the depmod.d configuration of ``config_paths``). Problems are collected, not raised.
+    ``meanwhile()``: the caller's other work, done while worker processes read modules (called
+    only when some module is read: :func:`kmodsim.parallel.parallel_map`)."""
     errors: list[ScanProblem] = []
     ignored: list[str] = []
     files = expand_paths(paths, errors, config_paths, ignored)
@@ -262,7 +271,8 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
 
     result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(items), parsed=len(todo))
     if todo:
-        parsed = read_many([f for _, f, _ in todo], jobs, max_size, Progress(progress, len(todo)), keys)
+        parsed = read_many([f for _, f, _ in todo], jobs, max_size, Progress(progress, len(todo)), keys, meanwhile,
+                           marshalled=use_cache)
         for root, f, _stat in todo:
             ok, val = parsed[f]
             if ok:

@@ -288,7 +288,7 @@ def _header(buf: ImageBytes) -> ElfFile:
     try:
         elf = ElfFile(buf, strict=False)
     except ElfError:
-        head = bytes(buf[:6])
+        head = bytes(buf[0:6])
         if len(buf) <= 16 or head[:4] != ELFMAG:
             raise _Bad("not an ELF file") from None
         if head[4] not in (1, 2) or head[5] not in (1, 2):
