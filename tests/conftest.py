@@ -59,10 +59,16 @@ def debian612():
     """Debian's 6.12 kernel (bookworm's newest linux-image-6.12.*+deb12-amd64), unpacked."""
     if os.environ.get("KMODSIM_TEST_612") != "1":
         pytest.skip("6.12 tree checks run with KMODSIM_TEST_612=1")
+    return series_with_headers("6.12")
+
+
+def series_with_headers(series: str):
+    """Debian's newest kernel of ``series`` (its image, unpacked) with ``headers_dir`` set; need()ed
+    when the archive does not serve it."""
     from kmodsim.debian import DebianError, series_kernel
 
     try:
-        k = series_kernel("6.12")
+        k = series_kernel(series)
         k.headers_dir = k.headers()
     except DebianError as exc:
         need(str(exc))

@@ -4,6 +4,7 @@ link against (docs/abi.md)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from .. import args
 from ..errors import Error
@@ -58,14 +59,8 @@ def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, config, max_size) 
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
-    report_inputs(res.old.ignored + res.new.ignored, res.problems)
-    for note in res.notes:
-        warn(note)
-    if as_json:
-        dump_json(diff_json(res))
-    else:
-        args.echo(diff_text(res))
-    raise SystemExit(EXIT_ERROR if res.problems else EXIT_OK if res.compatible else EXIT_FINDINGS)
+    _finish(res.old.ignored + res.new.ignored, res.problems, res.notes, res.compatible,
+            lambda: diff_json(res) if as_json else diff_text(res))
 
 
 @args.command("history")
@@ -99,14 +94,24 @@ def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, config, max_size
         raise SystemExit(EXIT_ERROR) from None
     if shown:
         sys.stderr.write("\r\x1b[K")
-    report_inputs([p for k in res.kernels for p in k.ignored], res.problems)
-    for note in res.notes:
+    _finish([p for k in res.kernels for p in k.ignored], res.problems, res.notes, res.compatible,
+            lambda: history_json(res) if as_json else history_text(res))
+
+
+def _finish(ignored: list[str], problems: list[tuple[str, str]], notes: list[str], compatible: bool,
+            rendered: Callable[[], object]) -> None:
+    """What both sub-commands end with: the inputs passed over and the unreadable ones, the notes,
+    the rendered result (a JSON document or text), and the exit status (2 an input could not be
+    read, 0 compatible, 1 not)."""
+    report_inputs(ignored, problems)
+    for note in notes:
         warn(note)
-    if as_json:
-        dump_json(history_json(res))
+    out = rendered()
+    if isinstance(out, str):
+        args.echo(out)
     else:
-        args.echo(history_text(res))
-    raise SystemExit(EXIT_ERROR if res.problems else EXIT_OK if res.compatible else EXIT_FINDINGS)
+        dump_json(out)
+    raise SystemExit(EXIT_ERROR if problems else EXIT_OK if compatible else EXIT_FINDINGS)
 
 
 abi_cmd = args.Group("abi", "What a kernel update changes in the exports modules link against (docs/abi.md).", {
