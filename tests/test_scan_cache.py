@@ -244,6 +244,27 @@ def test_parallel_map_results_of_a_child_and_of_a_child_that_died_midway():
     assert res == [(x * 3, parent) for x in items]
 
 
+def test_parallel_map_without_a_results_file(monkeypatch):
+    """Where no anonymous file can be made (no memfd, no writable temporary directory), no child
+    is forked: the parent maps every item, same results."""
+    import tempfile
+
+    from kmodsim.parallel import parallel_map
+
+    def refuse(*_a, **_k):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "memfd_create", refuse, raising=False)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+
+    def no_fork():
+        raise AssertionError("forked a child without a results file")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    items = list(range(500))
+    assert parallel_map(lambda x: (x, os.getpid()), items, jobs=2) == [(x, os.getpid()) for x in items]
+
+
 def test_parallel_map_meanwhile():
     """``meanwhile`` runs once, in the parent, while children take chunks (a child reports an item
     done after it began); the results are the serial map's; what it raises comes out once the map

@@ -75,16 +75,21 @@ def _run_chunks(func: Callable[[T], R], items: Sequence[T], size: int, queue: in
             prog(len(chunk))
 
 
-def _scratch_file() -> int:
-    """A descriptor of an anonymous file (memfd on Linux, else an unlinked temporary file)."""
+def _scratch_file() -> int | None:
+    """A descriptor of an anonymous file (memfd on Linux, else an unlinked temporary file), or
+    None when neither can be made (then no child is forked: the parent does every chunk)."""
     try:
         return os.memfd_create("kmodsim-results", os.MFD_CLOEXEC)
     except (AttributeError, OSError):
-        import tempfile
+        pass
+    import tempfile
 
+    try:
         fd, name = tempfile.mkstemp(prefix="kmodsim-results-")
-        os.unlink(name)
-        return fd
+    except OSError:
+        return None
+    os.unlink(name)
+    return fd
 
 
 def _writer(fd: int, marshal: ModuleType) -> Callable[[object], None]:
@@ -143,8 +148,10 @@ def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None, 
     children: dict[int, int] = {}  # status pipe -> pid
     results: dict[int, int] = {}  # status pipe -> results file
     for _ in range(1, jobs):
-        r, w = os.pipe()
         res_fd = _scratch_file()
+        if res_fd is None:
+            break
+        r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: work, send, leave without running the parent's exit handlers
             status = 1
