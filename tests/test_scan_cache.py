@@ -199,6 +199,72 @@ def test_parallel_map_order_and_a_dead_child():
     assert parallel_map(dies_in_child, items, jobs=2) == [-x for x in items]
 
 
+def test_parallel_map_results_of_a_child_and_of_a_child_that_died_midway():
+    """A child's chunk results travel through its results file: a child that works to the end
+    has its results used (items it did carry its pid); one that dies after writing some chunks
+    has none used (the file is read only after a clean exit): the parent redoes them all."""
+    from kmodsim.parallel import parallel_map
+
+    items = list(range(2000))
+    parent = os.getpid()
+    r, w = os.pipe()
+    waited = []
+
+    def both(x):
+        if os.getpid() != parent:
+            os.write(w, b"x")  # the child has a chunk
+        elif not waited:  # the parent's first item: until the child has taken one
+            waited.append(select.select([r], [], [], 30)[0])
+        return (x * 3, os.getpid())
+
+    res = parallel_map(both, items, jobs=2)
+    os.close(r)
+    os.close(w)
+    assert waited == [[r]]
+    assert [v for v, _ in res] == [x * 3 for x in items]
+    assert {p for _, p in res} - {parent}, "no result came from the child"
+    done_in_child = []
+    r, w = os.pipe()
+    waited = []
+
+    def dies_later(x):
+        if os.getpid() != parent:
+            done_in_child.append(x)  # the child's own copy of the list
+            if len(done_in_child) > 40:  # after two chunks of 16 were written to its file
+                os.write(w, b"x")
+                os._exit(3)
+        elif not waited:  # the parent's first item: until the child is about to die
+            waited.append(select.select([r], [], [], 30)[0])
+        return (x * 3, os.getpid())
+
+    res = parallel_map(dies_later, items, jobs=2)
+    os.close(r)
+    os.close(w)
+    assert waited == [[r]]
+    assert res == [(x * 3, parent) for x in items]
+
+
+def test_parallel_map_without_a_results_file(monkeypatch):
+    """Where no anonymous file can be made (no memfd, no writable temporary directory), no child
+    is forked: the parent maps every item, same results."""
+    import tempfile
+
+    from kmodsim.parallel import parallel_map
+
+    def refuse(*_a, **_k):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "memfd_create", refuse, raising=False)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+
+    def no_fork():
+        raise AssertionError("forked a child without a results file")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    items = list(range(500))
+    assert parallel_map(lambda x: (x, os.getpid()), items, jobs=2) == [(x, os.getpid()) for x in items]
+
+
 def test_parallel_map_meanwhile():
     """``meanwhile`` runs once, in the parent, while children take chunks (a child reports an item
     done after it began); the results are the serial map's; what it raises comes out once the map

@@ -26,9 +26,9 @@ def parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None = 
     the parent and ``jobs - 1`` forked children — takes the next number from the pipe when it is
     free (a 2-byte read: atomic), so the work balances itself even when one core is slowed down
     (as on a shared virtual machine) and callers only order the items largest first. No process
-    sits idle collecting results while the cores are busy: a child sends its results back
-    marshalled through a pipe once the queue is empty, and a byte per chunk on a shared progress
-    pipe. A child that fails only costs time: its chunks are then done by the parent. Children are
+    sits idle collecting results while the cores are busy: a child appends each chunk's results,
+    marshalled, to its own anonymous file (read by the parent once the child has exited), and a
+    byte per chunk on a shared progress pipe. A child that fails only costs time: its chunks are then done by the parent. Children are
     forked before the progress display starts its thread (fork and threads do not mix). ``func``
     is called in forked children: any callable will do (a closure or a lambda too), nothing is
     pickled."""
@@ -56,8 +56,10 @@ def without_gc() -> Iterator[None]:
 
 
 def _run_chunks(func: Callable[[T], R], items: Sequence[T], size: int, queue: int,
-                prog: Callable[[int], object] | None) -> list[tuple[int, list[R]]]:
-    """Take chunk numbers from the ``queue`` pipe until it is empty; [(number, results)]."""
+                prog: Callable[[int], object] | None,
+                emit: Callable[[tuple[int, list[R]]], object] | None = None) -> list[tuple[int, list[R]]]:
+    """Take chunk numbers from the ``queue`` pipe until it is empty; [(number, results)], or each
+    ``(number, results)`` given to ``emit`` as it is done (and [])."""
     done: list[tuple[int, list[R]]] = []
     while True:
         b = os.read(queue, 2)
@@ -65,9 +67,61 @@ def _run_chunks(func: Callable[[T], R], items: Sequence[T], size: int, queue: in
             return done
         n = int.from_bytes(b, "little")
         chunk = items[n * size:(n + 1) * size]
-        done.append((n, [func(x) for x in chunk]))
+        if emit is None:
+            done.append((n, [func(x) for x in chunk]))
+        else:
+            emit((n, [func(x) for x in chunk]))
         if prog is not None:
             prog(len(chunk))
+
+
+def _scratch_file() -> int | None:
+    """A descriptor of an anonymous file (memfd on Linux, else an unlinked temporary file), or
+    None when neither can be made (then no child is forked: the parent does every chunk)."""
+    try:
+        return os.memfd_create("kmodsim-results", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        pass
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix="kmodsim-results-")
+    except OSError:
+        return None
+    os.unlink(name)
+    return fd
+
+
+def _writer(fd: int, marshal: ModuleType) -> Callable[[object], None]:
+    """Appends ``obj`` marshalled, after its 8-byte length, to the file ``fd``."""
+
+    def emit(obj: object) -> None:
+        data = marshal.dumps(obj)
+        view = memoryview(len(data).to_bytes(8, "little") + data)
+        while view:
+            view = view[os.write(fd, view):]
+
+    return emit
+
+
+def _read_records(fd: int, marshal: ModuleType) -> list[Any]:
+    """The objects :func:`_writer` appended to ``fd`` (ValueError if the file is cut short)."""
+    size = os.fstat(fd).st_size
+    data = memoryview(os.pread(fd, size, 0)) if size else memoryview(b"")
+    if len(data) != size:
+        raise ValueError("results file read short")
+    out = []
+    at = 0
+    while at < size:
+        if at + 8 > size:
+            raise ValueError("truncated results file")
+        n = int.from_bytes(data[at:at + 8], "little")
+        at += 8
+        if at + n > size:
+            raise ValueError("truncated results file")
+        out.append(marshal.loads(data[at:at + n]))
+        at += n
+    return out
 
 
 def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None, progress: Progress | None,
@@ -91,8 +145,12 @@ def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None, 
     os.write(q_w, b"".join(n.to_bytes(2, "little") for n in range(count)))
     os.close(q_w)
     prog_r, prog_w = os.pipe()
-    children: dict[int, int] = {}  # result pipe -> pid
+    children: dict[int, int] = {}  # status pipe -> pid
+    results: dict[int, int] = {}  # status pipe -> results file
     for _ in range(1, jobs):
+        res_fd = _scratch_file()
+        if res_fd is None:
+            break
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: work, send, leave without running the parent's exit handlers
@@ -102,9 +160,13 @@ def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None, 
                 os.close(prog_r)
                 for other in children:
                     os.close(other)
-                done = _run_chunks(func, items, size, q_r, lambda k: os.write(prog_w, bytes((k,))))
-                with os.fdopen(w, "wb") as f:
-                    f.write(marshal.dumps(done))
+                for other in results.values():
+                    os.close(other)
+                # each chunk's results into the results file as it is done: marshalled while the
+                # other processes still work, never blocked on a full pipe; the parent reads them
+                # once this process has exited (its status pipe closed) with status 0
+                _run_chunks(func, items, size, q_r, lambda k: os.write(prog_w, bytes((k,))),
+                            _writer(res_fd, marshal))
                 status = 0
             except BaseException:  # noqa: BLE001 - reported by the parent redoing the chunks
                 pass
@@ -112,6 +174,7 @@ def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None, 
                 os._exit(status)
         os.close(w)
         children[r] = pid
+        results[r] = res_fd
     os.close(prog_w)
     os.set_blocking(prog_r, False)
     failed: Exception | None = None
@@ -139,7 +202,6 @@ def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None, 
 
         chunks = _run_chunks(func, items, size, q_r, mine if advance else None)
         os.close(q_r)
-        bufs = {r: bytearray() for r in children}
         open_fds = set(children) | {prog_r}
         while open_fds:  # the progress pipe ends when the last child has exited
             ready, _, _ = select.select(list(open_fds), [], [])
@@ -155,22 +217,25 @@ def _parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None, 
                     elif advance:
                         advance(sum(data))
                     continue
-                data = os.read(fd, 1 << 20)
-                if data:
-                    bufs[fd] += data
+                if os.read(fd, 4096):  # nothing is written here: only the end counts
                     continue
                 open_fds.discard(fd)
                 os.close(fd)
                 _, status = os.waitpid(children[fd], 0)
-                if status == 0:
-                    try:
-                        theirs = marshal.loads(bufs.pop(fd))
-                    except (ValueError, EOFError, TypeError):
-                        theirs = []
-                    if isinstance(theirs, list):
-                        chunks += theirs
-        for n, res in chunks:
-            if isinstance(res, list) and 0 <= n < count and len(res) == len(items[n * size:(n + 1) * size]):
+                res_fd = results.pop(fd)
+                try:
+                    if status == 0:
+                        chunks += _read_records(res_fd, marshal)
+                except (ValueError, EOFError, TypeError):
+                    pass  # any chunk not read back is done below
+                finally:
+                    os.close(res_fd)
+        for chunk in chunks:
+            if not isinstance(chunk, tuple) or len(chunk) != 2:
+                continue
+            n, res = chunk
+            if (isinstance(n, int) and isinstance(res, list) and 0 <= n < count
+                    and len(res) == len(items[n * size:(n + 1) * size])):
                 out[n * size:n * size + len(res)] = res
                 got[n] = True
         for n in range(count):  # a child that failed: its chunks are done here
