@@ -36,10 +36,13 @@ in index keys, which kmodsim does not model; Debian's trees have none.)
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
-import subprocess
 from typing import NamedTuple
+
+from ..cache import cache_root, is_trusted, load_checked, racy_cutoff, store_checked
+from ..module import stat_key_of
 
 
 class KmodVersion(NamedTuple):
@@ -89,12 +92,44 @@ def kmod_version(version: int | None = None) -> KmodVersion:
 @functools.cache
 def default_version() -> int:
     """The kmod of this machine (``depmod --version``: ``kmod version 30``) when it is one of
-    :data:`KMOD_VERSIONS`, else the newest."""
+    :data:`KMOD_VERSIONS`, else the newest. The answer is kept in the cache, keyed on the stat key
+    of the binary the ``depmod`` found resolves to (the one cache mechanism,
+    :func:`kmodsim.cache.store_checked`), so that a run does not pay a process for it (a warm
+    ``kmodsim depmod`` is a few tens of milliseconds)."""
+    depmod = shutil.which("depmod") or shutil.which("depmod", path="/usr/sbin:/sbin") or "depmod"
     try:
-        depmod = shutil.which("depmod") or shutil.which("depmod", path="/usr/sbin:/sbin") or "depmod"
+        key = stat_key_of(os.stat(os.path.realpath(depmod)))
+    except OSError:
+        key = None
+    memo = os.path.join(cache_root(), "kmod-version")
+    tag = repr((os.path.realpath(depmod), key)).encode()
+    if key is not None:
+        hit = load_checked(memo, _MEMO_MAGIC, tag)
+        if hit is not None and hit.isdigit():
+            return _known(int(hit))
+    v = _ask(depmod)
+    if key is not None and is_trusted(key, racy_cutoff()):
+        try:
+            store_checked(memo, _MEMO_MAGIC, tag, str(v).encode())
+        except OSError:
+            pass  # not kept: only costs the process next time
+    return _known(v)
+
+
+_MEMO_MAGIC = b"KMSKMODV"
+
+
+def _ask(depmod: str) -> int:
+    """``depmod --version``'s number (the newest known when it does not answer as kmod)."""
+    import subprocess
+
+    try:
         p = subprocess.run([depmod, "--version"], capture_output=True, text=True, timeout=10)
         m = re.match(r"kmod version (\d+)", p.stdout)
     except (OSError, subprocess.SubprocessError):
         m = None
-    v = int(m.group(1)) if m else NEWEST
+    return int(m.group(1)) if m else NEWEST
+
+
+def _known(v: int) -> int:
     return v if v in KMOD_VERSIONS else NEWEST
