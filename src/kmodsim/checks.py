@@ -294,12 +294,10 @@ def _module_checks(m: Module, kernel: Kernel | None, index: SymbolIndex, extra_i
     imported_ns = m.import_ns
     used_ns: set[str] = set()
     has_versions = m.has_versions
-    if clean is None:
-        todo: Sequence[int] = range(m.import_count)
-    else:
-        todo = clean.suspects(m, m.import_names, gpl_ok, has_versions)
+    names = m.import_names  # split once: for the clean test and, where needed, the columns
+    todo: Sequence[int] = range(len(names)) if clean is None else clean.suspects(m, names, gpl_ok, has_versions)
     if todo:  # columns: no Import object per symbol on this hot path
-        names, weak, crcs = m.import_columns()
+        names, weak, crcs = m.import_columns(names)
         ko = _ko(m)
     by_name, extra_by_name = index.by_name, extra_index.by_name
     for i in todo:

@@ -275,10 +275,6 @@ class Module:
         return bool(self._r.export_names)
 
     @property
-    def import_count(self) -> int:
-        return self._r.import_names.count("\0")
-
-    @property
     def import_names(self) -> list[str]:
         """The names of the imports, in order (a column of :meth:`import_columns`)."""
         return _split(self._r.import_names)
@@ -294,11 +290,13 @@ class Module:
         ``check_version()`` ask)."""
         return bool(self._r.version_names)
 
-    def import_columns(self) -> tuple[list[str], bytes, list[int]]:
+    def import_columns(self, names: list[str] | None = None) -> tuple[list[str], bytes, list[int]]:
         """Imports as columns — names, weak flags, expected CRCs (-1: none) — for hot loops that
-        should not build an :class:`Import` per symbol."""
+        should not build an :class:`Import` per symbol. ``names``: :attr:`import_names`, when the
+        caller has it already (it is not split again)."""
         r = self._r
-        names = _split(r.import_names)
+        if names is None:
+            names = _split(r.import_names)
         return names, r.import_weak, _import_crcs(r, names)
 
     @property
