@@ -60,10 +60,11 @@ def prepare(target: Target, script: str, modules_dir: str | None = None, profile
         raise LoadInputError(f"--profile {profile_name}: unknown (known: {', '.join(PROFILES)})")
     profile = PROFILES[profile_name] if profile_name else profile_of(target)
     steps = read_script(script)
-    kmod = behaviours(kmod_version)
+    tree = None
     try:
-        tree = modprobe_of(modprobe_tree(modules_dir, config_paths, kmod=kmod), config_paths, kmod) \
-            if modules_dir else None
+        if modules_dir:  # which kmod matters only to modprobe steps
+            kmod = behaviours(kmod_version)
+            tree = modprobe_of(modprobe_tree(modules_dir, config_paths, kmod=kmod), config_paths, kmod)
     except ValueError as exc:
         raise LoadInputError(str(exc)) from None
     resolve(steps, script, tree)
@@ -115,8 +116,8 @@ def modprobe_step(model: KernelModel, step: Step) -> tuple[list[Call], list[str]
     and its ``#>`` lines go to the requested module."""
     calls: list[Call] = []
     messages: list[str] = []
-    if model.find_module(step.target.replace("-", "_")) is not None:
-        return [Call(step.target.replace("-", "_"), 0, skipped=True)], messages
+    if model.find_module(step.module) is not None:
+        return [Call(step.module, 0, skipped=True)], messages
     for i, (name, path) in enumerate(step.plan):
         if step.plan_builtin[i] or model.find_module(name) is not None:  # module_is_inkernel()
             calls.append(Call(name, 0, skipped=True))

@@ -49,6 +49,12 @@ class Step:
     plan_builtin: list[bool] = field(default_factory=list)  # in modules.builtin: passed over
     weakdeps: list[str] = field(default_factory=list)
 
+    @property
+    def module(self) -> str:
+        """The module an rmmod or modprobe step names, as the kernel and kmod compare names
+        (``-`` is ``_``)."""
+        return self.target.replace("-", "_")
+
 
 _INIT = re.compile(r"\binit=(-?\d+|-?E[A-Z0-9]+)\b")
 
@@ -139,7 +145,7 @@ def resolve(steps: list[Step], path: str, tree=None, base: str = ".") -> None:
     for s in steps:
         where = f"{path}:{s.line}"
         if s.op == "rmmod":
-            s.plan = [(s.target.replace("-", "_"), "")]
+            s.plan = [(s.module, "")]
         elif s.op == "insmod":
             p = os.path.join(base, s.target)
             try:
@@ -150,13 +156,13 @@ def resolve(steps: list[Step], path: str, tree=None, base: str = ".") -> None:
         else:
             if tree is None:
                 raise ScriptError(f"{where}: modprobe needs --modules TREE")
-            entries = probe_list(tree, s.target.replace("-", "_"), s.args, where)
+            entries = probe_list(tree, s.module, s.args, where)
             s.plan = [(e.name, e.path) for e in entries]
             s.plan_args = [e.args for e in entries]
             s.plan_required = [e.required for e in entries]
             s.plan_requested = [e.requested for e in entries]
             s.plan_builtin = [e.builtin for e in entries]
-            s.weakdeps = tree.weakdeps(s.target.replace("-", "_"))
+            s.weakdeps = tree.weakdeps(s.module)
 
 
 def modprobe_of(dm, config_paths: list[str] | None = None, kmod=None):

@@ -152,7 +152,7 @@ def guest_init(steps: list[Step], paths: dict[str, str], probe: str | None = Non
             quads = " ".join(f"{_q(n)} {_q(paths[p] if p else '')} {_q(a)} {'b' if b else int(r)}"
                              for (n, p), a, r, b in zip(s.plan, s.plan_args, s.plan_required, s.plan_builtin,
                                                         strict=True))
-            out.append(f"step {i} modprobe {_q(s.target.replace('-', '_'))} {quads}".rstrip())
+            out.append(f"step {i} modprobe {_q(s.module)} {quads}".rstrip())
     out += ['echo "@@KMS done"', "poweroff -f", "sleep 5", ""]
     return "\n".join(out)
 
