@@ -97,12 +97,13 @@ def default_version() -> int:
     :func:`kmodsim.cache.store_checked`), so that a run does not pay a process for it (a warm
     ``kmodsim depmod`` is a few tens of milliseconds)."""
     depmod = shutil.which("depmod") or shutil.which("depmod", path="/usr/sbin:/sbin") or "depmod"
+    binary = os.path.realpath(depmod)
     try:
-        key = stat_key_of(os.stat(os.path.realpath(depmod)))
+        key = stat_key_of(os.stat(binary))
     except OSError:
         key = None
     memo = os.path.join(cache_root(), "kmod-version")
-    tag = repr((os.path.realpath(depmod), key)).encode()
+    tag = repr((binary, key)).encode()
     if key is not None:
         hit = load_checked(memo, _MEMO_MAGIC, tag)
         if hit is not None and hit.isdigit():
