@@ -16,6 +16,16 @@ class Error(Exception):
     path: str | None = None
 
 
+class PathError(Error):
+    """An error about one input (a file, a directory, a range of commits): ``str()`` is
+    ``<path>: <problem>``, and ``path`` and ``problem`` name them apart."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
 class KmodsimWarning(UserWarning):
     """What the library reports without stopping (a cache it cannot write: that only costs time).
     It goes through Python's :mod:`warnings` — the library never prints; ``kmodsim``'s CLI shows

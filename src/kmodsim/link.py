@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .errors import Error
+from .errors import PathError
 from .kernel import Kernel, check_version, license_is_gpl_compatible
 from .module import DEFAULT_MAX_SIZE, Module
 from .symbols import LOADER, Provider, SymbolIndex, namespace_problem
@@ -57,13 +57,9 @@ def resolve(module: Module, index: SymbolIndex) -> list[Resolution]:
     return out
 
 
-class LinkError(Error):
+class LinkError(PathError):
     """A module that cannot be resolved against the kernel at all (another machine); ``str()``
     names the file."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
 
 
 class LddRequest(NamedTuple):

@@ -38,7 +38,7 @@ from operator import and_, not_
 from typing import NamedTuple, TypeVar, cast
 
 from .elf import ET_NAMES, ET_REL, SHN_ABS, SHT_NOBITS, ElfError, ElfFile, ImageBytes, cstr
-from .errors import Error
+from .errors import PathError
 
 _WEAK = bytes(1 if c >> 4 == 2 else 0 for c in range(256))  # st_info -> 1 if STB_WEAK
 _NUL_TO_SPACE = bytes.maketrans(b"\0", b" ")
@@ -67,13 +67,8 @@ KCRCTAB_SECTIONS = ("__kcrctab", "__kcrctab_gpl", "__kcrctab_gpl_future", "__kcr
                     "__kcrctab_unused_gpl")
 
 
-class ModuleError(Error):
+class ModuleError(PathError):
     """A module file cannot be read; ``str()`` is one line naming the file and the problem."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 class Export(NamedTuple):

@@ -24,19 +24,14 @@ import os
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from ..errors import Error
+from ..errors import PathError
 from ..kernel import Kernel
 from ..module import DEFAULT_MAX_SIZE
 from ..symbols import LOADER, SymbolIndex
 
 
-class AbiError(Error):
+class AbiError(PathError):
     """A side of a comparison cannot be read; ``str()`` names the file and the problem."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 class AbiExport(NamedTuple):

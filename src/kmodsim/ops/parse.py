@@ -31,7 +31,7 @@ from pathlib import Path
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
-from ..errors import Error
+from ..errors import PathError
 
 C_SUFFIXES = (".c", ".h")
 
@@ -236,13 +236,8 @@ _ATTR_BYTES = frozenset(n.encode() for n in ATTRIBUTE_MACROS)
 _ATTR_ARGS_BYTES = frozenset(n.encode() for n in ATTRIBUTE_MACROS_WITH_ARGS)
 
 
-class InputError(Error):
+class InputError(PathError):
     """A PATH argument that cannot be used: missing, unreadable, or not C source."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
 
 
 @dataclass(frozen=True)

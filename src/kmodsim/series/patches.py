@@ -23,15 +23,11 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from ..errors import Error
+from ..errors import PathError
 
 
-class PatchError(Error):
+class PatchError(PathError):
     """A patch input that cannot be read as a series; the message names the file."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
 
 
 class Patch(NamedTuple):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
-from ..errors import Error
+from ..errors import PathError
 from .patches import Patch, PatchError, read_series
 
 if TYPE_CHECKING:
@@ -33,12 +33,8 @@ if TYPE_CHECKING:
     from ..target import Target
 
 
-class SeriesError(Error):
+class SeriesError(PathError):
     """A series that cannot be run (a bad DIR, range, kernel or --modules); names the input."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
 
 
 class SeriesRequest(NamedTuple):
