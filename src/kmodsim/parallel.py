@@ -28,10 +28,10 @@ def parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int | None = 
     (as on a shared virtual machine) and callers only order the items largest first. No process
     sits idle collecting results while the cores are busy: a child appends each chunk's results,
     marshalled, to its own anonymous file (read by the parent once the child has exited), and a
-    byte per chunk on a shared progress pipe. A child that fails only costs time: its chunks are then done by the parent. Children are
-    forked before the progress display starts its thread (fork and threads do not mix). ``func``
-    is called in forked children: any callable will do (a closure or a lambda too), nothing is
-    pickled."""
+    byte per chunk on a shared progress pipe. A child that fails only costs time: its chunks are
+    then done by the parent. Children are forked before the progress display starts its thread
+    (fork and threads do not mix). ``func`` is called in forked children: any callable will do (a
+    closure or a lambda too), nothing is pickled."""
     import marshal
     import select
 
