@@ -603,12 +603,13 @@ def explain(changes: Sequence[tuple[str, str, str]], old: KernelBtf | None, new:
     summary. ``None`` for a side: it has no BTF."""
     out: dict[str, tuple[Cause, ...]] = {}
     unexplained = dict.fromkeys(UNEXPLAINED, 0)
-    if old is None or new is None or old.vmlinux() is None or new.vmlinux() is None:
+    ovm, nvm = (None, None) if old is None or new is None else (old.vmlinux(), new.vmlinux())
+    if old is None or new is None or ovm is None or nvm is None:
         for sym, _o, _n in changes:
             out[sym] = (Cause(None, NO_BTF),)
         unexplained[NO_BTF] = len(changes)
         return out, CauseSummary(len(changes), 0, {k: v for k, v in unexplained.items() if v}, ())
-    g = _Graph(old.vmlinux(), new.vmlinux())  # type: ignore[arg-type]
+    g = _Graph(ovm, nvm)
     pending: list[_Pending] = []
     # module by module (sorted), so that a module's BTF is held only while its exports are read
     by_owner: dict[tuple[str, str], list[str]] = {}
