@@ -153,8 +153,9 @@ class KernelBtf:
             try:
                 self._vmlinux = vmlinux_btf(self.image, self.max_size)
             except (BtfError, OSError) as exc:
-                self._vmlinux_error = str(exc)
-                self.errors.append(str(exc))
+                msg = str(exc) if str(exc).startswith(self.image) else f"{self.image}: {exc}"
+                self._vmlinux_error = msg
+                self.errors.append(msg)
         return self._vmlinux
 
     def of(self, owner: str) -> Btf | None:
