@@ -11,6 +11,7 @@ are :mod:`kmodsim.render.series`'s.
 from __future__ import annotations
 
 from .patches import Patch, PatchError, read_series
+from .reorder import Need, Reorder, RuledOut
 from .steps import (
     Applied,
     Built,
@@ -24,5 +25,5 @@ from .steps import (
     run_series,
 )
 
-__all__ = ["Applied", "Built", "ModuleState", "Moved", "OpsCounts", "Patch", "PatchError", "SeriesError", "SeriesRequest",
-           "SeriesResult", "Step", "read_series", "run_series"]
+__all__ = ["Applied", "Built", "ModuleState", "Moved", "Need", "OpsCounts", "Patch", "PatchError", "Reorder",
+           "RuledOut", "SeriesError", "SeriesRequest", "SeriesResult", "Step", "read_series", "run_series"]
