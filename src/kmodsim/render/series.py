@@ -188,6 +188,15 @@ def reorder_text(r: SeriesResult, times: bool = False) -> list[str]:
     return lines
 
 
+FEW = 12  # detail lines of one kind shown in the text (the JSON document holds every one)
+
+
+def _few(lines: list[str], what: str) -> list[str]:
+    if len(lines) <= FEW:
+        return lines
+    return lines[:FEW - 2] + [f"... {len(lines)} {what} in all ({len(lines) - FEW + 2} more in --json)"]
+
+
 def _details(s: Step, expect: dict[str, str]) -> list[str]:
     out: list[str] = [f"wrong way: {m} {c:+d} (expected {expect.get(m, '?')})" for m, c in s.wrong_way]
     out += [f"git apply: {e}" for e in s.applied.errors]
@@ -195,11 +204,12 @@ def _details(s: Step, expect: dict[str, str]) -> list[str]:
         out.append("applies with fuzz only (git apply -C1: one line of context)")
     out += [f"offset: {o}" for o in s.applied.offsets]
     out += [f"build: {e}" for e in s.built.errors]
-    out += [f"new: {f.check}: {f.message}" for f in s.new_findings]
-    out += [f"fixed: {f.check}: {f.message}" for f in s.fixed_findings]
-    out += [f"export moved: {m.symbol}: {', '.join(m.source)} -> {', '.join(m.dest)}" for m in s.exports_moved]
-    out += [f"export added: {n} ({m})" for n, m in s.exports_added]
-    out += [f"export removed: {n} ({m})" for n, m in s.exports_removed]
+    out += _few([f"new: {f.check}: {f.message}" for f in s.new_findings], "new findings")
+    out += _few([f"fixed: {f.check}: {f.message}" for f in s.fixed_findings], "fixed findings")
+    out += _few([f"export moved: {m.symbol}: {', '.join(m.source)} -> {', '.join(m.dest)}" for m in s.exports_moved],
+                "exports moved")
+    out += _few([f"export added: {n} ({m})" for n, m in s.exports_added], "exports added")
+    out += _few([f"export removed: {n} ({m})" for n, m in s.exports_removed], "exports removed")
     if s.number:
         out += [f"module {m.name}: {m.size} bytes ({m.size_delta:+d})" for m in s.modules if m.size_delta]
         out += [f"module {m.name}: new, {m.size} bytes" for m in s.modules if m.size_delta is None]
