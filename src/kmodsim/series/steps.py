@@ -53,6 +53,7 @@ class SeriesRequest(NamedTuple):
     struct: str | None = None  # an ops table to take the census of at each step (kmodsim ops)
     census_paths: Sequence[str] = ()  # where (relative to DIR; default: the module directories)
     expect: Sequence[str] = ()  # "calls=down", ...: a metric that moves the other way flags the step
+    make_vars: Sequence[str] = ()  # "CC=gcc-12", ...: make's command-line variables (a compiler not the headers')
 
 
 class Applied(NamedTuple):
@@ -342,6 +343,7 @@ class _Context(NamedTuple):
     struct: str | None = None
     census_paths: tuple[str, ...] = ()
     expect: dict[str, int] = {}
+    make_vars: tuple[str, ...] = ()
 
 
 class _State(NamedTuple):
@@ -363,13 +365,13 @@ def _build(ctx: _Context) -> tuple[Built, list[str]]:
         if not os.path.isdir(full):  # made by a later step
             continue
         extra = tuple(p for p in symvers if os.path.isfile(p))
-        runs = [make_modules(full, ctx.headers, extra_symbols=extra, jobs=ctx.jobs)]
+        runs = [make_modules(full, ctx.headers, ctx.make_vars, extra_symbols=extra, jobs=ctx.jobs)]
         symvers.append(os.path.join(full, "Module.symvers"))
         if runs[0].returncode != 0:
             # which jobs a parallel make started before it stopped, and so which errors it printed
             # first, varies from run to run: once more with -j1 -k, every object left is tried in
             # make's order — the same errors, and the same objects tried, every time
-            runs.append(make_modules(full, ctx.headers, ("-k",), extra_symbols=extra, jobs=1))
+            runs.append(make_modules(full, ctx.headers, ("-k", *ctx.make_vars), extra_symbols=extra, jobs=1))
             ok = False
             errors += first_errors(runs[-1].output, ctx.tree)
         for run in runs:
@@ -532,6 +534,9 @@ def run_series(req: SeriesRequest) -> SeriesResult:
         raise SeriesError(src, "give a range BASE..TIP or --patches, not both" if req.patches
                           else "give a range BASE..TIP or --patches")
     given = _given_dirs(src, req.modules)
+    for v in req.make_vars:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", v):
+            raise SeriesError("--make", f"{v!r}: give make's variables as NAME=VALUE")
     expect = parse_expect(req.expect, req.struct)
     patches: list[Patch] = []
     commits: _Commits | None = None
@@ -568,7 +573,8 @@ def run_series(req: SeriesRequest) -> SeriesResult:
             raise SeriesError(src, "the series touches no directory holding a Kbuild or Makefile: "
                                    "name the module directories with --modules")
         ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), req.jobs,
-                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect)
+                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect,
+                       tuple(req.make_vars))
         if req.struct is not None and _census(ctx) is None:
             raise SeriesError(f"struct {req.struct}", f"no definition at the base in {', '.join(ctx.census_paths)} "
                                                       f"of {src} (name where the census reads with --census)")
