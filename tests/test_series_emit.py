@@ -180,7 +180,7 @@ def test_static_call_series_on_bullseye_510_kvm(debian510, tmp_path):
     again = run_kmodsim("ops", *argv, "--output", tmp_path / "again")
     patches = sorted(out.iterdir())
     assert [p.read_bytes() for p in patches] == [p.read_bytes() for p in sorted((tmp_path / "again").iterdir())]
-    assert again.stdout == r.stdout
+    assert again.stdout.replace(str(tmp_path / "again"), str(out)) == r.stdout
     report = _run_and_compare(tmp_path, repo, patches, debian510.headers_dir, _cc_vars(debian510.headers_dir),
                               "calls=down")
     steps = report["steps"]
