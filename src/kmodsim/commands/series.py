@@ -32,13 +32,17 @@ from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, warn
 @args.option("--reorder", is_flag=True,
              help="Search an order of the patches in which every step is good; print it, or the proof "
                   "that none exists.")
+@args.option("--make", "make_vars", multiple=True, metavar="NAME=VALUE",
+             help="A variable for make's command line (repeatable), e.g. CC=gcc-12 when the headers' compiler "
+                  "is not installed.")
 @args.option("--jobs", "-j", type=int, default=None, help="make -j (default: all cores).")
 @args.option("--json", "as_json", is_flag=True)
 @args.option("--times", is_flag=True,
              help="Add each step's build time (the output then differs from run to run).")
 def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple[str, ...],
                modules: tuple[str, ...], struct: str | None, census: tuple[str, ...], expect: tuple[str, ...],
-               with_modules: tuple[str, ...], reorder: bool, jobs: int | None, as_json: bool, times: bool) -> None:
+               with_modules: tuple[str, ...], reorder: bool, make_vars: tuple[str, ...], jobs: int | None,
+               as_json: bool, times: bool) -> None:
     """Check every step of a series: does it apply, build (kbuild M= against KDIR, one build tree
     reused so only what changed recompiles), link (kmodsim check: new findings against the step
     before), and what moved (exports between modules, each module's /proc/modules size; with
@@ -57,7 +61,7 @@ def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple
     try:
         res = run_series(SeriesRequest(src, kernel_path, revisions, patches, modules, jobs, progress=None,
                                        struct=struct, census_paths=census, expect=expect,
-                                       with_modules=with_modules, reorder=reorder))
+                                       with_modules=with_modules, reorder=reorder, make_vars=make_vars))
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None

@@ -57,6 +57,7 @@ class SeriesRequest(NamedTuple):
     expect: Sequence[str] = ()  # "calls=down", ...: a metric that moves the other way flags the step
     with_modules: Sequence[str] = ()  # modules of the target the series' modules use, checked with them
     reorder: bool = False  # search an order in which every step is good (kmodsim.series.reorder)
+    make_vars: Sequence[str] = ()  # "CC=gcc-12", ...: make's command-line variables (a compiler not the headers')
 
 
 class Applied(NamedTuple):
@@ -354,6 +355,7 @@ class _Context(NamedTuple):
     census_paths: tuple[str, ...] = ()
     expect: dict[str, int] = {}
     extra: tuple[Module, ...] = ()  # --with: checked together with each step's modules
+    make_vars: tuple[str, ...] = ()
 
 
 class _State(NamedTuple):
@@ -375,13 +377,13 @@ def _build(ctx: _Context) -> tuple[Built, list[str]]:
         if not os.path.isdir(full):  # made by a later step
             continue
         extra = tuple(p for p in symvers if os.path.isfile(p))
-        runs = [make_modules(full, ctx.headers, extra_symbols=extra, jobs=ctx.jobs)]
+        runs = [make_modules(full, ctx.headers, ctx.make_vars, extra_symbols=extra, jobs=ctx.jobs)]
         symvers.append(os.path.join(full, "Module.symvers"))
         if runs[0].returncode != 0:
             # which jobs a parallel make started before it stopped, and so which errors it printed
             # first, varies from run to run: once more with -j1 -k, every object left is tried in
             # make's order — the same errors, and the same objects tried, every time
-            runs.append(make_modules(full, ctx.headers, ("-k",), extra_symbols=extra, jobs=1))
+            runs.append(make_modules(full, ctx.headers, ("-k", *ctx.make_vars), extra_symbols=extra, jobs=1))
             ok = False
             errors += first_errors(runs[-1].output, ctx.tree)
         for run in runs:
@@ -599,6 +601,9 @@ def run_series(req: SeriesRequest) -> SeriesResult:
         raise SeriesError(src, "give a range BASE..TIP or --patches, not both" if req.patches
                           else "give a range BASE..TIP or --patches")
     given = _given_dirs(src, req.modules)
+    for v in req.make_vars:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", v):
+            raise SeriesError("--make", f"{v!r}: give make's variables as NAME=VALUE")
     expect = parse_expect(req.expect, req.struct)
     patches: list[Patch] = []
     commits: _Commits | None = None
@@ -639,7 +644,8 @@ def run_series(req: SeriesRequest) -> SeriesResult:
             raise SeriesError(src, "the series touches no directory holding a Kbuild or Makefile: "
                                    "name the module directories with --modules")
         ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), req.jobs,
-                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect, extra)
+                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect, extra,
+                       tuple(req.make_vars))
         if req.struct is not None and _census(ctx) is None:
             raise SeriesError(f"struct {req.struct}", f"no definition at the base in {', '.join(ctx.census_paths)} "
                                                       f"of {src} (name where the census reads with --census)")
