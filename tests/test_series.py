@@ -82,7 +82,8 @@ def test_built_modules_of_a_build_moved_since(basic_build):
 @pytest.mark.parametrize("case", ["no-src", "neither", "both", "no-patch-file", "not-a-patch", "quilt-missing",
                                   "quilt-option", "not-git", "bad-range", "empty-range", "not-headers",
                                   "modules-outside", "expect-metric", "expect-way", "expect-no-struct",
-                                  "with-missing"])
+                                  "with-missing", "script-missing", "script-bad-line", "script-modprobe",
+                                  "verify-no-script", "vmlinuz-no-verify"])
 def test_series_bad_input(case, tmp_path):
     """One line on stderr naming the input and the problem, exit 2, no traceback."""
     repo, shas = make_repo(tmp_path)
@@ -124,6 +125,18 @@ def test_series_bad_input(case, tmp_path):
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--struct", "x", "--expect", "calls=down,speed=up"], "--expect"
     elif case == "expect-way":
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--expect", "size=sideways"], "--expect"
+    elif case == "script-missing":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--script", str(tmp_path / "gone.txt")], str(tmp_path / "gone.txt")
+    elif case in ("script-bad-line", "script-modprobe"):
+        script = tmp_path / "load.txt"
+        script.write_text("# comment\n" + ("load kss_lib.ko\n" if case == "script-bad-line" else "modprobe kss_lib\n"))
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--script", str(script)], f"{script}:2"
+    elif case == "verify-no-script":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--verify"], str(repo)
+    elif case == "vmlinuz-no-verify":
+        script = tmp_path / "load.txt"
+        script.write_text("insmod kss_lib.ko\n")
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--script", str(script), "--vmlinuz", str(junk)], str(junk)
     elif case == "with-missing":
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--with", str(tmp_path / "gone.ko")], str(tmp_path / "gone.ko")
     else:
@@ -260,6 +273,51 @@ def test_series_of_a_git_range_matches_a_plain_loop(headers61, tmp_path):
     # DIR untouched: no file written, no ref, no worktree added
     assert git(repo, "status", "--porcelain", "--ignored") == ""
     assert git(repo, "for-each-ref") == refs and len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_series_script_on_the_real_kernel(debian61, headers61, tmp_path):
+    """--script with --verify: at every step that built, the load script (kss_lib, then kss_drv,
+    as DIR's paths) run on the real Debian 6.1 kernel under QEMU (one boot a step) against the
+    loader model of the same files: the same errno and kernel lines at every step (no
+    ``kernel-differs``). The real kernel refuses kss_drv at step 3 only (both export kss_version:
+    -ENOEXEC, 'exports duplicate symbol'), so step 3 is also flagged ``load-fails``; step 4 does not
+    build (no run); step 5 loads again."""
+    import errno
+
+    vmlinuz = debian61.vmlinuz
+    if shutil.which("qemu-system-x86_64") is None:
+        from conftest import need
+
+        need("qemu-system-x86_64 (apt-get install qemu-system-x86)")
+    repo, shas = make_repo(tmp_path)
+    script = tmp_path / "load.txt"
+    script.write_text("insmod kss_lib.ko\ninsmod kss_drv.ko\n")
+    rc, report = _series_json("--src", str(repo), "--kernel", headers61, f"{shas[0]}..main",
+                              "--script", str(script), "--verify", "--vmlinuz", vmlinuz)
+    assert rc == 1
+    steps = report["steps"]
+    assert [s["flags"] for s in steps] == [[], [], [], ["new-link-errors", "load-fails"], ["does-not-build"], []]
+    assert steps[4]["load"] is None
+    for s in steps:
+        if s["load"] is None:
+            continue
+        real = s["load"]["kernel"]  # the oracle: what the real kernel did (its dmesg, finit_module's errno)
+        assert s["load"]["differences"] == [], (s["index"], s["load"]["differences"])
+        assert [x["line"] for x in real["steps"]] == [1, 2]
+        want = errno.ENOEXEC if s["index"] == 3 else 0
+        assert [x["errno"] for x in real["steps"]] == [0, want], s["index"]
+        assert [x["errno"] for x in s["load"]["run"]["steps"]] == [0, want]
+        assert s["load"]["failing"] == ([2] if want else [])
+        if want:
+            assert "kss_drv: exports duplicate symbol kss_version (owned by kss_lib)" in real["steps"][1]["messages"]
+    assert steps[3]["load"]["new_failures"] == [2]
+    # the text report says it in the kernel's words
+    r = run_kmodsim("series", "--src", str(repo), "--kernel", headers61, f"{shas[0]}..main", "--script", str(script))
+    assert r.returncode == 1, r.stderr
+    assert ("load (new): line 2: insmod kss_drv.ko: ENOEXEC (expected success): kss_drv: exports duplicate "
+            "symbol kss_version (owned by kss_lib)") in r.stdout
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
 
 
 @pytest.mark.slow

@@ -32,10 +32,11 @@ if TYPE_CHECKING:
     from .memory_layout import Footprint
     from .module import Module
     from .ops.census import Census
+    from .series import SeriesResult
     from .tree import ScanResult
 
-__all__ = ["Target", "abi_diff", "abi_history", "check", "depmod", "footprint", "ldd", "load", "load_target", "ops_census", "read_module",
-           "scan", "verify"]
+__all__ = ["Target", "abi_diff", "abi_history", "check", "check_series", "depmod", "footprint", "ldd", "load",
+           "load_target", "ops_census", "read_module", "scan", "verify"]
 
 
 def read_module(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Module:
@@ -186,3 +187,27 @@ def abi_history(kernels: Sequence[str], *, symbol_lists: Sequence[str] = (), job
 
     return history(AbiHistoryRequest(kernels, symbol_lists, jobs=jobs, use_cache=use_cache,
                                      config_paths=config_paths, max_size=max_size, causes=causes))
+
+
+def check_series(src: str, *, kernel: str, revisions: str | None = None, patches: Sequence[str] = (),
+           modules: Sequence[str] = (), struct: str | None = None, census: Sequence[str] = (),
+           expect: Sequence[str] = (), with_modules: Sequence[str] = (), reorder: bool = False,
+           make: Sequence[str] = (), script: str | None = None, verify: bool = False, vmlinuz: str | None = None,
+           jobs: int | None = None) -> SeriesResult:
+    """``kmodsim series``: every step of a patch series — ``revisions`` ("BASE..TIP" of the git tree
+    ``src``) or ``patches`` (format-patch files, an mbox, a quilt directory) — applied to a scratch
+    copy of ``src``, its module directories built with kbuild against ``kernel`` (a headers or
+    build directory), checked and measured; ``struct``: an ops table's census at each step;
+    ``expect``: metrics that must not move the other way; ``script``: a load script replayed on
+    the loader model with each step's modules (``verify``: on the real kernel too, ``vmlinuz``);
+    ``reorder``: an order in which every step is good. The result's ``steps`` (each a
+    :class:`kmodsim.series.Step`: ``applied``, ``built``, ``findings``, ``new_findings``, ``modules``,
+    exports moved, ``ops``, ``load``, ``flags``), ``first_bad``, ``bisectable`` and ``reorder``
+    (docs/series.md). ``src`` is never modified. Raises :class:`kmodsim.Error` for an input that
+    cannot be run."""
+    from .series import SeriesRequest, run_series
+
+    return run_series(SeriesRequest(src, kernel, revisions, patches, modules, jobs, struct=struct,
+                                    census_paths=census, expect=expect, with_modules=with_modules,
+                                    reorder=reorder, make_vars=make, script=script, verify=verify,
+                                    vmlinuz=vmlinuz))

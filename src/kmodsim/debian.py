@@ -287,6 +287,12 @@ class DebianKernel:
         return unpacked_headers(self.kver, self.arch, self.suite)
 
 
+def kernel_image(release: str) -> str:
+    """The kernel image of Debian's ``linux-image-<release>`` (fetched, unpacked and cached): what
+    ``verify`` boots when not given one. Raises :class:`DebianError`."""
+    return DebianKernel(f"linux-image-{release}").vmlinuz
+
+
 def unpacked_headers(kver: str, arch: str | None = None, suite: str | None = None) -> str:
     """``linux-headers-<kver>`` and what it needs, unpacked into the cache. For a foreign ``arch``
     the ``linux-kbuild-*`` tools (built for that architecture, unusable here) are left out."""

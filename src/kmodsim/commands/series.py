@@ -35,24 +35,36 @@ from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, warn
 @args.option("--make", "make_vars", multiple=True, metavar="NAME=VALUE",
              help="A variable for make's command line (repeatable), e.g. CC=gcc-12 when the headers' compiler "
                   "is not installed.")
+@args.option("--script", "-s", "script", type=args.path, metavar="FILE",
+             help="A load script (kmodsim load's: insmod PATH, PATH relative to DIR; rmmod NAME): replayed on "
+                  "the loader model with each step's modules; a line that newly fails flags the step.")
+@args.option("--verify", is_flag=True,
+             help="Also run the script on the real kernel under QEMU at each step (kmodsim verify --compare): "
+                  "a difference from the model flags the step.")
+@args.option("--vmlinuz", type=args.path, metavar="IMAGE",
+             help="The kernel image --verify boots (default: Debian's linux-image-<release>, fetched and cached).")
 @args.option("--jobs", "-j", type=int, default=None, help="make -j (default: all cores).")
 @args.option("--json", "as_json", is_flag=True)
 @args.option("--times", is_flag=True,
              help="Add each step's build time (the output then differs from run to run).")
 def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple[str, ...],
                modules: tuple[str, ...], struct: str | None, census: tuple[str, ...], expect: tuple[str, ...],
-               with_modules: tuple[str, ...], reorder: bool, make_vars: tuple[str, ...], jobs: int | None,
-               as_json: bool, times: bool) -> None:
+               with_modules: tuple[str, ...], reorder: bool, make_vars: tuple[str, ...], script: str | None,
+               verify: bool, vmlinuz: str | None, jobs: int | None, as_json: bool, times: bool) -> None:
     """Check every step of a series: does it apply, build (kbuild M= against KDIR, one build tree
     reused so only what changed recompiles), link (kmodsim check: new findings against the step
     before), and what moved (exports between modules, each module's /proc/modules size; with
     --struct, the ops census: members, calls through the table, static calls, NULL tests, assignments).
 
+    With --script, each step that built also runs the load script on the loader model (kmodsim
+    load), and with --verify on the real kernel too (kmodsim verify --compare, one boot a step).
+
     With --reorder, also an order of the patches in which every step is good (the given one when it
     is), or the proof that none exists, and the trees built to find it.
 
-    Exit status: 0 every step good, 1 a step does not apply, build, adds a link error or moves an
-    --expect metric the wrong way (with --reorder: of the given order), 2 usage or input error.
+    Exit status: 0 every step good, 1 a step does not apply, build, adds a link error, moves an
+    --expect metric the wrong way, has a script line fail that did not before, or (--verify) the
+    real kernel differs from the model (with --reorder: of the given order), 2 usage or input error.
     """
     from ..errors import Error
     from ..render.series import series_json, series_text
@@ -61,7 +73,8 @@ def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple
     try:
         res = run_series(SeriesRequest(src, kernel_path, revisions, patches, modules, jobs, progress=None,
                                        struct=struct, census_paths=census, expect=expect,
-                                       with_modules=with_modules, reorder=reorder, make_vars=make_vars))
+                                       with_modules=with_modules, reorder=reorder, make_vars=make_vars,
+                                       script=script, verify=verify, vmlinuz=vmlinuz))
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None

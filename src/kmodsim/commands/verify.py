@@ -12,13 +12,13 @@ from .load import prepare, script_options
 def image_for(kernel, vmlinuz: str | None) -> str:
     if vmlinuz:
         return vmlinuz
-    from ..debian import DebianError, DebianKernel
+    from ..debian import DebianError, kernel_image
 
     if not kernel.release:
         error("the kernel's release is unknown: give --vmlinuz")
         raise SystemExit(EXIT_ERROR)
     try:
-        return DebianKernel(f"linux-image-{kernel.release}").vmlinuz
+        return kernel_image(kernel.release)
     except DebianError as exc:
         error(f"cannot fetch the kernel image for {kernel.release} (give --vmlinuz): {exc}")
         raise SystemExit(EXIT_ERROR) from None

@@ -12,14 +12,19 @@
                 "removed_modules": [name],
                 "ops": {"members", "calls", "static_calls", "null_tests", "assignments",
                         "delta": {<the same keys>} | null} | null,
-                "wrong_way": [{"metric", "change"}], "flags": [flag]}],
+                "wrong_way": [{"metric", "change"}],
+                "load": null | {"problem": line | null, "failing": [line], "new_failures": [line],
+                                "run": <load --json> | null, "differences": [line] | null,
+                                "kernel": <verify --json> | null},
+                "flags": [flag]}],
      "verdict": {"bisectable", "first_bad": {"index", "name", "flags"} | null},
      "reorder": null | {"order": [step] | null, "given_good", "steps": [<step>] | null,
                         "needs": [{"step", "after": [step]}],
                         "ruled_out": [{"after": [step], "step", "flags": [flag], "reason": [line], "same_as": [step] | null}],
                         "builds", "given_builds", "orders"}}
 
-with ``<finding>`` as ``check --format json`` writes one (``kmodsim.render.check.finding_json``),
+with ``<load --json>`` the run as ``kmodsim load --json`` writes it (``kmodsim.render.loader.run_json``;
+``<verify --json>`` the real kernel's, without its boot time), and ``<finding>`` as ``check --format json`` writes one (``kmodsim.render.check.finding_json``),
 its path relative to DIR. ``applies``/``builds``/``links`` are null where the step was not
 applied (the base; a commit checked out), built (it did not apply) or checked (it did not build).
 Build times (``"seconds"`` wall, ``"cpu_seconds"`` user + system; text columns) only with ``times``: without, the same inputs give the
@@ -31,6 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .check import finding_json
+from .loader import run_json
 
 if TYPE_CHECKING:
     from ..series import Reorder, RuledOut, SeriesResult, Step
@@ -62,6 +68,10 @@ def step_json(s: Step, times: bool = False) -> dict[str, Any]:
         "ops": None if s.ops is None else {**s.ops._asdict(),
                                            "delta": None if s.ops_delta is None else s.ops_delta._asdict()},
         "wrong_way": [{"metric": m, "change": c} for m, c in s.wrong_way],
+        "load": None if s.load is None else {
+            "problem": s.load.problem, "failing": list(s.load.failing), "new_failures": list(s.new_load_failures),
+            "run": None if s.load.run is None else run_json(s.load.run), "differences": s.load.differences,
+            "kernel": None if s.load.kernel is None else run_json(s.load.kernel)},
         "flags": s.flags,
     }
 
@@ -99,7 +109,7 @@ def series_text(r: SeriesResult, times: bool = False) -> str:
     added/removed/moved, the modules' total size and its change, with a struct the calls through
     the table, NULL tests and assignments), each step's details under the table, the verdict."""
     lines = [f"kernel {r.release} (layout {r.layout}); modules built in: {', '.join(r.module_dirs)}", ""]
-    lines += _table(r.steps, r.struct, times)
+    lines += _table(r.steps, r.struct, times, _loads(r.steps))
     details = [d for s in r.steps for d in _details(s, r.expect)]
     if details:
         lines += [""] + details
@@ -115,11 +125,29 @@ def series_text(r: SeriesResult, times: bool = False) -> str:
     return "\n".join(lines + reorder_text(r, times))
 
 
-def _table(steps: list[Step], struct: str | None, times: bool) -> list[str]:
+def _loads(steps: list[Step]) -> tuple[bool, bool]:
+    """Whether the table has a load column (a script ran) and a kernel column (--verify)."""
+    return (any(s.load is not None for s in steps),
+            any(s.load is not None and s.load.differences is not None for s in steps))
+
+
+def _load_cells(s: Step, columns: tuple[bool, bool]) -> str:
+    script, kernel = columns
+    out = ""
+    if script:
+        out += f"  {'-' if s.load is None else 'FAIL' if s.load.failing else 'ok':<5}"
+    if kernel:
+        d = s.load.differences if s.load is not None else None
+        out += f"  {'-' if d is None else 'DIFF' if d else 'same':<6}"
+    return out
+
+
+def _table(steps: list[Step], struct: str | None, times: bool, loads: tuple[bool, bool] = (False, False)) -> list[str]:
     width = min(48, max(len(s.name) for s in steps))
     head = (f"{'#':>3}  {'step':<{width}}  {'apply':<5}  {'build':<5}  {'link':<5}  {'cc':>3}  {'ld':>3}  "
             f"{'exports +/-/moved':<17}  {'size':>8}  {'delta':>7}" + (f"  {'time':>7}  {'cpu':>7}" if times else "")
-            + (f"  {'ops calls/null/set':<18}" if struct else "") + "  flags")
+            + (f"  {'ops calls/null/set':<18}" if struct else "")
+            + (f"  {'load':<5}" if loads[0] else "") + (f"  {'kernel':<6}" if loads[1] else "") + "  flags")
     lines = [head]
     last: Step | None = None
     for s in steps:
@@ -139,7 +167,7 @@ def _table(steps: list[Step], struct: str | None, times: bool) -> list[str]:
         lines.append(f"{s.number:>3}  {name:<{width}}  {_yn(s.applied.ok):<5}  {_yn(s.built.ok):<5}  "
                      f"{_yn(s.linked):<5}  {len(s.built.compiled) if built else '':>3}  "
                      f"{len(s.built.linked) if built else '':>3}  {exports:<17}  "
-                     f"{size}  {delta}{t}{ops}  {', '.join(s.flags)}".rstrip())
+                     f"{size}  {delta}{t}{ops}{_load_cells(s, loads)}  {', '.join(s.flags)}".rstrip())
         if checked:
             last = s
     return lines
@@ -184,7 +212,7 @@ def reorder_text(r: SeriesResult, times: bool = False) -> list[str]:
         lines += [f"    {_ruled(x)}" for x in o.ruled_out]
     lines.append(f"  {spent}")
     if o.steps is not None:
-        lines += ["", *_table(o.steps, r.struct, times)]
+        lines += ["", *_table(o.steps, r.struct, times, _loads(o.steps))]
     return lines
 
 
@@ -214,6 +242,11 @@ def _details(s: Step, expect: dict[str, str]) -> list[str]:
         out += [f"module {m.name}: {m.size} bytes ({m.size_delta:+d})" for m in s.modules if m.size_delta]
         out += [f"module {m.name}: new, {m.size} bytes" for m in s.modules if m.size_delta is None]
     out += [f"module {n}: no longer built" for n in s.removed_modules]
+    if s.load is not None:
+        new = set(s.new_load_failures)
+        out += [("load (new): " if (n in new or not s.load.run) else "load: ") + line
+                for n, line in zip(s.load.failing, s.load.explain(s.load.failing), strict=False)]
+        out += _few([f"kernel differs: {d}" for d in s.load.differences or []], "differences")
     if s.ops is not None and (s.number == 0 or (s.ops_delta is not None and any(s.ops_delta))):
         d = s.ops_delta
         out.append("ops: " + ", ".join(

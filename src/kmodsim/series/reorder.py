@@ -46,7 +46,7 @@ class RuledOut(NamedTuple):
 
     after: tuple[int, ...]
     step: int
-    flags: tuple[str, ...]  # the step's flags (does-not-apply, does-not-build, new-link-errors, wrong-way)
+    flags: tuple[str, ...]  # the step's flags (does-not-apply, does-not-build, new-link-errors, wrong-way, load-fails, ...)
     reason: tuple[str, ...]  # its first details: git apply's or the compiler's error, the new finding, the metric
     same_as: tuple[int, ...] | None = None  # set: no good order from here — the same tree as after these patches
 
@@ -165,6 +165,10 @@ def _reason(s: Step, expect: dict[str, int]) -> tuple[str, ...]:
         out.append(f"{len(errors)} new error finding{'s' if len(errors) != 1 else ''}: "
                    f"{errors[0].check}: {errors[0].message}")
     out += [f"wrong way: {m} {c:+d} (expected {'down' if expect.get(m, 0) < 0 else 'up'})" for m, c in s.wrong_way]
+    if s.load is not None and s.new_load_failures:
+        out += [f"load: {line}" for line in s.load.explain(s.new_load_failures)[:2]]
+    if s.load is not None and s.load.differences:
+        out.append(f"the real kernel differs from the model: {s.load.differences[0]}")
     return tuple(out)
 
 

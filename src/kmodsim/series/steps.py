@@ -9,11 +9,15 @@ objects a step changed; the modules each build made (its ``modules.order``) are 
 together against the target (:func:`kmodsim.checks.run_checks`, what ``kmodsim check`` runs) and
 measured (:func:`kmodsim.memory_layout.layout` with the target's layout, what ``kmodsim
 footprint`` shows). Each step is compared with the last step that built: new and fixed findings,
-exports added, removed or moved between modules, each module's size delta.
+exports added, removed or moved between modules, each module's size delta. With a load script
+(``--script``), each step that built also replays it on the loader model with the step's modules
+(what ``kmodsim load`` does) and, with ``--verify``, runs it on the real kernel under QEMU (what
+``kmodsim verify --compare`` does).
 """
 
 from __future__ import annotations
 
+import errno as E
 import os
 import re
 import shutil
@@ -29,6 +33,9 @@ from .patches import Patch, PatchError, read_mbox, read_series
 if TYPE_CHECKING:
     from ..checks import Finding
     from ..kernel import Kernel
+    from ..loader.profiles import Profile
+    from ..loader.result import Run
+    from ..loader.script import Step as ScriptStep
     from ..memory_layout import Layout
     from ..module import Module
     from ..target import Target
@@ -58,6 +65,10 @@ class SeriesRequest(NamedTuple):
     with_modules: Sequence[str] = ()  # modules of the target the series' modules use, checked with them
     reorder: bool = False  # search an order in which every step is good (kmodsim.series.reorder)
     make_vars: Sequence[str] = ()  # "CC=gcc-12", ...: make's command-line variables (a compiler not the headers')
+    script: str | None = None  # a load script (kmodsim load's), its insmod paths relative to DIR
+    verify: bool = False  # run the script on the real kernel under QEMU too (kmodsim verify --compare)
+    vmlinuz: str | None = None  # the kernel image verify boots (None: Debian's linux-image-<release>)
+    timeout: float = 120.0  # seconds allowed for each boot
 
 
 class Applied(NamedTuple):
@@ -111,6 +122,31 @@ class OpsCounts(NamedTuple):
         return OpsCounts(*(a - b for a, b in zip(self, other, strict=True)))
 
 
+class LoadCheck(NamedTuple):
+    """The load script at a step that built: replayed on the loader model with the step's modules
+    (:func:`kmodsim.loader.run.replay`, what ``kmodsim load`` shows) and, with ``--verify``, run on
+    the real kernel (:func:`kmodsim.oracle.boot.verify`, ``kmodsim verify --compare``)."""
+
+    run: Run | None  # the model's run (None: the script cannot run on this step's modules: ``problem``)
+    problem: str | None  # the script line naming a module this step has not built, as ScriptError says it
+    failing: tuple[int, ...]  # script lines whose errno is not the one they state (init=; 0 unless given); 0: problem
+    differences: list[str] | None = None  # --verify: the real kernel against the model ([]: the same; None: not run)
+    kernel: Run | None = None  # --verify: the real kernel's run
+
+    def explain(self, lines: Sequence[int]) -> list[str]:
+        """Each of the script ``lines`` that fails, in a line: the command, the errno it gave and
+        the one it states, the kernel's first line of it."""
+        if self.run is None:
+            return [self.problem or "the script cannot run"]
+        out = []
+        for r in self.run.steps:
+            if r.line in lines:
+                want = -(r.init or 0)
+                out.append(f"line {r.line}: {r.cmd}: {r.errname or 'success'} (expected {E.errorcode.get(want, str(want)) if want else 'success'})"
+                           + (f": {r.messages[0]}" if r.messages else ""))
+        return out
+
+
 class Step(NamedTuple):
     """One row of the report; step 0 is the base the series applies to."""
 
@@ -130,6 +166,8 @@ class Step(NamedTuple):
     ops: OpsCounts | None = None  # with a struct: the census of this step's source (None: not taken)
     ops_delta: OpsCounts | None = None  # against the last step with a census
     wrong_way: list[tuple[str, int]] = []  # (metric, change) of the expected metrics that moved the other way
+    load: LoadCheck | None = None  # with a load script: the step's run (None: not run, the step did not build)
+    new_load_failures: tuple[int, ...] = ()  # script lines that fail here and did not at the last step that built
 
     @property
     def flags(self) -> list[str]:
@@ -142,6 +180,10 @@ class Step(NamedTuple):
             out.append("new-link-errors")
         if self.wrong_way:
             out.append("wrong-way")
+        if self.new_load_failures:
+            out.append("load-fails")
+        if self.load is not None and self.load.differences:
+            out.append("kernel-differs")
         return out
 
     @property
@@ -356,6 +398,10 @@ class _Context(NamedTuple):
     expect: dict[str, int] = {}
     extra: tuple[Module, ...] = ()  # --with: checked together with each step's modules
     make_vars: tuple[str, ...] = ()
+    script: tuple[str, list[ScriptStep]] | None = None  # the load script: (its path, its steps, unresolved)
+    profile: Profile | None = None  # the loader's profile of the target (with a script)
+    vmlinuz: str | None = None  # --verify: the image booted
+    timeout: float = 120.0
 
 
 class _State(NamedTuple):
@@ -364,6 +410,7 @@ class _State(NamedTuple):
     findings: list[Finding]
     modules: list[ModuleState]
     ops: OpsCounts | None = None  # the last census taken (a step that applied, built or not)
+    load_failing: tuple[int, ...] = ()  # the script lines that failed there
 
 
 def _build(ctx: _Context) -> tuple[Built, list[str]]:
@@ -498,10 +545,12 @@ class _Observation(NamedTuple):
     built: Built
     findings: list[Finding] | None  # None: it did not build (or kbuild made a module that cannot be read)
     modules: list[ModuleState]
+    load: LoadCheck | None = None  # with a load script, when it built
 
 
 def _observe(ctx: _Context) -> _Observation:
-    """Take the census of the tree as it is, build it, read, check and measure what it built."""
+    """Take the census of the tree as it is, build it, read, check and measure what it built, and
+    run the load script on it."""
     ops = _census(ctx)
     built, kos = _build(ctx)
     if not built.ok:
@@ -509,12 +558,40 @@ def _observe(ctx: _Context) -> _Observation:
     findings, modules, problems = _measure(ctx, kos)
     if problems:  # a module kbuild made that cannot be read: the step did not build a usable module
         return _Observation(ops, built._replace(ok=False, errors=problems[:3]), None, [])
-    return _Observation(ops, built, findings, modules)
+    return _Observation(ops, built, findings, modules, _load(ctx))
+
+
+def _load(ctx: _Context) -> LoadCheck | None:
+    """The load script on the tree as it is (None: no script): each insmod path relative to the
+    tree (absolute paths, a module of the target, as they are); a line naming a module this step
+    did not build is the step's ``problem``. A script line fails when its errno is not the one
+    its ``init=`` states (0 when it states none); rmmod lines, when not 0."""
+    if ctx.script is None:
+        return None
+    from copy import deepcopy
+
+    from ..loader.run import replay
+    from ..loader.script import ScriptError, resolve
+
+    path, parsed = ctx.script
+    steps = deepcopy(parsed)
+    try:
+        resolve(steps, path, None, base=ctx.tree)
+    except ScriptError as exc:
+        return LoadCheck(None, str(exc), (0,))
+    run = replay(ctx.kernel, steps, ctx.profile)
+    failing = tuple(r.line for r in run.steps if r.errno != -(r.init or 0))
+    if ctx.vmlinuz is None:
+        return LoadCheck(run, None, failing)
+    from ..oracle.boot import verify
+
+    real = verify(ctx.kernel, ctx.profile, steps, ctx.vmlinuz, timeout=ctx.timeout, compare=True)
+    return LoadCheck(run, None, failing, real.differences or [], real._replace(boot_seconds=None))
 
 
 def _state(obs: _Observation) -> _State:
     """The state a tree that built leaves for the step after it."""
-    return _State(obs.findings or [], obs.modules, obs.ops)
+    return _State(obs.findings or [], obs.modules, obs.ops, obs.load.failing if obs.load else ())
 
 
 def _compare(ctx: _Context, index: int, name: str, commit: str | None, applied: Applied,
@@ -548,9 +625,13 @@ def _compare(ctx: _Context, index: int, name: str, commit: str | None, applied: 
     removed_modules = sorted(m.name for m in before if m.name not in names)
     added, removed, moved = _exports_delta(before, modules) if prev else ([], [], [])
     size_delta = sum(m.size for m in modules) - sum(m.size for m in before) if prev else None
+    failing = obs.load.failing if obs.load else ()
+    # the base's failures are where the series starts, as its findings are
+    new_failures = tuple(n for n in failing if n not in prev.load_failing) if prev is not None else ()
     step = Step(index, name, commit, applied, built, findings, new, fixed, modules, removed_modules,
-                added, removed, moved, nothing.ops, nothing.ops_delta, _wrong_way(ctx.expect, ops_delta, size_delta))
-    return step, _State(findings, modules, ops or (prev.ops if prev else None))
+                added, removed, moved, nothing.ops, nothing.ops_delta, _wrong_way(ctx.expect, ops_delta, size_delta),
+                obs.load, new_failures)
+    return step, _State(findings, modules, ops or (prev.ops if prev else None), failing)
 
 
 def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: Applied,
@@ -584,6 +665,28 @@ def _read_with(paths: Sequence[str]) -> tuple[Module, ...]:
     return tuple(out)
 
 
+def _read_script(path: str) -> tuple[str, list[ScriptStep]]:
+    """--script: kmodsim load's script, read once; modprobe lines are refused (a step's modules are
+    not a tree depmod has indexed)."""
+    from ..loader.script import read_script
+
+    steps = read_script(path)
+    for st in steps:
+        if st.op == "modprobe":
+            raise SeriesError(f"{path}:{st.line}", "modprobe needs a module tree; in a series script load "
+                                                   "each module with insmod PATH (relative to DIR)")
+    return path, steps
+
+
+def _debian_image(release: str) -> str:
+    from ..debian import DebianError, kernel_image
+
+    try:
+        return kernel_image(release)
+    except DebianError as exc:
+        raise SeriesError(f"linux-image-{release}", f"cannot fetch the kernel image (give --vmlinuz): {exc}") from None
+
+
 def run_series(req: SeriesRequest) -> SeriesResult:
     """Apply, build, check and measure every step of the series of ``req`` (see the module's
     docstring). Raises :class:`SeriesError` or :class:`~kmodsim.series.patches.PatchError` (one
@@ -615,6 +718,11 @@ def run_series(req: SeriesRequest) -> SeriesResult:
     else:
         patches = read_series(req.patches)
     extra = _read_with(req.with_modules)
+    script = _read_script(req.script) if req.script is not None else None
+    if req.verify and script is None:
+        raise SeriesError(src, "--verify runs the load script on the real kernel: give --script")
+    if req.vmlinuz is not None and not req.verify:
+        raise SeriesError(req.vmlinuz, "--vmlinuz is the image --verify boots: give --verify")
     if not os.path.isfile(os.path.join(headers, "Makefile")):
         raise SeriesError(headers, "not a kernel headers or build directory (no Makefile): "
                                    "series builds the modules against it")
@@ -623,6 +731,15 @@ def run_series(req: SeriesRequest) -> SeriesResult:
     if not target.release:
         raise SeriesError(headers, "no kernel release in it (include/config/kernel.release): "
                                    "the footprint layout depends on it")
+    profile, vmlinuz = None, None
+    if script is not None:
+        from ..loader.profiles import profile_of
+
+        if kernel.vermagic is None:
+            raise SeriesError(headers, "the kernel's vermagic is unknown: a load script needs it")
+        profile = profile_of(target)
+        if req.verify:
+            vmlinuz = req.vmlinuz or _debian_image(target.release)
 
     scratch = tempfile.mkdtemp(prefix="kmodsim-series-")
     try:
@@ -645,7 +762,7 @@ def run_series(req: SeriesRequest) -> SeriesResult:
                                    "name the module directories with --modules")
         ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), req.jobs,
                        req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect, extra,
-                       tuple(req.make_vars))
+                       tuple(req.make_vars), script, profile, vmlinuz, req.timeout)
         if req.struct is not None and _census(ctx) is None:
             raise SeriesError(f"struct {req.struct}", f"no definition at the base in {', '.join(ctx.census_paths)} "
                                                       f"of {src} (name where the census reads with --census)")
