@@ -82,7 +82,7 @@ def test_built_modules_of_a_build_moved_since(basic_build):
 @pytest.mark.parametrize("case", ["no-src", "neither", "both", "no-patch-file", "not-a-patch", "quilt-missing",
                                   "quilt-option", "not-git", "bad-range", "empty-range", "not-headers",
                                   "modules-outside", "expect-metric", "expect-way", "expect-no-struct",
-                                  "with-missing", "script-missing", "script-bad-line", "script-modprobe",
+                                  "with-missing", "jobs-zero", "jobs-reorder", "script-missing", "script-bad-line", "script-modprobe",
                                   "verify-no-script", "vmlinuz-no-verify"])
 def test_series_bad_input(case, tmp_path):
     """One line on stderr naming the input and the problem, exit 2, no traceback."""
@@ -125,6 +125,10 @@ def test_series_bad_input(case, tmp_path):
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--struct", "x", "--expect", "calls=down,speed=up"], "--expect"
     elif case == "expect-way":
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--expect", "size=sideways"], "--expect"
+    elif case == "jobs-zero":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--jobs", "0"], "--jobs"
+    elif case == "jobs-reorder":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--jobs", "2", "--reorder"], "--jobs"
     elif case == "script-missing":
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--script", str(tmp_path / "gone.txt")], str(tmp_path / "gone.txt")
     elif case in ("script-bad-line", "script-modprobe"):
@@ -273,6 +277,38 @@ def test_series_of_a_git_range_matches_a_plain_loop(headers61, tmp_path):
     # DIR untouched: no file written, no ref, no worktree added
     assert git(repo, "status", "--porcelain", "--ignored") == ""
     assert git(repo, "for-each-ref") == refs and len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_series_jobs_gives_the_same_report(headers61, tmp_path):
+    """--jobs N (steps observed in N work trees, runs of consecutive steps) against one work tree:
+    the same JSON document byte for byte — build.compiled/linked included, so each run's first
+    step was built from the trees before it as one work tree builds them — for the git range with a
+    load script, and for the patches out of order (two do not apply; step 4 does not build, so a
+    run starting at step 5 warms up from step 2, the last tree before it that builds)."""
+    from series_fixture import export_patches
+
+    repo, shas = make_repo(tmp_path)
+    script = tmp_path / "load.txt"
+    script.write_text("insmod kss_lib.ko\ninsmod kss_drv.ko\n")
+    one = run_kmodsim("series", "--src", str(repo), "--kernel", headers61, f"{shas[0]}..main", "--script", str(script),
+                      "--json")
+    assert one.returncode == 1, one.stderr
+    for n in (2, 4):
+        r = run_kmodsim("series", "--src", str(repo), "--kernel", headers61, f"{shas[0]}..main", "--script",
+                        str(script), "--json", "--jobs", str(n))
+        assert (r.returncode, r.stdout) == (1, one.stdout), n
+    files = sorted(export_patches(repo, shas[0], tmp_path)["format-patch"].iterdir())
+    order = [a for f in [files[1], files[0], *files[2:]] for a in ("-p", str(f))]
+    one = run_kmodsim("series", "--src", str(BASE), "--kernel", headers61, *order, "--json")
+    assert one.returncode == 1, one.stderr
+    doc = json.loads(one.stdout)
+    assert [(s["applies"], s["builds"]) for s in doc["steps"]] == \
+        [(None, True), (False, None), (True, True), (False, None), (True, False), (True, True)]
+    for n in (2, 3):
+        r = run_kmodsim("series", "--src", str(BASE), "--kernel", headers61, *order, "--json", "--jobs", str(n))
+        assert (r.returncode, r.stdout) == (1, one.stdout), n
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
 
 
 @pytest.mark.slow

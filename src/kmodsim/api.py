@@ -193,14 +193,15 @@ def check_series(src: str, *, kernel: str, revisions: str | None = None, patches
            modules: Sequence[str] = (), struct: str | None = None, census: Sequence[str] = (),
            expect: Sequence[str] = (), with_modules: Sequence[str] = (), reorder: bool = False,
            make: Sequence[str] = (), script: str | None = None, verify: bool = False, vmlinuz: str | None = None,
-           jobs: int | None = None) -> SeriesResult:
+           jobs: int | None = None, worktrees: int = 1) -> SeriesResult:
     """``kmodsim series``: every step of a patch series — ``revisions`` ("BASE..TIP" of the git tree
     ``src``) or ``patches`` (format-patch files, an mbox, a quilt directory) — applied to a scratch
     copy of ``src``, its module directories built with kbuild against ``kernel`` (a headers or
     build directory), checked and measured; ``struct``: an ops table's census at each step;
     ``expect``: metrics that must not move the other way; ``script``: a load script replayed on
     the loader model with each step's modules (``verify``: on the real kernel too, ``vmlinuz``);
-    ``reorder``: an order in which every step is good. The result's ``steps`` (each a
+    ``reorder``: an order in which every step is good; ``worktrees``: steps observed in that many
+    work trees at once (the same result); ``jobs``: make's ``-j``. The result's ``steps`` (each a
     :class:`kmodsim.series.Step`: ``applied``, ``built``, ``findings``, ``new_findings``, ``modules``,
     exports moved, ``ops``, ``load``, ``flags``), ``first_bad``, ``bisectable`` and ``reorder``
     (docs/series.md). ``src`` is never modified. Raises :class:`kmodsim.Error` for an input that
@@ -210,4 +211,4 @@ def check_series(src: str, *, kernel: str, revisions: str | None = None, patches
     return run_series(SeriesRequest(src, kernel, revisions, patches, modules, jobs, struct=struct,
                                     census_paths=census, expect=expect, with_modules=with_modules,
                                     reorder=reorder, make_vars=make, script=script, verify=verify,
-                                    vmlinuz=vmlinuz))
+                                    vmlinuz=vmlinuz, worktrees=worktrees))

@@ -43,14 +43,19 @@ from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, warn
                   "a difference from the model flags the step.")
 @args.option("--vmlinuz", type=args.path, metavar="IMAGE",
              help="The kernel image --verify boots (default: Debian's linux-image-<release>, fetched and cached).")
-@args.option("--jobs", "-j", type=int, default=None, help="make -j (default: all cores).")
+@args.option("--make-jobs", "-j", "jobs", type=int, default=None,
+             help="make -j (default: all cores, divided among the work trees of --jobs).")
+@args.option("--jobs", "worktrees", type=int, default=1, show_default=True,
+             help="Observe the steps in this many work trees at once (runs of consecutive steps; the report "
+                  "is the same whatever the number).")
 @args.option("--json", "as_json", is_flag=True)
 @args.option("--times", is_flag=True,
              help="Add each step's build time (the output then differs from run to run).")
 def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple[str, ...],
                modules: tuple[str, ...], struct: str | None, census: tuple[str, ...], expect: tuple[str, ...],
                with_modules: tuple[str, ...], reorder: bool, make_vars: tuple[str, ...], script: str | None,
-               verify: bool, vmlinuz: str | None, jobs: int | None, as_json: bool, times: bool) -> None:
+               verify: bool, vmlinuz: str | None, jobs: int | None, worktrees: int, as_json: bool,
+               times: bool) -> None:
     """Check every step of a series: does it apply, build (kbuild M= against KDIR, one build tree
     reused so only what changed recompiles), link (kmodsim check: new findings against the step
     before), and what moved (exports between modules, each module's /proc/modules size; with
@@ -74,7 +79,7 @@ def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple
         res = run_series(SeriesRequest(src, kernel_path, revisions, patches, modules, jobs, progress=None,
                                        struct=struct, census_paths=census, expect=expect,
                                        with_modules=with_modules, reorder=reorder, make_vars=make_vars,
-                                       script=script, verify=verify, vmlinuz=vmlinuz))
+                                       script=script, verify=verify, vmlinuz=vmlinuz, worktrees=worktrees))
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None

@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
@@ -50,7 +51,8 @@ class SeriesRequest(NamedTuple):
     """``kmodsim series``'s inputs: DIR, the target (a headers or build directory: the modules are
     built against it), the series (``revisions`` "BASE..TIP" of DIR, or ``patches``: files and
     directories in order), the module directories (relative to DIR; default: the ones the series
-    touches that hold a Kbuild or Makefile), make's ``-j``."""
+    touches that hold a Kbuild or Makefile), make's ``-j`` (None: all cores, divided among the
+    work trees)."""
 
     src: str
     kernel_path: str
@@ -69,6 +71,7 @@ class SeriesRequest(NamedTuple):
     verify: bool = False  # run the script on the real kernel under QEMU too (kmodsim verify --compare)
     vmlinuz: str | None = None  # the kernel image verify boots (None: Debian's linux-image-<release>)
     timeout: float = 120.0  # seconds allowed for each boot
+    worktrees: int = 1  # steps observed in this many work trees at once (kmodsim.series.worktrees)
 
 
 class Applied(NamedTuple):
@@ -499,6 +502,9 @@ def _wrong_way(expect: dict[str, int], ops_delta: OpsCounts | None, size_delta: 
     return out
 
 
+_CENSUS = threading.Lock()
+
+
 def _census(ctx: _Context) -> OpsCounts | None:
     """The ops census of the tree as it is now (None: without a struct, or no input defines it)."""
     if ctx.struct is None:
@@ -506,11 +512,12 @@ def _census(ctx: _Context) -> OpsCounts | None:
     from ..ops.census import CensusError, load_inputs, run_census
 
     paths = [p for p in (os.path.normpath(os.path.join(ctx.tree, d)) for d in ctx.census_paths) if os.path.exists(p)]
-    inputs, _errors, _root = load_inputs(paths)
-    try:
-        c = run_census(ctx.struct, inputs)
-    except CensusError:
-        return None
+    with _CENSUS:  # the C parser is one object (kmodsim.ops.parse): one census at a time (--jobs N)
+        inputs, _errors, _root = load_inputs(paths)
+        try:
+            c = run_census(ctx.struct, inputs)
+        except CensusError:
+            return None
     sites = [cs for m in c.members for cs in m.call_sites]
     return OpsCounts(len(c.members), sum(cs.indirect for cs in sites), sum(not cs.indirect for cs in sites),
                      sum(len(m.null_checks) for m in c.members),
@@ -721,6 +728,10 @@ def run_series(req: SeriesRequest) -> SeriesResult:
     script = _read_script(req.script) if req.script is not None else None
     if req.verify and script is None:
         raise SeriesError(src, "--verify runs the load script on the real kernel: give --script")
+    if req.worktrees < 1:
+        raise SeriesError("--jobs", f"{req.worktrees}: give at least 1 work tree")
+    if req.worktrees > 1 and req.reorder:
+        raise SeriesError("--jobs", "--reorder searches in one work tree: leave --jobs at 1")
     if req.vmlinuz is not None and not req.verify:
         raise SeriesError(req.vmlinuz, "--vmlinuz is the image --verify boots: give --verify")
     if not os.path.isfile(os.path.join(headers, "Makefile")):
@@ -760,7 +771,8 @@ def run_series(req: SeriesRequest) -> SeriesResult:
         if not dirs:
             raise SeriesError(src, "the series touches no directory holding a Kbuild or Makefile: "
                                    "name the module directories with --modules")
-        ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), req.jobs,
+        make_jobs = req.jobs or (max(1, (os.cpu_count() or 1) // req.worktrees) if req.worktrees > 1 else None)
+        ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), make_jobs,
                        req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect, extra,
                        tuple(req.make_vars), script, profile, vmlinuz, req.timeout)
         if req.struct is not None and _census(ctx) is None:
@@ -777,6 +789,14 @@ def run_series(req: SeriesRequest) -> SeriesResult:
                 steps, found = search_order(ctx, repo, patches, scratch, tick)
                 return SeriesResult(target.release, ctx.layout.name, dirs, steps, list(target.warnings),
                                     req.struct, expected, found)
+            if req.worktrees > 1:
+                from .worktrees import parallel_steps
+
+                steps = parallel_steps(ctx, repo, commits.prefix if commits else "", commits.base if commits else "",
+                                       names, [c for c, _ in commits.commits] if commits else None, patches,
+                                       scratch, req.worktrees, tick)
+                return SeriesResult(target.release, ctx.layout.name, dirs, steps, list(target.warnings),
+                                    req.struct, expected)
             step, state = _step(ctx, 0, "(base)", commits.base if commits else None, Applied(None, [], []), None)
             steps.append(step)
             tick(1)
