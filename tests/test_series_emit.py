@@ -25,53 +25,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from kvm_source_fixture import CENSUS, KBUILD_510, NOSTDINC, SUBSET_510, cc_vars, kvm_repo, unpack_source
 
 from conftest import need, run_kmodsim
 from series_fixture import git
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "kvm-monolithic"
-SOURCE_DIRS = ("arch/x86/kvm", "arch/x86/include", "virt/kvm")
-CENSUS = ("arch/x86/kvm", "arch/x86/include", "virt/kvm")
 FULL = os.environ.get("KMODSIM_FULL_SERIES") == "1"
-# the subsets: members whose calls are in .c files of kvm.ko (one object recompiled a step), so
-# the test stays within minutes; the first commit of the static-call series (the X-macro list in
-# asm/kvm_host.h) rebuilds everything anyway
-SUBSET_510 = "get_segment_base,migrate_timers,get_mt_mask,vcpu_after_set_cpuid"
 SUBSET_61 = "hardware_enable,get_cpl,migrate_timers,complete_emulated_msr"
-# where a series may change asm/kvm_host.h: this tree's arch/x86/include before the headers'
-NOSTDINC = "NOSTDINC_FLAGS += -I$(src)/../include"
-
-
-def _unpack_source(package: str, deb: str, version: str) -> Path:
-    """SOURCE_DIRS of a linux-source .deb, unpacked once into the cache."""
-    from kmodsim.cache import cache_root, cached_dir
-
-    def fill(tmp: str) -> None:
-        dpkg = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
-        subprocess.run(["tar", "-x", "-C", tmp, f"./usr/src/{package}.tar.xz"], stdin=dpkg.stdout, check=True)
-        assert dpkg.stdout is not None
-        dpkg.stdout.close()
-        assert dpkg.wait() == 0
-        tarball = os.path.join(tmp, "usr", "src", f"{package}.tar.xz")
-        subprocess.run(["tar", "-xJf", tarball, "-C", tmp, *(f"{package}/{d}" for d in SOURCE_DIRS)], check=True)
-        os.remove(tarball)
-
-    return Path(cached_dir(os.path.join(cache_root(), "src", f"{package}_{version}-emit"), fill)) / package
-
-
-def _repo(where: Path, src: Path, kbuild: str, extra: dict[str, Path] | None = None) -> Path:
-    """A git tree of KVM's source (SOURCE_DIRS) with a Kbuild that builds it with M=."""
-    repo = where / "kvm"
-    for d in SOURCE_DIRS:
-        shutil.copytree(src / d, repo / d, symlinks=True)
-    (repo / "arch/x86/kvm/Kbuild").write_text(kbuild)
-    for name, path in (extra or {}).items():
-        shutil.copy(path, repo / name)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "KVM as Debian ships it, and a Kbuild for M=")
-    return repo
 
 
 def _ops_counts(tree: Path, struct: str) -> dict:
@@ -142,17 +104,6 @@ def _run_and_compare(tmp: Path, repo: Path, patches: list[Path], headers: str, m
     return report
 
 
-def _cc_vars(headers: str) -> list[str]:
-    """``CC=gcc`` when the compiler the headers name (Debian's .kernelvariables) is not installed."""
-    try:
-        text = Path(headers, ".kernelvariables").read_text()
-    except OSError:
-        return []
-    m = re.search(r"^CC\s*=.*\)\s*(\S+)\s*$", text, re.M)
-    cc = (m.group(1) if m else "gcc").replace("$(CROSS_COMPILE)", "")
-    return [] if shutil.which(cc) else ["CC=gcc"]
-
-
 @pytest.mark.slow
 def test_static_call_series_on_bullseye_510_kvm(debian510, tmp_path):
     """kvm_x86_ops' calls made static calls (the 5.12 conversion's shape) on 5.10's KVM, one commit
@@ -167,10 +118,8 @@ def test_static_call_series_on_bullseye_510_kvm(debian510, tmp_path):
         deb = fetch_deb(f"linux-source-5.10={version}", suite="bullseye")
     except DebianError as exc:
         need(f"bullseye's linux-source-5.10 {version}: {exc}")
-    src = _unpack_source("linux-source-5.10", deb, version)
-    kbuild = ("# KVM's own Makefile, built with M= (kmodsim's tests)\n" + NOSTDINC + "\n"
-              "ccflags-y += -I$(src)\nCFLAGS_x86.o += -I $(src)/..\ninclude $(src)/Makefile\n")
-    repo = _repo(tmp_path, src, kbuild)
+    src = unpack_source("linux-source-5.10", deb, version)
+    repo = kvm_repo(tmp_path, src, KBUILD_510)
     out = tmp_path / "patches"
     argv = [*(repo / p for p in CENSUS), "--struct", "kvm_x86_ops", "--emit", "series", "--group", "file"]
     if not FULL:
@@ -181,7 +130,7 @@ def test_static_call_series_on_bullseye_510_kvm(debian510, tmp_path):
     patches = sorted(out.iterdir())
     assert [p.read_bytes() for p in patches] == [p.read_bytes() for p in sorted((tmp_path / "again").iterdir())]
     assert again.stdout.replace(str(tmp_path / "again"), str(out)) == r.stdout
-    report = _run_and_compare(tmp_path, repo, patches, debian510.headers_dir, _cc_vars(debian510.headers_dir),
+    report = _run_and_compare(tmp_path, repo, patches, debian510.headers_dir, cc_vars(debian510.headers_dir),
                               "calls=down")
     steps = report["steps"]
     assert report["verdict"]["bisectable"], report["verdict"]
@@ -213,7 +162,7 @@ def test_direct_series_on_debian_61_monolithic_kvm(headers61, tmp_path):
     except build.BuildError as exc:
         need(str(exc))
     kbuild = build.kbuild_text("mono-intel").replace("include $(src)/kvm.mk", NOSTDINC + "\ninclude $(src)/kvm.mk")
-    repo = _repo(tmp_path, src, kbuild, {"arch/x86/kvm/mono_glue.c": EXAMPLE / "mono_glue.c"})
+    repo = kvm_repo(tmp_path, src, kbuild, {"arch/x86/kvm/mono_glue.c": EXAMPLE / "mono_glue.c"})
     (repo / "arch/x86/kvm/kvm.mk").write_text(build.kvm_makefile(str(repo)))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "KVM's Makefile with its paths in this tree")
@@ -226,7 +175,7 @@ def test_direct_series_on_debian_61_monolithic_kvm(headers61, tmp_path):
     patches = sorted(out.iterdir())
     if not FULL:
         assert len(patches) == len(SUBSET_61.split(","))
-    report = _run_and_compare(tmp_path, repo, patches, headers61, _cc_vars(headers61),
+    report = _run_and_compare(tmp_path, repo, patches, headers61, cc_vars(headers61),
                               "null_tests=down,assignments=down,static_calls=down")
     steps = report["steps"]
     assert report["verdict"]["bisectable"], report["verdict"]
