@@ -38,6 +38,22 @@ from series_fixture import make_repo  # noqa: E402
 TARGET = 0.20
 
 
+def _rounds(headers: str, argv: list[str], rounds: int) -> list[list[dict]]:
+    """``kmodsim series --json --times`` of ``argv`` run ``rounds`` times: each run's steps."""
+    runs = []
+    for _ in range(rounds):
+        p = subprocess.run(["kmodsim", "series", "--kernel", headers, *argv, "--json", "--times"],
+                           capture_output=True, text=True)
+        if p.returncode not in (0, 1):
+            sys.exit(p.stderr)
+        runs.append(json.loads(p.stdout)["steps"])
+    return runs
+
+
+def _median(runs: list[list[dict]], step: int, key: str) -> float:
+    return statistics.median(r[step]["build"][key] for r in runs)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--headers", help="a kernel headers directory (default: Debian's 6.1, fetched)")
@@ -64,23 +80,16 @@ def main() -> int:
         else:
             repo, shas = make_repo(Path(tmp))
             argv = ["--src", str(repo), f"{shas[0]}..main"]
-        runs = []
-        for _ in range(args.rounds):
-            p = subprocess.run(["kmodsim", "series", "--kernel", headers, *argv, "--json", "--times"],
-                               capture_output=True, text=True)
-            if p.returncode not in (0, 1):
-                sys.exit(p.stderr)
-            runs.append(json.loads(p.stdout)["steps"])
+        runs = _rounds(headers, argv, args.rounds)
     steps = runs[0]
-    cold_cpu = statistics.median(r[0]["build"]["cpu_seconds"] for r in runs)
+    cold_cpu = _median(runs, 0, "cpu_seconds")
     print(f"kmodsim series, {len(steps) - 1} steps, {args.rounds} rounds, headers {headers}")
     print(f"{'#':>2}  {'step':<44}  {'compiled':<28}  {'wall':>6}  {'cpu':>6}  {'cpu/cold':>8}")
     for i, s in enumerate(steps):
-        wall = statistics.median(r[i]["build"]["seconds"] for r in runs)
-        cpu = statistics.median(r[i]["build"]["cpu_seconds"] for r in runs)
+        wall, cpu = _median(runs, i, "seconds"), _median(runs, i, "cpu_seconds")
         print(f"{i:>2}  {s['name'][:44]:<44}  {', '.join(s['build']['compiled'])[:28]:<28}  {wall:>5.2f}s  "
               f"{cpu:>5.2f}s  {cpu / cold_cpu:>7.0%}")
-    one_file = statistics.median(r[1]["build"]["cpu_seconds"] for r in runs) / cold_cpu
+    one_file = _median(runs, 1, "cpu_seconds") / cold_cpu
     if args.kvm:
         print(f"one-file step (1): {one_file:.0%} of the cold build's CPU (the issue's target: <= {TARGET:.0%}: "
               f"{'met' if one_file <= TARGET else 'not met'})")
@@ -111,25 +120,18 @@ def static_call(args: argparse.Namespace) -> int:
         subprocess.run(emit, check=True, capture_output=True)
         argv = ["--src", str(repo), "-p", str(out), "--modules", "arch/x86/kvm",
                 *(f"--make={v}" for v in cc_vars(headers))]
-        runs = []
-        for _ in range(args.rounds):
-            p = subprocess.run(["kmodsim", "series", "--kernel", headers, *argv, "--json", "--times"],
-                               capture_output=True, text=True)
-            if p.returncode not in (0, 1):
-                sys.exit(p.stderr)
-            runs.append(json.loads(p.stdout)["steps"])
+        runs = _rounds(headers, argv, args.rounds)
     steps = runs[0]
-    cold_cpu = statistics.median(r[0]["build"]["cpu_seconds"] for r in runs)
+    cold_cpu = _median(runs, 0, "cpu_seconds")
     print(f"kmodsim series, 5.10 static-call series, {len(steps) - 1} steps, {args.rounds} rounds, headers {headers}")
     print(f"{'#':>2}  {'step':<52}  {'cc':>3}  {'wall':>7}  {'cpu':>7}  {'cpu/cold':>8}")
     for i, s in enumerate(steps):
-        wall = statistics.median(r[i]["build"]["seconds"] for r in runs)
-        cpu = statistics.median(r[i]["build"]["cpu_seconds"] for r in runs)
+        wall, cpu = _median(runs, i, "seconds"), _median(runs, i, "cpu_seconds")
         print(f"{i:>2}  {s['name'][:52]:<52}  {len(s['build']['compiled']):>3}  {wall:>6.2f}s  {cpu:>6.2f}s  "
               f"{cpu / cold_cpu:>7.0%}")
     one = [i for i, s in enumerate(steps) if i and len(s["build"]["compiled"]) == 1]
     if one:
-        worst = max(statistics.median(r[i]["build"]["cpu_seconds"] for r in runs) for i in one) / cold_cpu
+        worst = max(_median(runs, i, "cpu_seconds") for i in one) / cold_cpu
         print(f"one-file steps ({len(one)}): at most {worst:.0%} of the cold build's CPU (the issue's target: "
               f"<= {TARGET:.0%}: {'met' if worst <= TARGET else 'not met'})")
     return 0

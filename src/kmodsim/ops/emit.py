@@ -60,6 +60,20 @@ def _toplevel(root: Node, offset: int) -> Node:
     return n
 
 
+def missing_prototypes(sf: parse.SourceFile, needed: dict[str, tuple[int, Member]]) -> list[str]:
+    """The prototypes ``sf`` lacks for the functions it now calls directly: ``needed`` maps each
+    function to (the offset of its first use, the member whose prototype it has); a function
+    declared or defined before that use needs none; ``static`` when any declaration of it is."""
+    out = []
+    for func, (use, mem) in sorted(needed.items()):
+        decls = _declarations_of(sf, func)
+        if any(off < use for off, _ in decls):
+            continue
+        static = any(st for _, st in decls)
+        out.append(("static " if static else "") + mem.prototype.replace("@@NAME@@", func) + ";")
+    return out
+
+
 def _declarations_of(sf: parse.SourceFile, name: str) -> list[tuple[int, bool]]:
     """(offset, static?) of every declaration or definition of function ``name`` in ``sf``."""
     q = parse.query(f'(function_declarator declarator: (identifier) @n (#eq? @n "{name}")) @fd')
@@ -116,13 +130,7 @@ def emit_patch(census: Census, direct: dict[str, str]) -> tuple[str, list[str]]:
         for start, end, text in sorted(edits[file], reverse=True):
             new[start:end] = text.encode()
         first_use = min(off for off, _ in needed[file].values())
-        protos = []
-        for func, (use, mem) in sorted(needed[file].items()):
-            decls = _declarations_of(sf, func)
-            if any(off < use for off, _ in decls):
-                continue
-            static = any(st for _, st in decls)
-            protos.append(("static " if static else "") + mem.prototype.replace("@@NAME@@", func) + ";")
+        protos = missing_prototypes(sf, needed[file])
         if protos:
             at = _insertion_point(sf, first_use)
             block = "/* direct calls replacing " + census.struct + " (kmodsim ops --emit patch) */\n"

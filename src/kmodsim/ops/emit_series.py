@@ -49,7 +49,7 @@ from tree_sitter import Node
 from ..errors import Error
 from . import parse
 from .census import Census
-from .emit import _declarations_of, _insertion_point, xmacro_family
+from .emit import _declarations_of, _insertion_point, missing_prototypes, xmacro_family
 from .model import CallSite, Member
 
 GROUPS = ("member", "file")
@@ -419,13 +419,7 @@ def emit_series(census: Census, direct: dict[str, str], group: str = "member",
         # prototypes of direct targets, and targets made global
         for file, needed in sorted(protos.items()):
             sf = census.sources[file]
-            lines = []
-            for func, (use, whose) in sorted(needed.items()):
-                decls = _declarations_of(sf, func)
-                if any(off < use for off, _ in decls):
-                    continue
-                static = any(st for _, st in decls)
-                lines.append(("static " if static else "") + whose.prototype.replace("@@NAME@@", func) + ";")
+            lines = missing_prototypes(sf, needed)
             if lines:
                 at = _insertion_point(sf, min(u for u, _ in needed.values()))
                 edits.append(Edit(file, at, at, "".join(ln + "\n" for ln in lines) + "\n", step))
