@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import compress
 from operator import not_
 from typing import TYPE_CHECKING
 
 from ..elf import SHF_ALLOC, SHT_NOBITS, STB_WEAK, ElfError, ElfFile, cstr
+from ..keys import module_signer
 from ..module import Export, Module, ModuleError, parse_module, parse_view, read_image
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class ModuleImage:
     signed: bool
     machine: int
     depends: tuple[str, ...]
+    # the key the appended signature names (kmodsim.keys.module_signer), None: unsigned, or named otherwise
+    signer: tuple[bytes, bytes] | None = field(default=None, compare=False, repr=False)
     # what layout_sections()/layout_symtab() read (kmodsim.memory_layout), taken when the file was
     # read; None if the footprint cannot read it (then footprint() is None, the load goes on)
     layout_input: LayoutInput | None = field(default=None, compare=False, repr=False)
@@ -94,7 +97,7 @@ def load_image(path: str) -> ModuleImage:
                 if fixed is None:
                     raise
                 mod = parse_module(fixed, path, comp, size)
-            img = image_of(mod, elf)
+            img = replace(image_of(mod, elf), signer=module_signer(buf))
         except ElfError as exc:
             raise ModuleError(path, str(exc)) from None
         _cache[key] = img
