@@ -147,3 +147,16 @@ def test_script_naming_a_bad_module(command, basic_build, headers61, tmp_path):
         r = run_kmodsim(command, "--kernel", headers61, "--modules", tree, "--script", script, cwd=tmp_path)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (line, r.returncode, r.stderr[-2000:])
         assert r.stderr.startswith(f"kmodsim: {script}:2: {problem}") and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["inspect", "{ko}"], ["check", "--format", "json", "{ko}"]])
+def test_output_to_a_full_device(argv, basic_build):
+    """stdout on a full disk (``/dev/full``): one line saying so, exit 2 — not a traceback, and
+    not exit 0 for output that never arrived."""
+    if not os.path.exists("/dev/full"):
+        pytest.fail("/dev/full is missing: this Linux test needs it")
+    args = [a.format(ko=basic_build / "kms_a.ko") for a in argv]
+    with open("/dev/full", "w") as full:
+        p = subprocess.run(["kmodsim", *args], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == ["kmodsim: error writing output: No space left on device"]

@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("trees", ["parallel", "scan_cache", "tree"]),
     ("target", ["kernel", "btf", "target"]),
     ("analyses", ["symbols", "link", "checks", "abi", "findings_cache", "dependencies", "memory_layout", "loader", "ops.parse", "ops.census", "ops.model",
-                  "ops.plan", "ops.emit", "ops.binary", "ops"]),
+                  "ops.plan", "ops.emit", "ops.emit_series", "ops.binary", "ops"]),
     ("oracle", ["oracle"]),
     ("inputs", ["debian", "kbuild", "kmod_build"]),
     ("workflows", ["series"]),

@@ -10,6 +10,7 @@ Exit codes everywhere: 0 clean, 1 findings, 2 usage or input error.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 from typing import TextIO
@@ -82,8 +83,72 @@ def _show_library_warnings() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``kmodsim COMMAND ...``: only the command that runs is imported (and its parser built)."""
-    argv = sys.argv[1:] if argv is None else argv
+    """``kmodsim COMMAND ...``: only the command that runs is imported (and its parser built).
+
+    Run as the program (no ``argv``), the process leaves as soon as the command is done and its
+    output flushed: every file the command writes is complete and closed by then (atomic
+    replacement, :mod:`kmodsim.cache`), and what the interpreter would still do — free the
+    ~10^6 objects of a tree's records, one by one — changes nothing anyone sees (~20 ms of a
+    0.4 s ``check`` of Debian's 6.1 tree). Called with ``argv`` (tests, other programs), it
+    raises :class:`SystemExit` as usual."""
+    if argv is None:
+        try:
+            _main(sys.argv[1:])
+        except SystemExit as exc:
+            _leave(exc.code)
+        _leave(0)
+    else:
+        _main(argv)
+
+
+def _leave(code: object) -> None:
+    """Exit with ``code`` (as ``SystemExit`` would take it) once stdout and stderr are flushed,
+    without the interpreter's teardown."""
+    import os
+
+    status = code if isinstance(code, int) else 0
+    if code is not None and not isinstance(code, int):
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    try:
+        sys.stdout.flush()
+    except OSError as exc:  # every flush error is the output's
+        lost = _output_lost(exc)
+        status = (status or lost) if isinstance(exc, BrokenPipeError) else lost
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    os._exit(status)
+
+
+def _output_lost(exc: OSError) -> int:
+    """The exit status for output that could not be written: the reader of a pipe left (1, and
+    nothing more is said: stdout is pointed at /dev/null so that no later flush fails again), or
+    the device refused it (2, said in one line)."""
+    if isinstance(exc, BrokenPipeError):  # "kmodsim ... | head"
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    sys.stderr.write(f"kmodsim: error writing output: {exc.strerror or exc}\n")
+    return 2
+
+
+def _main(argv: list[str]) -> None:
+    try:
+        _dispatch(argv)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except OSError as exc:  # a pipe's reader gone, stdout on a full disk: not a traceback
+        if not isinstance(exc, BrokenPipeError) and (exc.filename is not None
+                                                     or exc.errno not in _OUTPUT_ERRNOS):
+            raise
+        raise SystemExit(_output_lost(exc)) from None
+    raise SystemExit(0)
+
+
+def _dispatch(argv: list[str]) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         sys.stdout.write(_help())
         raise SystemExit(0 if argv else 2)
@@ -99,13 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     mod_name, attr = target.split(":")
     _show_library_warnings()
-    try:
-        getattr(importlib.import_module(mod_name), attr).main(argv[1:], prog=f"kmodsim {argv[0]}")
-    except BrokenPipeError:  # "kmodsim ... | head": the reader left; say nothing more
-        import os
+    getattr(importlib.import_module(mod_name), attr).main(argv[1:], prog=f"kmodsim {argv[0]}")
 
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    raise SystemExit(0)
+
+_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT, errno.EFBIG}

@@ -24,8 +24,8 @@ reason). Symbol lists (Android GKI ``[abi_symbol_list]`` files or one name a lin
 :func:`kmodsim.checks.load_symbol_list`, as ``check --symbol-list`` reads them) restrict the
 report, and so the verdict, to the names they list.
 
-``causes`` is empty for now: the type-level cause of a CRC change, from both kernels' BTF, is
-the next step (docs/abi.md says what is not done yet).
+Each CRC change gets its type-level causes from both kernels' BTF (:mod:`kmodsim.abi.causes`),
+or one "unexplained" entry saying why not; the other kinds of change have none.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 from ..checks import load_symbol_list
 from ..module import DEFAULT_MAX_SIZE
+from .causes import Cause, CauseSummary, KernelBtf, explain
 from .sides import AbiExport, AbiSide, load_side
 
 # the order of kinds in reports: what breaks modules most often first, ``added`` last
@@ -49,7 +50,7 @@ class AbiChange(NamedTuple):
     change: str  # one of CHANGE_KINDS
     old: AbiExport | None  # None: added
     new: AbiExport | None  # None: removed
-    causes: tuple[str, ...] = ()  # the type-level causes of a CRC change (not computed yet)
+    causes: tuple[Cause, ...] = ()  # the type-level causes of a CRC change (kmodsim.abi.causes)
 
     @property
     def compatible(self) -> bool:
@@ -74,6 +75,7 @@ class AbiDiffRequest(NamedTuple):
     use_cache: bool = True
     config_paths: Sequence[str] | None = None  # depmod.d for the trees
     max_size: int = DEFAULT_MAX_SIZE
+    causes: bool = True  # explain CRC changes from the kernels' BTF
 
 
 class AbiDiff(NamedTuple):
@@ -87,6 +89,7 @@ class AbiDiff(NamedTuple):
     scope: frozenset[str] | None = None
     notes: list[str] = []  # what the reader must know of the answer (left-out module exports...)
     compared: tuple[int, int] = (0, 0)  # exports of OLD and NEW compared (in scope, when lists are given)
+    causes: CauseSummary | None = None  # None: causes not asked for
 
     @property
     def problems(self) -> list[tuple[str, str]]:
@@ -170,12 +173,29 @@ def _lists(paths: Sequence[str]) -> tuple[tuple[str, ...], frozenset[str] | None
     return tuple(paths), frozenset(scope)
 
 
+def side_btf(side: AbiSide, max_size: int = DEFAULT_MAX_SIZE) -> KernelBtf | None:
+    """The BTF a side carries (its image's, its modules'), read on first use; None without an image."""
+    return KernelBtf(side.image, side.module_files, max_size) if side.image else None
+
+
 def compare(old: AbiSide, new: AbiSide, symbol_lists: tuple[str, ...] = (),
-            scope: frozenset[str] | None = None) -> AbiDiff:
-    """Two sides already read, compared."""
+            scope: frozenset[str] | None = None, btf: tuple[KernelBtf | None, KernelBtf | None] | None = None) -> AbiDiff:
+    """Two sides already read, compared; with ``btf`` (each side's, :func:`side_btf`), each CRC
+    change explained (:func:`kmodsim.abi.causes.explain`)."""
     a, b, notes = _comparable(old, new)
     compared = (len(a), len(b)) if scope is None else (len(scope & a.keys()), len(scope & b.keys()))
-    return AbiDiff(old, new, diff_exports(a, b, scope), symbol_lists, scope, notes, compared)
+    changes = diff_exports(a, b, scope)
+    summary = None
+    if btf is not None:
+        crc = [(c.symbol, c.old.owner, c.new.owner) for c in changes if c.change == "crc" and c.old and c.new]
+        causes, summary = explain(crc, *btf)
+        for k in (0, 1):
+            kb = btf[k]
+            if kb is not None:
+                notes += [f"{e}: its BTF is left out (causes through it unexplained)" for e in kb.errors]
+                kb.errors.clear()
+        changes = [c._replace(causes=causes[c.symbol]) if c.change == "crc" else c for c in changes]
+    return AbiDiff(old, new, changes, symbol_lists, scope, notes, compared, summary)
 
 
 def diff_sides(req: AbiDiffRequest) -> AbiDiff:
@@ -185,7 +205,8 @@ def diff_sides(req: AbiDiffRequest) -> AbiDiff:
     lists, scope = _lists(req.symbol_lists)
     old, new = (load_side(p, jobs=req.jobs, use_cache=req.use_cache, config_paths=req.config_paths,
                           max_size=req.max_size) for p in (req.old, req.new))
-    return compare(old, new, lists, scope)
+    btf = (side_btf(old, req.max_size), side_btf(new, req.max_size)) if req.causes else None
+    return compare(old, new, lists, scope, btf)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +222,7 @@ class AbiHistoryRequest(NamedTuple):
     use_cache: bool = True
     config_paths: Sequence[str] | None = None
     max_size: int = DEFAULT_MAX_SIZE
+    causes: bool = True
 
 
 class AbiStep(NamedTuple):
@@ -238,11 +260,15 @@ def history(req: AbiHistoryRequest, progress: Callable[[int, int, str], None] | 
     lists, scope = _lists(req.symbol_lists)
     kernels: list[AbiSide] = []
     steps: list[AbiStep] = []
+    btfs: list[KernelBtf | None] = []  # each kernel's BTF, kept for the two steps it is part of
     for i, p in enumerate(req.paths, 1):
         if progress is not None:
             progress(i, len(req.paths), p)
         kernels.append(load_side(p, jobs=req.jobs, use_cache=req.use_cache, config_paths=req.config_paths,
                                  max_size=req.max_size))
+        btfs.append(side_btf(kernels[-1], req.max_size) if req.causes else None)
         if i > 1:
-            steps.append(AbiStep(i - 1, compare(kernels[-2], kernels[-1], lists, scope)))
+            pair = (btfs[-2], btfs[-1]) if req.causes else None
+            steps.append(AbiStep(i - 1, compare(kernels[-2], kernels[-1], lists, scope, pair)))
+            btfs[-2] = None  # (its vmlinux's BTF is not needed again)
     return AbiHistory(kernels, steps, lists, scope)

@@ -890,7 +890,7 @@ class _Analyzer:
                 macro, member = m.group(1), m.group(2)
                 if macro.endswith("_OPTIONAL_RET0"):
                     cls = RET0
-                elif macro.endswith("_OPTIONAL"):
+                elif macro.endswith(("_OPTIONAL", "_NULL")):  # _NULL: 5.12-5.17's name
                     cls = OPTIONAL
                 else:
                     cls = MANDATORY

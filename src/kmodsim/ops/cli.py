@@ -43,14 +43,22 @@ def _write_raw(text: str) -> None:
 @args.option(
     "--emit",
     "emit_kind",
-    type=args.Choice(["plan", "xmacro", "patch"]),
-    help="plan: ranked conversion plan; xmacro: the X-macro list; patch: a unified diff to direct calls.",
+    type=args.Choice(["plan", "xmacro", "patch", "series"]),
+    help="plan: ranked conversion plan; xmacro: the X-macro list; patch: a unified diff to direct calls; "
+         "series: the plan as a patch series (--output DIR or --branch NAME).",
 )
 @args.option("--instance", metavar="NAME", help="Direct calls go to this instance's functions (plan/patch).")
 @args.option("--prefix", metavar="PREFIX", help="Direct calls go to PREFIX_<member> (plan/patch).")
+@args.option("--output", "-o", "output", metavar="DIR", help="--emit series: write git format-patch files here.")
+@args.option("--branch", metavar="NAME",
+             help="--emit series: commit the series on a new branch NAME of the git tree the PATHs are in.")
+@args.option("--group", type=args.Choice(["member", "file"]), default="member",
+             help="--emit series: one commit per member (default) or per file holding most of a member's calls.")
+@args.option("--members", metavar="M,M...", help="--emit series: only these members.")
 @args.option("--binary", "binary_mode", is_flag=True,
               help="PATHs are built modules (.ko, .ko.xz, ...): count indirect and static calls.")
-def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, binary_mode):
+def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, output, branch, group, members,
+            binary_mode):
     """Census of an ops table in C source (PATH: files or directories), with a devirtualization plan.
 
     With --binary, PATHs are kernel modules and the census counts indirect calls through retpoline
@@ -66,6 +74,13 @@ def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, binary_mod
         raise args.UsageError(f"--emit {emit_kind} prints a text artifact; it cannot be combined with --json")
     if instance and prefix:
         raise args.UsageError("give --instance or --prefix, not both")
+    if emit_kind == "series":
+        if as_json:
+            raise args.UsageError("--emit series writes patches or commits; it cannot be combined with --json")
+        if (output is None) == (branch is None):
+            raise args.UsageError("--emit series needs --output DIR or --branch NAME (one of them)")
+    elif output or branch or members:
+        raise args.UsageError("--output, --branch and --members apply to --emit series")
 
     inputs, errors, _root = censusmod.load_inputs(paths)
     for e in errors:
@@ -89,6 +104,9 @@ def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, binary_mod
         status = 1
 
     direct = plan.direct_targets(c, instance=instance, prefix=prefix)
+    if emit_kind == "series":
+        sys.exit(_series(c, paths, direct if (instance or prefix or len(c.instances) == 1) else {},
+                         output, branch, group, members, status))
     if emit_kind == "xmacro":
         _write_raw(emit.emit_xmacro(c))
     elif emit_kind == "patch":
@@ -111,6 +129,28 @@ def ops_cmd(paths, struct_name, as_json, emit_kind, instance, prefix, binary_mod
     else:
         _write_raw(render.census_text(c))
     sys.exit(status)
+
+
+def _series(c, paths, direct, output, branch, group, members, status: int) -> int:
+    """--emit series: the commits on a branch or as format-patch files; the notes on stderr."""
+    from . import emit_series
+
+    try:
+        es = emit_series.emit_series(c, direct, group, [m for m in (members or "").split(",") if m] or None)
+        root = str(censusmod.parse.common_root(paths))
+        if branch:
+            written = emit_series.write_branch(es, root, branch)
+        else:
+            written = emit_series.write_patches(es, output)
+    except emit_series.EmitError as exc:
+        error(str(exc))
+        return 2
+    for n in es.notes:
+        sys.stderr.write(f"kmodsim: ops: {n}\n")
+    where = f"branch {branch}" if branch else output
+    _write_raw(f"{len(written)} commits ({where}):\n" + "".join(
+        f"  {i:>3}  {cm.subject}\n" for i, cm in enumerate(es.commits, 1)))
+    return status
 
 
 def _module_files(paths) -> tuple[list[Path], list[tuple[str, str]]]:
