@@ -102,6 +102,9 @@ class Kernel:
     # the keys module signatures are checked against: the certificates built into vmlinux
     # (kmodsim.keys); None when unknown (a headers directory, a Module.symvers)
     trusted_keys: frozenset[tuple[bytes, bytes]] | None = None
+    # the kernel's image (a vmlinuz or vmlinux) given beside a headers directory: where its BTF is
+    # read from (kmodsim.target.Target.btf: module BTF is checked against it at load)
+    image: str | None = None
 
     @property
     def modversions(self) -> bool:
@@ -194,7 +197,10 @@ class Kernel:
 
     def image_keys(self, image: str) -> None:
         """Take the keys built into the kernel ``image`` (a vmlinuz or vmlinux of this kernel) as
-        the ones module signatures are checked against, when the kernel's own source had none."""
+        the ones module signatures are checked against, when the kernel's own source had none;
+        the image is also where the target's vmlinux BTF is read from."""
+        if self.image is None:
+            self.image = image
         if self.trusted_keys is None:
             self.trusted_keys = Kernel.load(image).trusted_keys
 

@@ -14,6 +14,7 @@ A :data:`KeyId` is ``(issuer, serial)``: the DER of the issuer Name, the serial'
 
 from __future__ import annotations
 
+from .elf import ImageBytes
 from .module import MODULE_SIG_STRING
 
 KeyId = tuple[bytes, bytes]
@@ -70,7 +71,7 @@ def pkcs7_signer(blob: bytes) -> KeyId | None:
         return None
 
 
-def module_signer(image: bytes | bytearray | memoryview) -> KeyId | None:
+def module_signer(image: ImageBytes) -> KeyId | None:
     """The key a module's appended signature names (``mod_verify_sig()``'s layout: the PKCS#7
     blob, ``struct module_signature``, the marker), None for an unsigned module or a signature
     that names no issuer and serial."""

@@ -42,6 +42,7 @@ class LoadedModule:
     refcnt: int = 0
     params: dict = field(default_factory=dict)
     state: str = "Live"
+    versions_kept: bool = False  # loaded with MODULE_INIT_IGNORE_MODVERSIONS: __versions in memory
 
     @property
     def permanent(self) -> bool:
@@ -52,7 +53,7 @@ class LoadedModule:
 
     def proc_entry(self, layout: Layout) -> ModuleState:
         users = list(self.users) + (["[permanent]"] if self.permanent else [])
-        size = None if self.image is None else self.image.size(layout)
+        size = None if self.image is None else self.image.size(layout, self.versions_kept)
         return ModuleState(self.name, size, self.refcnt, users, self.state, self.taint_letters())
 
 
@@ -166,6 +167,7 @@ class KernelModel:
         self.simplify_symbols(mod)
         self.verify_exported_symbols(mod)  # complete_formation()
         mod.coming = True
+        self.btf_module_notify(mod)  # prepare_coming_module(): the MODULE_STATE_COMING notifiers
         err, lines, values = parse_args(mod.name, args, mod.image.params, self.profile.kstrtobool_tf)
         self.log.extend(lines)
         if err:
@@ -425,17 +427,49 @@ class KernelModel:
                 self.log.append(f"{mod.name}: exports duplicate symbol {e.name} (owned by {owner})")
                 raise _Fail(E.ENOEXEC)
 
+    def btf_module_notify(self, mod: _Loading) -> None:
+        """kernel/bpf/btf.c:btf_module_notify() at MODULE_STATE_COMING (with
+        CONFIG_DEBUG_INFO_BTF_MODULES): a module with a ``.BTF`` has it parsed on the running
+        kernel's vmlinux BTF (:func:`kmodsim.loader.btf_check.btf_parse_module`: a module built for
+        another kernel usually fails it). On failure: "failed to validate module [M] BTF: -E" and,
+        unless CONFIG_MODULE_ALLOW_BTF_MISMATCH, the load fails with that error
+        (prepare_coming_module()); from v6.3 (profile ``btf_mismatch_quiet``) an allowed mismatch
+        logs neither the verifier's lines nor that one, but once "Kernel module BTF mismatch
+        detected, ...". Not modelled where the target's vmlinux BTF is unknown (a headers
+        directory without its image: ``kmodsim load --vmlinuz`` gives it)."""
+        data = mod.image.btf
+        if not self.profile.btf_modules or not data:
+            return
+        base = self.target.btf
+        if base is None:
+            return
+        from .btf_check import btf_parse_module
+
+        quiet = self.profile.btf_mismatch_quiet and self.profile.allow_btf_mismatch
+        err, lines = btf_parse_module(data, base, quiet)
+        if not err:
+            return
+        self.log.extend(lines)
+        if not quiet:
+            self.log.append(f"failed to validate module [{mod.name}] BTF: {err}")
+        elif "btf-mismatch" not in self.once:
+            self.once.add("btf-mismatch")
+            self.log.append("Kernel module BTF mismatch detected, BTF debug info may be unavailable for some modules")
+        if not self.profile.allow_btf_mismatch:
+            raise _Fail(-err)
+
     def do_init_module(self, mod: _Loading, init_ret: int, init_log=()) -> None:
         """kernel/module/main.c:do_init_module(): the init result and the lines the init logs are the
         caller's (``init_ret``, ``init_log``). The module is formed by now, its memory laid out:
         recorded in :attr:`formed` with the footprint model's core and init sizes."""
-        fp = mod.image.footprint(self.layout)
+        kept = bool(mod.flags & MODULE_INIT_IGNORE_MODVERSIONS)
+        fp = mod.image.footprint(self.layout, kept)
         self.formed.append(Formed(mod.name, None if fp is None else fp.size, None if fp is None else fp.init_size))
         self.log.extend(init_log)
         if init_ret < 0:
             raise _Fail(-init_ret)
         m = LoadedModule(mod.name, mod.image, {e.name: (e.gpl, e.namespace, e.crc) for e in mod.image.exports},
-                         taints=mod.taints, uses=mod.uses, params=mod.params)
+                         taints=mod.taints, uses=mod.uses, params=mod.params, versions_kept=kept)
         self.modules.insert(0, m)
         mod.uses = []  # now owned by the live module
 
