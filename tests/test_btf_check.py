@@ -107,3 +107,62 @@ def test_type_tag_after_modifier():
 ])
 def test_bad_headers(data, line, err):
     assert btf_parse_module(data, BASE) == (err, [f"BPF: {line}"])
+
+
+def _model(config: dict[str, str], release: str = "6.1.0-54-amd64"):
+    """A loader model of a 6.1 target whose .config is ``config`` and whose vmlinux BTF is BASE."""
+    from kmodsim.kernel import Kernel
+    from kmodsim.loader.model import KernelModel
+
+    k = Kernel(source="headers", release=release, config={"CONFIG_MODVERSIONS": "y", "CONFIG_MODULE_SIG": "y",
+                                                          "CONFIG_MODULE_FORCE_LOAD": "y", **config},
+               vermagic=f"{release} SMP preempt mod_unload modversions ")
+    m = KernelModel(k)
+    m.target._btf = BASE
+    return m
+
+
+def _image(btf: bytes):
+    from kmodsim.loader.image import ModuleImage
+
+    return ModuleImage(path="m.ko", name="m", vermagic="6.1.0-54-amd64 SMP preempt mod_unload modversions ",
+                       license="GPL", intree=True, staging=False, has_versions=True, versions=(), imports=(),
+                       exports=(), syms_crcs=False, gpl_syms_crcs=False, import_ns=(), params={},
+                       has_init=True, has_exit=True, signed=False, machine=62, depends=(), btf=btf)
+
+
+BAD = _btf([_type(4, STRUCT, 0, 8)], b"\0")
+LINES = ["BPF: [3] STRUCT  ", "BPF: size=8 vlen=0", "BPF:  ", "BPF: Invalid name", "BPF: "]
+
+
+@pytest.mark.parametrize("allow, errno_, last", [
+    ("y", 0, "failed to validate module [m] BTF: -22"),
+    ("n", errno.EINVAL, "failed to validate module [m] BTF: -22"),
+])
+def test_the_targets_config_decides(allow, errno_, last):
+    """CONFIG_MODULE_ALLOW_BTF_MISMATCH from the target's .config: the load goes on, or fails
+    with btf_parse_module()'s error (prepare_coming_module())."""
+    config = {"CONFIG_DEBUG_INFO_BTF_MODULES": "y"}
+    if allow == "y":
+        config["CONFIG_MODULE_ALLOW_BTF_MISMATCH"] = "y"
+    call = _model(config).load_module(_image(BAD))
+    assert call.errno == errno_
+    assert call.messages[-len(LINES) - 1:] == [*LINES, last]
+
+
+def test_no_btf_modules_no_check():
+    call = _model({}).load_module(_image(BAD))
+    assert call.errno == 0 and not any("BTF" in m or m.startswith("BPF") for m in call.messages)
+
+
+def test_quiet_from_6_3():
+    """v6.3+ (9cb61e50bf6b), mismatch allowed: no verifier lines, one pr_warn_once for the boot."""
+    m = _model({"CONFIG_DEBUG_INFO_BTF_MODULES": "y", "CONFIG_MODULE_ALLOW_BTF_MISMATCH": "y"},
+               "6.12.118+deb12-amd64")
+    first = m.load_module(_image(BAD))
+    assert first.errno == 0
+    assert [x for x in first.messages if "BTF" in x or x.startswith("BPF")] == [
+        "Kernel module BTF mismatch detected, BTF debug info may be unavailable for some modules"]
+    m.delete_module("m")
+    again = m.load_module(_image(BAD))
+    assert again.errno == 0 and not any("BTF" in x or x.startswith("BPF") for x in again.messages)
