@@ -110,3 +110,12 @@ def test_real_kernel_agrees(old, new, script):
         "the real kernel refused no module's BTF"
     assert not diffs, diffs[:5]
     assert p.returncode == 0, p.stderr
+
+
+def test_a_version_the_archive_does_not_serve_is_an_error():
+    """An exact version apt does not know is an error naming it (the test above need()s it), not
+    the version the archive serves today."""
+    from kmodsim.debian import DebianError, DebianKernel
+
+    with pytest.raises(DebianError, match=r"6\.1\.190-99"):
+        DebianKernel("linux-image-6.1.0-54-amd64=6.1.190-99")
