@@ -16,9 +16,12 @@ def check_text(res: AbiCheck) -> str:
         first = m.attempts["load"]
         why = first.messages[0] if first.messages else (first.errname or "")
         lines.append(f"  {m.name:<{width}}  {m.verdict:<14}  {why}".rstrip())
-        if m.verdict != "loads":
-            for line in first.messages[1:]:
-                lines.append(f"  {'':<{width}}  {'':<14}  {line}")
+        # a refused module: every line of its refusal; a loaded one: what the kernel still says
+        # against it (its BTF refused: no BTF for it in the kernel), without the verifier's lines
+        rest = first.messages[1:] if m.verdict != "loads" else \
+            [x for x in first.messages[1:] if not x.startswith("BPF: ")]
+        for line in rest:
+            lines.append(f"  {'':<{width}}  {'':<14}  {line}")
     for path, problem in res.problems:
         lines.append(f"  unreadable: {path}: {problem}")
     return "\n".join(lines) + "\n"
