@@ -54,7 +54,7 @@ def _run(*args):
 
 
 def _names(script):
-    return [line.split()[-1] for line in script.read_text().splitlines() if line.startswith("modprobe")]
+    return [line.split("#")[0].split()[-1] for line in script.read_text().splitlines() if line.startswith("modprobe")]
 
 
 @pytest.mark.parametrize("old, new", PAIRS)
