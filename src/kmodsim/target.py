@@ -12,8 +12,10 @@ about. It holds
 * the Kconfig options the models read (:data:`KCONFIG`), taken from the target's ``.config``
   when it has one (an option unset or absent there is off) and from Debian's amd64 configuration,
   the documented default, only when it has none (a Module.symvers or a vmlinux);
-* the BTF of vmlinux where the target ships one (``--kernel`` a vmlinux or a vmlinuz), read on
-  first use (:attr:`Target.btf`, :meth:`Target.struct_layout`).
+* the BTF of vmlinux where the target ships one (``--kernel`` a vmlinux or a vmlinuz, or the
+  image given beside a headers directory: ``--vmlinuz``, :meth:`kmodsim.kernel.Kernel.image_keys`),
+  read on first use (:attr:`Target.btf`, :meth:`Target.struct_layout`; the loader checks module
+  BTF against it).
 
 Verified profiles and the fallback rule. :data:`VERIFIED` lists the series on which every
 scenario of tests/scenarios ran on the real kernel under QEMU with no difference from the model.
