@@ -57,11 +57,8 @@ def _names(script):
     return [line.split("#")[0].split()[-1] for line in script.read_text().splitlines() if line.startswith("modprobe")]
 
 
-@pytest.mark.parametrize("old, new", PAIRS)
-def test_abi_check_agrees_with_load(old, new, tmp_path):
-    ko, _ = _kernel(old)
-    kn, headers = _kernel(new)
-    names = _names(_scripts(old, new) / "leaf_plain.script")
+def _abi_check(ko, kn, headers, names):
+    """``abi check --json`` of the modules ``names`` of the tree of ``ko`` on the kernel ``kn``."""
     files = {}
     for root, _dirs, fs in os.walk(ko.modules_dir):
         for f in fs:
@@ -70,7 +67,15 @@ def test_abi_check_agrees_with_load(old, new, tmp_path):
     assert sorted(files) == sorted(names)
     p = _run("abi", "check", "--json", "--kernel", headers, "--vmlinuz", kn.vmlinuz, *[files[n] for n in names])
     assert p.returncode in (0, 1), p.stderr
-    doc = json.loads(p.stdout)
+    return p, json.loads(p.stdout)
+
+
+@pytest.mark.parametrize("old, new", PAIRS)
+def test_abi_check_agrees_with_load(old, new, tmp_path):
+    ko, _ = _kernel(old)
+    kn, headers = _kernel(new)
+    names = _names(_scripts(old, new) / "leaf_plain.script")
+    p, doc = _abi_check(ko, kn, headers, names)
     by = {m["name"]: m for m in doc["modules"]}
     for mode, opt in (("load", ""), ("force_vermagic", "--force-vermagic "), ("force", "-f ")):
         # each module alone on a fresh model, as abi check tries it
@@ -106,10 +111,17 @@ def test_real_kernel_agrees(old, new, script):
     diffs = [line for line in p.stdout.splitlines() if line.startswith("DIFF: ")]
     errno = [d for d in diffs if re.search(r"\): (errno|calls): ", d)]
     assert not errno, errno[:5]
-    assert any("failed to validate module [" in line for line in p.stdout.splitlines()), \
-        "the real kernel refused no module's BTF"
+    refused = set(re.findall(r"^\[kernel\] failed to validate module \[(\w+)\] BTF: -22$", p.stdout, re.M))
+    assert refused, "the real kernel refused no module's BTF"
     assert not diffs, diffs[:5]
     assert p.returncode == 0, p.stderr
+    # abi check's btf_refused: the modules whose verdict is this script's command and that load
+    # without their BTF are the ones the real kernel refused the BTF of
+    mode = {"leaf_plain": "loads", "leaf_force_vermagic": "force-vermagic", "leaf_force": "force"}[script]
+    _p, doc = _abi_check(ko, kn, headers, _names(_scripts(old, new) / f"{script}.script"))
+    ours = {m["name"] for m in doc["modules"] if m["verdict"] == mode and m["btf_refused"]}
+    loaded_here = {m["name"] for m in doc["modules"] if m["verdict"] == mode}
+    assert ours == refused & loaded_here
 
 
 def test_a_version_the_archive_does_not_serve_is_an_error():

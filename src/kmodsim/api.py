@@ -198,7 +198,8 @@ def abi_check(modules: Sequence[str], *, kernel: str, vmlinuz: str | None = None
     ``modules`` (each a :class:`kmodsim.abi.check.ModuleVerdict`: ``name``, ``path``, ``vermagic``,
     ``uses``, ``attempts`` by mode — ``load``, ``force_vermagic``, ``force`` — each an ``Attempt``
     with ``errno``, ``errname``, ``messages``, ``taints`` —, and ``verdict``: ``loads``,
-    ``force-vermagic``, ``force`` or ``rebuild``), ``count(verdict)``, ``all_load``, and the
+    ``force-vermagic``, ``force`` or ``rebuild``; ``btf_refused``: it loads without its BTF, which
+    the kernel refused), ``count(verdict)``, ``btf_refused`` (how many), ``all_load``, and the
     unreadable modules in ``problems``. Raises :class:`kmodsim.Error` when the kernel cannot be
     read or a path does not exist."""
     from .abi.check import AbiCheckRequest, check_modules

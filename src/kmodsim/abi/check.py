@@ -33,6 +33,8 @@ MODES = (("load", 0, "modprobe"),
 VERDICTS = ("loads", "force-vermagic", "force", "rebuild")
 
 _SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
+# the lines btf_module_notify() logs when a module's BTF fails (v6.1; v6.3+ with the mismatch allowed)
+_BTF_REFUSED = ("failed to validate module [", "Kernel module BTF mismatch detected")
 
 
 class AbiCheckError(PathError):
@@ -57,6 +59,9 @@ class ModuleVerdict(NamedTuple):
     uses: list[str]  # the new kernel's modules its imports come from (taken as loaded first)
     attempts: dict[str, Attempt]  # by mode key (MODES)
     verdict: str  # VERDICTS
+    # loaded (with its verdict's command) but its BTF refused by the new kernel's btf_parse_module():
+    # no BTF for it in that kernel (BPF programs, bpftrace cannot see its types)
+    btf_refused: bool = False
 
 
 @dataclass
@@ -76,6 +81,11 @@ class AbiCheck:
 
     def count(self, verdict: str) -> int:
         return sum(m.verdict == verdict for m in self.modules)
+
+    @property
+    def btf_refused(self) -> int:
+        """Modules that load (as their verdict says) without their BTF: the kernel refused it."""
+        return sum(m.btf_refused for m in self.modules)
 
     @property
     def all_load(self) -> bool:
@@ -140,5 +150,7 @@ def check_modules(request: AbiCheckRequest) -> AbiCheck:
             attempts[key], uses = _attempt(kernel, index, image, flags)
         verdict = next((v for v, (k, _f, _c) in zip(VERDICTS, MODES, strict=False) if attempts[k].errno == 0),
                        "rebuild")
-        res.modules.append(ModuleVerdict(path, image.name, image.vermagic, uses, attempts, verdict))
+        used = attempts[MODES[VERDICTS.index(verdict)][0]] if verdict != "rebuild" else None
+        refused = used is not None and any(line.startswith(_BTF_REFUSED) for line in used.messages)
+        res.modules.append(ModuleVerdict(path, image.name, image.vermagic, uses, attempts, verdict, refused))
     return res

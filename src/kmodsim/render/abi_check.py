@@ -10,7 +10,8 @@ from ..abi.check import MODES, VERDICTS, AbiCheck
 def check_text(res: AbiCheck) -> str:
     head = "all load" if res.all_load else "SOME DO NOT LOAD"
     lines = [f"modules on {res.release or res.kernel}: {head}",
-             f"{len(res.modules)} modules: " + ", ".join(f"{res.count(v)} {v}" for v in VERDICTS)]
+             f"{len(res.modules)} modules: " + ", ".join(f"{res.count(v)} {v}" for v in VERDICTS)
+             + (f"; {res.btf_refused} load without their BTF (the kernel refused it)" if res.btf_refused else "")]
     width = max((len(m.name) for m in res.modules), default=0)
     for m in res.modules:
         first = m.attempts["load"]
@@ -33,11 +34,12 @@ def check_json(res: AbiCheck) -> dict[str, Any]:
         "vermagic": res.vermagic,
         "modules": [{
             "path": m.path, "name": m.name, "vermagic": m.vermagic, "uses": m.uses, "verdict": m.verdict,
+            "btf_refused": m.btf_refused,
             **{key: {"command": cmd, "errno": a.errno, "errname": a.errname, "messages": a.messages,
                      "taints": a.taints}
                for (key, _flags, cmd), a in ((mode, m.attempts[mode[0]]) for mode in MODES)},
         } for m in res.modules],
         "problems": [{"path": p, "problem": q} for p, q in res.problems],
         "summary": {**{v: res.count(v) for v in VERDICTS}, "modules": len(res.modules),
-                    "all_load": res.all_load},
+                    "btf_refused": res.btf_refused, "all_load": res.all_load},
     }
