@@ -18,7 +18,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "kmodsim"
 # bottom-up; a module's layer is that of the longest prefix listed
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "messages", "cache"]),
-    ("reader", ["elf", "module", "discovery"]),
+    ("reader", ["elf", "module", "keys", "discovery"]),
     ("trees", ["parallel", "scan_cache", "tree"]),
     ("target", ["kernel", "btf", "target"]),
     ("analyses", ["symbols", "link", "checks", "abi", "findings_cache", "dependencies", "memory_layout", "loader", "ops.parse", "ops.census", "ops.model",

@@ -25,6 +25,7 @@ from .target import Target
 
 if TYPE_CHECKING:
     from .abi import AbiDiff, AbiHistory
+    from .abi.check import AbiCheck
     from .checks import CheckResult
     from .dependencies.graph import Depmod
     from .link import LddResult
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from .series import SeriesResult
     from .tree import ScanResult
 
-__all__ = ["Target", "abi_diff", "abi_history", "check", "check_series", "depmod", "footprint", "ldd", "load",
-           "load_target", "ops_census", "read_module", "scan", "verify"]
+__all__ = ["Target", "abi_check", "abi_diff", "abi_history", "check", "check_series", "depmod", "footprint", "ldd",
+           "load", "load_target", "ops_census", "read_module", "scan", "verify"]
 
 
 def read_module(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Module:
@@ -187,6 +188,24 @@ def abi_history(kernels: Sequence[str], *, symbol_lists: Sequence[str] = (), job
 
     return history(AbiHistoryRequest(kernels, symbol_lists, jobs=jobs, use_cache=use_cache,
                                      config_paths=config_paths, max_size=max_size, causes=causes))
+
+
+def abi_check(modules: Sequence[str], *, kernel: str, vmlinuz: str | None = None) -> AbiCheck:
+    """``kmodsim abi check``: will each module of ``modules`` (files, or directories searched for
+    ``.ko*`` files), built for another kernel, load into ``kernel`` (a path ``--kernel`` takes)?
+    Each is tried on the loader model of that kernel as ``modprobe``, ``modprobe --force-vermagic``
+    and ``modprobe -f`` would insert it. ``vmlinuz`` is the kernel's image, beside a headers
+    directory: signatures are checked against its keys and module BTF against its BTF. The result's
+    ``modules`` (each a :class:`kmodsim.abi.check.ModuleVerdict`: ``name``, ``path``, ``vermagic``,
+    ``uses``, ``attempts`` by mode — ``load``, ``force_vermagic``, ``force`` — each an ``Attempt``
+    with ``errno``, ``errname``, ``messages``, ``taints`` —, and ``verdict``: ``loads``,
+    ``force-vermagic``, ``force`` or ``rebuild``; ``btf_refused``: it loads without its BTF, which
+    the kernel refused), ``count(verdict)``, ``btf_refused`` (how many), ``all_load``, and the
+    unreadable modules in ``problems``. Raises :class:`kmodsim.Error` when the kernel cannot be
+    read or a path does not exist."""
+    from .abi.check import AbiCheckRequest, check_modules
+
+    return check_modules(AbiCheckRequest(kernel, list(modules), vmlinuz))
 
 
 def check_series(src: str, *, kernel: str, revisions: str | None = None, patches: Sequence[str] = (),

@@ -168,6 +168,21 @@ class Btf:
         return t
 
     @property
+    def string_section(self) -> bytes:
+        """This BTF's own string section (a split BTF's offsets start after its base's)."""
+        return self._strings
+
+    def kind(self, tid: int) -> int:
+        """The kind of type ``tid`` (0 for void), read from its record without decoding it."""
+        if self.base is not None and tid < self.first_id:
+            return self.base.kind(tid)
+        i = tid if self.base is None else tid - self.first_id
+        if not 0 <= i < len(self._pos):
+            raise BtfError(f"type id {tid} out of range (last: {self.last_id})")
+        pos = self._pos[i]
+        return 0 if pos < 0 else (struct.unpack_from(self._e + "I", self._data, pos + 4)[0] >> 24) & 0x1F
+
+    @property
     def last_id(self) -> int:
         """The highest type id (of a split BTF: its own)."""
         return self.first_id + len(self._pos) - (2 if self.base is None else 1)
@@ -262,8 +277,26 @@ class Btf:
         return True
 
 
+# vmlinux_btf()'s last image, by (path, size, mtime): one kernel's BTF at a time (abi history walks many)
+_images: dict[tuple[str, int, int], Btf] = {}
+
+
 def vmlinux_btf(vmlinuz_or_vmlinux: str, max_size: int = 1 << 30) -> Btf:
-    """The BTF of a kernel image (a bzImage ``vmlinuz`` or a ``vmlinux`` ELF)."""
+    """The BTF of a kernel image (a bzImage ``vmlinuz`` or a ``vmlinux`` ELF); the last image's is
+    kept (by path, size and mtime): the loader model asks for it at every module it loads."""
+    import os
+
+    st = os.stat(vmlinuz_or_vmlinux)
+    key = (os.path.abspath(vmlinuz_or_vmlinux), st.st_size, st.st_mtime_ns)
+    btf = _images.get(key)
+    if btf is None:
+        btf = _read_vmlinux_btf(vmlinuz_or_vmlinux, max_size)
+        _images.clear()
+        _images[key] = btf
+    return btf
+
+
+def _read_vmlinux_btf(vmlinuz_or_vmlinux: str, max_size: int) -> Btf:
     from .elf import ElfError, ElfFile
     from .kernel import extract_vmlinux
 

@@ -260,7 +260,10 @@ class DebianKernel:
     """An unpacked Debian kernel image package (of a foreign architecture with ``arch``)."""
 
     def __init__(self, package: str, arch: str | None = None, suite: str | None = None) -> None:
+        """``package``: ``linux-image-<kver>``, or ``linux-image-<kver>=<version>`` for that exact
+        Debian version (a :class:`DebianError` when neither the cache nor the archive has it)."""
         self.package = package
+        self.version = package.partition("=")[2] or None  # the exact version asked for, if any
         self.arch = arch
         self.suite = suite
         self.deb = fetch_deb(package, arch, suite)
@@ -279,7 +282,10 @@ class DebianKernel:
     def headers(self) -> str:
         """The matching headers directory: installed under /usr/src if there (native packages only),
         else unpacked from ``linux-headers-<kver>``, its ``-common`` and ``linux-kbuild-*`` into the
-        cache (with the arch Makefile's include repointed at the unpacked common tree)."""
+        cache (with the arch Makefile's include repointed at the unpacked common tree). A kernel
+        asked for at an exact version gets the headers of that version, unpacked apart."""
+        if self.version:
+            return unpacked_headers(self.kver, self.arch, self.suite, self.version)
         if not _private(self.arch, self.suite):
             installed = f"/usr/src/linux-headers-{self.kver}"
             if os.path.isfile(os.path.join(installed, "Module.symvers")):
@@ -293,16 +299,21 @@ def kernel_image(release: str) -> str:
     return DebianKernel(f"linux-image-{release}").vmlinuz
 
 
-def unpacked_headers(kver: str, arch: str | None = None, suite: str | None = None) -> str:
+def unpacked_headers(kver: str, arch: str | None = None, suite: str | None = None,
+                     version: str | None = None) -> str:
     """``linux-headers-<kver>`` and what it needs, unpacked into the cache. For a foreign ``arch``
-    the ``linux-kbuild-*`` tools (built for that architecture, unusable here) are left out."""
+    the ``linux-kbuild-*`` tools (built for that architecture, unusable here) are left out. With
+    ``version``, that exact Debian version of the headers and of their ``-common`` package."""
     pkg = f"linux-headers-{kver}"
-    debs = [fetch_deb(pkg, arch, suite)]
-    deps = depends_of(pkg, arch, suite)
+    at = f"={version}" if version else ""
+    debs = [fetch_deb(pkg + at, arch, suite)]
+    deps = depends_of(pkg + at, arch, suite)
+    if version and not deps:  # apt-cache names no version it does not know, and says nothing
+        raise DebianError(f"{pkg}={version}: the archive does not serve this version")
     common = [d for d in deps if d.startswith("linux-headers-") and d.endswith("-common")]
     kbuild = [] if _is_foreign(arch) else [d for d in deps if d.startswith("linux-kbuild-")]
-    debs += [fetch_deb(p, arch, suite) for p in common + kbuild]
-    root = unpack(debs, f"headers-{kver}")
+    debs += [fetch_deb(p + at, arch, suite) for p in common] + [fetch_deb(p, arch, suite) for p in kbuild]
+    root = unpack(debs, f"headers-{kver}" + (f"_{version}" if version else ""))
     hdir = os.path.join(root, "usr", "src", pkg)
     mk = os.path.join(hdir, "Makefile")
     text = open(mk, encoding="utf-8").read()

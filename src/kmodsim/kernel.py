@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from .elf import ET_EXEC, SHT_NOBITS, ElfError, ElfFile, Section, cstr
 from .errors import Error
+from .keys import certificate_ids
 
 EXPORT_TYPES = {
     "EXPORT_SYMBOL": (False, ""),
@@ -98,6 +99,12 @@ class Kernel:
     # every file the load looked at, read or found missing (a cache of anything computed from this
     # kernel keys on their stat keys: kmodsim.findings_cache)
     inputs: list[str] = field(default_factory=list)
+    # the keys module signatures are checked against: the certificates built into vmlinux
+    # (kmodsim.keys); None when unknown (a headers directory, a Module.symvers)
+    trusted_keys: frozenset[tuple[bytes, bytes]] | None = None
+    # the kernel's image (a vmlinuz or vmlinux) given beside a headers directory: where its BTF is
+    # read from (kmodsim.target.Target.btf: module BTF is checked against it at load)
+    image: str | None = None
 
     @property
     def modversions(self) -> bool:
@@ -185,7 +192,17 @@ class Kernel:
         k = cls(source=path, exports={e.name: e for e in exports}, machine=elf.machine,
                 ei_class=64 if elf.is64 else 32, inputs=[path])
         k.release, k.vermagic = _banner(elf)
+        k.trusted_keys = certificate_ids(data)
         return k
+
+    def image_keys(self, image: str) -> None:
+        """Take the keys built into the kernel ``image`` (a vmlinuz or vmlinux of this kernel) as
+        the ones module signatures are checked against, when the kernel's own source had none;
+        the image is also where the target's vmlinux BTF is read from."""
+        if self.image is None:
+            self.image = image
+        if self.trusted_keys is None:
+            self.trusted_keys = Kernel.load(image).trusted_keys
 
 
 # ---------------------------------------------------------------------------------------------

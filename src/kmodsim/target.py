@@ -12,8 +12,10 @@ about. It holds
 * the Kconfig options the models read (:data:`KCONFIG`), taken from the target's ``.config``
   when it has one (an option unset or absent there is off) and from Debian's amd64 configuration,
   the documented default, only when it has none (a Module.symvers or a vmlinux);
-* the BTF of vmlinux where the target ships one (``--kernel`` a vmlinux or a vmlinuz), read on
-  first use (:attr:`Target.btf`, :meth:`Target.struct_layout`).
+* the BTF of vmlinux where the target ships one (``--kernel`` a vmlinux or a vmlinuz, or the
+  image given beside a headers directory: ``--vmlinuz``, :meth:`kmodsim.kernel.Kernel.image_keys`),
+  read on first use (:attr:`Target.btf`, :meth:`Target.struct_layout`; the loader checks module
+  BTF against it).
 
 Verified profiles and the fallback rule. :data:`VERIFIED` lists the series on which every
 scenario of tests/scenarios ran on the real kernel under QEMU with no difference from the model.
@@ -82,6 +84,11 @@ BEHAVIOUR: tuple[Fact, ...] = (
     # "module:<names>" namespaces: only the named modules may use the symbol; importing them is
     # forbidden. Before it, "module:kvm" is an ordinary namespace (Debian's 6.12 exports
     # anon_inode_make_secure_inode so, and its modpost asks for MODULE_IMPORT_NS(module:kvm)).
+    # btf_module_notify(): a module's BTF that fails btf_parse_module() while
+    # CONFIG_MODULE_ALLOW_BTF_MISMATCH lets the load go on no longer logs the verifier's type and
+    # member messages nor "failed to validate module [M] BTF: -E"; one pr_warn_once instead
+    Fact("btf_mismatch_quiet", (6, 3), "9cb61e50bf6b", "bpf: btf: limit logging of ignored BTF mismatches",
+         "loader: btf_module_notify()"),
     Fact("module_namespaces", (6, 16), "8f945479021a", "module: Add module specific symbol namespace support",
          "check: namespace"),
     # check_version(), a symbol the module's __versions does not list: refused ("no symbol version
@@ -124,6 +131,10 @@ KCONFIG: dict[str, Option] = {
     "sig_force": Option("CONFIG_MODULE_SIG_FORCE", False, "loader"),
     # verify_namespace_is_imported() warns instead of refusing
     "allow_missing_ns_imports": Option("CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS", False, "loader"),
+    # btf_module_notify(): module BTF is parsed (btf_parse_module()) when a module comes
+    "btf_modules": Option("CONFIG_DEBUG_INFO_BTF_MODULES", True, "loader"),
+    # btf_module_notify(): module BTF that fails btf_parse_module() does not fail the load
+    "allow_btf_mismatch": Option("CONFIG_MODULE_ALLOW_BTF_MISMATCH", True, "loader"),
     # strict_align() between layout passes (6.1)
     "strict_module_rwx": Option("CONFIG_STRICT_MODULE_RWX", True, "footprint"),
     # layout_symtab(): the core kallsyms copy
@@ -238,6 +249,8 @@ class Target:
         btf = None
         if kernel is not None and not _is_dir(kernel.source) and kernel.machine is not None:
             btf = kernel.source  # a vmlinux or vmlinuz (a Module.symvers has no machine)
+        elif kernel is not None and kernel.image is not None:
+            btf = kernel.image  # the image given beside a headers directory (Kernel.image_keys())
         return cls(kernel, rel, prof, [warning] if warning else [], btf)
 
     # -- release behaviour --------------------------------------------------------------------------

@@ -120,7 +120,40 @@ def _finish(ignored: list[str], problems: list[tuple[str, str]], notes: list[str
     raise SystemExit(EXIT_ERROR if problems else EXIT_OK if compatible else EXIT_FINDINGS)
 
 
+
+@args.command("check")
+@args.argument("modules", nargs=-1, required=True, type=args.path)
+@args.option("--kernel", "-k", "kernel_path", required=True, type=args.path,
+             help="The new kernel: anything --kernel takes (a headers directory, Module.symvers, vmlinux, vmlinuz).")
+@args.option("--vmlinuz", type=args.path, default=None,
+             help="The new kernel's image: module signatures are checked against the keys built into it.")
+@args.option("--json", "as_json", is_flag=True, help="Print the JSON document (docs/abi.md).")
+def check_cmd(modules, kernel_path, vmlinuz, as_json) -> None:
+    """Will each module (MODULES: .ko files or directories of them, built for another kernel)
+    load into the kernel of --kernel? The loader model's verdict, as modprobe, with modprobe
+    --force-vermagic and with modprobe -f.
+
+    Exit status: 0 every module loads, 1 some do not (or cannot be read), 2 usage or input error.
+    """
+    from ..abi.check import AbiCheckRequest, check_modules
+    from ..render.abi_check import check_json, check_text
+
+    try:
+        res = check_modules(AbiCheckRequest(kernel_path, list(modules), vmlinuz))
+    except Error as exc:
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
+    for path, problem in res.problems:
+        error(f"{path}: {problem}")
+    if as_json:
+        dump_json(check_json(res))
+    else:
+        args.echo(check_text(res), nl=False)
+    raise SystemExit(EXIT_OK if res.all_load else EXIT_FINDINGS)
+
+
 abi_cmd = args.Group("abi", "What a kernel update changes in the exports modules link against (docs/abi.md).", {
     "diff": (diff_cmd, "Compare the exports of two kernels or module trees (CRC, license, namespace, owner)."),
     "history": (history_cmd, "The table of a run of kernels in order: the changes of each step."),
+    "check": (check_cmd, "Will modules built for another kernel load into this one (and with --force-vermagic, -f)?"),
 })

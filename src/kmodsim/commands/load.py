@@ -47,18 +47,28 @@ def prepare(kernel_path: str, script: str, modules_dir: str | None, profile_name
 
 @args.command("load")
 @script_options
+@args.option("--vmlinuz", type=args.path, default=None,
+             help="The kernel's image: module signatures are checked against the keys built into it "
+                  "(default: taken as good when --kernel is a headers directory).")
 def load_cmd(kernel_path: str, config: tuple[str, ...], modules_dir: str | None, script: str, as_json: bool,
-             profile_name: str | None, kmod_version: int | None) -> None:
+             profile_name: str | None, kmod_version: int | None, vmlinuz: str | None) -> None:
     """Replay SCRIPT on a model of the kernel's load_module()/delete_module(): per step the errno,
     the exact kernel log lines, the taints, and /proc/modules with each module's size (from the
     footprint model of the module's memory layout, as `kmodsim footprint` computes it).
 
     Exit status: 0 the script ran (whatever its steps returned), 2 usage or input error.
     """
+    from ..errors import Error
     from ..loader.run import replay
     from ..render.loader import load_text, run_json
 
     kernel, profile, steps = prepare(kernel_path, script, modules_dir, profile_name, config, kmod_version)
+    if vmlinuz:
+        try:
+            kernel.image_keys(vmlinuz)
+        except Error as exc:
+            error(str(exc))
+            raise SystemExit(EXIT_ERROR) from None
     run = replay(kernel, steps, profile)
     if as_json:
         dump_json(run_json(run))

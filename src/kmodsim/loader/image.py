@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import compress
 from operator import not_
 from typing import TYPE_CHECKING
 
 from ..elf import SHF_ALLOC, SHT_NOBITS, STB_WEAK, ElfError, ElfFile, cstr
+from ..keys import module_signer
 from ..module import Export, Module, ModuleError, parse_module, parse_view, read_image
 
 if TYPE_CHECKING:
@@ -47,27 +48,35 @@ class ModuleImage:
     signed: bool
     machine: int
     depends: tuple[str, ...]
+    # the key the appended signature names (kmodsim.keys.module_signer), None: unsigned, or named otherwise
+    signer: tuple[bytes, bytes] | None = field(default=None, compare=False, repr=False)
     # what layout_sections()/layout_symtab() read (kmodsim.memory_layout), taken when the file was
     # read; None if the footprint cannot read it (then footprint() is None, the load goes on)
     layout_input: LayoutInput | None = field(default=None, compare=False, repr=False)
+    # the module's split BTF: its ".BTF" section of any flags (find_module_sections():
+    # any_section_objs(info, ".BTF", ...)), None without one (mod->btf_data_size == 0)
+    btf: bytes | None = field(default=None, compare=False, repr=False)
 
-    def size(self, footprint_profile: Layout | str) -> int | None:
+    def size(self, footprint_profile: Layout | str, keep_versions: bool = False) -> int | None:
         """What /proc/modules shows once loaded (kmodsim.memory_layout), None if unreadable."""
-        fp = self.footprint(footprint_profile)
+        fp = self.footprint(footprint_profile, keep_versions)
         return None if fp is None else fp.size
 
-    def footprint(self, footprint_profile: Layout | str):
-        """The module's :class:`kmodsim.memory_layout.Footprint` (core and init sizes), None if unreadable."""
-        key = (id(self), footprint_profile)  # images live in _cache for the process: id() is stable
+    def footprint(self, footprint_profile: Layout | str, keep_versions: bool = False):
+        """The module's :class:`kmodsim.memory_layout.Footprint` (core and init sizes), None if
+        unreadable. ``keep_versions``: loaded with MODULE_INIT_IGNORE_MODVERSIONS (``__versions``
+        stays in memory: :func:`kmodsim.memory_layout.layout`)."""
+        key = (id(self), footprint_profile, keep_versions)  # images live in _cache for the process: id() is stable
         if key not in _sizes:
             from ..memory_layout import layout
 
             inp = self.layout_input
-            _sizes[key] = None if inp is None else layout(inp, footprint_profile, self.path)
+            _sizes[key] = None if inp is None else layout(inp, footprint_profile, self.path,
+                                                          keep_versions=keep_versions)
         return _sizes[key]
 
 
-_sizes: dict[tuple[int, Layout | str], object] = {}  # -> Footprint or None
+_sizes: dict[tuple[int, Layout | str, bool], object] = {}  # -> Footprint or None
 _cache: dict[tuple, ModuleImage] = {}
 
 
@@ -94,7 +103,7 @@ def load_image(path: str) -> ModuleImage:
                 if fixed is None:
                     raise
                 mod = parse_module(fixed, path, comp, size)
-            img = image_of(mod, elf)
+            img = replace(image_of(mod, elf), signer=module_signer(buf))
         except ElfError as exc:
             raise ModuleError(path, str(exc)) from None
         _cache[key] = img
@@ -182,6 +191,7 @@ def image_of(mod: Module, elf: ElfFile) -> ModuleImage:
     gpl = sorted((e if gpl_syms_crcs else e._replace(crc=None) for e in mod.exports if e.gpl),
                  key=lambda e: e.name.encode())
     has_versions, versions = modversions(elf)
+    btf_sec = elf.section(".BTF")
     vm = mod.info("vermagic")
     lic = mod.info("license")
     return ModuleImage(
@@ -192,4 +202,5 @@ def image_of(mod: Module, elf: ElfFile) -> ModuleImage:
         import_ns=tuple(mod.import_ns),
         params={p.name: p.type for p in mod.params}, has_init="init_module" in defined,
         has_exit="cleanup_module" in defined, signed=mod.signed, machine=mod.machine,
-        depends=tuple(mod.depends), layout_input=inp)
+        depends=tuple(mod.depends), layout_input=inp,
+        btf=None if btf_sec is None else bytes(elf.data(btf_sec)))

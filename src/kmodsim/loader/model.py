@@ -24,6 +24,7 @@ from .image import ModuleImage
 from .params import parse_args
 from .profiles import Profile, configured, profile_of
 from .result import Formed, ModuleState
+from .script import MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC
 
 # include/linux/panic.h: taint bits, and the letters module_flags() prints (kernel/panic.c taint_flags)
 TAINT_PROPRIETARY_MODULE, TAINT_FORCED_MODULE, TAINT_CRAP, TAINT_OOT_MODULE, TAINT_UNSIGNED_MODULE = 0, 1, 10, 12, 13
@@ -33,7 +34,7 @@ MODULE_TAINT_LETTERS = [(0, "P"), (1, "F"), (10, "C"), (12, "O"), (13, "E"), (15
 @dataclass
 class LoadedModule:
     name: str
-    image: ModuleImage
+    image: ModuleImage | None  # None: a module taken as loaded for its exports alone (assume_loaded)
     exports: dict[str, tuple]  # name -> (gpl, namespace, crc)
     taints: int = 0
     users: list[str] = field(default_factory=list)  # source_list: newest user first
@@ -41,17 +42,19 @@ class LoadedModule:
     refcnt: int = 0
     params: dict = field(default_factory=dict)
     state: str = "Live"
+    versions_kept: bool = False  # loaded with MODULE_INIT_IGNORE_MODVERSIONS: __versions in memory
 
     @property
     def permanent(self) -> bool:
-        return self.image.has_init and not self.image.has_exit
+        return self.image is not None and self.image.has_init and not self.image.has_exit
 
     def taint_letters(self) -> str:
         return "".join(c for bit, c in MODULE_TAINT_LETTERS if self.taints & (1 << bit))
 
     def proc_entry(self, layout: Layout) -> ModuleState:
         users = list(self.users) + (["[permanent]"] if self.permanent else [])
-        return ModuleState(self.name, self.image.size(layout), self.refcnt, users, self.state, self.taint_letters())
+        size = None if self.image is None else self.image.size(layout, self.versions_kept)
+        return ModuleState(self.name, size, self.refcnt, users, self.state, self.taint_letters())
 
 
 @dataclass
@@ -115,14 +118,22 @@ class KernelModel:
     def proc_modules(self) -> list[ModuleState]:
         return [m.proc_entry(self.layout) for m in self.modules]
 
+    def assume_loaded(self, name: str, exports: dict[str, tuple]) -> None:
+        """A module of the target taken as loaded and live, known by its exports alone
+        (``name -> (gpl, namespace, crc)``): what modprobe would have inserted before a module that
+        uses it (``kmodsim abi check``: the owners of a module's imports in the new kernel's
+        Module.symvers). Its /proc/modules line has no size."""
+        self.modules.insert(0, LoadedModule(name, None, dict(exports)))
+
     # -- finit_module(2) ---------------------------------------------------------------------------
     def load_module(self, image: ModuleImage, args: str = "", init_ret: int = 0,
-                    init_log: tuple[str, ...] | list[str] = ()) -> Call:
+                    init_log: tuple[str, ...] | list[str] = (), flags: int = 0) -> Call:
         """kernel/module/main.c:load_module(), then do_init_module() with ``init_ret`` as the
-        module's init result (and ``init_log`` as the lines its init logs). Returns the errno (0 on
+        module's init result (and ``init_log`` as the lines its init logs). ``flags``: finit_module()'s
+        (MODULE_INIT_IGNORE_MODVERSIONS, MODULE_INIT_IGNORE_VERMAGIC). Returns the errno (0 on
         success) and the log lines of the call."""
         self.log = []
-        mod = _Loading(image)
+        mod = _Loading(image, flags=flags)
         try:
             self._load(mod, args, init_ret, init_log)
             err = 0
@@ -132,9 +143,9 @@ class KernelModel:
         return Call(image.name, err, self.log)
 
     def _load(self, mod: _Loading, args: str, init_ret: int, init_log=()) -> None:
-        info = mod.image
         # module_sig_check(): unsigned modules pass unless enforced (CONFIG_MODULE_SIG_FORCE)
-        if self.profile.sig_force and not info.signed:
+        mod.sig_ok = self.module_sig_check(mod)
+        if self.profile.sig_force and not mod.sig_ok:
             self.log.append("Loading of unsigned module is rejected")
             raise _Fail(E.EKEYREJECTED)
         # load_module(): "Check module struct version now, before we try to use module."
@@ -156,12 +167,28 @@ class KernelModel:
         self.simplify_symbols(mod)
         self.verify_exported_symbols(mod)  # complete_formation()
         mod.coming = True
-        err, lines, values = parse_args(mod.name, args, info.params, self.profile.kstrtobool_tf)
+        self.btf_module_notify(mod)  # prepare_coming_module(): the MODULE_STATE_COMING notifiers
+        err, lines, values = parse_args(mod.name, args, mod.image.params, self.profile.kstrtobool_tf)
         self.log.extend(lines)
         if err:
             raise _Fail(err)
         mod.params = values
         self.do_init_module(mod, init_ret, init_log)
+
+    def module_sig_check(self, mod: _Loading) -> bool:
+        """kernel/module/signing.c:module_sig_check(): ``info->sig_ok``. A forced load (either
+        MODULE_INIT_IGNORE_* flag) is a "mangled module" whose signature is not looked at ("Do not
+        allow mangled modules as a module with version information removed is no longer the
+        module that was signed"): -ENODATA, an unsigned module. Otherwise a signature is good when
+        the kernel holds its key (the certificates built into vmlinux, :mod:`kmodsim.keys`); a
+        key it lacks is -ENOKEY, "module with unavailable key", tainted as unsigned. Where the
+        kernel's keys are unknown (a headers directory), or the signature names its key by
+        subjectKeyIdentifier, a signature is taken as good."""
+        info = mod.image
+        if not info.signed or mod.flags & (MODULE_INIT_IGNORE_MODVERSIONS | MODULE_INIT_IGNORE_VERMAGIC):
+            return False
+        keys = self.kernel.trusted_keys
+        return keys is None or info.signer is None or info.signer in keys
 
     def check_modstruct_version(self, mod: _Loading) -> bool:
         """kernel/module/version.c:check_modstruct_version(): check_version() of ``module_layout``
@@ -189,7 +216,7 @@ class KernelModel:
         info = mod.image
         if not self.profile.modversions or crc is None:
             return True
-        if not info.has_versions:
+        if not mod.has_versions:  # "No versions at all?  modprobe --force does this."
             return self.try_to_force_load(mod, symname) == 0
         for name, mine in info.versions:
             if name != symname:
@@ -235,11 +262,11 @@ class KernelModel:
 
     def module_sig_taint(self, mod: _Loading) -> None:
         """The unsigned-module line (pr_notice_once) and TAINT_UNSIGNED_MODULE (CONFIG_MODULE_SIG)."""
-        if self.profile.module_sig and not mod.image.signed and "sig" not in self.once:
+        if self.profile.module_sig and not mod.sig_ok and "sig" not in self.once:
             self.once.add("sig")
             self.log.append(f"{mod.name}: module verification failed: signature and/or required key "
                             f"missing - tainting kernel")
-        if self.profile.module_sig and not mod.image.signed:
+        if self.profile.module_sig and not mod.sig_ok:
             self.add_taint_module(mod, TAINT_UNSIGNED_MODULE, False)
 
     def module_augment_kernel_taints(self, mod: _Loading) -> None:
@@ -255,15 +282,18 @@ class KernelModel:
 
     def check_modinfo(self, mod: _Loading) -> None:
         """kernel/module/main.c:check_modinfo(): vermagic (same_magic), then (up to the profile's
-        ``taints_after_unformed``) the out-of-tree and staging taints and the license."""
+        ``taints_after_unformed``) the out-of-tree and staging taints and the license. With
+        MODULE_INIT_IGNORE_VERMAGIC the module's vermagic is taken as absent ("This is allowed:
+        modprobe --force will invalidate it."): try_to_force_load("bad vermagic")."""
         info = mod.image
         ours = self.kernel.vermagic or ""
-        if info.vermagic is None:
+        modmagic = None if mod.flags & MODULE_INIT_IGNORE_VERMAGIC else info.vermagic
+        if modmagic is None:
             err = self.try_to_force_load(mod, "bad vermagic")
             if err:
                 raise _Fail(-err)
-        elif not same_magic(info.vermagic, ours, info.has_versions):
-            self.log.append(f"{info.name}: version magic '{info.vermagic}' should be '{ours}'")
+        elif not same_magic(modmagic, ours, mod.has_versions):
+            self.log.append(f"{info.name}: version magic '{modmagic}' should be '{ours}'")
             raise _Fail(E.ENOEXEC)
         if not self.profile.taints_after_unformed:
             self.modinfo_taints(mod)
@@ -397,17 +427,49 @@ class KernelModel:
                 self.log.append(f"{mod.name}: exports duplicate symbol {e.name} (owned by {owner})")
                 raise _Fail(E.ENOEXEC)
 
+    def btf_module_notify(self, mod: _Loading) -> None:
+        """kernel/bpf/btf.c:btf_module_notify() at MODULE_STATE_COMING (with
+        CONFIG_DEBUG_INFO_BTF_MODULES): a module with a ``.BTF`` has it parsed on the running
+        kernel's vmlinux BTF (:func:`kmodsim.loader.btf_check.btf_parse_module`: a module built for
+        another kernel usually fails it). On failure: "failed to validate module [M] BTF: -E" and,
+        unless CONFIG_MODULE_ALLOW_BTF_MISMATCH, the load fails with that error
+        (prepare_coming_module()); from v6.3 (profile ``btf_mismatch_quiet``) an allowed mismatch
+        logs neither the verifier's lines nor that one, but once "Kernel module BTF mismatch
+        detected, ...". Not modelled where the target's vmlinux BTF is unknown (a headers
+        directory without its image: ``kmodsim load --vmlinuz`` gives it)."""
+        data = mod.image.btf
+        if not self.profile.btf_modules or not data:
+            return
+        base = self.target.btf
+        if base is None:
+            return
+        from .btf_check import btf_parse_module
+
+        quiet = self.profile.btf_mismatch_quiet and self.profile.allow_btf_mismatch
+        err, lines = btf_parse_module(data, base, quiet)
+        if not err:
+            return
+        self.log.extend(lines)
+        if not quiet:
+            self.log.append(f"failed to validate module [{mod.name}] BTF: {err}")
+        elif "btf-mismatch" not in self.once:
+            self.once.add("btf-mismatch")
+            self.log.append("Kernel module BTF mismatch detected, BTF debug info may be unavailable for some modules")
+        if not self.profile.allow_btf_mismatch:
+            raise _Fail(-err)
+
     def do_init_module(self, mod: _Loading, init_ret: int, init_log=()) -> None:
         """kernel/module/main.c:do_init_module(): the init result and the lines the init logs are the
         caller's (``init_ret``, ``init_log``). The module is formed by now, its memory laid out:
         recorded in :attr:`formed` with the footprint model's core and init sizes."""
-        fp = mod.image.footprint(self.layout)
+        kept = bool(mod.flags & MODULE_INIT_IGNORE_MODVERSIONS)
+        fp = mod.image.footprint(self.layout, kept)
         self.formed.append(Formed(mod.name, None if fp is None else fp.size, None if fp is None else fp.init_size))
         self.log.extend(init_log)
         if init_ret < 0:
             raise _Fail(-init_ret)
         m = LoadedModule(mod.name, mod.image, {e.name: (e.gpl, e.namespace, e.crc) for e in mod.image.exports},
-                         taints=mod.taints, uses=mod.uses, params=mod.params)
+                         taints=mod.taints, uses=mod.uses, params=mod.params, versions_kept=kept)
         self.modules.insert(0, m)
         mod.uses = []  # now owned by the live module
 
@@ -446,8 +508,10 @@ class KernelModel:
 
 @dataclass
 class _Loading:
-    """The ``struct module`` being loaded."""
+    """The ``struct module`` being loaded, with the ``load_info`` facts the flags change."""
     image: ModuleImage
+    flags: int = 0  # finit_module()'s
+    sig_ok: bool = False  # info->sig_ok: KernelModel.module_sig_check()
     taints: int = 0
     uses: list[str] = field(default_factory=list)
     params: dict = field(default_factory=dict)
@@ -458,3 +522,11 @@ class _Loading:
     @property
     def name(self) -> str:
         return self.image.name
+
+    @property
+    def has_versions(self) -> bool:
+        """``info->index.vers != 0``: the module has ``__versions`` and the load does not ignore it
+        (MODULE_INIT_IGNORE_MODVERSIONS: "Pretend no __versions section!", setup_load_info() in 6.1,
+        elf_validity_cache_index() in 6.12)."""
+        return self.image.has_versions and not self.flags & MODULE_INIT_IGNORE_MODVERSIONS
+

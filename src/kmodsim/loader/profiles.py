@@ -17,9 +17,10 @@ from ..target import FACTS, KCONFIG, VERIFIED, Target, has, series_name
 
 # Profile fields that are facts of kmodsim.target.BEHAVIOUR
 RELEASE_FIELDS = ("namespaces", "inherit_taint", "early_exists_check", "taints_after_unformed", "kstrtobool_tf",
-                  "missing_version_refused")
+                  "missing_version_refused", "btf_mismatch_quiet")
 # Profile fields that are .config options (kmodsim.target.KCONFIG)
-CONFIG_FIELDS = ("modversions", "force_load", "module_sig", "sig_force", "allow_missing_ns_imports")
+CONFIG_FIELDS = ("modversions", "force_load", "module_sig", "sig_force", "allow_missing_ns_imports", "btf_modules",
+                 "allow_btf_mismatch")
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,16 @@ class Profile:
     kstrtobool_tf: bool = True
     # check_version() refuses a symbol __versions does not list (Debian's patch)
     missing_version_refused: bool = True
+    # btf_module_notify(): an ignored BTF mismatch logs no verifier messages (v6.3)
+    btf_mismatch_quiet: bool = False
     # -- configuration: kmodsim.target.KCONFIG, from the target's .config ---------------------------
     modversions: bool = True  # CONFIG_MODVERSIONS
     force_load: bool = True  # CONFIG_MODULE_FORCE_LOAD
     module_sig: bool = True  # CONFIG_MODULE_SIG
     sig_force: bool = False  # CONFIG_MODULE_SIG_FORCE
     allow_missing_ns_imports: bool = False  # CONFIG_MODULE_ALLOW_MISSING_NAMESPACE_IMPORTS
+    btf_modules: bool = True  # CONFIG_DEBUG_INFO_BTF_MODULES
+    allow_btf_mismatch: bool = True  # CONFIG_MODULE_ALLOW_BTF_MISMATCH
     # -- the same in every release the model covers -----------------------------------------------
     # load_module(): "Check module struct version now, before we try to use module."
     # (check_modstruct_version(); kernel/module/version.c since 5.19, main.c/module.c before)

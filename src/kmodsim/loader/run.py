@@ -95,7 +95,7 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
             calls.append(Call(c.module, c.errno))
             messages += c.messages
         elif step.op == "insmod":
-            c = model.load_module(load_image(step.plan[0][1]), step.args, step.init, step.init_log)
+            c = model.load_module(load_image(step.plan[0][1]), step.args, step.init, step.init_log, step.flags)
             calls.append(Call(c.module, c.errno))
             messages += c.messages
         else:
@@ -103,7 +103,34 @@ def replay(kernel: Kernel, steps: list[Step], profile: Profile | None = None,
         out.append(step_result(step, calls, messages, model.proc_modules(), model.tainted, model.formed))
     weak = [f"line {s.line}: modprobe {s.target}: weak dependencies {' '.join(s.weakdeps)} not loaded (modprobe "
             f"never inserts a weakdep; kmod 33+ lists them for initramfs tools)" for s in steps if s.weakdeps]
-    return run_of("model", kernel, model.profile, out, model.proc_modules(), model.tainted, weak)
+    return run_of("model", kernel, model.profile, out, model.proc_modules(), model.tainted, weak + forced_notes(steps))
+
+
+def forced_notes(steps: list[Step]) -> list[str]:
+    """What a forced step of a compressed module does differently with kmod itself: libkmod's
+    kmod_module_insert_module() passes the force flags to finit_module() for a plain file (kmod 30:
+    kmod_file_get_direct()) or, from kmod 31, a file in the compression the kernel decompresses
+    (do_finit_module(), MODULE_INIT_COMPRESSED_FILE); otherwise it strips a copy
+    (kmod_elf_strip_section("__versions"), kmod_elf_strip_vermagic(); kmod 34: kmod_elf_strip())
+    and calls init_module() without flags, so the kernel checks the signature of bytes that changed.
+    The model and ``verify`` take finit_module()'s path."""
+    from ..module import compression_of
+
+    def compressed(path: str) -> bool:
+        try:
+            with open(path, "rb") as f:
+                return bool(compression_of(f.read(8)))
+        except OSError:
+            return False
+
+    out = []
+    for s in steps:
+        packed = [name for name, path in s.plan if path and compressed(path)] if s.flags and s.op != "rmmod" else []
+        if packed:
+            out.append(f"line {s.line}: {s.cmd}: {', '.join(packed)} compressed: taken as finit_module() with "
+                       f"the force flags (kmod 31+ when the kernel decompresses that format); kmod 30 strips "
+                       f"a copy and calls init_module() instead, which is not modelled")
+    return out
 
 
 def modprobe_step(model: KernelModel, step: Step) -> tuple[list[Call], list[str]]:
@@ -127,7 +154,7 @@ def modprobe_step(model: KernelModel, step: Step) -> tuple[list[Call], list[str]
             call = Call(name, E.ENOENT)
         else:
             c = model.load_module(load_image(path), step.plan_args[i], step.init if requested else 0,
-                                  step.init_log if requested else ())
+                                  step.init_log if requested else (), step.flags)
             call = Call(c.module, c.errno)
             messages += c.messages
         if call.errno and not step.plan_required[i]:

@@ -1,9 +1,16 @@
 """Load scripts: one command a line.
 
-    insmod PATH [param=value ...]      # PATH relative to the current directory
+    insmod [-f] PATH [param=value ...]   # PATH relative to the current directory
     rmmod NAME
-    modprobe NAME [param=value ...]    # the module and its dependencies from --modules TREE
+    modprobe [OPTION...] NAME [param=value ...]   # the module and its dependencies from --modules TREE
     # a comment
+
+The options force a load as kmod's tools do (tools/modprobe.c, tools/insmod.c of kmod 30 and 34):
+``modprobe --force-vermagic`` (KMOD_PROBE_FORCE_VERMAGIC), ``modprobe --force-modversion``
+(KMOD_PROBE_FORCE_MODVERSION), ``modprobe -f``/``--force`` and ``insmod -f``/``--force`` (both).
+libkmod's ``kmod_module_insert_module()`` turns them into the finit_module() flags
+MODULE_INIT_IGNORE_VERMAGIC and MODULE_INIT_IGNORE_MODVERSIONS (include/uapi/linux/module.h), for
+every module modprobe inserts for the step. Options go before the module.
 
 The parameters are passed to the kernel as written (the rest of the line, spaces collapsed), as
 ``insmod`` does. A module's own init result depends on its code and hardware, not on the loader:
@@ -22,6 +29,21 @@ from dataclasses import dataclass, field
 
 from ..errors import Error
 
+# include/uapi/linux/module.h: flags for sys_finit_module
+MODULE_INIT_IGNORE_MODVERSIONS = 1
+MODULE_INIT_IGNORE_VERMAGIC = 2
+
+# the options of kmod's modprobe and insmod that force a load -> finit_module() flags
+# (tools/modprobe.c: -f sets both, --force-vermagic / --force-modversion one each; tools/insmod.c: -f both)
+FORCE_OPTIONS = {
+    "modprobe": {"-f": MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_IGNORE_MODVERSIONS,
+                 "--force": MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_IGNORE_MODVERSIONS,
+                 "--force-vermagic": MODULE_INIT_IGNORE_VERMAGIC,
+                 "--force-modversion": MODULE_INIT_IGNORE_MODVERSIONS},
+    "insmod": {"-f": MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_IGNORE_MODVERSIONS,
+               "--force": MODULE_INIT_IGNORE_VERMAGIC | MODULE_INIT_IGNORE_MODVERSIONS},
+}
+
 
 class ScriptError(Error):
     """``str()`` is ``<file>:<line>: <problem>``."""
@@ -37,6 +59,8 @@ class Step:
     init: int = 0  # the module's init result (the target's, for modprobe)
     init_given: bool = False
     init_log: list[str] = field(default_factory=list)  # the init's own kernel lines ("#> " lines)
+    # finit_module() flags from the step's force options (MODULE_INIT_IGNORE_*); 0: none
+    flags: int = 0
     # filled by resolve(): [(module name, path)] to load in order (deps first), or [(name, "")] for rmmod
     # (modprobe: kmod's probe list, see kmodsim.loader.modprobe; path "" for a module not in the tree)
     plan: list[tuple[str, str]] = field(default_factory=list)
@@ -97,11 +121,19 @@ def parse_script(text: str, path: str = "<script>") -> list[Step]:
         op = words[0]
         if op not in ("insmod", "rmmod", "modprobe"):
             raise ScriptError(f"{where}: unknown command {op!r} (expected insmod, rmmod or modprobe)")
-        if len(words) < 2:
+        flags, k = 0, 1
+        while k < len(words) and words[k].startswith("-"):
+            known = FORCE_OPTIONS.get(op, {})
+            if words[k] not in known:
+                expected = f" (known: {', '.join(known)})" if known else ""
+                raise ScriptError(f"{where}: {op}: unknown option {words[k]!r}{expected}")
+            flags |= known[words[k]]
+            k += 1
+        if len(words) <= k:
             raise ScriptError(f"{where}: {op} needs a {'path' if op == 'insmod' else 'module name'}")
         if op == "rmmod" and len(words) > 2:
             raise ScriptError(f"{where}: rmmod takes one module name")
-        step = Step(no, " ".join(words), op, words[1], " ".join(words[2:]))
+        step = Step(no, " ".join(words), op, words[k], " ".join(words[k + 1:]), flags=flags)
         im = _INIT.search(comment)
         if im:
             if op == "rmmod":

@@ -147,14 +147,19 @@ def guest_init(steps: list[Step], paths: dict[str, str], probe: str | None = Non
             out.append(f"step {i} rmmod {_q(s.plan[0][0])}")
         elif s.op == "insmod":
             name, path = s.plan[0]
-            out.append(f"step {i} insmod {_q(name)} {_q(paths[path])} {_q(s.args)}")
+            out.append(f"step {i} {_force(s)}insmod {_q(name)} {_q(paths[path])} {_q(s.args)}")
         else:
             quads = " ".join(f"{_q(n)} {_q(paths[p] if p else '')} {_q(a)} {'b' if b else int(r)}"
                              for (n, p), a, r, b in zip(s.plan, s.plan_args, s.plan_required, s.plan_builtin,
                                                         strict=True))
-            out.append(f"step {i} modprobe {_q(s.module)} {quads}".rstrip())
+            out.append(f"step {i} {_force(s)}modprobe {_q(s.module)} {quads}".rstrip())
     out += ['echo "@@KMS done"', "poweroff -f", "sleep 5", ""]
     return "\n".join(out)
+
+
+def _force(step: Step) -> str:
+    """The helper's ``-F FLAGS`` for a step with force options (finit_module() flags), else ``""``."""
+    return f"-F {step.flags} " if step.flags else ""
 
 
 class ModuleFileError(OracleError):
@@ -405,6 +410,8 @@ def verify(kernel, profile, steps: list[Step], vmlinuz: str, timeout: float = 12
     from ..loader.run import compare as compare_runs
     from ..loader.run import replay
 
+    if compare:  # the model checks signatures against the keys of the kernel booted
+        kernel.image_keys(vmlinuz)
     with tempfile.TemporaryDirectory(prefix="kmodsim-verify-") as tmp:
         packed = pack_modules(steps, tmp)
         raw = run_on_kernel(steps, vmlinuz, timeout=timeout, packed=packed)

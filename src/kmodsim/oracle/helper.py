@@ -12,6 +12,11 @@ Output lines (one per system call, ``@@KMS`` marks kmodsim's lines on the consol
 ``@@KMS skip <name>``          modprobe: the module is already in /proc/modules, no call made
 ``@@KMS ignored <name>``       modprobe: the failed call just printed was a softdep's, its error ignored
 ``@@KMS open <errno>``         the module file could not be opened (no call made)
+
+``kmsh -F FLAGS insmod|modprobe ...`` passes FLAGS (a number: MODULE_INIT_IGNORE_MODVERSIONS 1,
+MODULE_INIT_IGNORE_VERMAGIC 2) to every finit_module() call, as libkmod's
+kmod_module_insert_module() does for ``modprobe --force-vermagic``/``--force-modversion``/``-f``
+and ``insmod -f``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ HELPER_C = r"""
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -51,6 +57,8 @@ static int loaded(const char *name)
 	return found;
 }
 
+static int init_flags;	/* finit_module() flags: kmsh -F FLAGS */
+
 static int load(const char *name, const char *path, const char *args)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), e = 0;
@@ -59,7 +67,7 @@ static int load(const char *name, const char *path, const char *args)
 		printf("@@KMS open %d\n", errno);
 		return 1;
 	}
-	if (syscall(SYS_finit_module, fd, args, 0) != 0)
+	if (syscall(SYS_finit_module, fd, args, init_flags) != 0)
 		e = errno;
 	close(fd);
 	printf("@@KMS call %s %d\n", name, e);
@@ -69,6 +77,12 @@ static int load(const char *name, const char *path, const char *args)
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc >= 3 && strcmp(argv[1], "-F") == 0) {           /* -F FLAGS: finit_module() flags */
+		init_flags = atoi(argv[2]);
+		argv[2] = argv[0];
+		argv += 2;
+		argc -= 2;
+	}
 	if (argc == 5 && strcmp(argv[1], "insmod") == 0)        /* insmod NAME PATH ARGS */
 		return load(argv[2], argv[3], argv[4]);
 	if (argc == 3 && strcmp(argv[1], "rmmod") == 0) {       /* rmmod NAME */
@@ -110,7 +124,7 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
-	fprintf(stderr, "usage: kmsh insmod NAME PATH ARGS | rmmod NAME | modprobe TARGET [NAME PATH ARGS REQUIRED]...\n");
+	fprintf(stderr, "usage: kmsh [-F FLAGS] insmod NAME PATH ARGS | rmmod NAME | modprobe TARGET [NAME PATH ARGS REQUIRED]...\n");
 	return 2;
 }
 """

@@ -30,7 +30,7 @@ def load_text(run: Run) -> str:
         err = s.errno
         tool = s.cmd.split()[0]
         if err:
-            what = s.cmd.split()[1]
+            what = next((w for w in s.cmd.split()[1:] if not w.startswith("-")), "")  # after the options
             if tool == "rmmod":
                 lines.append(f"rmmod: ERROR: could not remove module {what}: {os.strerror(err)}")
             else:
