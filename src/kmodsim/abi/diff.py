@@ -74,6 +74,8 @@ class AbiDiffRequest(NamedTuple):
     use_cache: bool = True
     config_paths: Sequence[str] | None = None  # depmod.d for the trees
     max_size: int = DEFAULT_MAX_SIZE
+    scheduler: str | None = None  # each side one task on a cluster (kmodsim.cluster.map_tasks)
+    resolve: Callable[[str], str] | None = None  # an input's name -> its path (e.g. debian.resolve_input)
 
 
 class AbiDiff(NamedTuple):
@@ -183,9 +185,30 @@ def diff_sides(req: AbiDiffRequest) -> AbiDiff:
     :class:`kmodsim.Error` (naming the file) when a list or a kernel cannot be read; unreadable
     modules of a tree are the result's ``problems``."""
     lists, scope = _lists(req.symbol_lists)
-    old, new = (load_side(p, jobs=req.jobs, use_cache=req.use_cache, config_paths=req.config_paths,
-                          max_size=req.max_size) for p in (req.old, req.new))
+    old, new = read_sides([req.old, req.new], req)
     return compare(old, new, lists, scope)
+
+
+def read_sides(paths: Sequence[str], req: AbiDiffRequest | AbiHistoryRequest,
+               progress: Callable[[int, int, str], None] | None = None) -> list[AbiSide]:
+    """Each of ``paths`` read as one task (:func:`kmodsim.cluster.map_tasks`: here, one after the
+    other, or on ``req.scheduler``'s cluster), in order. ``req.resolve`` turns a name into a path
+    inside the task (so a cluster worker fetches its own kernel); the side keeps the name given.
+    On a cluster each task reads its trees with one process unless ``req.jobs`` says otherwise
+    (the cluster's workers are the parallelism)."""
+    from ..cluster import map_tasks
+
+    jobs = req.jobs if req.jobs or not req.scheduler else 1
+    read = partial(_read_side, resolve=req.resolve, jobs=jobs, use_cache=req.use_cache,
+                   config_paths=req.config_paths, max_size=req.max_size)
+    return map_tasks(read, list(paths), req.scheduler, progress)
+
+
+def _read_side(path: str, *, resolve: Callable[[str], str] | None, jobs: int | None, use_cache: bool,
+               config_paths: Sequence[str] | None, max_size: int) -> AbiSide:
+    side = load_side(resolve(path) if resolve else path, jobs=jobs, use_cache=use_cache,
+                     config_paths=config_paths, max_size=max_size)
+    return side if side.path == path else side._replace(path=path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +224,8 @@ class AbiHistoryRequest(NamedTuple):
     use_cache: bool = True
     config_paths: Sequence[str] | None = None
     max_size: int = DEFAULT_MAX_SIZE
+    scheduler: str | None = None  # each kernel one task on a cluster (kmodsim.cluster.map_tasks)
+    resolve: Callable[[str], str] | None = None  # an input's name -> its path (e.g. debian.resolve_input)
 
 
 class AbiStep(NamedTuple):
@@ -233,16 +258,10 @@ class AbiHistory(NamedTuple):
 
 def history(req: AbiHistoryRequest, progress: Callable[[int, int, str], None] | None = None) -> AbiHistory:
     """``kmodsim abi history``: every kernel of ``req.paths`` read once, in order, and each step
-    compared. ``progress(i, n, path)`` is called before the i-th kernel (1-based) is read. Raises
+    compared. ``progress(i, n, path)`` is called before the i-th kernel (1-based) is read (on a
+    cluster: as the i-th task finishes). Raises
     :class:`kmodsim.Error` as :func:`diff_sides` does."""
     lists, scope = _lists(req.symbol_lists)
-    kernels: list[AbiSide] = []
-    steps: list[AbiStep] = []
-    for i, p in enumerate(req.paths, 1):
-        if progress is not None:
-            progress(i, len(req.paths), p)
-        kernels.append(load_side(p, jobs=req.jobs, use_cache=req.use_cache, config_paths=req.config_paths,
-                                 max_size=req.max_size))
-        if i > 1:
-            steps.append(AbiStep(i - 1, compare(kernels[-2], kernels[-1], lists, scope)))
+    kernels = read_sides(req.paths, req, progress)
+    steps = [AbiStep(i, compare(kernels[i - 1], kernels[i], lists, scope)) for i in range(1, len(kernels))]
     return AbiHistory(kernels, steps, lists, scope)
