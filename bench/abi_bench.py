@@ -8,18 +8,27 @@ Module.symvers files, in one run, interleaved, each command a fresh process, pag
   trees warm    ``kmodsim abi diff ROOT_OLD ROOT_NEW`` on two unpacked image packages (modules and
                 vmlinuz; the scan cache primed)
   trees cold    the same with ``--no-cache`` (every module read again, all cores)
+  causes warm   ``kmodsim abi diff ROOT_OLD ROOT_NEW`` on the images of the headers pair (Debian's
+                6.1.0-47 and -50): the exports *and* the causes of every CRC change from both
+                kernels' BTF (vmlinux's and each module's), the scan cache primed
+  causes cold   the same with ``--no-cache``
+  no causes     the same, warm, with ``--no-causes`` (what the causes cost)
+  bpftool dump  ``bpftool btf dump file VMLINUX format c`` of both kernels (vmlinux taken out of the
+                bzImage beforehand, untimed): the BTF reader a user would pick
 
 The headers pair defaults to Debian 12's 6.1.0-47 -> 6.1.0-50 (18,107 CRC changes), the tree pair
 to Debian's 6.1 and 6.12 images. Medians of wall time are printed.
 
-    python bench/abi_bench.py [--rounds 5] [--old KVER] [--new KVER] [--no-trees]
+    python bench/abi_bench.py [--rounds 5] [--old KVER] [--new KVER] [--no-trees] [--no-images]
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 
 from common import arguments, series_kernel, timed, tools
 
@@ -37,11 +46,34 @@ def headers(kver: str) -> str:
         sys.exit(str(exc))
 
 
+def image(kver: str):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+    from kmodsim.debian import DebianError, DebianKernel
+
+    try:
+        return DebianKernel(f"linux-image-{kver}")
+    except DebianError as exc:
+        sys.exit(str(exc))
+
+
+def vmlinux(vmlinuz: str, dest: str) -> str:
+    from kmodsim.kernel import extract_vmlinux
+
+    data = extract_vmlinux(open(vmlinuz, "rb").read())
+    if data is None:
+        sys.exit(f"{vmlinuz}: no vmlinux inside")
+    path = os.path.join(dest, os.path.basename(vmlinuz) + ".elf")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
 def main() -> None:
     ap = arguments(__doc__ or "", 5)
     ap.add_argument("--old", default="6.1.0-47-amd64")
     ap.add_argument("--new", default="6.1.0-50-amd64")
     ap.add_argument("--no-trees", action="store_true")
+    ap.add_argument("--no-images", action="store_true")
     a = ap.parse_args()
     kmodsim, _depmod = tools()
     old, new = headers(a.old), headers(a.new)
@@ -54,6 +86,16 @@ def main() -> None:
         t_old, t_new = series_kernel("6.1"), series_kernel("6.12")
         cmds["trees warm"] = ([kmodsim, "abi", "diff", t_old.root, t_new.root], (0, 1))
         cmds["trees cold"] = ([kmodsim, "abi", "diff", "--no-cache", t_old.root, t_new.root], (0, 1))
+    tmp = tempfile.mkdtemp(prefix="abi-bench-")
+    if not a.no_images:
+        i_old, i_new = image(a.old), image(a.new)
+        cmds["causes warm"] = ([kmodsim, "abi", "diff", i_old.root, i_new.root], (0, 1))
+        cmds["causes cold"] = ([kmodsim, "abi", "diff", "--no-cache", i_old.root, i_new.root], (0, 1))
+        cmds["no causes"] = ([kmodsim, "abi", "diff", "--no-causes", i_old.root, i_new.root], (0, 1))
+        tool = shutil.which("bpftool") or "/usr/sbin/bpftool"
+        v_old, v_new = vmlinux(i_old.vmlinuz, tmp), vmlinux(i_new.vmlinuz, tmp)
+        cmds["bpftool dump"] = (["sh", "-c", f"{tool} btf dump file {v_old} format c >/dev/null && "
+                                             f"{tool} btf dump file {v_new} format c >/dev/null"], (0,))
     times: dict[str, list[float]] = {k: [] for k in cmds}
     for cmd, ok in cmds.values():  # untimed: page cache and scan cache warm
         timed(cmd, ok=ok)
@@ -64,6 +106,7 @@ def main() -> None:
           + ("" if a.no_trees else "; trees: Debian's 6.1 and 6.12 images") + ")")
     for name, ts in times.items():
         print(f"  {name:<15} {statistics.median(ts):7.2f} s")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

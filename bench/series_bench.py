@@ -1,6 +1,6 @@
 """Benchmark: ``kmodsim series`` build times, cold (step 0) against each incremental step.
 
-Usage:  PATH=$PWD/.venv/bin:$PATH python bench/series_bench.py [--headers KDIR] [--rounds N]
+Usage:  PATH=$PWD/.venv/bin:$PATH python bench/series_bench.py [--headers KDIR] [--rounds N] [--kvm]
 
 Runs the series tests/series_fixture.py writes (five commits over tests/kbuild/series: kss_lib of
 two objects, kss_drv) ``N`` times with ``--json --times`` against Debian's 6.1 headers (or KDIR),
@@ -8,6 +8,11 @@ and prints for each step the median wall and CPU time (user + system of make and
 steady measure on a loaded machine), the objects compiled and the ratio to the cold build. The
 issue's target (a one-file step at most 20% of a cold ``M=`` build) is for KVM's modules (dozens of
 objects); for these two small modules kbuild's fixed cost dominates, and the line says so.
+
+``--kvm``: the same measure on KVM's modules — the first patch of the monolithic series
+(examples/kvm-monolithic/series.py: the glue, which changes x86.c's compile flags: one object,
+x86.o, recompiled and kvm.ko relinked) over Debian's 6.1 KVM (linux-source-6.1 at the headers'
+version, fetched), against the cold build of KVM's three modules (43 objects).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--headers", help="a kernel headers directory (default: Debian's 6.1, fetched)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kvm", action="store_true", help="KVM's modules: the monolithic series' first patch")
     args = ap.parse_args()
     headers = args.headers
     if headers is None:
@@ -39,11 +45,20 @@ def main() -> int:
 
         headers = series_kernel("6.1").headers()
     with tempfile.TemporaryDirectory(prefix="kmodsim-series-bench-") as tmp:
-        repo, shas = make_repo(Path(tmp))
+        if args.kvm:
+            sys.path.insert(0, str(ROOT / "examples" / "kvm-monolithic"))
+            import build
+            import series
+
+            paths = series.write_series(build.source_tree(build.headers_version(headers)), tmp)
+            argv = ["--src", paths["base"], "-p", paths["glue"]]
+        else:
+            repo, shas = make_repo(Path(tmp))
+            argv = ["--src", str(repo), f"{shas[0]}..main"]
         runs = []
         for _ in range(args.rounds):
-            p = subprocess.run(["kmodsim", "series", "--src", str(repo), "--kernel", headers,
-                                f"{shas[0]}..main", "--json", "--times"], capture_output=True, text=True)
+            p = subprocess.run(["kmodsim", "series", "--kernel", headers, *argv, "--json", "--times"],
+                               capture_output=True, text=True)
             if p.returncode not in (0, 1):
                 sys.exit(p.stderr)
             runs.append(json.loads(p.stdout)["steps"])
@@ -57,8 +72,12 @@ def main() -> int:
         print(f"{i:>2}  {s['name'][:44]:<44}  {', '.join(s['build']['compiled'])[:28]:<28}  {wall:>5.2f}s  "
               f"{cpu:>5.2f}s  {cpu / cold_cpu:>7.0%}")
     one_file = statistics.median(r[1]["build"]["cpu_seconds"] for r in runs) / cold_cpu
-    print(f"one-file step (1): {one_file:.0%} of the cold build's CPU (the issue's target, for KVM: "
-          f"<= {TARGET:.0%}; not expected of 3 objects, where kbuild's fixed cost dominates)")
+    if args.kvm:
+        print(f"one-file step (1): {one_file:.0%} of the cold build's CPU (the issue's target: <= {TARGET:.0%}: "
+              f"{'met' if one_file <= TARGET else 'not met'})")
+    else:
+        print(f"one-file step (1): {one_file:.0%} of the cold build's CPU (the issue's target, for KVM: "
+              f"<= {TARGET:.0%}; not expected of 3 objects, where kbuild's fixed cost dominates)")
     return 0
 
 

@@ -8,11 +8,12 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # python3-venv: the virtualenv; gcc-12 + make: Debian's kbuild (linux-headers-amd64 pulls
-# linux-kbuild-6.1); binutils: readelf (a test oracle); kmod: depmod/modinfo (oracles, benchmark);
+# linux-kbuild-6.1); binutils: readelf (a test oracle); bpftool: BTF dumps (the oracle of abi's causes);
+# kmod: depmod/modinfo (oracles, benchmark);
 # xz-utils/zstd: compressed modules; dpkg-dev is not needed (dpkg-deb is in dpkg); e2fsprogs + mount:
 # the racy-timestamp tests loop-mount an ext4 with one-second timestamps; meson ... pkgconf: kmod 34
 # built from Debian 13's source into ~/.cache/kmodsim/kmod-34.2 at test time (kmodsim.kmod_build).
-APT_PKGS=(python3 python3-venv python3-pip gcc-12 gcc make binutils kmod xz-utils zstd qemu-system-x86 libc6-dev
+APT_PKGS=(python3 python3-venv python3-pip gcc-12 gcc make binutils kmod xz-utils zstd qemu-system-x86 libc6-dev bpftool
           linux-headers-amd64 busybox-static e2fsprogs mount
           meson ninja-build pkgconf libzstd-dev liblzma-dev zlib1g-dev libssl-dev)
 

@@ -207,3 +207,41 @@ def make_ops_repo(where: Path) -> tuple[Path, list[str]]:
         git(repo, "commit", "-q", "-a", "-m", subject)
         shas.append(git(repo, "rev-parse", "HEAD").strip())
     return repo, shas
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairs for --reorder: patches over tests/kbuild/series, each written against the tree it needs
+# ---------------------------------------------------------------------------------------------
+
+def add_drv_version(d: Path) -> str:
+    _edit(d / "kss_drv.c", "static int __init kss_drv_init", DRV_VERSION + "static int __init kss_drv_init")
+    return "kss_drv: export its own kss_version"
+
+
+def drop_lib_version(d: Path) -> str:
+    _edit(d / "kss_lib_main.c", LIB_VERSION, "")
+    return "kss_lib: drop kss_version"
+
+
+def drop_lib_version_keep_drv(d: Path) -> str:
+    """Needs add_drv_version: its kss_drv.c hunk changes a line that patch adds."""
+    _edit(d / "kss_lib_main.c", LIB_VERSION, "")
+    _edit(d / "kss_drv.c", "\treturn 2;\n", "\treturn 1;\n")
+    return "kss: kss_version is kss_drv's now, and returns 1 as kss_lib's did"
+
+
+def write_patch(where: Path, name: str, steps: list) -> Path:
+    """``git format-patch`` of the last of ``steps`` (each a function editing a tree) over the ones
+    before it, all over tests/kbuild/series; written to ``where/<name>.patch``."""
+    repo = where / f"repo-{name}"
+    shutil.copytree(BASE, repo)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "kss: base")
+    for step in steps:
+        subject = step(repo)
+        git(repo, "commit", "-q", "-a", "-m", subject, "-m", "Written by kmodsim's tests.")
+    out = where / f"{name}.patch"
+    out.write_text(git(repo, "format-patch", "--stdout", "HEAD~1..HEAD"))
+    shutil.rmtree(repo)
+    return out

@@ -65,10 +65,16 @@ def _tuple(e):
     return None if e is None else (e["crc"], e["owner"], e["gpl"], e["namespace"])
 
 
-def reported(doc) -> set[tuple]:
+def reported(doc, btf: bool = False) -> set[tuple]:
     changes = [(c["symbol"], c["change"], _tuple(c["old"]), _tuple(c["new"])) for c in doc["changes"]]
     assert len(set(changes)) == len(changes)  # one entry per symbol and kind of change
-    assert all(c["causes"] == [] for c in doc["changes"])
+    # headers packages carry no BTF: every CRC change is "unexplained (no BTF)", the rest have none
+    # (images and trees carry BTF: their causes are tests/test_abi_causes.py's)
+    no_btf = [{"type": None, "change": "unexplained (no BTF)", "path": []}]
+    if btf:
+        assert all(bool(c["causes"]) == (c["change"] == "crc") for c in doc["changes"])
+    else:
+        assert all(c["causes"] == (no_btf if c["change"] == "crc" else []) for c in doc["changes"])
     return set(changes)
 
 
@@ -212,6 +218,7 @@ def test_history_of_debian_61(headers_of, tmp_path):
     dirs = [headers_of(k) for k in ABIS]
     p = run_kmodsim("abi", "history", "--json", *dirs, check=1)
     doc = json.loads(p.stdout)
+    s0 = doc["steps"][0]["summary"]["crc"]  # headers: every CRC change unexplained (no BTF)
     assert [k["release"] for k in doc["kernels"]] == ABIS
     tables = [exports_of(f"{d}/Module.symvers") for d in dirs]
     for i, step in enumerate(doc["steps"]):
@@ -219,9 +226,9 @@ def test_history_of_debian_61(headers_of, tmp_path):
         assert (step["old"], step["new"]) == (ABIS[i], ABIS[i + 1])
         assert {k: step["summary"][k] for k in KINDS} == {k: sum(c[1] == k for c in want) for k in KINDS}
     text = run_kmodsim("abi", "history", *dirs, check=1).stdout.splitlines()
-    assert text[0].split() == ["step", "exports", *KINDS, "verdict"]
+    assert text[0].split() == ["step", "exports", *KINDS, "verdict", "causes"]
     assert len(text) == len(ABIS)
-    assert text[1].startswith(f"{ABIS[0]} -> {ABIS[1]} ") and text[1].endswith("INCOMPATIBLE")
+    assert text[1].startswith(f"{ABIS[0]} -> {ABIS[1]} ") and text[1].endswith(f"INCOMPATIBLE  {s0} unexplained")
     assert text[-1].endswith(" compatible")
 
 
@@ -253,7 +260,7 @@ def test_tree_diff_61_to_612(debian61, debian612_tree, tmp_path):
     t = time.monotonic()
     doc, p = diff_json(debian61.root, debian612_tree.root, check=1)
     elapsed = time.monotonic() - t
-    assert reported(doc) == want
+    assert reported(doc, btf=True) == want
     assert (doc["old"], doc["new"]) == (debian61.kver, debian612_tree.kver)
     moves = {(c[2][1] == "vmlinux", c[3][1] == "vmlinux") for c in want if c[1] == "owner"}
     assert moves == {(True, False), (False, True), (False, False)}  # vmlinux <-> module, module -> module
@@ -286,7 +293,8 @@ def test_same_kernel_twice_is_compatible(headers61):
     assert doc == {"old": os.path.basename(headers61).removeprefix("linux-headers-"), "new": None, "changes": [],
                    "summary": {"old_exports": len(rows), "new_exports": len(rows),
                                **dict.fromkeys(KINDS, 0), "symbols_changed": 0, "incompatible": 0,
-                               "compatible": True, "symbol_lists": [], "in_scope": None}}
+                               "compatible": True, "symbol_lists": [], "in_scope": None,
+                               "causes": {"crc_changes": 0, "explained": 0, "unexplained": {}, "type_changes": []}}}
     assert p.stderr == ""
 
 

@@ -20,6 +20,7 @@ import re
 import resource
 import signal
 import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -46,13 +47,36 @@ class Run:
         self.seconds, self.rss_kib = seconds, rss_kib
 
 
+# The command runs as the grandchild of a small launcher that reports the command's own wait4 status
+# and peak RSS. Measured from this process instead, the peak would include the pytest process's own:
+# on exec the kernel carries the old address space's RSS high-water mark into the new program's
+# maxrss (exec_mmap -> setmax_mm_hiwater_rss), and a fork starts with the parent's resident pages.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+os.write(int(sys.argv[1]), b"%d %d" % (status, usage.ru_maxrss))
+"""
+
+
 def run_limited(*args, cwd=None) -> Run:
     """``kmodsim ARGS`` under RLIMIT_AS = 1 GiB and a 5 s limit (its whole process group is killed
-    past it, and the test fails: a hang); with its wall time and peak RSS (wait4)."""
+    past it, and the test fails: a hang); with its wall time and its own peak RSS (wait4, taken by
+    a launcher whose own footprint is a bare interpreter's)."""
     argv = ["kmodsim", *map(str, args)]
+    report_r, report_w = os.pipe()
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
-                            preexec_fn=_limits, start_new_session=True)
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(report_w), *argv],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                                pass_fds=(report_w,), preexec_fn=_limits, start_new_session=True)
+    finally:
+        os.close(report_w)
     hung = []
 
     def kill() -> None:
@@ -66,16 +90,19 @@ def run_limited(*args, cwd=None) -> Run:
                for k, f in (("out", proc.stdout), ("err", proc.stderr))]
     for t in readers:
         t.start()
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    with os.fdopen(report_r, "rb") as report:
+        reported = report.read()
+    proc.wait()
     seconds = time.monotonic() - t0
     timer.cancel()
     for t in readers:
         t.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
     if hung:
         pytest.fail(f"hang: {' '.join(argv)} still running after {TIME_LIMIT} s")
-    return Run(argv, proc.returncode, outs["out"].decode("utf-8", "replace"),
-               outs["err"].decode("utf-8", "replace"), seconds, usage.ru_maxrss)
+    assert proc.returncode == 0 and reported, (argv, proc.returncode, outs["err"][-2000:])
+    status, rss_kib = map(int, reported.split())
+    return Run(argv, os.waitstatus_to_exitcode(status), outs["out"].decode("utf-8", "replace"),
+               outs["err"].decode("utf-8", "replace"), seconds, rss_kib)
 
 
 def assert_bad_input_contract(r: Run, files: list[str], must_fail: list[str] = (), codes=(0, 2),

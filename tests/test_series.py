@@ -81,7 +81,8 @@ def test_built_modules_of_a_build_moved_since(basic_build):
 
 @pytest.mark.parametrize("case", ["no-src", "neither", "both", "no-patch-file", "not-a-patch", "quilt-missing",
                                   "quilt-option", "not-git", "bad-range", "empty-range", "not-headers",
-                                  "modules-outside", "expect-metric", "expect-way", "expect-no-struct"])
+                                  "modules-outside", "expect-metric", "expect-way", "expect-no-struct",
+                                  "with-missing"])
 def test_series_bad_input(case, tmp_path):
     """One line on stderr naming the input and the problem, exit 2, no traceback."""
     repo, shas = make_repo(tmp_path)
@@ -123,6 +124,8 @@ def test_series_bad_input(case, tmp_path):
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--struct", "x", "--expect", "calls=down,speed=up"], "--expect"
     elif case == "expect-way":
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--expect", "size=sideways"], "--expect"
+    elif case == "with-missing":
+        argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--with", str(tmp_path / "gone.ko")], str(tmp_path / "gone.ko")
     else:
         argv, named = ["--src", str(repo), "HEAD~1..HEAD", "--expect", "calls=down"], "--expect"
     r = run_kmodsim("series", "--kernel", headers, *argv)
@@ -476,3 +479,106 @@ def test_apply_reports_offsets_and_fuzz_in_git_apply_s_words(tmp_path):
     assert got.errors == [ln.removeprefix("error: ") for ln in strict.stderr.splitlines()
                           if ln.startswith("error: ") and ln != "error: while searching for:"]
     assert (fuzzy / "kss_lib_util.c").read_text().count("kss_mul") == 0  # all or nothing: the tree unchanged
+
+
+# ---------------------------------------------------------------------------------------------
+# --reorder (slow: kbuild), against the same plain loop
+# ---------------------------------------------------------------------------------------------
+
+def _loop_trees(tmp_path: Path, patches: list[Path], name: str) -> list[Path | None]:
+    """The plain loop's trees: a copy of the base, the patches applied by git apply one after the
+    other, each state copied aside (None: the patch did not apply there)."""
+    work = tmp_path / f"work-{name}"
+    shutil.copytree(BASE, work)
+    git(work, "init", "-q")
+    trees: list[Path | None] = [tmp_path / f"{name}0"]
+    shutil.copytree(work, tmp_path / f"{name}0", ignore=shutil.ignore_patterns(".git"))
+    for i, f in enumerate(patches, 1):
+        p = subprocess.run(["git", "apply", str(f)], cwd=work, capture_output=True, text=True, env=C_LOCALE)
+        if p.returncode != 0:
+            trees.append(None)
+            continue
+        shutil.copytree(work, tmp_path / f"{name}{i}", ignore=shutil.ignore_patterns(".git"))
+        trees.append(tmp_path / f"{name}{i}")
+    return trees
+
+
+def _pair(tmp_path: Path) -> dict[str, Path]:
+    from series_fixture import add_drv_version, drop_lib_version, drop_lib_version_keep_drv, write_patch
+
+    return {"add": write_patch(tmp_path, "add", [add_drv_version]),
+            "drop": write_patch(tmp_path, "drop", [drop_lib_version]),
+            "drop-keep": write_patch(tmp_path, "drop-keep", [add_drv_version, drop_lib_version_keep_drv])}
+
+
+@pytest.mark.slow
+def test_reorder_two_independent_patches(headers61, tmp_path):
+    """kss_drv exports its own kss_version, then kss_lib drops its one: step 1 exports it twice.
+    The other order is good; --reorder finds it building one tree more than the given order (the
+    last tree is the same either way: the two patches touch different files). The given order's
+    report is plain series' byte for byte; both orders' verdicts are the plain loop's."""
+    p = _pair(tmp_path)
+    given = [p["add"], p["drop"]]
+    argv = ["--src", str(BASE), "--kernel", headers61, *(a for f in given for a in ("-p", str(f)))]
+    plain = run_kmodsim("series", *argv, "--json")
+    rc, report = _series_json(*argv, "--reorder")
+    assert rc == 1 and plain.returncode == 1
+    assert json.loads(plain.stdout) == {**report, "reorder": None}
+    _compare_with_loop(report, headers61, _loop_trees(tmp_path, given, "given"))
+    o = report["reorder"]
+    assert o["order"] == [2, 1] and o["given_good"] is False and o["needs"] == []
+    assert o["given_builds"] == 3 and o["builds"] == 4  # the base, 1, 1+2; then 2 alone (2+1 is 1+2's tree)
+    assert o["ruled_out"] == [{"after": [], "step": 1, "flags": ["new-link-errors"], "same_as": None,
+                               "reason": ["1 new error finding: duplicate-export: kss_drv: 'kss_version' exported "
+                                          "twice. Previous export was in kss_lib.ko"]}]
+    found = {"steps": o["steps"], "verdict": {"bisectable": True, "first_bad": None}}
+    assert [s["name"] for s in o["steps"]] == ["(base)", "kss_lib: drop kss_version",
+                                               "kss_drv: export its own kss_version"]
+    _compare_with_loop(found, headers61, _loop_trees(tmp_path, [p["drop"], p["add"]], "found"))
+    text = run_kmodsim("series", *argv, "--reorder", check=1).stdout
+    assert "reorder: an order in which every step is good: 2, 1 (the given order's first bad step is 1)" in text
+    assert "trees built: 4 (3 for the given order, 1 for the search)" in text
+
+
+@pytest.mark.slow
+def test_reorder_of_a_good_order_changes_nothing(headers61, tmp_path):
+    """The good order given: the same report as plain series, the order kept, only its trees built."""
+    p = _pair(tmp_path)
+    argv = ["--src", str(BASE), "--kernel", headers61, "-p", str(p["drop"]), "-p", str(p["add"])]
+    rc, report = _series_json(*argv, "--reorder")
+    assert rc == 0 and report["verdict"]["bisectable"]
+    o = report["reorder"]
+    assert o["given_good"] is True and o["order"] == [1, 2] and o["ruled_out"] == []
+    assert o["builds"] == o["given_builds"] == 3 and o["steps"] == report["steps"]
+    assert json.loads(run_kmodsim("series", *argv, "--json", check=0).stdout) == {**report, "reorder": None}
+
+
+@pytest.mark.slow
+def test_reorder_proves_no_order_exists(headers61, tmp_path):
+    """A dependent pair: 'drop-keep' changes a line 'add' adds (git apply refuses it first, as git
+    apply says here), and 'add' first exports kss_version twice (kmodsim check of a plain build
+    says so). --reorder says no order exists, and why, in those two facts."""
+    p = _pair(tmp_path)
+    given = [p["drop-keep"], p["add"]]
+    rc, report = _series_json("--src", str(BASE), "--kernel", headers61,
+                              *(a for f in given for a in ("-p", str(f))), "--reorder")
+    assert rc == 1
+    trees = _loop_trees(tmp_path, given, "given")
+    assert trees[1] is None  # git apply refuses drop-keep at the base
+    assert _loop_trees(tmp_path, [p["add"], p["drop-keep"]], "other")[2] is not None  # but applies after add
+    _compare_with_loop(report, headers61, trees)
+    o = report["reorder"]
+    assert o["order"] is None and o["steps"] is None
+    assert o["needs"] == [{"step": 1, "after": [2]}]
+    facts = {(tuple(x["after"]), x["step"]): x for x in o["ruled_out"]}
+    assert set(facts) == {((), 1), ((), 2)}
+    assert facts[((), 1)]["flags"] == ["does-not-apply"]
+    assert facts[((), 1)]["reason"][0] == f"git apply: {report['steps'][1]['apply']['errors'][0]}"
+    assert facts[((), 2)]["flags"] == ["new-link-errors"]
+    # the oracle of the second fact: kmodsim check of a plain build of the base + 'add'
+    assert report["steps"][2]["flags"] == ["new-link-errors"]
+    assert o["builds"] == o["given_builds"] == 2  # the base and 'add' alone: nothing more to build
+    text = run_kmodsim("series", "--src", str(BASE), "--kernel", headers61,
+                       *(a for f in given for a in ("-p", str(f))), "--reorder", check=1).stdout
+    assert "reorder: no order of the 2 patches in which every step is good" in text
+    assert "  1 does not apply to the base; it applies after 2" in text

@@ -160,27 +160,29 @@ def ops_census(struct: str, paths: Iterable[str]) -> Census:
 
 def abi_diff(old: str, new: str, *, symbol_lists: Sequence[str] = (), jobs: int | None = None,
              use_cache: bool = True, config_paths: Sequence[str] | None = None,
-             max_size: int = DEFAULT_MAX_SIZE) -> AbiDiff:
+             max_size: int = DEFAULT_MAX_SIZE, causes: bool = True) -> AbiDiff:
     """``kmodsim abi diff``: the exports of ``old`` and ``new`` compared — each a path ``--kernel``
     takes (a headers directory or Module.symvers: vmlinux's and the modules' exports; a vmlinux or
     vmlinuz: vmlinux's) or a module tree / root file system. The result's ``changes`` (each an
     :class:`kmodsim.abi.AbiChange`: ``symbol``, ``change``, ``old``/``new`` exports, ``compatible``),
     ``counts()``, ``compatible``, ``notes``, and the unreadable modules of a tree in ``problems``.
-    ``symbol_lists`` restrict it to the names they list. Raises :class:`kmodsim.Error` when a
-    kernel or a list cannot be read."""
+    ``symbol_lists`` restrict it to the names they list. With ``causes``, each CRC change's
+    ``causes`` (:class:`kmodsim.abi.causes.Cause`: ``type``, ``change``, ``path``) from both
+    kernels' BTF and their summary in ``causes`` (docs/abi.md). Raises :class:`kmodsim.Error` when
+    a kernel or a list cannot be read."""
     from .abi import AbiDiffRequest, diff_sides
 
     return diff_sides(AbiDiffRequest(old, new, symbol_lists, jobs=jobs, use_cache=use_cache,
-                                     config_paths=config_paths, max_size=max_size))
+                                     config_paths=config_paths, max_size=max_size, causes=causes))
 
 
 def abi_history(kernels: Sequence[str], *, symbol_lists: Sequence[str] = (), jobs: int | None = None,
                 use_cache: bool = True, config_paths: Sequence[str] | None = None,
-                max_size: int = DEFAULT_MAX_SIZE) -> AbiHistory:
+                max_size: int = DEFAULT_MAX_SIZE, causes: bool = True) -> AbiHistory:
     """``kmodsim abi history``: ``kernels`` (oldest first, each as :func:`abi_diff` takes it) read
     once each, and every consecutive pair compared: ``kernels`` and ``steps`` (each a ``diff`` as
     :func:`abi_diff` returns it). Raises :class:`kmodsim.Error` as :func:`abi_diff` does."""
     from .abi import AbiHistoryRequest, history
 
     return history(AbiHistoryRequest(kernels, symbol_lists, jobs=jobs, use_cache=use_cache,
-                                     config_paths=config_paths, max_size=max_size))
+                                     config_paths=config_paths, max_size=max_size, causes=causes))

@@ -276,10 +276,11 @@ class _Clean:
             vnames, vcrcs = m.version_columns()
             # most modules: every __versions entry is clean and every import has one — two C-level
             # comparisons say so without the per-name sets below
-            if list(map(table.get, vnames)) == vcrcs and set(vnames).issuperset(names):
+            got = list(map(table.get, vnames))
+            if got == vcrcs and set(vnames).issuperset(names):
                 bad: set[str] = set()
             else:
-                bad = set(compress(vnames, map(ne, map(table.get, vnames), vcrcs)))
+                bad = set(compress(vnames, map(ne, got, vcrcs)))
                 bad.update(set(names).difference(vnames))
         else:  # no __versions: no CRC finding can arise, any CRC of the exporter will do
             bad = set(names).difference(table)

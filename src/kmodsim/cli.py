@@ -106,17 +106,15 @@ def _leave(code: object) -> None:
     without the interpreter's teardown."""
     import os
 
-    status = code if isinstance(code, int) else 0 if code is None else 1
-    if status == 1 and not isinstance(code, int):
+    status = code if isinstance(code, int) else 0
+    if code is not None and not isinstance(code, int):
         sys.stderr.write(f"{code}\n")
+        status = 1
     try:
         sys.stdout.flush()
-    except BrokenPipeError:  # the reader left: as _main does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        status = status or 1
-    except OSError as exc:  # a full disk, a closed stdout: the output is not all there
-        sys.stderr.write(f"kmodsim: error writing output: {exc.strerror or exc}\n")
-        status = 2
+    except OSError as exc:  # every flush error is the output's
+        lost = _output_lost(exc)
+        status = (status or lost) if isinstance(exc, BrokenPipeError) else lost
     try:
         sys.stderr.flush()
     except OSError:
@@ -124,21 +122,29 @@ def _leave(code: object) -> None:
     os._exit(status)
 
 
-def _main(argv: list[str]) -> None:
-    try:
-        _dispatch(argv)
-    except BrokenPipeError:  # "kmodsim ... | head": the reader left; say nothing more
+def _output_lost(exc: OSError) -> int:
+    """The exit status for output that could not be written: the reader of a pipe left (1, and
+    nothing more is said: stdout is pointed at /dev/null so that no later flush fails again), or
+    the device refused it (2, said in one line)."""
+    if isinstance(exc, BrokenPipeError):  # "kmodsim ... | head"
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(1) from None
+        return 1
+    sys.stderr.write(f"kmodsim: error writing output: {exc.strerror or exc}\n")
+    return 2
+
+
+def _main(argv: list[str]) -> None:
+    try:
+        _dispatch(argv)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    except OSError as exc:  # stdout on a full disk or a dead device: one line, not a traceback
-        if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS:
+    except OSError as exc:  # a pipe's reader gone, stdout on a full disk: not a traceback
+        if not isinstance(exc, BrokenPipeError) and (exc.filename is not None
+                                                     or exc.errno not in _OUTPUT_ERRNOS):
             raise
-        sys.stderr.write(f"kmodsim: error writing output: {exc.strerror or exc}\n")
-        raise SystemExit(2) from None
+        raise SystemExit(_output_lost(exc)) from None
     raise SystemExit(0)
 
 

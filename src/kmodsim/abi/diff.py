@@ -24,17 +24,19 @@ reason). Symbol lists (Android GKI ``[abi_symbol_list]`` files or one name a lin
 :func:`kmodsim.checks.load_symbol_list`, as ``check --symbol-list`` reads them) restrict the
 report, and so the verdict, to the names they list.
 
-``causes`` is empty for now: the type-level cause of a CRC change, from both kernels' BTF, is
-the next step (docs/abi.md says what is not done yet).
+Each CRC change gets its type-level causes from both kernels' BTF (:mod:`kmodsim.abi.causes`),
+or one "unexplained" entry saying why not; the other kinds of change have none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import NamedTuple
 
 from ..checks import load_symbol_list
 from ..module import DEFAULT_MAX_SIZE
+from .causes import Cause, CauseSummary, KernelBtf, explain
 from .sides import AbiExport, AbiSide, load_side
 
 # the order of kinds in reports: what breaks modules most often first, ``added`` last
@@ -49,7 +51,7 @@ class AbiChange(NamedTuple):
     change: str  # one of CHANGE_KINDS
     old: AbiExport | None  # None: added
     new: AbiExport | None  # None: removed
-    causes: tuple[str, ...] = ()  # the type-level causes of a CRC change (not computed yet)
+    causes: tuple[Cause, ...] = ()  # the type-level causes of a CRC change (kmodsim.abi.causes)
 
     @property
     def compatible(self) -> bool:
@@ -74,6 +76,7 @@ class AbiDiffRequest(NamedTuple):
     use_cache: bool = True
     config_paths: Sequence[str] | None = None  # depmod.d for the trees
     max_size: int = DEFAULT_MAX_SIZE
+    causes: bool = True  # explain CRC changes from the kernels' BTF
     scheduler: str | None = None  # each side one task on a cluster (kmodsim.cluster.map_tasks)
     resolve: Callable[[str], str] | None = None  # an input's name -> its path (e.g. debian.resolve_input)
 
@@ -89,6 +92,7 @@ class AbiDiff(NamedTuple):
     scope: frozenset[str] | None = None
     notes: list[str] = []  # what the reader must know of the answer (left-out module exports...)
     compared: tuple[int, int] = (0, 0)  # exports of OLD and NEW compared (in scope, when lists are given)
+    causes: CauseSummary | None = None  # None: causes not asked for
 
     @property
     def problems(self) -> list[tuple[str, str]]:
@@ -172,12 +176,29 @@ def _lists(paths: Sequence[str]) -> tuple[tuple[str, ...], frozenset[str] | None
     return tuple(paths), frozenset(scope)
 
 
+def side_btf(side: AbiSide, max_size: int = DEFAULT_MAX_SIZE) -> KernelBtf | None:
+    """The BTF a side carries (its image's, its modules'), read on first use; None without an image."""
+    return KernelBtf(side.image, side.module_files, max_size) if side.image else None
+
+
 def compare(old: AbiSide, new: AbiSide, symbol_lists: tuple[str, ...] = (),
-            scope: frozenset[str] | None = None) -> AbiDiff:
-    """Two sides already read, compared."""
+            scope: frozenset[str] | None = None, btf: tuple[KernelBtf | None, KernelBtf | None] | None = None) -> AbiDiff:
+    """Two sides already read, compared; with ``btf`` (each side's, :func:`side_btf`), each CRC
+    change explained (:func:`kmodsim.abi.causes.explain`)."""
     a, b, notes = _comparable(old, new)
     compared = (len(a), len(b)) if scope is None else (len(scope & a.keys()), len(scope & b.keys()))
-    return AbiDiff(old, new, diff_exports(a, b, scope), symbol_lists, scope, notes, compared)
+    changes = diff_exports(a, b, scope)
+    summary = None
+    if btf is not None:
+        crc = [(c.symbol, c.old.owner, c.new.owner) for c in changes if c.change == "crc" and c.old and c.new]
+        causes, summary = explain(crc, *btf)
+        for k in (0, 1):
+            kb = btf[k]
+            if kb is not None:
+                notes += [f"{e}: its BTF is left out (causes through it unexplained)" for e in kb.errors]
+                kb.errors.clear()
+        changes = [c._replace(causes=causes[c.symbol]) if c.change == "crc" else c for c in changes]
+    return AbiDiff(old, new, changes, symbol_lists, scope, notes, compared, summary)
 
 
 def diff_sides(req: AbiDiffRequest) -> AbiDiff:
@@ -185,30 +206,40 @@ def diff_sides(req: AbiDiffRequest) -> AbiDiff:
     :class:`kmodsim.Error` (naming the file) when a list or a kernel cannot be read; unreadable
     modules of a tree are the result's ``problems``."""
     lists, scope = _lists(req.symbol_lists)
-    old, new = read_sides([req.old, req.new], req)
-    return compare(old, new, lists, scope)
+    (old, old_btf), (new, new_btf) = read_sides([req.old, req.new], req)
+    return compare(old, new, lists, scope, (old_btf, new_btf) if req.causes else None)
 
 
 def read_sides(paths: Sequence[str], req: AbiDiffRequest | AbiHistoryRequest,
-               progress: Callable[[int, int, str], None] | None = None) -> list[AbiSide]:
+               progress: Callable[[int, int, str], None] | None = None) -> list[tuple[AbiSide, KernelBtf | None]]:
     """Each of ``paths`` read as one task (:func:`kmodsim.cluster.map_tasks`: here, one after the
-    other, or on ``req.scheduler``'s cluster), in order. ``req.resolve`` turns a name into a path
-    inside the task (so a cluster worker fetches its own kernel); the side keeps the name given.
-    On a cluster each task reads its trees with one process unless ``req.jobs`` says otherwise
-    (the cluster's workers are the parallelism)."""
+    other, or on ``req.scheduler``'s cluster), in order: its side and, when ``req.causes``, its BTF
+    (:func:`side_btf`). ``req.resolve`` turns a name into a path inside the task (so a cluster
+    worker fetches its own kernel); the side keeps the name given. On a cluster each task reads its
+    trees with one process unless ``req.jobs`` says otherwise (the cluster's workers are the
+    parallelism), and reads vmlinux's BTF there (decompressing the image is the task's work, not
+    the client's); module BTF is read where the sides are compared, on first use."""
     from ..cluster import map_tasks
 
-    jobs = req.jobs if req.jobs or not req.scheduler else 1
+    on_cluster = bool(req.scheduler)
+    jobs = req.jobs if req.jobs or not on_cluster else 1
     read = partial(_read_side, resolve=req.resolve, jobs=jobs, use_cache=req.use_cache,
-                   config_paths=req.config_paths, max_size=req.max_size)
+                   config_paths=req.config_paths, max_size=req.max_size, causes=req.causes,
+                   eager_btf=on_cluster)
     return map_tasks(read, list(paths), req.scheduler, progress)
 
 
 def _read_side(path: str, *, resolve: Callable[[str], str] | None, jobs: int | None, use_cache: bool,
-               config_paths: Sequence[str] | None, max_size: int) -> AbiSide:
+               config_paths: Sequence[str] | None, max_size: int, causes: bool,
+               eager_btf: bool) -> tuple[AbiSide, KernelBtf | None]:
     side = load_side(resolve(path) if resolve else path, jobs=jobs, use_cache=use_cache,
                      config_paths=config_paths, max_size=max_size)
-    return side if side.path == path else side._replace(path=path)
+    if side.path != path:
+        side = side._replace(path=path)
+    btf = side_btf(side, max_size) if causes else None
+    if btf is not None and eager_btf:
+        btf.vmlinux()  # (an image it cannot read is one of btf.errors, reported as here)
+    return side, btf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,6 +255,7 @@ class AbiHistoryRequest(NamedTuple):
     use_cache: bool = True
     config_paths: Sequence[str] | None = None
     max_size: int = DEFAULT_MAX_SIZE
+    causes: bool = True
     scheduler: str | None = None  # each kernel one task on a cluster (kmodsim.cluster.map_tasks)
     resolve: Callable[[str], str] | None = None  # an input's name -> its path (e.g. debian.resolve_input)
 
@@ -262,6 +294,13 @@ def history(req: AbiHistoryRequest, progress: Callable[[int, int, str], None] | 
     cluster: as the i-th task finishes). Raises
     :class:`kmodsim.Error` as :func:`diff_sides` does."""
     lists, scope = _lists(req.symbol_lists)
-    kernels = read_sides(req.paths, req, progress)
-    steps = [AbiStep(i, compare(kernels[i - 1], kernels[i], lists, scope)) for i in range(1, len(kernels))]
+    read = read_sides(req.paths, req, progress)
+    kernels = [side for side, _ in read]
+    btfs = [btf for _, btf in read]  # each kernel's BTF, kept for the two steps it is part of
+    del read
+    steps: list[AbiStep] = []
+    for i in range(1, len(kernels)):
+        pair = (btfs[i - 1], btfs[i]) if req.causes else None
+        steps.append(AbiStep(i, compare(kernels[i - 1], kernels[i], lists, scope, pair)))
+        btfs[i - 1] = None  # (its BTF is not needed again)
     return AbiHistory(kernels, steps, lists, scope)

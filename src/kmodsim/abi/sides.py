@@ -55,6 +55,8 @@ class AbiSide(NamedTuple):
     problems: list[tuple[str, str]]  # (path, problem): modules of a tree that could not be read
     ignored: list[str]  # .ko.gz files of a tree, which depmod passes over
     shared: int  # names with more than one exporter (the first the loader finds owns each)
+    image: str = ""  # the vmlinux or vmlinuz vmlinux's exports were read from ("": a Module.symvers)
+    module_files: dict[str, str] = {}  # a tree's exporting modules: owner -> the file the loader takes
 
 
 def is_tree(path: str) -> bool:
@@ -62,15 +64,26 @@ def is_tree(path: str) -> bool:
     return os.path.isdir(path) and not os.path.isfile(os.path.join(path, "Module.symvers"))
 
 
-def _exports(index: SymbolIndex) -> tuple[dict[str, AbiExport], int]:
+def _exports(index: SymbolIndex) -> tuple[dict[str, AbiExport], int, dict[str, str]]:
+    """One export a name (the one the loader finds first), the names with several exporters, and
+    the file of each exporting module (owner -> path; the first of a name)."""
     out: dict[str, AbiExport] = {}
+    files: dict[str, str] = {}
     shared = 0
     for name, providers in index.by_name.items():
         p = LOADER.pick(providers)
         assert p is not None
         out[name] = AbiExport(p.crc, p.owner, p.gpl, p.namespace)
+        if p.owner != "vmlinux" and p.path:
+            files.setdefault(p.owner, p.path)
         shared += len(providers) > 1
-    return out, shared
+    return out, shared, dict(sorted(files.items()))
+
+
+def _image(kernel: Kernel) -> str:
+    """The kernel image a :class:`Kernel` was read from: a vmlinux or vmlinuz ("" for headers or
+    a Module.symvers, which have no machine), as :meth:`kmodsim.target.Target.of` tells them apart."""
+    return kernel.source if kernel.machine is not None and not os.path.isdir(kernel.source) else ""
 
 
 def tree_kernel(modroot: str) -> Kernel:
@@ -103,9 +116,9 @@ def load_side(path: str, *, jobs: int | None = None, use_cache: bool = True,
     tree are the side's ``problems`` (the others still count)."""
     if not is_tree(path):
         kernel = Kernel.load(path)
-        exports, shared = _exports(SymbolIndex.build(kernel, symvers_modules=True))
+        exports, shared, _files = _exports(SymbolIndex.build(kernel, symvers_modules=True))
         return AbiSide(path, kernel.release, "kernel", exports, bool(kernel.module_rows), kernel.source, [], [],
-                       shared)
+                       shared, _image(kernel))
 
     from ..tree import module_root, scan
 
@@ -117,6 +130,7 @@ def load_side(path: str, *, jobs: int | None = None, use_cache: bool = True,
     kernel = tree_kernel(modroot)  # first: a tree without its kernel is not worth a scan
     res = scan([modroot], jobs=jobs, use_cache=use_cache, config_paths=config_paths, max_size=max_size)
     problems = [(e.path, e.problem) for e in res.errors]
-    exports, shared = _exports(SymbolIndex.build(kernel, res.modules))
+    exports, shared, files = _exports(SymbolIndex.build(kernel, res.modules))
     release = kernel.release or os.path.basename(os.path.normpath(modroot))
-    return AbiSide(path, release, "tree", exports, True, kernel.source, problems, list(res.ignored), shared)
+    return AbiSide(path, release, "tree", exports, True, kernel.source, problems, list(res.ignored), shared,
+                   _image(kernel), files)

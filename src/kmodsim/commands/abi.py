@@ -31,6 +31,8 @@ def _common(f):
         args.option("--json", "as_json", is_flag=True, help="Print the JSON document (docs/abi.md)."),
         args.option("--jobs", "-j", type=int, default=None, help="Worker processes for trees (default: all cores)."),
         args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache."),
+        args.option("--no-causes", is_flag=True,
+                    help="Do not explain CRC changes from the kernels' BTF (faster on images and trees)."),
     )):
         f = dec(f)
     return f
@@ -40,12 +42,15 @@ def _common(f):
 @args.argument("old", required=True, type=args.path)
 @args.argument("new", required=True, type=args.path)
 @_common
-def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, config, max_size) -> None:
+def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, no_causes, config, max_size) -> None:
     """Compare the exports of OLD and NEW: added, removed, CRC, GPL-only, namespace, owner.
 
     OLD and NEW: anything --kernel takes (a headers directory or Module.symvers: vmlinux's and the
     modules' exports; a vmlinux or vmlinuz: vmlinux's), or a module tree / root file system (its
     modules as depmod finds them, vmlinux's exports from boot/vmlinuz-KVER or build/Module.symvers).
+
+    Each CRC change is explained from both kernels' BTF (images and trees carry it; headers do
+    not): the first type definitions that differ on the way from the export's prototype.
 
     Exit status: 0 compatible (no incompatible change in scope), 1 incompatible changes, 2 usage
     or input error.
@@ -55,7 +60,7 @@ def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, config, max_size) 
 
     try:
         res = diff_sides(AbiDiffRequest(old, new, symbol_lists, jobs=jobs, use_cache=not no_cache,
-                                        config_paths=config or None, max_size=max_size))
+                                        config_paths=config or None, max_size=max_size, causes=not no_causes))
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
@@ -66,7 +71,7 @@ def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, config, max_size) 
 @args.command("history")
 @args.argument("kernels", nargs=-1, required=True, type=args.path)
 @_common
-def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, config, max_size) -> None:
+def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, no_causes, config, max_size) -> None:
     """The table of a run of kernels in order (oldest first): per step, the exports of the newer one
     and the count of each kind of change. KERNELS: each what abi diff takes.
 
@@ -86,7 +91,8 @@ def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, config, max_size
 
     try:
         res = history(AbiHistoryRequest(kernels, symbol_lists, jobs=jobs, use_cache=not no_cache,
-                                        config_paths=config or None, max_size=max_size), progress)
+                                        config_paths=config or None, max_size=max_size, causes=not no_causes),
+                      progress)
     except Error as exc:
         if shown:
             sys.stderr.write("\r\x1b[K")

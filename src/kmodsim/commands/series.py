@@ -26,20 +26,29 @@ from .common import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, dump_json, error, warn
 @args.option("--expect", "expect", multiple=True, metavar="METRIC=down|up[,...]",
              help="Flag a step where a metric moves the other way: calls, static_calls, null_tests, "
                   "assignments, members (the ops census: --struct) or size (the modules' total).")
+@args.option("--with", "with_modules", multiple=True, type=args.path, metavar="PATH",
+             help="Modules of the target the series' modules use (files or directories; repeatable): "
+                  "checked together with each step's modules.")
+@args.option("--reorder", is_flag=True,
+             help="Search an order of the patches in which every step is good; print it, or the proof "
+                  "that none exists.")
 @args.option("--jobs", "-j", type=int, default=None, help="make -j (default: all cores).")
 @args.option("--json", "as_json", is_flag=True)
 @args.option("--times", is_flag=True,
              help="Add each step's build time (the output then differs from run to run).")
 def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple[str, ...],
                modules: tuple[str, ...], struct: str | None, census: tuple[str, ...], expect: tuple[str, ...],
-               jobs: int | None, as_json: bool, times: bool) -> None:
+               with_modules: tuple[str, ...], reorder: bool, jobs: int | None, as_json: bool, times: bool) -> None:
     """Check every step of a series: does it apply, build (kbuild M= against KDIR, one build tree
     reused so only what changed recompiles), link (kmodsim check: new findings against the step
     before), and what moved (exports between modules, each module's /proc/modules size; with
     --struct, the ops census: members, calls through the table, static calls, NULL tests, assignments).
 
+    With --reorder, also an order of the patches in which every step is good (the given one when it
+    is), or the proof that none exists, and the trees built to find it.
+
     Exit status: 0 every step good, 1 a step does not apply, build, adds a link error or moves an
-    --expect metric the wrong way, 2 usage or input error.
+    --expect metric the wrong way (with --reorder: of the given order), 2 usage or input error.
     """
     from ..errors import Error
     from ..render.series import series_json, series_text
@@ -47,7 +56,8 @@ def series_cmd(revisions: str | None, src: str, kernel_path: str, patches: tuple
 
     try:
         res = run_series(SeriesRequest(src, kernel_path, revisions, patches, modules, jobs, progress=None,
-                                       struct=struct, census_paths=census, expect=expect))
+                                       struct=struct, census_paths=census, expect=expect,
+                                       with_modules=with_modules, reorder=reorder))
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None

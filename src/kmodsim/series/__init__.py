@@ -4,13 +4,15 @@
 files) and returns a :class:`SeriesResult`: one :class:`Step` a row — applies, builds, links (new
 findings against the step before), exports moved between modules, each module's footprint with
 its delta — and the first bad step. Reading patch files (``git format-patch``, mbox, quilt) is
-:mod:`kmodsim.series.patches`; the steps are :mod:`kmodsim.series.steps`; the text and JSON forms
+:mod:`kmodsim.series.patches`; the steps are :mod:`kmodsim.series.steps`; ``--reorder``'s search
+for an order in which every step is good is :mod:`kmodsim.series.reorder`; the text and JSON forms
 are :mod:`kmodsim.render.series`'s.
 """
 
 from __future__ import annotations
 
 from .patches import Patch, PatchError, read_series
+from .reorder import Need, Reorder, RuledOut
 from .steps import (
     Applied,
     Built,
@@ -24,5 +26,5 @@ from .steps import (
     run_series,
 )
 
-__all__ = ["Applied", "Built", "ModuleState", "Moved", "OpsCounts", "Patch", "PatchError", "SeriesError", "SeriesRequest",
-           "SeriesResult", "Step", "read_series", "run_series"]
+__all__ = ["Applied", "Built", "ModuleState", "Moved", "Need", "OpsCounts", "Patch", "PatchError", "Reorder",
+           "RuledOut", "SeriesError", "SeriesRequest", "SeriesResult", "Step", "read_series", "run_series"]

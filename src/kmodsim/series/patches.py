@@ -123,6 +123,12 @@ def _quilt(series: str) -> list[Patch]:
     return out
 
 
+def read_mbox(origin: str, text: str) -> list[Patch]:
+    """The patches of an mbox given as text (``git format-patch --stdout`` of a range); ``origin``
+    names it in messages."""
+    return _mbox(origin, text)
+
+
 def _mbox(path: str, text: str) -> list[Patch]:
     """The patches of one file: one patch, or an mbox of several (messages without a diff passed over)."""
     starts = [m.start() for m in _FROM.finditer(text)]

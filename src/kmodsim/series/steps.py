@@ -24,13 +24,15 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import PathError
-from .patches import Patch, PatchError, read_series
+from .patches import Patch, PatchError, read_mbox, read_series
 
 if TYPE_CHECKING:
     from ..checks import Finding
     from ..kernel import Kernel
     from ..memory_layout import Layout
+    from ..module import Module
     from ..target import Target
+    from .reorder import Reorder
 
 
 class SeriesError(PathError):
@@ -53,6 +55,8 @@ class SeriesRequest(NamedTuple):
     struct: str | None = None  # an ops table to take the census of at each step (kmodsim ops)
     census_paths: Sequence[str] = ()  # where (relative to DIR; default: the module directories)
     expect: Sequence[str] = ()  # "calls=down", ...: a metric that moves the other way flags the step
+    with_modules: Sequence[str] = ()  # modules of the target the series' modules use, checked with them
+    reorder: bool = False  # search an order in which every step is good (kmodsim.series.reorder)
 
 
 class Applied(NamedTuple):
@@ -156,6 +160,7 @@ class SeriesResult(NamedTuple):
     notes: list[str] = []  # what the user must know of the answer (an unverified target release)
     struct: str | None = None  # the ops table counted at each step (Step.ops)
     expect: dict[str, str] = {}  # metric -> "down" | "up" (--expect)
+    reorder: Reorder | None = None  # with --reorder: the order found, or why none exists
 
     @property
     def first_bad(self) -> Step | None:
@@ -170,8 +175,12 @@ class SeriesResult(NamedTuple):
 # git
 # ---------------------------------------------------------------------------------------------
 
-def _git(cwd: str, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def _git(cwd: str, *args: str, stdin: str | None = None, check: bool = True,
+         index: str | None = None) -> subprocess.CompletedProcess[str]:
+    """git in ``cwd`` (C locale, no system config); ``index``: the index file it uses instead of the repository's."""
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+    if index is not None:
+        env["GIT_INDEX_FILE"] = index
     try:
         p = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env,
                            errors="surrogateescape")
@@ -242,10 +251,12 @@ _CHECKING = re.compile(r"^Checking patch (.+)\.\.\.$")
 _OFFSET = re.compile(r"^Hunk #(\d+) succeeded at (\d+) \(offset (-?\d+) lines?\)\.$")
 
 
-def _apply(tree: str, patch: Patch) -> Applied:
+def _apply(tree: str, patch: Patch, index: str | None = None) -> Applied:
     """``git apply -v`` (all or nothing); its error lines; where hunks landed elsewhere; whether
-    one line of context would do (``-C1``: what patch's fuzz accepts)."""
-    p = _git(tree, "apply", "-v", f"-p{patch.strip}", stdin=patch.text, check=False)
+    one line of context would do (``-C1``: what patch's fuzz accepts). With ``index`` (an index
+    file), applied to that index alone (``--cached``: the work tree untouched)."""
+    cached = ("--cached",) if index is not None else ()
+    p = _git(tree, "apply", *cached, "-v", f"-p{patch.strip}", stdin=patch.text, check=False, index=index)
     lines = p.stderr.splitlines()
     offsets, current = [], ""
     for line in lines:
@@ -260,8 +271,8 @@ def _apply(tree: str, patch: Patch) -> Applied:
         return Applied(True, [], offsets)
     errors = [ln.removeprefix("error: ") for ln in lines
               if ln.startswith("error: ") and ln != "error: while searching for:"]
-    fuzz = _git(tree, "apply", "--check", "-C1", f"-p{patch.strip}", stdin=patch.text,
-                check=False).returncode == 0
+    fuzz = _git(tree, "apply", *cached, "--check", "-C1", f"-p{patch.strip}", stdin=patch.text,
+                check=False, index=index).returncode == 0
     return Applied(False, errors or [(lines or ["git apply failed"])[-1]], offsets, fuzz)
 
 
@@ -342,6 +353,7 @@ class _Context(NamedTuple):
     struct: str | None = None
     census_paths: tuple[str, ...] = ()
     expect: dict[str, int] = {}
+    extra: tuple[Module, ...] = ()  # --with: checked together with each step's modules
 
 
 class _State(NamedTuple):
@@ -382,15 +394,15 @@ def _build(ctx: _Context) -> tuple[Built, list[str]]:
     return Built(ok, errors[:3], sorted(set(objs)), sorted(set(lds)), seconds, cpu), kos
 
 
-def _measure(ctx: _Context, kos: list[str], prev: _State | None) -> tuple[list[Finding], list[ModuleState], list[str]]:
-    """Read the built modules, check them together, measure each; (findings, modules, problems)."""
+def _measure(ctx: _Context, kos: list[str]) -> tuple[list[Finding], list[ModuleState], list[str]]:
+    """Read the built modules, check them together, measure each; (findings, modules (no size
+    delta yet), problems)."""
     from ..checks import run_checks
     from ..elf import ElfError
     from ..memory_layout import layout, read_input
     from ..module import ModuleError
 
     mods, states, problems = [], [], []
-    before = {m.name: m.size for m in prev.modules} if prev else {}
     for rel in kos:
         path = os.path.join(ctx.tree, rel)
         try:
@@ -400,10 +412,10 @@ def _measure(ctx: _Context, kos: list[str], prev: _State | None) -> tuple[list[F
             continue
         fp = layout(inp, ctx.layout, rel, m.name)
         mods.append(m)
-        states.append(ModuleState(m.name, rel, fp.size, fp.pages, tuple(sorted(e.name for e in m.exports)),
-                                  fp.size - before[m.name] if m.name in before else None))
+        states.append(ModuleState(m.name, rel, fp.size, fp.pages, tuple(sorted(e.name for e in m.exports)), None))
     top = ctx.tree + "/"
-    findings = [replace(f, path=f.path.removeprefix(top)) for f in run_checks(mods, ctx.kernel, target=ctx.target)]
+    findings = [replace(f, path=f.path.removeprefix(top))
+                for f in run_checks(mods + list(ctx.extra), ctx.kernel, target=ctx.target)]
     return findings, states, problems
 
 
@@ -476,23 +488,51 @@ def _exports_delta(before: list[ModuleState], after: list[ModuleState]) \
     return ([a for a in added if a[0] not in both], [r for r in removed if r[0] not in both], moved)
 
 
-def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: Applied,
-          prev: _State | None) -> tuple[Step, _State | None]:
-    nothing = Step(index, name, commit, applied, Built(None, [], [], [], 0.0), None, [], [], [], [], [], [], [])
-    if applied.ok is False:
-        return nothing, prev
+class _Observation(NamedTuple):
+    """What one tree gives, whatever the step before: its census, its build, and when it built its
+    findings and modules (``size_delta`` None: set against a step by :func:`_compare`)."""
+
+    ops: OpsCounts | None
+    built: Built
+    findings: list[Finding] | None  # None: it did not build (or kbuild made a module that cannot be read)
+    modules: list[ModuleState]
+
+
+def _observe(ctx: _Context) -> _Observation:
+    """Take the census of the tree as it is, build it, read, check and measure what it built."""
     ops = _census(ctx)
+    built, kos = _build(ctx)
+    if not built.ok:
+        return _Observation(ops, built, None, [])
+    findings, modules, problems = _measure(ctx, kos)
+    if problems:  # a module kbuild made that cannot be read: the step did not build a usable module
+        return _Observation(ops, built._replace(ok=False, errors=problems[:3]), None, [])
+    return _Observation(ops, built, findings, modules)
+
+
+def _state(obs: _Observation) -> _State:
+    """The state a tree that built leaves for the step after it."""
+    return _State(obs.findings or [], obs.modules, obs.ops)
+
+
+def _compare(ctx: _Context, index: int, name: str, commit: str | None, applied: Applied,
+             obs: _Observation | None, prev: _State | None) -> tuple[Step, _State | None]:
+    """The step of ``obs`` (None: the step did not apply) against ``prev``, the last step that
+    built; (the step, the state the next step is compared with)."""
+    nothing = Step(index, name, commit, applied, Built(None, [], [], [], 0.0), None, [], [], [], [], [], [], [])
+    if obs is None:
+        return nothing, prev
+    ops = obs.ops
     last_ops = prev.ops if prev else None
     ops_delta = ops.minus(last_ops) if ops and last_ops else None
     nothing = nothing._replace(ops=ops, ops_delta=ops_delta, wrong_way=_wrong_way(ctx.expect, ops_delta, None))
     if prev is not None:
         prev = prev._replace(ops=ops or prev.ops)
-    built, kos = _build(ctx)
-    if not built.ok:
-        return nothing._replace(built=built), prev
-    findings, modules, problems = _measure(ctx, kos, prev)
-    if problems:  # a module kbuild made that cannot be read: the step did not build a usable module
-        return nothing._replace(built=built._replace(ok=False, errors=problems[:3])), prev
+    if obs.findings is None:
+        return nothing._replace(built=obs.built), prev
+    findings, built = obs.findings, obs.built
+    sizes = {m.name: m.size for m in prev.modules} if prev else {}
+    modules = [m._replace(size_delta=m.size - sizes[m.name] if m.name in sizes else None) for m in obs.modules]
     old = prev.findings if prev else []
     if prev is None:  # the base: its findings are where the series starts
         new: list[Finding] = []
@@ -511,9 +551,36 @@ def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: App
     return step, _State(findings, modules, ops or (prev.ops if prev else None))
 
 
+def _step(ctx: _Context, index: int, name: str, commit: str | None, applied: Applied,
+          prev: _State | None) -> tuple[Step, _State | None]:
+    return _compare(ctx, index, name, commit, applied, None if applied.ok is False else _observe(ctx), prev)
+
+
 # ---------------------------------------------------------------------------------------------
 # The run
 # ---------------------------------------------------------------------------------------------
+
+def _read_with(paths: Sequence[str]) -> tuple[Module, ...]:
+    """--with: module files, or directories of them (every *.ko* below, sorted), read once."""
+    from ..memory_layout import read_input
+    from ..module import ModuleError
+
+    files: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += sorted(os.path.join(d, f) for d, _, fs in os.walk(p) for f in fs if ".ko" in f)
+        elif os.path.isfile(p):
+            files.append(p)
+        else:
+            raise SeriesError(p, "no such file or directory (--with names module files or directories)")
+    out = []
+    for f in files:
+        try:
+            out.append(read_input(f)[0])
+        except ModuleError as exc:
+            raise SeriesError(f, f"not a module kmodsim can read (--with): {exc}") from None
+    return tuple(out)
+
 
 def run_series(req: SeriesRequest) -> SeriesResult:
     """Apply, build, check and measure every step of the series of ``req`` (see the module's
@@ -537,8 +604,12 @@ def run_series(req: SeriesRequest) -> SeriesResult:
     commits: _Commits | None = None
     if req.revisions is not None:
         commits = _range(src, req.revisions)
+        if req.reorder:  # the commits as patches, applied to the base in any order
+            text = _git(src, "format-patch", "--stdout", "--no-signature", f"{commits.base}..{commits.commits[-1][0]}").stdout
+            patches = read_mbox(req.revisions, text)
     else:
         patches = read_series(req.patches)
+    extra = _read_with(req.with_modules)
     if not os.path.isfile(os.path.join(headers, "Makefile")):
         raise SeriesError(headers, "not a kernel headers or build directory (no Makefile): "
                                    "series builds the modules against it")
@@ -568,14 +639,21 @@ def run_series(req: SeriesRequest) -> SeriesResult:
             raise SeriesError(src, "the series touches no directory holding a Kbuild or Makefile: "
                                    "name the module directories with --modules")
         ctx = _Context(tree, os.path.abspath(headers), dirs, kernel, target, layout_of(target), req.jobs,
-                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect)
+                       req.struct, tuple(_given_dirs(src, req.census_paths) or dirs), expect, extra)
         if req.struct is not None and _census(ctx) is None:
             raise SeriesError(f"struct {req.struct}", f"no definition at the base in {', '.join(ctx.census_paths)} "
                                                       f"of {src} (name where the census reads with --census)")
         names = [s for _, s in commits.commits] if commits else [p.name for p in patches]
         steps: list[Step] = []
+        expected = {m: "down" if w < 0 else "up" for m, w in expect.items()}
         with Progress(req.progress, len(names) + 1, label="series steps", minimum=1) as advance:
             tick: Callable[[int], None] = advance or (lambda n: None)
+            if req.reorder:
+                from .reorder import search_order
+
+                steps, found = search_order(ctx, repo, patches, scratch, tick)
+                return SeriesResult(target.release, ctx.layout.name, dirs, steps, list(target.warnings),
+                                    req.struct, expected, found)
             step, state = _step(ctx, 0, "(base)", commits.base if commits else None, Applied(None, [], []), None)
             steps.append(step)
             tick(1)
@@ -591,6 +669,6 @@ def run_series(req: SeriesRequest) -> SeriesResult:
                 steps.append(step)
                 tick(1)
         return SeriesResult(target.release, ctx.layout.name, dirs, steps, list(target.warnings), req.struct,
-                            {m: "down" if w < 0 else "up" for m, w in expect.items()})
+                            expected)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
