@@ -25,7 +25,7 @@ class PathError(Error):
         self.path = path
         self.problem = problem
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+    def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
         # made again from its two parts, not from the joined message: an error raised in a task
         # on another machine (kmodsim.cluster) arrives pickled
         return type(self), (self.path, self.problem)
