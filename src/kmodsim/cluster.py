@@ -105,9 +105,11 @@ def map_tasks(func: Callable[[T], R], items: Sequence[T], scheduler: str | None 
     cluster: Any = None
     try:
         if kind == "local":
-            # processes, one thread each: the tasks are CPU-bound Python
+            # processes, one thread each: the tasks are CPU-bound Python; the workers' own logs
+            # (a task's error with its traceback, a restart) are not the run's output: errors
+            # come back here and are reported once
             cluster = LocalCluster(n_workers=port, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=None, silence_logs=logging.CRITICAL)
             client = Client(cluster)
         else:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
