@@ -161,3 +161,32 @@ def test_a_task_that_kills_every_worker_is_an_error(headers_of):
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         with pytest.raises(SchedulerError, match="its task killed every worker it ran on"):
             history(AbiHistoryRequest(dirs, scheduler="local:2", resolve=_always_die))
+
+
+@pytest.mark.slow
+def test_history_on_a_running_scheduler(headers_of, tmp_path):
+    """The documented set-up: ``dask scheduler`` and ``dask worker`` started as a distribution
+    would, then ``--scheduler tcp://HOST:PORT``: the same bytes as the local run."""
+    dask_cli = os.path.join(os.path.dirname(sys.executable), "dask")
+    info = tmp_path / "scheduler.json"
+    log = open(tmp_path / "dask.log", "w")
+    procs = [subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                               "--scheduler-file", str(info)], stdout=log, stderr=log)]
+    try:
+        for _ in range(300):
+            if info.exists() and info.read_text().strip():
+                break
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        procs.append(subprocess.Popen([dask_cli, "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                       "--no-dashboard"], stdout=log, stderr=log))
+        dirs = [headers_of(k) for k in ABIS[:4]]
+        here = run_kmodsim("abi", "history", "--json", *dirs, check=1)
+        there = run_kmodsim("abi", "history", "--json", "--scheduler", address, *dirs, check=1)
+        assert there.stdout == here.stdout and "Traceback" not in there.stderr
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=30)
+        log.close()
