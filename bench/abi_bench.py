@@ -19,7 +19,18 @@ Module.symvers files, in one run, interleaved, each command a fresh process, pag
 The headers pair defaults to Debian 12's 6.1.0-47 -> 6.1.0-50 (18,107 CRC changes), the tree pair
 to Debian's 6.1 and 6.12 images. Medians of wall time are printed.
 
+With ``--history``, instead: ``kmodsim abi history`` over Debian 12's 7 ABIs of 6.1 (amd64), each
+the same command with local processes (the default) and on a 2-worker ``LocalCluster``
+(``--scheduler local:2``: each kernel one task), interleaved; the outputs of the two are compared
+byte for byte first (text and ``--json``), and the benchmark stops if they differ.
+
+  history headers   the 7 headers directories (Module.symvers; no BTF)
+  history images    the 7 image packages, unpacked (vmlinuz and modules: BTF causes of each step),
+                    scan cache primed
+  ... cold          the same with ``--no-cache`` (every module of every tree read again)
+
     python bench/abi_bench.py [--rounds 5] [--old KVER] [--new KVER] [--no-trees] [--no-images]
+    python bench/abi_bench.py --history [--rounds 3] [--no-images]
 """
 
 from __future__ import annotations
@@ -68,14 +79,53 @@ def vmlinux(vmlinuz: str, dest: str) -> str:
     return path
 
 
+# Debian 12's 6.1 ABIs in the archive, in order
+ABIS = ["6.1.0-47-amd64", "6.1.0-50-amd64", "6.1.0-53-amd64", "6.1.0-54-amd64", "6.1.0-55-amd64",
+        "6.1.0-56-amd64", "6.1.0-57-amd64"]
+
+
+def history(kmodsim: str, rounds: int, images: bool) -> None:
+    import subprocess
+
+    inputs = {"headers": [headers(k) for k in ABIS]}
+    if images:
+        inputs["images"] = [image(k).root for k in ABIS]
+    cmds = {}
+    for what, paths in inputs.items():
+        for extra in ([], ["--no-cache"]) if what == "images" else ([],):
+            name = f"history {what}" + (" cold" if extra else "")
+            for where, sched in (("local", []), ("local:2", ["--scheduler", "local:2"])):
+                cmds[f"{name}, {where}"] = [kmodsim, "abi", "history", *extra, *sched, *paths]
+        for form in ([], ["--json"]):  # the same bytes whichever runs the tasks
+            outs = [subprocess.run([kmodsim, "abi", "history", *form, *sched, *paths], capture_output=True)
+                    for sched in ([], ["--scheduler", "local:2"])]
+            if outs[0].stdout != outs[1].stdout or outs[0].returncode != outs[1].returncode:
+                sys.exit(f"history {what} {' '.join(form)}: local and local:2 outputs differ")
+        print(f"history {what}: text and --json identical, local and local:2 "
+              f"({len(outs[0].stdout)} bytes of JSON)")
+    ok = (0, 1)  # (the runs above warmed the page cache, the scan cache and the .pyc files)
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(rounds):
+        for name, cmd in cmds.items():
+            times[name].append(timed(cmd, ok=ok))
+    print(f"abi history over Debian 12's {len(ABIS)} ABIs of 6.1, medians of {rounds} rounds "
+          f"({os.cpu_count()} cores, load {os.getloadavg()[0]:.2f} at the end)")
+    for name, ts in times.items():
+        print(f"  {name:<32} {statistics.median(ts):7.2f} s   ({' '.join(f'{t:.2f}' for t in ts)})")
+
+
 def main() -> None:
     ap = arguments(__doc__ or "", 5)
     ap.add_argument("--old", default="6.1.0-47-amd64")
     ap.add_argument("--new", default="6.1.0-50-amd64")
     ap.add_argument("--no-trees", action="store_true")
     ap.add_argument("--no-images", action="store_true")
+    ap.add_argument("--history", action="store_true")
     a = ap.parse_args()
     kmodsim, _depmod = tools()
+    if a.history:
+        history(kmodsim, a.rounds, not a.no_images)
+        return
     old, new = headers(a.old), headers(a.new)
     cmds = {
         "symvers-diff": (["diff", f"{old}/Module.symvers", f"{new}/Module.symvers"], (0, 1)),

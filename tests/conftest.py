@@ -55,6 +55,47 @@ def headers61(debian61) -> str:
 
 
 @pytest.fixture(scope="session")
+def headers_of():
+    """kver -> its headers directory: the installed one, else linux-headers-<kver> (and what it
+    needs) unpacked from Debian's archive into the cache."""
+    from kmodsim.debian import DebianError, unpacked_headers
+
+    made: dict[str, str] = {}
+
+    def get(kver: str) -> str:
+        if kver not in made:
+            installed = f"/usr/src/linux-headers-{kver}"
+            if os.path.isfile(os.path.join(installed, "Module.symvers")):
+                made[kver] = installed
+            else:
+                try:
+                    made[kver] = unpacked_headers(kver)
+                except DebianError as exc:
+                    need(f"linux-headers-{kver} from Debian's archive: {exc}")
+        return made[kver]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def image_of():
+    """kver -> Debian's image package of that ABI, unpacked (its root: boot/vmlinuz-<kver>, lib/modules)."""
+    from kmodsim.debian import DebianError, DebianKernel
+
+    made = {}
+
+    def get(kver: str):
+        if kver not in made:
+            try:
+                made[kver] = DebianKernel(f"linux-image-{kver}")
+            except DebianError as exc:
+                need(f"linux-image-{kver} from Debian's archive: {exc}")
+        return made[kver]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def debian612():
     """Debian's 6.12 kernel (bookworm's newest linux-image-6.12.*+deb12-amd64), unpacked."""
     if os.environ.get("KMODSIM_TEST_612") != "1":

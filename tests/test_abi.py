@@ -89,29 +89,6 @@ def diff_json(old, new, *extra, check):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def headers_of():
-    """kver -> its headers directory: the installed one, else linux-headers-<kver> (and what it
-    needs) unpacked from Debian's archive into the cache."""
-    from kmodsim.debian import DebianError, unpacked_headers
-
-    made: dict[str, str] = {}
-
-    def get(kver: str) -> str:
-        if kver not in made:
-            installed = f"/usr/src/linux-headers-{kver}"
-            if os.path.isfile(os.path.join(installed, "Module.symvers")):
-                made[kver] = installed
-            else:
-                try:
-                    made[kver] = unpacked_headers(kver)
-                except DebianError as exc:
-                    need(f"linux-headers-{kver} from Debian's archive: {exc}")
-        return made[kver]
-
-    return get
-
-
-@pytest.fixture(scope="session")
 def kver612() -> str:
     """The 6.12 ABI bookworm serves today (what linux-image-6.12-amd64 points at)."""
     from kmodsim.debian import DebianError, image_package

@@ -26,24 +26,6 @@ import pytest
 from conftest import need, run_kmodsim
 
 
-@pytest.fixture(scope="session")
-def image_of():
-    """kver -> Debian's image package of that ABI, unpacked (its root: boot/vmlinuz-<kver>, lib/modules)."""
-    from kmodsim.debian import DebianError, DebianKernel
-
-    made = {}
-
-    def get(kver: str):
-        if kver not in made:
-            try:
-                made[kver] = DebianKernel(f"linux-image-{kver}")
-            except DebianError as exc:
-                need(f"linux-image-{kver} from Debian's archive: {exc}")
-        return made[kver]
-
-    return get
-
-
 def bpftool() -> str:
     tool = shutil.which("bpftool") or ("/usr/sbin/bpftool" if os.path.exists("/usr/sbin/bpftool") else None)
     if tool is None:

@@ -19,7 +19,7 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src" / "kmodsim"
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundations", ["errors", "messages", "cache"]),
     ("reader", ["elf", "module", "keys", "discovery"]),
-    ("trees", ["parallel", "scan_cache", "tree"]),
+    ("trees", ["parallel", "cluster", "scan_cache", "tree"]),
     ("target", ["kernel", "btf", "target"]),
     ("analyses", ["symbols", "link", "checks", "abi", "findings_cache", "dependencies", "memory_layout", "loader", "ops.parse", "ops.census", "ops.model",
                   "ops.plan", "ops.emit", "ops.emit_series", "ops.binary", "ops"]),

@@ -162,7 +162,7 @@ def ops_census(struct: str, paths: Iterable[str]) -> Census:
 
 def abi_diff(old: str, new: str, *, symbol_lists: Sequence[str] = (), jobs: int | None = None,
              use_cache: bool = True, config_paths: Sequence[str] | None = None,
-             max_size: int = DEFAULT_MAX_SIZE, causes: bool = True) -> AbiDiff:
+             max_size: int = DEFAULT_MAX_SIZE, causes: bool = True, scheduler: str | None = None) -> AbiDiff:
     """``kmodsim abi diff``: the exports of ``old`` and ``new`` compared — each a path ``--kernel``
     takes (a headers directory or Module.symvers: vmlinux's and the modules' exports; a vmlinux or
     vmlinuz: vmlinux's) or a module tree / root file system. The result's ``changes`` (each an
@@ -171,23 +171,32 @@ def abi_diff(old: str, new: str, *, symbol_lists: Sequence[str] = (), jobs: int 
     ``symbol_lists`` restrict it to the names they list. With ``causes``, each CRC change's
     ``causes`` (:class:`kmodsim.abi.causes.Cause`: ``type``, ``change``, ``path``) from both
     kernels' BTF and their summary in ``causes`` (docs/abi.md). Raises :class:`kmodsim.Error` when
-    a kernel or a list cannot be read."""
+    a kernel or a list cannot be read. ``scheduler`` (``tcp://HOST:PORT`` or ``local:N``): each
+    kernel read as one task on a dask.distributed cluster (:mod:`kmodsim.cluster`; ``old`` and
+    ``new`` may then be ``debian:linux-image-KVER`` / ``debian:linux-headers-KVER``, fetched by
+    the worker), the same result."""
     from .abi import AbiDiffRequest, diff_sides
+    from .debian import resolve_input
 
     return diff_sides(AbiDiffRequest(old, new, symbol_lists, jobs=jobs, use_cache=use_cache,
-                                     config_paths=config_paths, max_size=max_size, causes=causes))
+                                     config_paths=config_paths, max_size=max_size, causes=causes,
+                                     scheduler=scheduler, resolve=resolve_input))
 
 
 def abi_history(kernels: Sequence[str], *, symbol_lists: Sequence[str] = (), jobs: int | None = None,
                 use_cache: bool = True, config_paths: Sequence[str] | None = None,
-                max_size: int = DEFAULT_MAX_SIZE, causes: bool = True) -> AbiHistory:
+                max_size: int = DEFAULT_MAX_SIZE, causes: bool = True,
+                scheduler: str | None = None) -> AbiHistory:
     """``kmodsim abi history``: ``kernels`` (oldest first, each as :func:`abi_diff` takes it) read
     once each, and every consecutive pair compared: ``kernels`` and ``steps`` (each a ``diff`` as
-    :func:`abi_diff` returns it). Raises :class:`kmodsim.Error` as :func:`abi_diff` does."""
+    :func:`abi_diff` returns it). Raises :class:`kmodsim.Error` as :func:`abi_diff` does;
+    ``scheduler`` as there."""
     from .abi import AbiHistoryRequest, history
+    from .debian import resolve_input
 
     return history(AbiHistoryRequest(kernels, symbol_lists, jobs=jobs, use_cache=use_cache,
-                                     config_paths=config_paths, max_size=max_size, causes=causes))
+                                     config_paths=config_paths, max_size=max_size, causes=causes,
+                                     scheduler=scheduler, resolve=resolve_input))
 
 
 def abi_check(modules: Sequence[str], *, kernel: str, vmlinuz: str | None = None) -> AbiCheck:

@@ -368,3 +368,36 @@ def upstream_source(package: str, suite: str) -> str:
     if len(tops) != 1:
         raise DebianError(f"{dest}/tree: expected one top directory, found {len(tops)}")
     return os.path.join(dest, "tree", tops[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs named by package
+# ---------------------------------------------------------------------------------------------
+
+PACKAGE_PREFIX = "debian:"
+
+
+def resolve_input(spec: str) -> str:
+    """A path for an input named by its Debian package, fetched and unpacked into the cache:
+
+    * ``debian:linux-image-<kver>`` (or ``...=<version>``): the unpacked package, a root file
+      system (``boot/vmlinuz-<kver>``, ``lib/modules/<kver>``);
+    * ``debian:linux-headers-<kver>`` (no ``=<version>``): its headers directory (the installed one under /usr/src
+      when there, else unpacked with what it needs, as :func:`unpacked_headers`).
+
+    Anything else is a path and comes back as it is. Naming inputs this way lets a task on a
+    cluster worker (:mod:`kmodsim.cluster`) fetch its own kernel instead of needing a shared file
+    system."""
+    if not spec.startswith(PACKAGE_PREFIX):
+        return spec
+    package = spec[len(PACKAGE_PREFIX):]
+    name = package.partition("=")[0]
+    if name.startswith("linux-image-") and not name.endswith("-dbg"):
+        return DebianKernel(package).root
+    if name.startswith("linux-headers-") and name == package:  # the ABI name is its version
+        kver = name[len("linux-headers-"):]
+        installed = f"/usr/src/linux-headers-{kver}"
+        if os.path.isfile(os.path.join(installed, "Module.symvers")):
+            return installed
+        return unpacked_headers(kver)
+    raise DebianError(f"{spec}: expected debian:linux-image-<kver> or debian:linux-headers-<kver>")

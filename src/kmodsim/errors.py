@@ -25,6 +25,11 @@ class PathError(Error):
         self.path = path
         self.problem = problem
 
+    def __reduce__(self) -> tuple[type, tuple[str | None, str]]:
+        # made again from its two parts, not from the joined message: an error raised in a task
+        # on another machine (kmodsim.cluster) arrives pickled
+        return type(self), (self.path, self.problem)
+
 
 class KmodsimWarning(UserWarning):
     """What the library reports without stopping (a cache it cannot write: that only costs time).

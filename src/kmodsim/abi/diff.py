@@ -31,6 +31,7 @@ or one "unexplained" entry saying why not; the other kinds of change have none.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import NamedTuple
 
 from ..checks import load_symbol_list
@@ -76,6 +77,8 @@ class AbiDiffRequest(NamedTuple):
     config_paths: Sequence[str] | None = None  # depmod.d for the trees
     max_size: int = DEFAULT_MAX_SIZE
     causes: bool = True  # explain CRC changes from the kernels' BTF
+    scheduler: str | None = None  # each side one task on a cluster (kmodsim.cluster.map_tasks)
+    resolve: Callable[[str], str] | None = None  # an input's name -> its path (e.g. debian.resolve_input)
 
 
 class AbiDiff(NamedTuple):
@@ -203,10 +206,40 @@ def diff_sides(req: AbiDiffRequest) -> AbiDiff:
     :class:`kmodsim.Error` (naming the file) when a list or a kernel cannot be read; unreadable
     modules of a tree are the result's ``problems``."""
     lists, scope = _lists(req.symbol_lists)
-    old, new = (load_side(p, jobs=req.jobs, use_cache=req.use_cache, config_paths=req.config_paths,
-                          max_size=req.max_size) for p in (req.old, req.new))
-    btf = (side_btf(old, req.max_size), side_btf(new, req.max_size)) if req.causes else None
-    return compare(old, new, lists, scope, btf)
+    (old, old_btf), (new, new_btf) = read_sides([req.old, req.new], req)
+    return compare(old, new, lists, scope, (old_btf, new_btf) if req.causes else None)
+
+
+def read_sides(paths: Sequence[str], req: AbiDiffRequest | AbiHistoryRequest,
+               progress: Callable[[int, int, str], None] | None = None) -> list[tuple[AbiSide, KernelBtf | None]]:
+    """Each of ``paths`` read as one task (:func:`kmodsim.cluster.map_tasks`: here, one after the
+    other, or on ``req.scheduler``'s cluster), in order: its side and, when ``req.causes``, its BTF
+    (:func:`side_btf`). ``req.resolve`` turns a name into a path inside the task (so a cluster
+    worker fetches its own kernel); the side keeps the name given. On a cluster each task reads its
+    trees with one process unless ``req.jobs`` says otherwise (the cluster's workers are the
+    parallelism), and reads vmlinux's BTF there (decompressing the image is the task's work, not
+    the client's); module BTF is read where the sides are compared, on first use."""
+    from ..cluster import map_tasks
+
+    on_cluster = bool(req.scheduler)
+    jobs = req.jobs if req.jobs or not on_cluster else 1
+    read = partial(_read_side, resolve=req.resolve, jobs=jobs, use_cache=req.use_cache,
+                   config_paths=req.config_paths, max_size=req.max_size, causes=req.causes,
+                   eager_btf=on_cluster)
+    return map_tasks(read, list(paths), req.scheduler, progress)
+
+
+def _read_side(path: str, *, resolve: Callable[[str], str] | None, jobs: int | None, use_cache: bool,
+               config_paths: Sequence[str] | None, max_size: int, causes: bool,
+               eager_btf: bool) -> tuple[AbiSide, KernelBtf | None]:
+    side = load_side(resolve(path) if resolve else path, jobs=jobs, use_cache=use_cache,
+                     config_paths=config_paths, max_size=max_size)
+    if side.path != path:
+        side = side._replace(path=path)
+    btf = side_btf(side, max_size) if causes else None
+    if btf is not None and eager_btf:
+        btf.vmlinux()  # (an image it cannot read is one of btf.errors, reported as here)
+    return side, btf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +256,8 @@ class AbiHistoryRequest(NamedTuple):
     config_paths: Sequence[str] | None = None
     max_size: int = DEFAULT_MAX_SIZE
     causes: bool = True
+    scheduler: str | None = None  # each kernel one task on a cluster (kmodsim.cluster.map_tasks)
+    resolve: Callable[[str], str] | None = None  # an input's name -> its path (e.g. debian.resolve_input)
 
 
 class AbiStep(NamedTuple):
@@ -255,20 +290,17 @@ class AbiHistory(NamedTuple):
 
 def history(req: AbiHistoryRequest, progress: Callable[[int, int, str], None] | None = None) -> AbiHistory:
     """``kmodsim abi history``: every kernel of ``req.paths`` read once, in order, and each step
-    compared. ``progress(i, n, path)`` is called before the i-th kernel (1-based) is read. Raises
+    compared. ``progress(i, n, path)`` is called before the i-th kernel (1-based) is read (on a
+    cluster: as the i-th task finishes). Raises
     :class:`kmodsim.Error` as :func:`diff_sides` does."""
     lists, scope = _lists(req.symbol_lists)
-    kernels: list[AbiSide] = []
+    read = read_sides(req.paths, req, progress)
+    kernels = [side for side, _ in read]
+    btfs = [btf for _, btf in read]  # each kernel's BTF, kept for the two steps it is part of
+    del read
     steps: list[AbiStep] = []
-    btfs: list[KernelBtf | None] = []  # each kernel's BTF, kept for the two steps it is part of
-    for i, p in enumerate(req.paths, 1):
-        if progress is not None:
-            progress(i, len(req.paths), p)
-        kernels.append(load_side(p, jobs=req.jobs, use_cache=req.use_cache, config_paths=req.config_paths,
-                                 max_size=req.max_size))
-        btfs.append(side_btf(kernels[-1], req.max_size) if req.causes else None)
-        if i > 1:
-            pair = (btfs[-2], btfs[-1]) if req.causes else None
-            steps.append(AbiStep(i - 1, compare(kernels[-2], kernels[-1], lists, scope, pair)))
-            btfs[-2] = None  # (its vmlinux's BTF is not needed again)
+    for i in range(1, len(kernels)):
+        pair = (btfs[i - 1], btfs[i]) if req.causes else None
+        steps.append(AbiStep(i, compare(kernels[i - 1], kernels[i], lists, scope, pair)))
+        btfs[i - 1] = None  # (its BTF is not needed again)
     return AbiHistory(kernels, steps, lists, scope)

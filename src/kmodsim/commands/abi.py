@@ -33,6 +33,9 @@ def _common(f):
         args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache."),
         args.option("--no-causes", is_flag=True,
                     help="Do not explain CRC changes from the kernels' BTF (faster on images and trees)."),
+        args.option("--scheduler", metavar="ADDR", default=None,
+                    help="Read each kernel as one task on a dask.distributed cluster: tcp://HOST:PORT (its "
+                         "scheduler) or local:N (N worker processes here). Default: this process."),
     )):
         f = dec(f)
     return f
@@ -42,7 +45,7 @@ def _common(f):
 @args.argument("old", required=True, type=args.path)
 @args.argument("new", required=True, type=args.path)
 @_common
-def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, no_causes, config, max_size) -> None:
+def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, no_causes, scheduler, config, max_size) -> None:
     """Compare the exports of OLD and NEW: added, removed, CRC, GPL-only, namespace, owner.
 
     OLD and NEW: anything --kernel takes (a headers directory or Module.symvers: vmlinux's and the
@@ -52,15 +55,21 @@ def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, no_causes, config,
     Each CRC change is explained from both kernels' BTF (images and trees carry it; headers do
     not): the first type definitions that differ on the way from the export's prototype.
 
+    A kernel may be named by its Debian package, debian:linux-image-KVER or
+    debian:linux-headers-KVER: it is fetched and unpacked into the cache (by the worker that
+    reads it, with --scheduler).
+
     Exit status: 0 compatible (no incompatible change in scope), 1 incompatible changes, 2 usage
     or input error.
     """
     from ..abi import AbiDiffRequest, diff_sides
+    from ..debian import resolve_input
     from ..render.abi import diff_json, diff_text
 
     try:
         res = diff_sides(AbiDiffRequest(old, new, symbol_lists, jobs=jobs, use_cache=not no_cache,
-                                        config_paths=config or None, max_size=max_size, causes=not no_causes))
+                                        config_paths=config or None, max_size=max_size, causes=not no_causes,
+                                        scheduler=scheduler, resolve=resolve_input))
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
@@ -71,13 +80,17 @@ def diff_cmd(old, new, symbol_lists, as_json, jobs, no_cache, no_causes, config,
 @args.command("history")
 @args.argument("kernels", nargs=-1, required=True, type=args.path)
 @_common
-def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, no_causes, config, max_size) -> None:
+def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, no_causes, scheduler, config, max_size) -> None:
     """The table of a run of kernels in order (oldest first): per step, the exports of the newer one
     and the count of each kind of change. KERNELS: each what abi diff takes.
+
+    With --scheduler each kernel's work (fetch, decompress, read, BTF) is one task on the
+    cluster; the output is the same bytes as without.
 
     Exit status: 0 every step compatible, 1 some step is not, 2 usage or input error.
     """
     from ..abi import AbiHistoryRequest, history
+    from ..debian import resolve_input
     from ..render.abi import history_json, history_text
 
     if len(kernels) < 2:
@@ -91,7 +104,8 @@ def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, no_causes, confi
 
     try:
         res = history(AbiHistoryRequest(kernels, symbol_lists, jobs=jobs, use_cache=not no_cache,
-                                        config_paths=config or None, max_size=max_size, causes=not no_causes),
+                                        config_paths=config or None, max_size=max_size, causes=not no_causes,
+                                        scheduler=scheduler, resolve=resolve_input),
                       progress)
     except Error as exc:
         if shown:
