@@ -17,6 +17,7 @@ from .common import (
     error,
     max_size_option,
     report_inputs,
+    scheduler_option,
     warn,
 )
 
@@ -33,9 +34,7 @@ def _common(f):
         args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache."),
         args.option("--no-causes", is_flag=True,
                     help="Do not explain CRC changes from the kernels' BTF (faster on images and trees)."),
-        args.option("--scheduler", metavar="ADDR", default=None,
-                    help="Read each kernel as one task on a dask.distributed cluster: tcp://HOST:PORT (its "
-                         "scheduler) or local:N (N worker processes here). Default: this process."),
+        scheduler_option("each kernel"),
     )):
         f = dec(f)
     return f

@@ -69,6 +69,15 @@ def load_target(path: str):
     return Target.of(load_kernel(path))
 
 
+def scheduler_option(what: str):
+    """``--scheduler ADDR``: ``what`` (e.g. "each kernel") as one task on a dask.distributed
+    cluster (:mod:`kmodsim.cluster`); without it, this process and its worker processes."""
+    return args.option(
+        "--scheduler", metavar="ADDR", default=None,
+        help=f"Read {what} as one task on a dask.distributed cluster: tcp://HOST:PORT (its "
+             f"scheduler) or local:N (N worker processes here). Default: this process.")
+
+
 def config_option(f):
     """depmod's ``-C``: the depmod.d files or directories that decide which file of a tree is a
     module (``search``, ``override``, ``external``, ``exclude``), as for ``kmodsim depmod``."""
