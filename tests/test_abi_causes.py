@@ -233,3 +233,29 @@ def test_a_side_without_btf_leaves_every_crc_change_unexplained(tmp_path):
     kb = KernelBtf(str(image), {})
     causes, summary = explain([("a", "vmlinux", "vmlinux"), ("b", "m", "m")], kb, None)
     assert summary.unexplained == {NO_BTF: 2} and [c.change for cs in causes.values() for c in cs] == [NO_BTF] * 2
+
+
+def test_each_comparison_notes_an_unreadable_image_whatever_ran_before(tmp_path):
+    """A kernel's unreadable BTF is said in every comparison it is part of, the same whichever
+    comparison ran first (the two steps of a history share the kernel; on a cluster, tasks of one
+    worker share its object): comparing neither reads nor changes the other's state."""
+    from kmodsim.abi import AbiSide, compare
+    from kmodsim.abi.causes import KernelBtf
+    from kmodsim.abi.sides import AbiExport
+
+    image = tmp_path / "vmlinuz"
+    image.write_bytes(b"MZ not a kernel")
+    exp = {"f": AbiExport(0x1, "vmlinux", False, "")}
+
+    def side(crc: int) -> AbiSide:
+        return AbiSide(str(tmp_path), "6.1", "tree", {"f": exp["f"]._replace(crc=crc)}, False, str(image),
+                       [], [], 0, str(image))
+
+    shared = KernelBtf(str(image), {})
+    a, b = side(1), side(2)
+    first = compare(a, b, btf=(shared, KernelBtf(str(image), {})))
+    second = compare(b, a, btf=(KernelBtf(str(image), {}), shared))
+    mine = [n for n in first.notes if "BTF is left out" in n]
+    assert len(mine) == 2 and str(image) in mine[0]  # each side's image, named
+    assert [n for n in second.notes if "BTF is left out" in n] == mine
+    assert shared.errors == [mine[0].split(": its BTF")[0]]  # the shared object: read once, unchanged

@@ -190,3 +190,57 @@ def test_history_on_a_running_scheduler(headers_of, tmp_path):
             p.terminate()
             p.wait(timeout=30)
         log.close()
+
+
+def _moving_resolve(base: str, roots: dict[str, str], name: str) -> str:
+    """A kernel's name -> its path, as on hosts without one file system: the first task that
+    resolves the name (its read) finds it at ``base/a/NAME``, any later one at ``base/b/NAME``."""
+    a, b = os.path.join(base, "a", name), os.path.join(base, "b", name)
+    if not os.path.lexists(a):
+        os.symlink(roots[name], a)
+        return a
+    if not os.path.lexists(b):
+        os.symlink(roots[name], b)
+    return b
+
+
+@pytest.mark.slow
+def test_comparisons_read_module_btf_where_they_run(image_of, tmp_path):
+    """Each step is a task too, and may run on another host than the reads: a kernel named by
+    its package is resolved there again and its modules' BTF read from that host's path. On the
+    cluster: each name resolved again for its step, the same bytes as the local run. Then the
+    comparison of two reads whose paths are gone (deleted after the read, as on another host):
+    the causes are still all found, no BTF left out."""
+    from functools import partial
+
+    from kmodsim.abi import AbiHistoryRequest, history
+    from kmodsim.abi.diff import _compare_read, _read_side
+    from kmodsim.render.abi import diff_json, history_json
+
+    names = ABIS[2:4]
+    roots = {k: image_of(k).root for k in names}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    here = history(AbiHistoryRequest([roots[k] for k in names]))
+    there = history(AbiHistoryRequest(names, scheduler="local:2",
+                                      resolve=partial(_moving_resolve, str(tmp_path), roots)))
+    assert sorted(os.listdir(tmp_path / "b")) == sorted(names)  # each resolved again where compared
+    assert there.notes == here.notes == []
+    doc_here, doc_there = history_json(here), history_json(there)
+    for d in (doc_here, doc_there):
+        for k in d["kernels"]:
+            k.pop("path", None)
+    assert json.dumps(doc_there) == json.dumps(doc_here)
+    assert doc_there["steps"][0]["summary"]["causes"]["explained"] > 7000
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    reads = []
+    for k in names:
+        os.symlink(roots[k], gone / k)
+        reads.append(_read_side(k, resolve=lambda n: str(gone / n), jobs=1, use_cache=True, config_paths=None,
+                                max_size=1 << 30, causes=True, eager_btf=True))
+        os.unlink(gone / k)
+    diff = _compare_read(*reads, symbol_lists=(), scope=None, causes=True, resolve=roots.__getitem__)
+    assert diff.notes == []
+    assert diff_json(diff)["summary"] == doc_here["steps"][0]["summary"]

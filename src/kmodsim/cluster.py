@@ -21,7 +21,8 @@ a second): the default path never imports it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .errors import Error
@@ -29,10 +30,13 @@ from .errors import Error
 # (logging, socket, urllib and distributed are imported when a scheduler is named: the default
 # path of every command pays for none of them)
 
-__all__ = ["CONNECT_TIMEOUT", "SchedulerError", "map_tasks", "parse_scheduler"]
+__all__ = ["CONNECT_TIMEOUT", "SchedulerError", "map_pairs", "map_tasks", "parse_scheduler"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+K = TypeVar("K")
+P = TypeVar("P")
+X = TypeVar("X")
 
 # seconds to reach a scheduler (TCP connect, then distributed's handshake): an address nobody
 # answers is an error, not a wait
@@ -76,29 +80,17 @@ def _reachable(spec: str, host: str, port: int) -> None:
         raise SchedulerError(f"--scheduler {spec}: cannot connect: {exc.strerror or exc}") from None
 
 
-def map_tasks(func: Callable[[T], R], items: Sequence[T], scheduler: str | None = None,
-              progress: Callable[[int, int, T], None] | None = None,
-              label: Callable[[T], str] = str) -> list[R]:
-    """``[func(x) for x in items]``: here (``scheduler`` None) or as one task per item on a
-    dask.distributed cluster (``scheduler``: see the module docstring; ``func`` and the items
-    must pickle). ``progress(i, n, x)`` is called as each item starts here, or as each task
-    finishes there. A :class:`kmodsim.Error` a task raises is raised here as it was; a task that
-    failed on every worker it was given raises :class:`SchedulerError` naming ``label(item)``."""
-    if not scheduler:
-        out: list[R] = []
-        for i, x in enumerate(items, 1):
-            if progress is not None:
-                progress(i, len(items), x)
-            out.append(func(x))
-        return out
+@contextmanager
+def _client(scheduler: str) -> Iterator[Any]:
+    """A dask.distributed ``Client`` of ``scheduler`` (see the module docstring), closed (and a
+    ``local:N`` cluster stopped) on the way out."""
     kind, host, port = parse_scheduler(scheduler)
     if kind != "local":
         _reachable(scheduler, host, port)
     import logging
 
     try:
-        from distributed import Client, LocalCluster, as_completed
-        from distributed.scheduler import KilledWorker
+        from distributed import Client, LocalCluster
     except ImportError:
         raise SchedulerError(f"--scheduler {scheduler}: needs dask.distributed "
                              f"(pip install 'kmodsim[cluster]')") from None
@@ -118,22 +110,99 @@ def map_tasks(func: Callable[[T], R], items: Sequence[T], scheduler: str | None 
             cluster.close()
         raise SchedulerError(f"--scheduler {scheduler}: {exc}") from None
     try:
-        # pure=False: every run computes afresh (a cluster may outlive the files it read last time)
-        futures = client.map(func, list(items), pure=False)
-        index = {f.key: i for i, f in enumerate(futures)}
-        results: list[Any] = [None] * len(futures)
-        done = 0
-        for fut in as_completed(futures):
-            i = index[fut.key]
-            try:
-                results[i] = fut.result()
-            except KilledWorker:
-                raise SchedulerError(f"{label(items[i])}: its task killed every worker it ran on") from None
-            done += 1
-            if progress is not None:
-                progress(done, len(items), items[i])
-        return results
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _gather(tasks: Sequence[tuple[X, Any]], progress: Callable[[int, int, X], None] | None,
+            name: Callable[[X], str], done: int = 0, total: int | None = None) -> list[Any]:
+    """The results of ``tasks`` ((what the task is for, its future) each), in their order, each
+    taken as it finishes; ``progress(done, total, what)`` after each (counting from ``done``). A
+    :class:`kmodsim.Error` a task raises is raised here as it was; a task that killed every worker
+    it ran on is a :class:`SchedulerError` naming ``name(what)``."""
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    total = len(tasks) if total is None else total
+    index = {f.key: i for i, (_w, f) in enumerate(tasks)}
+    results: list[Any] = [None] * len(tasks)
+    for fut in as_completed([f for _w, f in tasks]):
+        i = index[fut.key]
+        what = tasks[i][0]
+        try:
+            results[i] = fut.result()
+        except KilledWorker:
+            raise SchedulerError(f"{name(what)}: its task killed every worker it ran on") from None
+        done += 1
+        if progress is not None:
+            progress(done, total, what)
+    return results
+
+
+def map_tasks(func: Callable[[T], R], items: Sequence[T], scheduler: str | None = None,
+              progress: Callable[[int, int, T], None] | None = None,
+              label: Callable[[T], str] = str) -> list[R]:
+    """``[func(x) for x in items]``: here (``scheduler`` None) or as one task per item on a
+    dask.distributed cluster (``scheduler``: see the module docstring; ``func`` and the items
+    must pickle). ``progress(i, n, x)`` is called as each item starts here, or as each task
+    finishes there. A :class:`kmodsim.Error` a task raises is raised here as it was; a task that
+    failed on every worker it was given raises :class:`SchedulerError` naming ``label(item)``."""
+    if not scheduler:
+        out: list[R] = []
+        for i, x in enumerate(items, 1):
+            if progress is not None:
+                progress(i, len(items), x)
+            out.append(func(x))
+        return out
+    with _client(scheduler) as client:
+        # pure=False: every run computes afresh (a cluster may outlive the files it read last time)
+        futures = client.map(func, list(items), pure=False)
+        return _gather(list(zip(items, futures, strict=True)), progress, label)
+
+
+def map_pairs(read: Callable[[T], R], pair: Callable[[R, R], P], items: Sequence[T],
+              scheduler: str | None = None, keep: Callable[[R], K] | None = None,
+              progress: Callable[[int, int, str], None] | None = None,
+              label: Callable[[T], str] = str) -> tuple[list[K], list[P]]:
+    """Each item read (``read(x)``), then each consecutive pair of what was read combined
+    (``pair(r[i-1], r[i])``): ``([keep(r) for each r], [each pair's result])``, in input order.
+    ``keep`` (default: the whole of ``r``) is what comes back of a read: the rest stays where it
+    was made (on a cluster, a worker's memory: ``pair`` tasks run beside their inputs and only
+    their results travel). Here (``scheduler`` None) each item is read in turn and compared with
+    the one before, only two reads held at once; there, every read and every pair is a task.
+    ``progress(i, n, name)``, n = 2 len(items) - 1: as each read or pair starts here, or finishes
+    there (a pair's name: "OLD -> NEW"). Errors as :func:`map_tasks`."""
+    keep_ = keep if keep is not None else (lambda r: r)  # type: ignore[return-value]
+    total = 2 * len(items) - 1 if items else 0
+    names = [label(x) for x in items]
+    if not scheduler:
+        kept: list[K] = []
+        pairs: list[P] = []
+        prev: R | None = None
+        done = 0
+        for i, x in enumerate(items):
+            done += 1
+            if progress is not None:
+                progress(done, total, names[i])
+            r = read(x)
+            kept.append(keep_(r))  # type: ignore[arg-type]
+            if i:
+                done += 1
+                if progress is not None:
+                    progress(done, total, f"{names[i - 1]} -> {names[i]}")
+                pairs.append(pair(prev, r))  # type: ignore[arg-type]
+            prev = r
+        return kept, pairs
+    with _client(scheduler) as client:
+        reads = client.map(read, list(items), pure=False)
+        kept_f = client.map(keep_, reads, pure=False)
+        pair_f = [client.submit(pair, reads[i - 1], reads[i], pure=False) for i in range(1, len(reads))]
+        del reads  # (the scheduler frees each read once its keep and its pairs are done)
+        ident = str
+        kept_r = _gather(list(zip(names, kept_f, strict=True)), progress, ident, 0, total)
+        pairs_r = _gather([(f"{names[i - 1]} -> {names[i]}", f) for i, f in enumerate(pair_f, 1)],
+                          progress, ident, len(kept_f), total)
+        return kept_r, pairs_r

@@ -52,6 +52,7 @@ search backwards from it.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -173,6 +174,32 @@ class KernelBtf:
                     self.errors.append(str(exc))
             self._modules[owner] = btf
         return self._modules[owner]
+
+    def fresh(self) -> KernelBtf:
+        """The same side's BTF for one comparison: vmlinux's read (once, here) and shared, its
+        modules' read anew and its :attr:`errors` its own (the vmlinux error, if any, first).
+        Comparisons that share a side (the two steps of a history a kernel is part of, tasks of
+        one cluster worker) neither see nor change each other's state: their notes are the same
+        whichever ran first."""
+        self.vmlinux()
+        out = KernelBtf(self.image, self.module_files, self.max_size)
+        out._vmlinux, out._vmlinux_error = self._vmlinux, self._vmlinux_error
+        out.errors = [self._vmlinux_error] if self._vmlinux_error else []
+        return out
+
+    def moved(self, was: str, now: str) -> KernelBtf:
+        """This BTF with its files under ``now`` instead of ``was`` (the same kernel unpacked at
+        another path: another host of a cluster); vmlinux's BTF, if read, is kept."""
+        if now == was:
+            return self
+
+        def rebase(path: str) -> str:
+            rel = os.path.relpath(path, was)
+            return path if rel.startswith(os.pardir) else os.path.join(now, rel)
+
+        out = KernelBtf(rebase(self.image), {o: rebase(f) for o, f in self.module_files.items()}, self.max_size)
+        out._vmlinux, out._vmlinux_error = self._vmlinux, self._vmlinux_error
+        return out
 
     def drop(self, owner: str) -> None:
         """Forget a module's BTF (memory: a whole tree's is not kept at once)."""

@@ -191,12 +191,11 @@ def compare(old: AbiSide, new: AbiSide, symbol_lists: tuple[str, ...] = (),
     summary = None
     if btf is not None:
         crc = [(c.symbol, c.old.owner, c.new.owner) for c in changes if c.change == "crc" and c.old and c.new]
-        causes, summary = explain(crc, *btf)
-        for k in (0, 1):
-            kb = btf[k]
+        ob, nb = (None if kb is None else kb.fresh() for kb in btf)
+        causes, summary = explain(crc, ob, nb)
+        for kb in (ob, nb):
             if kb is not None:
                 notes += [f"{e}: its BTF is left out (causes through it unexplained)" for e in kb.errors]
-                kb.errors.clear()
         changes = [c._replace(causes=causes[c.symbol]) if c.change == "crc" else c for c in changes]
     return AbiDiff(old, new, changes, symbol_lists, scope, notes, compared, summary)
 
@@ -206,40 +205,70 @@ def diff_sides(req: AbiDiffRequest) -> AbiDiff:
     :class:`kmodsim.Error` (naming the file) when a list or a kernel cannot be read; unreadable
     modules of a tree are the result's ``problems``."""
     lists, scope = _lists(req.symbol_lists)
-    (old, old_btf), (new, new_btf) = read_sides([req.old, req.new], req)
-    return compare(old, new, lists, scope, (old_btf, new_btf) if req.causes else None)
+    _sides, (diff,) = compare_run([req.old, req.new], req, lists, scope)
+    return diff
 
 
-def read_sides(paths: Sequence[str], req: AbiDiffRequest | AbiHistoryRequest,
-               progress: Callable[[int, int, str], None] | None = None) -> list[tuple[AbiSide, KernelBtf | None]]:
-    """Each of ``paths`` read as one task (:func:`kmodsim.cluster.map_tasks`: here, one after the
-    other, or on ``req.scheduler``'s cluster), in order: its side and, when ``req.causes``, its BTF
-    (:func:`side_btf`). ``req.resolve`` turns a name into a path inside the task (so a cluster
-    worker fetches its own kernel); the side keeps the name given. On a cluster each task reads its
-    trees with one process unless ``req.jobs`` says otherwise (the cluster's workers are the
-    parallelism), and reads vmlinux's BTF there (decompressing the image is the task's work, not
-    the client's); module BTF is read where the sides are compared, on first use."""
-    from ..cluster import map_tasks
+def compare_run(paths: Sequence[str], req: AbiDiffRequest | AbiHistoryRequest, lists: tuple[str, ...] = (),
+                scope: frozenset[str] | None = None, progress: Callable[[int, int, str], None] | None = None) -> tuple[list[AbiSide], list[AbiDiff]]:
+    """Each of ``paths`` read once, and each consecutive pair compared (:func:`compare`, with
+    causes when ``req.causes``; only the names in ``scope`` when given, the symbol lists
+    ``lists`` say): the sides and the diffs, in order. Reads and comparisons are
+    tasks of :func:`kmodsim.cluster.map_pairs`: here, each kernel read in turn and compared with
+    the one before (two held at once), or on ``req.scheduler``'s cluster, where each read and
+    each comparison is a task and only the sides and the diffs come back (a kernel's BTF stays
+    on the worker that read it). ``req.resolve`` turns a name into a path inside the task (so a
+    cluster worker fetches its own kernel); a side keeps the name given. On a cluster each task
+    reads its trees with one process unless ``req.jobs`` says otherwise (the cluster's workers
+    are the parallelism), and reads vmlinux's BTF there (decompressing the image is the task's
+    work, not the client's). ``progress(i, n, name)``: see :func:`kmodsim.cluster.map_pairs`."""
+    from ..cluster import map_pairs
 
     on_cluster = bool(req.scheduler)
     jobs = req.jobs if req.jobs or not on_cluster else 1
     read = partial(_read_side, resolve=req.resolve, jobs=jobs, use_cache=req.use_cache,
                    config_paths=req.config_paths, max_size=req.max_size, causes=req.causes,
                    eager_btf=on_cluster)
-    return map_tasks(read, list(paths), req.scheduler, progress)
+    pair = partial(_compare_read, symbol_lists=lists, scope=scope, causes=req.causes,
+                   resolve=req.resolve if on_cluster else None)
+    return map_pairs(read, pair, list(paths), req.scheduler, keep=_side_of, progress=progress)
+
+
+class _Read(NamedTuple):
+    """One kernel as its task read it: its side, its BTF, and the path its name resolved to there."""
+
+    side: AbiSide
+    btf: KernelBtf | None
+    at: str
 
 
 def _read_side(path: str, *, resolve: Callable[[str], str] | None, jobs: int | None, use_cache: bool,
-               config_paths: Sequence[str] | None, max_size: int, causes: bool,
-               eager_btf: bool) -> tuple[AbiSide, KernelBtf | None]:
-    side = load_side(resolve(path) if resolve else path, jobs=jobs, use_cache=use_cache,
-                     config_paths=config_paths, max_size=max_size)
+               config_paths: Sequence[str] | None, max_size: int, causes: bool, eager_btf: bool) -> _Read:
+    at = resolve(path) if resolve else path
+    side = load_side(at, jobs=jobs, use_cache=use_cache, config_paths=config_paths, max_size=max_size)
     if side.path != path:
         side = side._replace(path=path)
     btf = side_btf(side, max_size) if causes else None
     if btf is not None and eager_btf:
         btf.vmlinux()  # (an image it cannot read is one of btf.errors, reported as here)
-    return side, btf
+    return _Read(side, btf, at)
+
+
+def _side_of(read: _Read) -> AbiSide:
+    return read.side
+
+
+def _compare_read(old: _Read, new: _Read, *, symbol_lists: tuple[str, ...], scope: frozenset[str] | None,
+                  causes: bool, resolve: Callable[[str], str] | None) -> AbiDiff:
+    """:func:`compare` of two reads, in the task that compares them. On a cluster that may be
+    another host than the one that read a kernel: a kernel named by its package (``resolve``
+    gives it a path) is resolved here too — fetched into this host's cache if it is not there —
+    and its modules' BTF read from that path."""
+    btf = None
+    if causes:
+        btf = tuple(r.btf if r.btf is None or resolve is None or r.at == r.side.path
+                    else r.btf.moved(r.at, resolve(r.side.path)) for r in (old, new))
+    return compare(old.side, new.side, symbol_lists, scope, btf)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,17 +319,8 @@ class AbiHistory(NamedTuple):
 
 def history(req: AbiHistoryRequest, progress: Callable[[int, int, str], None] | None = None) -> AbiHistory:
     """``kmodsim abi history``: every kernel of ``req.paths`` read once, in order, and each step
-    compared. ``progress(i, n, path)`` is called before the i-th kernel (1-based) is read (on a
-    cluster: as the i-th task finishes). Raises
-    :class:`kmodsim.Error` as :func:`diff_sides` does."""
+    compared (:func:`compare_run`; ``progress`` as there). Raises :class:`kmodsim.Error` as
+    :func:`diff_sides` does."""
     lists, scope = _lists(req.symbol_lists)
-    read = read_sides(req.paths, req, progress)
-    kernels = [side for side, _ in read]
-    btfs = [btf for _, btf in read]  # each kernel's BTF, kept for the two steps it is part of
-    del read
-    steps: list[AbiStep] = []
-    for i in range(1, len(kernels)):
-        pair = (btfs[i - 1], btfs[i]) if req.causes else None
-        steps.append(AbiStep(i, compare(kernels[i - 1], kernels[i], lists, scope, pair)))
-        btfs[i - 1] = None  # (its BTF is not needed again)
-    return AbiHistory(kernels, steps, lists, scope)
+    kernels, diffs = compare_run(req.paths, req, lists, scope, progress)
+    return AbiHistory(kernels, [AbiStep(i, d) for i, d in enumerate(diffs, 1)], lists, scope)

@@ -98,7 +98,7 @@ def history_cmd(kernels, symbol_lists, as_json, jobs, no_cache, no_causes, sched
 
     def progress(i: int, n: int, path: str) -> None:
         if shown:
-            sys.stderr.write(f"\r\x1b[Kkmodsim: reading {i}/{n}: {path}")
+            sys.stderr.write(f"\r\x1b[Kkmodsim: {i}/{n}: {path}")
             sys.stderr.flush()
 
     try:
