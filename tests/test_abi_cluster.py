@@ -244,3 +244,42 @@ def test_comparisons_read_module_btf_where_they_run(image_of, tmp_path):
     diff = _compare_read(*reads, symbol_lists=(), scope=None, causes=True, resolve=roots.__getitem__)
     assert diff.notes == []
     assert diff_json(diff)["summary"] == doc_here["steps"][0]["summary"]
+
+
+@pytest.mark.slow
+def test_abi_check_on_several_kernels(headers_of, image_of, tmp_path):
+    """``abi check`` of the same modules (three of -53's) on several kernels: each kernel's report
+    is the one ``abi check`` gives on that kernel alone (whose verdicts tests/test_abi_check.py
+    compares with the real kernel); a kernel that cannot be read is one line on stderr and exit 2,
+    the others still checked; local processes and a 2-worker cluster print the same bytes; a
+    kernel and its image named by their packages are fetched by the task."""
+    tree = os.path.join(image_of(ABIS[2]).root, "lib/modules", ABIS[2], "kernel")
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    for rel in ("drivers/net/dummy.ko", "drivers/block/loop.ko", "fs/nls/nls_cp437.ko"):
+        (mods / os.path.basename(rel)).symlink_to(os.path.join(tree, rel))
+    kernels = [headers_of(k) for k in ABIS[2:5]]
+    argv = [x for k in (kernels[0], kernels[1], str(tmp_path / "nonesuch"), kernels[2]) for x in ("-k", k)]
+    for extra in ([], ["--json"]):
+        here = run_kmodsim("abi", "check", *extra, *argv, mods, check=2)
+        there = run_kmodsim("abi", "check", *extra, "--scheduler", "local:2", *argv, mods, check=2)
+        assert (there.stdout, there.stderr) == (here.stdout, here.stderr)
+        assert here.stderr == f"kmodsim: {tmp_path / 'nonesuch'}: No such file or directory\n"
+    doc = json.loads(there.stdout)
+    alone = [json.loads(run_kmodsim("abi", "check", "--json", "-k", k, mods, check=None).stdout) for k in kernels]
+    assert [d for d in doc["kernels"] if "error" not in d] == alone
+    assert doc["kernels"][2] == {"kernel": str(tmp_path / "nonesuch"),
+                                 "error": f"{tmp_path / 'nonesuch'}: No such file or directory"}
+    assert doc["summary"] == {"kernels": 4, "unreadable": 1, "all_load": False}
+    assert [d["summary"]["loads"] for d in alone] == [3, 1, 0]  # -53's own kernel, then CRCs, then module_layout
+    text = run_kmodsim("abi", "check", *argv[:4], *argv[6:], mods, check=1).stdout
+    assert text.splitlines()[2].split()[:5] == ["6.1.0-53-amd64", "3", "0", "0", "0"]
+    # by package name, in the task: the same as by path (the signature check then on -54's keys)
+    by_name = run_kmodsim("abi", "check", "--json", "--scheduler", "local:2", "-k", f"debian:linux-headers-{ABIS[3]}",
+                          "--vmlinuz", f"debian:linux-image-{ABIS[3]}", mods, check=1)
+    by_path = run_kmodsim("abi", "check", "--json", "-k", kernels[1], "--vmlinuz", image_of(ABIS[3]).vmlinuz, mods,
+                          check=1)
+    assert by_name.stdout == by_path.stdout
+    bad = run_kmodsim("abi", "check", "-k", kernels[0], "-k", kernels[1], "--vmlinuz", image_of(ABIS[3]).vmlinuz,
+                      mods, check=2)
+    assert "1 --vmlinuz for 2 --kernel" in bad.stderr and "Traceback" not in bad.stderr

@@ -2,7 +2,7 @@
 
 The public Python API is :data:`__all__` (docs/api.md): :func:`read_module`, :func:`load_target`
 and :class:`Target`, :func:`scan`, :func:`check`, :func:`ldd`, :func:`depmod`, :func:`load`,
-:func:`verify`, :func:`footprint`, :func:`ops_census`, :func:`abi_diff`, :func:`abi_history`, :func:`abi_check`,
+:func:`verify`, :func:`footprint`, :func:`ops_census`, :func:`abi_diff`, :func:`abi_history`, :func:`abi_check`, :func:`abi_check_kernels`,
 :func:`check_series` (all in :mod:`kmodsim.api`), and
 :class:`Error`, the root of every error the library raises (:mod:`kmodsim.errors`).
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .api import (
         Target,
         abi_check,
+        abi_check_kernels,
         abi_diff,
         abi_history,
         check,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     )
 
 __version__ = "0.1.0"
-__all__ = ["Error", "Target", "__version__", "abi_check", "abi_diff", "abi_history", "check", "check_series",
+__all__ = ["Error", "Target", "__version__", "abi_check", "abi_check_kernels", "abi_diff", "abi_history", "check", "check_series",
            "depmod", "footprint", "ldd", "load", "load_target", "ops_census", "read_module", "scan", "verify"]
 
 _API = frozenset(__all__) - {"Error", "__version__"}

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .abi.check import AbiCheck
     from .checks import CheckResult
     from .dependencies.graph import Depmod
+    from .errors import Error
     from .link import LddResult
     from .loader.result import Run
     from .memory_layout import Footprint
@@ -36,8 +37,8 @@ if TYPE_CHECKING:
     from .series import SeriesResult
     from .tree import ScanResult
 
-__all__ = ["Target", "abi_check", "abi_diff", "abi_history", "check", "check_series", "depmod", "footprint", "ldd",
-           "load", "load_target", "ops_census", "read_module", "scan", "verify"]
+__all__ = ["Target", "abi_check", "abi_check_kernels", "abi_diff", "abi_history", "check", "check_series", "depmod",
+           "footprint", "ldd", "load", "load_target", "ops_census", "read_module", "scan", "verify"]
 
 
 def read_module(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Module:
@@ -215,6 +216,22 @@ def abi_check(modules: Sequence[str], *, kernel: str, vmlinuz: str | None = None
     from .abi.check import AbiCheckRequest, check_modules
 
     return check_modules(AbiCheckRequest(kernel, list(modules), vmlinuz))
+
+
+def abi_check_kernels(modules: Sequence[str], *, kernels: Sequence[str], vmlinuz: Sequence[str] = (),
+                      scheduler: str | None = None) -> list[AbiCheck | Error]:
+    """``kmodsim abi check`` with several ``--kernel``: the same modules (read once) tried on each
+    kernel of ``kernels`` (as :func:`abi_check`; ``vmlinuz``: none, or each kernel's image in the
+    same order; names ``debian:linux-headers-<kver>`` / ``debian:linux-image-<kver>`` are fetched),
+    in order: each kernel's :class:`kmodsim.abi.check.AbiCheck`, or the :class:`kmodsim.Error`
+    that kept that kernel from being read (the others are still checked). ``scheduler``
+    (``tcp://HOST:PORT`` or ``local:N``): each kernel one task on a dask.distributed cluster, the
+    same results. Raises :class:`kmodsim.Error` when a module path does not exist, ``ValueError``
+    when ``vmlinuz`` does not pair with ``kernels``."""
+    from .abi.check import check_kernels
+    from .debian import resolve_input
+
+    return check_kernels(list(kernels), list(modules), list(vmlinuz), scheduler, resolve_input)
 
 
 def check_series(src: str, *, kernel: str, revisions: str | None = None, patches: Sequence[str] = (),

@@ -100,8 +100,12 @@ def _client(scheduler: str) -> Iterator[Any]:
             # processes, one thread each: the tasks are CPU-bound Python; the workers' own logs
             # (a task's error with its traceback, a restart) are not the run's output: errors
             # come back here and are reported once
+            # no dashboard, and the scheduler's own HTTP server (health, metrics) on a free port:
+            # its default, 8787, is taken by any other run at the same time, and distributed then
+            # warns on stderr (a run's stderr would depend on what else runs)
             cluster = LocalCluster(n_workers=port, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.CRITICAL)
+                                   dashboard_address=None, silence_logs=logging.CRITICAL,
+                                   scheduler_kwargs={"dashboard_address": ":0"})
             client = Client(cluster)
         else:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)

@@ -12,11 +12,14 @@ pick of the one symbol index) are taken as loaded before it, as modprobe would i
 from __future__ import annotations
 
 import errno as E
+import glob
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NamedTuple
 
-from ..errors import PathError
+from ..errors import Error, PathError
 from ..kernel import Kernel
 from ..loader.image import ModuleImage, load_image
 from ..loader.model import KernelModel
@@ -128,22 +131,42 @@ def _attempt(kernel: Kernel, index: SymbolIndex, image: ModuleImage, flags: int)
     return Attempt(call.errno, list(call.messages), taints), uses
 
 
+def read_modules(paths: list[str]) -> tuple[list[ModuleImage], list[tuple[str, str]]]:
+    """The modules named (:func:`module_files`), each read once: the images, and the unreadable
+    ones (path, problem) in the order met. Raises :class:`AbiCheckError` for a path that does not
+    exist."""
+    images, problems = [], []
+    for path in module_files(paths):
+        try:
+            images.append(load_image(path))
+        except ModuleError as exc:
+            problems.append((path, exc.problem))
+    return images, problems
+
+
 def check_modules(request: AbiCheckRequest) -> AbiCheck:
     """Every module of ``request`` tried on the new kernel (see the module docstring). Raises
     :class:`kmodsim.Error` when the kernel cannot be read; unreadable modules are ``problems``."""
-    kernel = Kernel.load(request.kernel)
+    images, problems = read_modules(request.modules)
+    return check_images(request.kernel, images, problems, request.vmlinuz)
+
+
+def check_images(kernel_path: str, images: list[ModuleImage], problems: Sequence[tuple[str, str]] = (),
+                 vmlinuz: str | None = None, resolve: Callable[[str], str] | None = None) -> AbiCheck:
+    """The modules already read (``images``; ``problems``: the unreadable ones, reported with the
+    result) tried on the kernel of ``kernel_path`` (with its image ``vmlinuz``). ``resolve`` turns
+    either name into a path first (:func:`kmodsim.debian.resolve_input`: a cluster task fetches
+    its own kernel); a ``vmlinuz`` that resolves to a root file system stands for the one
+    ``boot/vmlinuz-*`` in it. Raises :class:`kmodsim.Error` when the kernel cannot be read."""
+    path = resolve(kernel_path) if resolve else kernel_path
+    kernel = Kernel.load(path)
     if kernel.vermagic is None:
-        raise AbiCheckError(request.kernel, "the kernel's vermagic is unknown (give a headers directory or a vmlinuz)")
-    if request.vmlinuz:
-        kernel.image_keys(request.vmlinuz)
+        raise AbiCheckError(kernel_path, "the kernel's vermagic is unknown (give a headers directory or a vmlinuz)")
+    if vmlinuz:
+        kernel.image_keys(_image_in(vmlinuz, resolve(vmlinuz) if resolve else vmlinuz))
     index = SymbolIndex.build(kernel, symvers_modules=True)
-    res = AbiCheck(request.kernel, kernel.release, kernel.vermagic)
-    for path in module_files(request.modules):
-        try:
-            image = load_image(path)
-        except ModuleError as exc:
-            res.problems.append((path, exc.problem))
-            continue
+    res = AbiCheck(kernel_path, kernel.release, kernel.vermagic, problems=list(problems))
+    for image in images:
         attempts: dict[str, Attempt] = {}
         uses: list[str] = []
         for key, flags, _cmd in MODES:
@@ -152,5 +175,46 @@ def check_modules(request: AbiCheckRequest) -> AbiCheck:
                        "rebuild")
         used = attempts[MODES[VERDICTS.index(verdict)][0]] if verdict != "rebuild" else None
         refused = used is not None and any(line.startswith(_BTF_REFUSED) for line in used.messages)
-        res.modules.append(ModuleVerdict(path, image.name, image.vermagic, uses, attempts, verdict, refused))
+        res.modules.append(ModuleVerdict(image.path, image.name, image.vermagic, uses, attempts, verdict, refused))
     return res
+
+
+def _image_in(name: str, path: str) -> str:
+    """``path`` itself, or for a root file system (an unpacked ``linux-image`` package) its one
+    ``boot/vmlinuz-*``."""
+    if not os.path.isdir(path):
+        return path
+    found = sorted(glob.glob(os.path.join(path, "boot", "vmlinuz-*")))
+    if len(found) != 1:
+        raise AbiCheckError(name, f"expected one boot/vmlinuz-* in it, found {len(found)}")
+    return found[0]
+
+
+def check_kernels(kernels: Sequence[str], modules: list[str], vmlinuz: Sequence[str] = (),
+                  scheduler: str | None = None, resolve: Callable[[str], str] | None = None,
+                  progress: Callable[[int, int, str], None] | None = None) -> list[AbiCheck | Error]:
+    """The same modules tried on each kernel of ``kernels`` (``vmlinuz``: none, or each kernel's
+    image, in the same order), in order: each kernel's :class:`AbiCheck`, or the
+    :class:`kmodsim.Error` that kept it from being read (the others are still checked). The
+    modules are read once, here; each kernel (fetch through ``resolve``, read, index, every
+    module tried) is one task of :func:`kmodsim.cluster.map_tasks`: here, or on ``scheduler``'s
+    cluster. Raises :class:`AbiCheckError` for a module path that does not exist, and
+    ``ValueError`` when ``vmlinuz`` does not pair with ``kernels``."""
+    from ..cluster import map_tasks
+
+    if vmlinuz and len(vmlinuz) != len(kernels):
+        raise ValueError(f"{len(vmlinuz)} --vmlinuz for {len(kernels)} --kernel: give none, or one per kernel")
+    images, problems = read_modules(modules)
+    task = partial(_check_one, images=images, problems=problems, resolve=resolve)
+    images_of: list[str | None] = list(vmlinuz) if vmlinuz else [None] * len(kernels)
+    items = list(zip(kernels, images_of, strict=True))
+    return map_tasks(task, items, scheduler, None if progress is None else
+                     (lambda i, n, item: progress(i, n, item[0])), label=lambda item: item[0])
+
+
+def _check_one(item: tuple[str, str | None], *, images: list[ModuleImage], problems: list[tuple[str, str]],
+               resolve: Callable[[str], str] | None) -> AbiCheck | Error:
+    try:
+        return check_images(item[0], images, problems, item[1], resolve)
+    except Error as exc:
+        return exc

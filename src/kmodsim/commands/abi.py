@@ -136,33 +136,56 @@ def _finish(ignored: list[str], problems: list[tuple[str, str]], notes: list[str
 
 @args.command("check")
 @args.argument("modules", nargs=-1, required=True, type=args.path)
-@args.option("--kernel", "-k", "kernel_path", required=True, type=args.path,
-             help="The new kernel: anything --kernel takes (a headers directory, Module.symvers, vmlinux, vmlinuz).")
-@args.option("--vmlinuz", type=args.path, default=None,
-             help="The new kernel's image: module signatures are checked against the keys built into it.")
+@args.option("--kernel", "-k", "kernels", required=True, multiple=True, metavar="KERNEL",
+             help="The new kernel: anything --kernel takes (a headers directory, Module.symvers, vmlinux, vmlinuz), "
+                  "or debian:linux-headers-<kver>. Repeatable: the same modules on each kernel.")
+@args.option("--vmlinuz", multiple=True, metavar="IMAGE",
+             help="The new kernel's image (or debian:linux-image-<kver>): module signatures are checked against "
+                  "the keys built into it, module BTF against its BTF. With several --kernel: one per kernel, "
+                  "in the same order.")
 @args.option("--json", "as_json", is_flag=True, help="Print the JSON document (docs/abi.md).")
-def check_cmd(modules, kernel_path, vmlinuz, as_json) -> None:
+@scheduler_option("each kernel")
+def check_cmd(modules, kernels, vmlinuz, as_json, scheduler) -> None:
     """Will each module (MODULES: .ko files or directories of them, built for another kernel)
     load into the kernel of --kernel? The loader model's verdict, as modprobe, with modprobe
-    --force-vermagic and with modprobe -f.
+    --force-vermagic and with modprobe -f. With several --kernel, the same modules on each (a
+    table of verdicts per kernel, then each kernel's report); with --scheduler each kernel's
+    work (fetch, read, every module tried) is one task on the cluster.
 
-    Exit status: 0 every module loads, 1 some do not (or cannot be read), 2 usage or input error.
+    Exit status: 0 every module loads (on every kernel), 1 some do not (or cannot be read), 2
+    usage or input error.
     """
-    from ..abi.check import AbiCheckRequest, check_modules
-    from ..render.abi_check import check_json, check_text
+    from ..abi.check import check_kernels
+    from ..debian import resolve_input
+    from ..render.abi_check import check_json, check_text, kernels_json, kernels_text
 
+    if vmlinuz and len(vmlinuz) != len(kernels):
+        raise args.UsageError(f"{len(vmlinuz)} --vmlinuz for {len(kernels)} --kernel: give none, or one per kernel")
     try:
-        res = check_modules(AbiCheckRequest(kernel_path, list(modules), vmlinuz))
+        results = check_kernels(list(kernels), list(modules), list(vmlinuz), scheduler, resolve_input)
     except Error as exc:
         error(str(exc))
         raise SystemExit(EXIT_ERROR) from None
-    for path, problem in res.problems:
+    checks = [r for r in results if not isinstance(r, Exception)]
+    for r in results:
+        if isinstance(r, Exception):
+            error(str(r))
+    for path, problem in checks[0].problems if checks else []:
         error(f"{path}: {problem}")
-    if as_json:
-        dump_json(check_json(res))
+    if len(kernels) == 1:
+        if not checks:
+            raise SystemExit(EXIT_ERROR)
+        if as_json:
+            dump_json(check_json(checks[0]))
+        else:
+            args.echo(check_text(checks[0]), nl=False)
+    elif as_json:
+        dump_json(kernels_json(results, list(kernels)))
     else:
-        args.echo(check_text(res), nl=False)
-    raise SystemExit(EXIT_OK if res.all_load else EXIT_FINDINGS)
+        args.echo(kernels_text(results, list(kernels)), nl=False)
+    if len(checks) < len(results):
+        raise SystemExit(EXIT_ERROR)
+    raise SystemExit(EXIT_OK if all(r.all_load for r in checks) else EXIT_FINDINGS)
 
 
 abi_cmd = args.Group("abi", "What a kernel update changes in the exports modules link against (docs/abi.md).", {

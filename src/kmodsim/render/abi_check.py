@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..abi.check import MODES, VERDICTS, AbiCheck
@@ -43,3 +44,37 @@ def check_json(res: AbiCheck) -> dict[str, Any]:
         "summary": {**{v: res.count(v) for v in VERDICTS}, "modules": len(res.modules),
                     "btf_refused": res.btf_refused, "all_load": res.all_load},
     }
+
+
+def kernels_text(results: Sequence[AbiCheck | Exception], names: list[str]) -> str:
+    """The same modules on several kernels: a table of verdicts per kernel (in the order given),
+    then each kernel's :func:`check_text`. A kernel that could not be read is a row that says so
+    (its error is on stderr)."""
+    ok = [r for r in results if isinstance(r, AbiCheck)]
+    n = len(ok[0].modules) if ok else 0
+    rows: list[tuple[str, ...]] = [("kernel", *VERDICTS, "")]
+    for name, r in zip(names, results, strict=True):
+        if isinstance(r, AbiCheck):
+            rows.append((r.release or name, *(str(r.count(v)) for v in VERDICTS),
+                         "all load" if r.all_load else "SOME DO NOT LOAD"))
+        else:
+            rows.append((name, *("-" for _ in VERDICTS), "unreadable"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    head = [f"{n} modules on {len(results)} kernels: "
+            + ("all load on every kernel" if len(ok) == len(results) and all(r.all_load for r in ok)
+               else "SOME DO NOT LOAD")]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True)]
+        head.append(("  " + "  ".join(cells) + "  " + row[-1]).rstrip())
+    return "\n".join(head) + "\n" + "".join("\n" + check_text(r) for r in ok)
+
+
+def kernels_json(results: Sequence[AbiCheck | Exception], names: list[str]) -> dict[str, Any]:
+    """``{"kernels": [each kernel's check_json document, or {"kernel": NAME, "error": LINE}],
+    "summary": {"kernels", "unreadable", "all_load"}}``."""
+    docs = [check_json(r) if isinstance(r, AbiCheck) else {"kernel": name, "error": str(r)}
+            for name, r in zip(names, results, strict=True)]
+    ok = [r for r in results if isinstance(r, AbiCheck)]
+    return {"kernels": docs,
+            "summary": {"kernels": len(results), "unreadable": len(results) - len(ok),
+                        "all_load": len(ok) == len(results) and all(r.all_load for r in ok)}}
