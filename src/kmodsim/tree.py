@@ -19,7 +19,7 @@ shared pieces live): a module changed in the second its run started to read is r
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from .module import (
@@ -233,17 +233,52 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
 # Scan
 # ---------------------------------------------------------------------------------------------
 
-def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
-         cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE,
-         progress: bool | None = None, config_paths: Iterable[str] | None = None,
-         meanwhile: Callable[[], object] | None = None) -> ScanResult:
-    """Read every module named by ``paths`` (files, or trees as depmod finds their modules with
-    the depmod.d configuration of ``config_paths``). Problems are collected, not raised.
-    ``meanwhile()``: the caller's other work, done while worker processes read modules (called
-    only when some module is read: :func:`kmodsim.parallel.parallel_map`)."""
+class _Part(NamedTuple):
+    """What one scan of some paths found, before it is a :class:`ScanResult`: the unit a cluster
+    task sends back (:func:`scan_groups`), and what :func:`_merge` joins."""
+
+    files: list[str]  # every module file named, in discovery order, once
+    read: dict[str, tuple]  # file -> (record, summary, came from the cache) of a module read
+    failed: dict[str, str]  # file -> why it could not be read
+    keys: dict[str, tuple | None]  # file -> stat key (of the content read, for a module read)
+    errors: list[ScanProblem]  # what discovery met (a path it cannot use), in path order
+    ignored: list[str]
+    roots: list[str]
+
+    def standalone(self) -> _Part:
+        """The same part with every record in it (marshalled), none left in this host's scan
+        cache: what another process can use."""
+        if not any(isinstance(r, _Cached) for r, _s, _c in self.read.values()):
+            return self
+        read = {f: ((r.record().dumps() if isinstance(r, _Cached) else r), s, c) for f, (r, s, c) in self.read.items()}
+        for c in {id(r.cache): r.cache for r, _s, _c in self.read.values() if isinstance(r, _Cached)}.values():
+            c.save()  # records found damaged were read again: write them back
+        return self._replace(read=read)
+
+
+def _resolved(paths: Iterable[str], resolve: Callable[[str], str] | None, errors: list[ScanProblem]) -> list[str]:
+    """``paths`` through ``resolve`` (e.g. :func:`kmodsim.debian.resolve_input`); a name it cannot
+    resolve is an input problem naming it."""
+    if resolve is None:
+        return list(paths)
+    from .errors import Error
+
+    out = []
+    for p in paths:
+        try:
+            out.append(resolve(p))
+        except Error as exc:
+            errors.append(ScanProblem(p, str(exc).removeprefix(f"{p}: ")))
+    return out
+
+
+def _scan_part(paths: Iterable[str], *, resolve: Callable[[str], str] | None, jobs: int | None, use_cache: bool,
+               cache_dir: str | None, max_size: int, progress: bool | None, config_paths: Iterable[str] | None,
+               meanwhile: Callable[[], object] | None) -> _Part:
+    """Discover and read every module of ``paths`` (one parallel read of all their files)."""
     errors: list[ScanProblem] = []
     ignored: list[str] = []
-    files = expand_paths(paths, errors, config_paths, ignored)
+    files = expand_paths(_resolved(paths, resolve, errors), errors, config_paths, ignored)
     roots = sorted({r for r, _ in files})
     caches: dict[str, ScanCache] = {}
     if use_cache:
@@ -252,7 +287,7 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
             c.load()
             caches[r] = c
 
-    items: dict[str, tuple] = {}
+    read: dict[str, tuple] = {}
     todo: list[tuple[str, str, tuple | None]] = []
     order: list[str] = []  # discovery order; a file named twice is read once
     seen: set[str] = set()
@@ -265,11 +300,11 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
         key = keys[f] = stat_key(f) if use_cache else None  # without a cache: the readers' fstat
         summ = caches[root].summary(f, key) if use_cache else None
         if summ is not None:
-            items[f] = (f, _Cached(caches[root], f, max_size), summ)
+            read[f] = (_Cached(caches[root], f, max_size), summ, True)
         else:
             todo.append((root, f, key))
 
-    result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(items), parsed=len(todo))
+    failed: dict[str, str] = {}
     if todo:
         parsed = read_many([f for _, f, _ in todo], jobs, max_size, Progress(progress, len(todo)), keys, meanwhile,
                            marshalled=use_cache)
@@ -278,17 +313,95 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
             if ok:
                 blob, summ, read_key = val  # the key of the content read (the stat above may be older)
                 keys[f] = read_key
-                items[f] = (f, blob, summ)
+                read[f] = (blob, summ, False)
                 if use_cache:
                     caches[root].put(f, read_key, blob, summ)
             else:
-                errors.append(ScanProblem(f, val))
+                failed[f] = val
     if use_cache:
         for r, c in caches.items():
             c.prune({f for root, f in files if root == r})
             c.save()
-    result.items = [items[f] for f in order if f in items]
+    return _Part(order, read, failed, keys, errors, ignored, roots)
+
+
+def _merge(parts: Sequence[_Part]) -> ScanResult:
+    """One result of parts in order, as one scan of all their paths gives it: a file found by two
+    parts taken from the first, the discovery problems of every part before the modules that could
+    not be read (in discovery order)."""
+    roots = sorted({r for part in parts for r in part.roots})
+    items: list[tuple[str, Any, tuple[str, int, int]]] = []
+    unread: list[ScanProblem] = []
+    keys: dict[str, tuple | None] = {}
+    cached = parsed = 0
+    for part in parts:
+        for f in part.files:
+            if f in keys:
+                continue
+            keys[f] = part.keys.get(f)
+            if f in part.read:
+                rec, summ, from_cache = part.read[f]
+                items.append((f, rec, summ))
+                cached += from_cache
+                parsed += not from_cache
+            else:
+                unread.append(ScanProblem(f, part.failed[f]))
+                parsed += 1
+    result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=cached, parsed=parsed)
+    result.items = items
     result.keys = keys
-    result.errors = errors
-    result.ignored = ignored
+    result.errors = [e for part in parts for e in part.errors] + unread
+    result.ignored = [p for part in parts for p in part.ignored]
     return result
+
+
+def _scan_task(path: str, **kw: Any) -> _Part:
+    """One path's scan as a cluster task: its modules read on the worker (its own scan cache), the
+    result standing alone."""
+    return _scan_part([path], progress=False, meanwhile=None, **kw).standalone()
+
+
+def scan_groups(groups: Sequence[Sequence[str]], *, jobs: int | None = None, use_cache: bool = True,
+                cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE, progress: bool | None = None,
+                config_paths: Iterable[str] | None = None, meanwhile: Callable[[], object] | None = None,
+                scheduler: str | None = None, resolve: Callable[[str], str] | None = None) -> list[ScanResult]:
+    """:func:`scan` of each group of paths (``kmodsim check``: the modules checked, the ``--modules``
+    tree), read together. Without ``scheduler``, one scan per group, in this process and its
+    worker processes. With one (:func:`kmodsim.cluster.map_tasks`: ``tcp://HOST:PORT`` or
+    ``local:N``), every path of every group is one task on the cluster, each discovering and
+    reading its modules on its worker (its own scan cache, ``jobs`` processes, 1 unless given:
+    the workers are the parallelism), then ``resolve`` there too; the tasks' results are merged
+    in order into what the scan here gives (a file named twice is taken once, from the first
+    path naming it). ``meanwhile`` is called only here, while the worker processes read."""
+    kw: dict[str, Any] = dict(resolve=resolve, use_cache=use_cache, cache_dir=cache_dir, max_size=max_size,
+                              config_paths=None if config_paths is None else list(config_paths))
+    groups = [list(g) for g in groups]
+    flat = [p for g in groups for p in g]
+    if not scheduler or not flat:
+        return [_merge([_scan_part(g, jobs=jobs, progress=progress, meanwhile=meanwhile, **kw)]) for g in groups]
+    from functools import partial
+
+    from .cluster import map_tasks
+
+    parts = map_tasks(partial(_scan_task, jobs=jobs or 1, **kw), flat, scheduler)
+    out = []
+    for g in groups:
+        out.append(_merge(parts[:len(g)]))
+        parts = parts[len(g):]
+    return out
+
+
+def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
+         cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE,
+         progress: bool | None = None, config_paths: Iterable[str] | None = None,
+         meanwhile: Callable[[], object] | None = None, scheduler: str | None = None,
+         resolve: Callable[[str], str] | None = None) -> ScanResult:
+    """Read every module named by ``paths`` (files, or trees as depmod finds their modules with
+    the depmod.d configuration of ``config_paths``). Problems are collected, not raised.
+    ``meanwhile()``: the caller's other work, done while worker processes read modules (called
+    only when some module is read: :func:`kmodsim.parallel.parallel_map`). ``resolve``: a path's
+    name to the path (e.g. :func:`kmodsim.debian.resolve_input`; a name it cannot resolve is one
+    of the problems). ``scheduler``: each path one task on a cluster (:func:`scan_groups`)."""
+    return scan_groups([list(paths)], jobs=jobs, use_cache=use_cache, cache_dir=cache_dir, max_size=max_size,
+                       progress=progress, config_paths=config_paths, meanwhile=meanwhile, scheduler=scheduler,
+                       resolve=resolve)[0]
