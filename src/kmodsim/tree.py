@@ -151,9 +151,10 @@ def find_modules(root: str, errors: list[ScanProblem] | None = None, config_path
 
 
 def expand_paths(paths: Iterable[str], errors: list[ScanProblem], config_paths: Iterable[str] | None = None,
-                 ignored: list[str] | None = None) -> list[tuple[str, str]]:
-    """(root, file) for every module named on a command line: files as given, directories by
-    depmod's discovery (:func:`find_modules`)."""
+                 ignored: list[str] | None = None, trees: set[str] | None = None) -> list[tuple[str, str]]:
+    """(root, file) for every module named on a command line: files as given (their root, their
+    directory), directories by depmod's discovery (:func:`find_modules`; their roots added to
+    ``trees``)."""
     out: list[tuple[str, str]] = []
     for p in paths:
         if os.path.isdir(p):
@@ -162,6 +163,8 @@ def expand_paths(paths: Iterable[str], errors: list[ScanProblem], config_paths: 
             except ValueError as exc:
                 errors.append(ScanProblem(p, str(exc)))
                 continue
+            if trees is not None:
+                trees.add(root)
             found = find_modules(root, errors, config_paths, ignored)
             if not found:  # a mistyped path must not pass as a clean tree
                 errors.append(ScanProblem(p, "no modules found (*.ko, *.ko.xz, *.ko.zst)"))
@@ -278,7 +281,8 @@ def _scan_part(paths: Iterable[str], *, resolve: Callable[[str], str] | None, jo
     """Discover and read every module of ``paths`` (one parallel read of all their files)."""
     errors: list[ScanProblem] = []
     ignored: list[str] = []
-    files = expand_paths(_resolved(paths, resolve, errors), errors, config_paths, ignored)
+    trees: set[str] = set()
+    files = expand_paths(_resolved(paths, resolve, errors), errors, config_paths, ignored, trees)
     roots = sorted({r for r, _ in files})
     caches: dict[str, ScanCache] = {}
     if use_cache:
@@ -320,7 +324,10 @@ def _scan_part(paths: Iterable[str], *, resolve: Callable[[str], str] | None, jo
                 failed[f] = val
     if use_cache:
         for r, c in caches.items():
-            c.prune({f for root, f in files if root == r})
+            if r in trees:  # a tree's cache holds its modules (and files of it named), no more
+                c.prune({f for root, f in files if root == r})
+            else:  # a directory only files were named in (other runs, other tasks: other files)
+                c.prune({f for f in c.entries if f in seen or os.path.lexists(f)})
             c.save()
     return _Part(order, read, failed, keys, errors, ignored, roots)
 
