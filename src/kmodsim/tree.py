@@ -12,6 +12,10 @@ and inode. It is one file per tree, written atomically (temporary file + rename)
 version and a digest of its payload: a torn, truncated or tampered cache is detected and rebuilt,
 an entry whose file changed is re-read. The cache can only make a scan faster, never different.
 
+Past one machine (:func:`scan_groups` with a scheduler), each path is one task on a
+dask.distributed cluster (:mod:`kmodsim.cluster`): discovered and read on its worker, through that
+worker's cache, and sent back whole; the parts are merged into what one scan of every path gives.
+
 An entry is kept only under git's racy-clean rule (:mod:`kmodsim.cache`, where every cache's
 shared pieces live): a module changed in the second its run started to read is read again next time.
 """
@@ -253,9 +257,10 @@ class _Part(NamedTuple):
         cache: what another process can use."""
         if not any(isinstance(r, _Cached) for r, _s, _c in self.read.values()):
             return self
-        read = {f: ((r.record().dumps() if isinstance(r, _Cached) else r), s, c) for f, (r, s, c) in self.read.items()}
-        for c in {id(r.cache): r.cache for r, _s, _c in self.read.values() if isinstance(r, _Cached)}.values():
-            c.save()  # records found damaged were read again: write them back
+        read = {f: ((r.record().dumps() if isinstance(r, _Cached) else r), summ, hit)
+                for f, (r, summ, hit) in self.read.items()}
+        for cache in {id(r.cache): r.cache for r, _s, _h in self.read.values() if isinstance(r, _Cached)}.values():
+            cache.save()  # records found damaged were read again: write them back
         return self._replace(read=read)
 
 
