@@ -384,7 +384,8 @@ def scan_groups(groups: Sequence[Sequence[str]], *, jobs: int | None = None, use
     reading its modules on its worker (its own scan cache, ``jobs`` processes, 1 unless given:
     the workers are the parallelism), then ``resolve`` there too; the tasks' results are merged
     in order into what the scan here gives (a file named twice is taken once, from the first
-    path naming it). ``meanwhile`` is called only here, while the worker processes read."""
+    path naming it). ``meanwhile`` is called here: while the worker processes read, or on a
+    cluster once the first task is done, while the others run."""
     kw: dict[str, Any] = dict(resolve=resolve, use_cache=use_cache, cache_dir=cache_dir, max_size=max_size,
                               config_paths=None if config_paths is None else list(config_paths))
     groups = [list(g) for g in groups]
@@ -395,7 +396,11 @@ def scan_groups(groups: Sequence[Sequence[str]], *, jobs: int | None = None, use
 
     from .cluster import map_tasks
 
-    parts = map_tasks(partial(_scan_task, jobs=jobs or 1, **kw), flat, scheduler)
+    def finished(done: int, _n: int, _path: str) -> None:  # the caller's work while the other tasks run
+        if done == 1 and meanwhile is not None:
+            meanwhile()
+
+    parts = map_tasks(partial(_scan_task, jobs=jobs or 1, **kw), flat, scheduler, finished)
     out = []
     for g in groups:
         out.append(_merge(parts[:len(g)]))
