@@ -59,29 +59,39 @@ def load_target(kernel: str | Target) -> Target:
 
 
 def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
-         config_paths: Iterable[str] | None = None, max_size: int = DEFAULT_MAX_SIZE) -> ScanResult:
+         config_paths: Iterable[str] | None = None, max_size: int = DEFAULT_MAX_SIZE,
+         scheduler: str | None = None) -> ScanResult:
     """Every module of ``paths`` (files, or trees as depmod finds their modules, with depmod.d from
-    ``config_paths``), read in parallel and cached: ``.modules``, ``.summaries``, and the
-    unreadable inputs in ``.errors`` (the others are still read)."""
+    ``config_paths``, or ``debian:linux-image-KVER`` fetched into the cache), read in parallel and
+    cached: ``.modules``, ``.summaries``, and the unreadable inputs in ``.errors`` (the others are
+    still read). ``scheduler`` (``tcp://HOST:PORT`` or ``local:N``): each path read as one task on
+    a dask.distributed cluster (:func:`kmodsim.tree.scan_groups`; a ``debian:`` path fetched by
+    the worker), the same result; raises :class:`kmodsim.Error` when the cluster cannot be used."""
+    from .debian import resolve_input
     from .tree import scan as _scan
 
     return _scan(paths, jobs=jobs, use_cache=use_cache, max_size=max_size, config_paths=config_paths,
-                 progress=False)
+                 progress=False, scheduler=scheduler, resolve=resolve_input)
 
 
 def check(paths: Sequence[str], *, kernel: str | None = None, modules: str | None = None,
           allow: Sequence[str] = (), symbol_lists: Sequence[str] = (), jobs: int | None = None,
           use_cache: bool = True, config_paths: Sequence[str] | None = None,
-          max_size: int = DEFAULT_MAX_SIZE) -> CheckResult:
+          max_size: int = DEFAULT_MAX_SIZE, scheduler: str | None = None) -> CheckResult:
     """``kmodsim check``: modpost-class link checks of the modules of ``paths`` against ``kernel``
     (a path), with ``modules`` a tree of further providers, allowlists (TOML) and symbol lists.
     The result's ``findings`` (each with ``check``, ``severity``, ``symbol``, ``module``,
-    ``path``, ``message``), ``errors``/``warnings`` counts, input ``problems`` and ``notes``."""
+    ``path``, ``message``), ``errors``/``warnings`` counts, input ``problems`` and ``notes``.
+    ``paths`` and ``modules`` may name ``debian:linux-image-KVER``; ``scheduler``: each of them
+    read as one task on a cluster, as :func:`scan` (a cluster that cannot be used is a problem of
+    an ``aborted`` result); the checks run here."""
     from .checks import CheckRequest, check_paths
+    from .debian import resolve_input
 
     return check_paths(CheckRequest(paths, kernel_path=kernel, modules_dir=modules, allow_files=allow,
                                     symbol_lists=symbol_lists, jobs=jobs, use_cache=use_cache,
-                                    config_paths=config_paths, max_size=max_size))
+                                    config_paths=config_paths, max_size=max_size, scheduler=scheduler,
+                                    resolve=resolve_input))
 
 
 def ldd(path: str, *, kernel: str, modules: str | None = None, jobs: int | None = None,

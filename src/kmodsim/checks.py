@@ -32,7 +32,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import ne
@@ -388,6 +388,8 @@ class CheckRequest(NamedTuple):
     use_cache: bool = True  # the scan cache and the findings cache (kmodsim.findings_cache)
     config_paths: Sequence[str] | None = None  # depmod.d for the trees
     max_size: int = DEFAULT_MAX_SIZE
+    scheduler: str | None = None  # each path one task on a cluster (kmodsim.tree.scan_groups)
+    resolve: Callable[[str], str] | None = None  # an input's name -> its path (e.g. debian.resolve_input)
 
 
 class CheckResult(NamedTuple):
@@ -426,7 +428,7 @@ def check_paths(req: CheckRequest) -> CheckResult:
 def _check_paths(req: CheckRequest) -> CheckResult:
     from . import __version__, findings_cache
     from .cache import racy_cutoff
-    from .tree import scan
+    from .tree import scan_groups
 
     try:
         allow = [e for f in req.allow_files for e in load_allowlist(f)]
@@ -443,10 +445,16 @@ def _check_paths(req: CheckRequest) -> CheckResult:
             except KernelError as exc:
                 loaded.append(exc)
 
-    res = scan(req.paths, jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
-               config_paths=req.config_paths, meanwhile=load_kernel)
-    tree = scan([req.modules_dir], jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
-                config_paths=req.config_paths) if req.modules_dir else None
+    # the modules checked and the --modules tree read together (on a cluster: every path a task);
+    # the checks themselves run here
+    groups = [list(req.paths)] + ([[req.modules_dir]] if req.modules_dir else [])
+    try:
+        res, *rest = scan_groups(groups, jobs=req.jobs, max_size=req.max_size, use_cache=req.use_cache,
+                                 config_paths=req.config_paths, meanwhile=load_kernel, scheduler=req.scheduler,
+                                 resolve=req.resolve)
+    except Error as exc:  # the cluster's (kmodsim.cluster.SchedulerError): no module was read
+        return CheckResult([], 0, [("", str(exc))], [], aborted=True)
+    tree = rest[0] if rest else None
     ignored = res.ignored + (tree.ignored if tree else [])
     problems = [(e.path, e.problem) for e in res.errors + (tree.errors if tree else [])]
 

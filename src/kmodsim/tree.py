@@ -12,6 +12,10 @@ and inode. It is one file per tree, written atomically (temporary file + rename)
 version and a digest of its payload: a torn, truncated or tampered cache is detected and rebuilt,
 an entry whose file changed is re-read. The cache can only make a scan faster, never different.
 
+Past one machine (:func:`scan_groups` with a scheduler), each path is one task on a
+dask.distributed cluster (:mod:`kmodsim.cluster`): discovered and read on its worker, through that
+worker's cache, and sent back whole; the parts are merged into what one scan of every path gives.
+
 An entry is kept only under git's racy-clean rule (:mod:`kmodsim.cache`, where every cache's
 shared pieces live): a module changed in the second its run started to read is read again next time.
 """
@@ -19,7 +23,7 @@ shared pieces live): a module changed in the second its run started to read is r
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 from .module import (
@@ -151,9 +155,10 @@ def find_modules(root: str, errors: list[ScanProblem] | None = None, config_path
 
 
 def expand_paths(paths: Iterable[str], errors: list[ScanProblem], config_paths: Iterable[str] | None = None,
-                 ignored: list[str] | None = None) -> list[tuple[str, str]]:
-    """(root, file) for every module named on a command line: files as given, directories by
-    depmod's discovery (:func:`find_modules`)."""
+                 ignored: list[str] | None = None, trees: set[str] | None = None) -> list[tuple[str, str]]:
+    """(root, file) for every module named on a command line: files as given (their root, their
+    directory), directories by depmod's discovery (:func:`find_modules`; their roots added to
+    ``trees``)."""
     out: list[tuple[str, str]] = []
     for p in paths:
         if os.path.isdir(p):
@@ -162,6 +167,8 @@ def expand_paths(paths: Iterable[str], errors: list[ScanProblem], config_paths: 
             except ValueError as exc:
                 errors.append(ScanProblem(p, str(exc)))
                 continue
+            if trees is not None:
+                trees.add(root)
             found = find_modules(root, errors, config_paths, ignored)
             if not found:  # a mistyped path must not pass as a clean tree
                 errors.append(ScanProblem(p, "no modules found (*.ko, *.ko.xz, *.ko.zst)"))
@@ -233,17 +240,54 @@ def read_many(paths: list[str], jobs: int | None = None, max_size: int = DEFAULT
 # Scan
 # ---------------------------------------------------------------------------------------------
 
-def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
-         cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE,
-         progress: bool | None = None, config_paths: Iterable[str] | None = None,
-         meanwhile: Callable[[], object] | None = None) -> ScanResult:
-    """Read every module named by ``paths`` (files, or trees as depmod finds their modules with
-    the depmod.d configuration of ``config_paths``). Problems are collected, not raised.
-    ``meanwhile()``: the caller's other work, done while worker processes read modules (called
-    only when some module is read: :func:`kmodsim.parallel.parallel_map`)."""
+class _Part(NamedTuple):
+    """What one scan of some paths found, before it is a :class:`ScanResult`: the unit a cluster
+    task sends back (:func:`scan_groups`), and what :func:`_merge` joins."""
+
+    files: list[str]  # every module file named, in discovery order, once
+    read: dict[str, tuple]  # file -> (record, summary, came from the cache) of a module read
+    failed: dict[str, str]  # file -> why it could not be read
+    keys: dict[str, tuple | None]  # file -> stat key (of the content read, for a module read)
+    errors: list[ScanProblem]  # what discovery met (a path it cannot use), in path order
+    ignored: list[str]
+    roots: list[str]
+
+    def standalone(self) -> _Part:
+        """The same part with every record in it (marshalled), none left in this host's scan
+        cache: what another process can use."""
+        if not any(isinstance(r, _Cached) for r, _s, _c in self.read.values()):
+            return self
+        read = {f: ((r.record().dumps() if isinstance(r, _Cached) else r), summ, hit)
+                for f, (r, summ, hit) in self.read.items()}
+        for cache in {id(r.cache): r.cache for r, _s, _h in self.read.values() if isinstance(r, _Cached)}.values():
+            cache.save()  # records found damaged were read again: write them back
+        return self._replace(read=read)
+
+
+def _resolved(paths: Iterable[str], resolve: Callable[[str], str] | None, errors: list[ScanProblem]) -> list[str]:
+    """``paths`` through ``resolve`` (e.g. :func:`kmodsim.debian.resolve_input`); a name it cannot
+    resolve is an input problem naming it."""
+    if resolve is None:
+        return list(paths)
+    from .errors import Error
+
+    out = []
+    for p in paths:
+        try:
+            out.append(resolve(p))
+        except Error as exc:
+            errors.append(ScanProblem(p, str(exc).removeprefix(f"{p}: ")))
+    return out
+
+
+def _scan_part(paths: Iterable[str], *, resolve: Callable[[str], str] | None, jobs: int | None, use_cache: bool,
+               cache_dir: str | None, max_size: int, progress: bool | None, config_paths: Iterable[str] | None,
+               meanwhile: Callable[[], object] | None) -> _Part:
+    """Discover and read every module of ``paths`` (one parallel read of all their files)."""
     errors: list[ScanProblem] = []
     ignored: list[str] = []
-    files = expand_paths(paths, errors, config_paths, ignored)
+    trees: set[str] = set()
+    files = expand_paths(_resolved(paths, resolve, errors), errors, config_paths, ignored, trees)
     roots = sorted({r for r, _ in files})
     caches: dict[str, ScanCache] = {}
     if use_cache:
@@ -252,7 +296,7 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
             c.load()
             caches[r] = c
 
-    items: dict[str, tuple] = {}
+    read: dict[str, tuple] = {}
     todo: list[tuple[str, str, tuple | None]] = []
     order: list[str] = []  # discovery order; a file named twice is read once
     seen: set[str] = set()
@@ -265,11 +309,11 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
         key = keys[f] = stat_key(f) if use_cache else None  # without a cache: the readers' fstat
         summ = caches[root].summary(f, key) if use_cache else None
         if summ is not None:
-            items[f] = (f, _Cached(caches[root], f, max_size), summ)
+            read[f] = (_Cached(caches[root], f, max_size), summ, True)
         else:
             todo.append((root, f, key))
 
-    result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=len(items), parsed=len(todo))
+    failed: dict[str, str] = {}
     if todo:
         parsed = read_many([f for _, f, _ in todo], jobs, max_size, Progress(progress, len(todo)), keys, meanwhile,
                            marshalled=use_cache)
@@ -278,17 +322,103 @@ def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = Tru
             if ok:
                 blob, summ, read_key = val  # the key of the content read (the stat above may be older)
                 keys[f] = read_key
-                items[f] = (f, blob, summ)
+                read[f] = (blob, summ, False)
                 if use_cache:
                     caches[root].put(f, read_key, blob, summ)
             else:
-                errors.append(ScanProblem(f, val))
+                failed[f] = val
     if use_cache:
         for r, c in caches.items():
-            c.prune({f for root, f in files if root == r})
+            if r in trees:  # a tree's cache holds its modules (and files of it named), no more
+                c.prune({f for root, f in files if root == r})
+            else:  # a directory only files were named in (other runs, other tasks: other files)
+                c.prune({f for f in c.entries if f in seen or os.path.lexists(f)})
             c.save()
-    result.items = [items[f] for f in order if f in items]
+    return _Part(order, read, failed, keys, errors, ignored, roots)
+
+
+def _merge(parts: Sequence[_Part]) -> ScanResult:
+    """One result of parts in order, as one scan of all their paths gives it: a file found by two
+    parts taken from the first, the discovery problems of every part before the modules that could
+    not be read (in discovery order)."""
+    roots = sorted({r for part in parts for r in part.roots})
+    items: list[tuple[str, Any, tuple[str, int, int]]] = []
+    unread: list[ScanProblem] = []
+    keys: dict[str, tuple | None] = {}
+    cached = parsed = 0
+    for part in parts:
+        for f in part.files:
+            if f in keys:
+                continue
+            keys[f] = part.keys.get(f)
+            if f in part.read:
+                rec, summ, from_cache = part.read[f]
+                items.append((f, rec, summ))
+                cached += from_cache
+                parsed += not from_cache
+            else:
+                unread.append(ScanProblem(f, part.failed[f]))
+                parsed += 1
+    result = ScanResult(root=roots[0] if len(roots) == 1 else "", cached=cached, parsed=parsed)
+    result.items = items
     result.keys = keys
-    result.errors = errors
-    result.ignored = ignored
+    result.errors = [e for part in parts for e in part.errors] + unread
+    result.ignored = [p for part in parts for p in part.ignored]
     return result
+
+
+def _scan_task(path: str, **kw: Any) -> _Part:
+    """One path's scan as a cluster task: its modules read on the worker (its own scan cache), the
+    result standing alone."""
+    return _scan_part([path], progress=False, meanwhile=None, **kw).standalone()
+
+
+def scan_groups(groups: Sequence[Sequence[str]], *, jobs: int | None = None, use_cache: bool = True,
+                cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE, progress: bool | None = None,
+                config_paths: Iterable[str] | None = None, meanwhile: Callable[[], object] | None = None,
+                scheduler: str | None = None, resolve: Callable[[str], str] | None = None) -> list[ScanResult]:
+    """:func:`scan` of each group of paths (``kmodsim check``: the modules checked, the ``--modules``
+    tree), read together. Without ``scheduler``, one scan per group, in this process and its
+    worker processes. With one (:func:`kmodsim.cluster.map_tasks`: ``tcp://HOST:PORT`` or
+    ``local:N``), every path of every group is one task on the cluster, each discovering and
+    reading its modules on its worker (its own scan cache, ``jobs`` processes, 1 unless given:
+    the workers are the parallelism), then ``resolve`` there too; the tasks' results are merged
+    in order into what the scan here gives (a file named twice is taken once, from the first
+    path naming it). ``meanwhile`` is called here: while the worker processes read, or on a
+    cluster once the first task is done, while the others run."""
+    kw: dict[str, Any] = dict(resolve=resolve, use_cache=use_cache, cache_dir=cache_dir, max_size=max_size,
+                              config_paths=None if config_paths is None else list(config_paths))
+    groups = [list(g) for g in groups]
+    flat = [p for g in groups for p in g]
+    if not scheduler or not flat:
+        return [_merge([_scan_part(g, jobs=jobs, progress=progress, meanwhile=meanwhile, **kw)]) for g in groups]
+    from functools import partial
+
+    from .cluster import map_tasks
+
+    def finished(done: int, _n: int, _path: str) -> None:  # the caller's work while the other tasks run
+        if done == 1 and meanwhile is not None:
+            meanwhile()
+
+    parts = map_tasks(partial(_scan_task, jobs=jobs or 1, **kw), flat, scheduler, finished)
+    out = []
+    for g in groups:
+        out.append(_merge(parts[:len(g)]))
+        parts = parts[len(g):]
+    return out
+
+
+def scan(paths: Iterable[str], *, jobs: int | None = None, use_cache: bool = True,
+         cache_dir: str | None = None, max_size: int = DEFAULT_MAX_SIZE,
+         progress: bool | None = None, config_paths: Iterable[str] | None = None,
+         meanwhile: Callable[[], object] | None = None, scheduler: str | None = None,
+         resolve: Callable[[str], str] | None = None) -> ScanResult:
+    """Read every module named by ``paths`` (files, or trees as depmod finds their modules with
+    the depmod.d configuration of ``config_paths``). Problems are collected, not raised.
+    ``meanwhile()``: the caller's other work, done while worker processes read modules (called
+    only when some module is read: :func:`kmodsim.parallel.parallel_map`). ``resolve``: a path's
+    name to the path (e.g. :func:`kmodsim.debian.resolve_input`; a name it cannot resolve is one
+    of the problems). ``scheduler``: each path one task on a cluster (:func:`scan_groups`)."""
+    return scan_groups([list(paths)], jobs=jobs, use_cache=use_cache, cache_dir=cache_dir, max_size=max_size,
+                       progress=progress, config_paths=config_paths, meanwhile=meanwhile, scheduler=scheduler,
+                       resolve=resolve)[0]

@@ -9,8 +9,10 @@ from .common import (
     EXIT_OK,
     config_option,
     dump_json,
+    input_resolver,
     max_size_option,
     report_inputs,
+    scheduler_option,
     warn,
 )
 
@@ -28,12 +30,17 @@ from .common import (
 @args.option("--format", "fmt", type=args.Choice(["text", "json", "sarif"]), default="text", show_default=True)
 @args.option("--jobs", "-j", type=int, default=None, help="Worker processes (default: all cores).")
 @args.option("--no-cache", is_flag=True, help="Neither read nor write the scan cache.")
+@scheduler_option("each PATH and the --modules tree")
 @config_option
 @max_size_option
-def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, jobs, no_cache, config,
+def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, jobs, no_cache, scheduler, config,
               max_size) -> None:
     """Check PATH (.ko files or module trees) the way modpost, depmod and the loader would. A
     tree's modules are the ones depmod takes (depmod.d, updates/ first, no .ko.gz).
+
+    With --scheduler each PATH (and the --modules tree) is read as one task on the cluster; the
+    checks run here. PATH and --modules may name a Debian kernel package,
+    debian:linux-image-KVER[=VERSION] (fetched into the cache; with --scheduler, by the worker).
 
     Exit status: 0 no error findings, 1 error findings, 2 usage or input error.
     """
@@ -42,7 +49,9 @@ def check_cmd(paths, kernel_path, modules_dir, allow_files, symbol_lists, fmt, j
 
     res = check_paths(CheckRequest(paths, kernel_path=kernel_path, modules_dir=modules_dir,
                                    allow_files=allow_files, symbol_lists=symbol_lists, jobs=jobs,
-                                   use_cache=not no_cache, config_paths=config or None, max_size=max_size))
+                                   use_cache=not no_cache, config_paths=config or None, max_size=max_size,
+                                   scheduler=scheduler,
+                                   resolve=input_resolver([*paths, *([modules_dir] if modules_dir else [])])))
     report_inputs(res.ignored, res.problems)
     for note in res.notes:
         warn(note)

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from .. import args
-from .common import EXIT_ERROR, EXIT_OK, config_option, dump_json, error, max_size_option, warn_ignored
+from .common import (
+    EXIT_ERROR,
+    EXIT_OK,
+    config_option,
+    dump_json,
+    error,
+    input_resolver,
+    max_size_option,
+    scheduler_option,
+    warn_ignored,
+)
 
 
 @args.command("scan")
@@ -15,21 +25,30 @@ from .common import EXIT_ERROR, EXIT_OK, config_option, dump_json, error, max_si
 @args.option("--json", "as_json", is_flag=True, help="Per-module summary as JSON.")
 @args.option("--stats", is_flag=True,
               help="Also say on stderr how many modules came from the cache and how many were read.")
+@scheduler_option("each PATH (its discovery and its modules)")
 @config_option
 @max_size_option
 def scan_cmd(paths: tuple[str, ...], jobs: int | None, no_cache: bool, cache_dir: str | None,
-             as_json: bool, stats: bool, config: tuple[str, ...], max_size: int) -> None:
+             as_json: bool, stats: bool, scheduler: str | None, config: tuple[str, ...], max_size: int) -> None:
     """Read every module under PATH (a module tree, a root with lib/modules/<kver>, or files). A
     tree's modules are the ones depmod takes (depmod.d, updates/ first, no .ko.gz).
 
     The output depends on the modules only: the same with a cold or a warm cache, with any --jobs
-    (--stats tells the cache's part, on stderr).
+    (--stats tells the cache's part, on stderr), and with --scheduler, where each PATH is one task
+    on the cluster (its worker's scan cache, --jobs 1 unless given). A PATH may name a Debian
+    kernel package, debian:linux-image-KVER[=VERSION]: fetched into the cache and its root read
+    (with --scheduler, by the task's worker).
     """
+    from ..errors import Error
     from ..render.modules import scan_json, scan_stats, scan_text
     from ..tree import scan
 
-    res = scan(paths, jobs=jobs, use_cache=not no_cache, cache_dir=cache_dir, max_size=max_size,
-               config_paths=config or None)
+    try:  # (an Error here is the cluster's: --scheduler unusable, a task that killed its workers)
+        res = scan(paths, jobs=jobs, use_cache=not no_cache, cache_dir=cache_dir, max_size=max_size,
+                   config_paths=config or None, scheduler=scheduler, resolve=input_resolver(paths))
+    except Error as exc:
+        error(str(exc))
+        raise SystemExit(EXIT_ERROR) from None
     warn_ignored(res.ignored)
     for e in res.errors:
         error(str(e))
