@@ -54,45 +54,40 @@ def headers61(debian61) -> str:
     return debian61.headers_dir
 
 
-@pytest.fixture(scope="session")
-def headers_of():
-    """kver -> its headers directory: the installed one, else linux-headers-<kver> (and what it
-    needs) unpacked from Debian's archive into the cache."""
-    from kmodsim.debian import DebianError, unpacked_headers
+def _fetched(package: str, fetch):
+    """kver -> ``fetch(kver)``, each once a session; a package the archive does not give is
+    :func:`need`'s failure (``package``: its name, with ``{}`` for the kver)."""
+    from kmodsim.debian import DebianError
 
-    made: dict[str, str] = {}
+    made: dict = {}
 
-    def get(kver: str) -> str:
+    def get(kver: str):
         if kver not in made:
-            installed = f"/usr/src/linux-headers-{kver}"
-            if os.path.isfile(os.path.join(installed, "Module.symvers")):
-                made[kver] = installed
-            else:
-                try:
-                    made[kver] = unpacked_headers(kver)
-                except DebianError as exc:
-                    need(f"linux-headers-{kver} from Debian's archive: {exc}")
+            try:
+                made[kver] = fetch(kver)
+            except DebianError as exc:
+                need(f"{package.format(kver)} from Debian's archive: {exc}")
         return made[kver]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def headers_of():
+    """kver -> its headers directory: the installed one, else linux-headers-<kver> (and what it
+    needs) unpacked from Debian's archive into the cache (``debian:linux-headers-<kver>``, as the
+    CLI takes it)."""
+    from kmodsim.debian import resolve_input
+
+    return _fetched("linux-headers-{}", lambda kver: resolve_input(f"debian:linux-headers-{kver}"))
 
 
 @pytest.fixture(scope="session")
 def image_of():
     """kver -> Debian's image package of that ABI, unpacked (its root: boot/vmlinuz-<kver>, lib/modules)."""
-    from kmodsim.debian import DebianError, DebianKernel
+    from kmodsim.debian import DebianKernel
 
-    made = {}
-
-    def get(kver: str):
-        if kver not in made:
-            try:
-                made[kver] = DebianKernel(f"linux-image-{kver}")
-            except DebianError as exc:
-                need(f"linux-image-{kver} from Debian's archive: {exc}")
-        return made[kver]
-
-    return get
+    return _fetched("linux-image-{}", lambda kver: DebianKernel(f"linux-image-{kver}"))
 
 
 @pytest.fixture(scope="session")
