@@ -244,9 +244,10 @@ def settle_timestamps() -> None:
     time.sleep(1.0 - now % 1.0 + 0.15)
 
 
-def run_kmodsim(*args, check=None, **kw) -> subprocess.CompletedProcess:
-    """The installed CLI in a child process (so exit codes, stderr and tracebacks are real)."""
-    p = subprocess.run(["kmodsim", *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
+def run_kmodsim(*args, check=None, timeout: float | None = 600, **kw) -> subprocess.CompletedProcess:
+    """The installed CLI in a child process (so exit codes, stderr and tracebacks are real);
+    ``timeout`` seconds at most (None: no limit, for a whole KVM series)."""
+    p = subprocess.run(["kmodsim", *map(str, args)], capture_output=True, text=True, timeout=timeout, **kw)
     if check is not None:
         assert p.returncode == check, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
     return p

@@ -1,5 +1,5 @@
 """KVM's source as a git tree for ``kmodsim series`` and its series written by ``kmodsim ops --emit
-series`` (tests/test_series_emit.py, bench/series_bench.py --static-call): SOURCE_DIRS of Debian's
+series`` (tests/test_series_emit.py, bench/series_bench.py --static-call, --kvm-direct): SOURCE_DIRS of Debian's
 linux-source package unpacked once into the cache (fetched at run time, never committed), a git
 repository of them with a Kbuild that builds KVM with ``M=``."""
 
@@ -9,7 +9,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 from series_fixture import git
 
@@ -19,6 +21,8 @@ CENSUS = SOURCE_DIRS  # where the ops census of kvm_x86_ops reads
 # the test stays within minutes; the first commit of the static-call series (the X-macro list in
 # asm/kvm_host.h) rebuilds everything anyway
 SUBSET_510 = "get_segment_base,migrate_timers,get_mt_mask,vcpu_after_set_cpuid"
+SUBSET_61 = "hardware_enable,get_cpl,migrate_timers,complete_emulated_msr"
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "kvm-monolithic"
 # where a series may change asm/kvm_host.h: this tree's arch/x86/include before the headers'
 NOSTDINC = "NOSTDINC_FLAGS += -I$(src)/../include"
 # 5.10's KVM Makefile, built with M=
@@ -54,6 +58,29 @@ def kvm_repo(where: Path, src: Path, kbuild: str, extra: dict[str, Path] | None 
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "KVM as Debian ships it, and a Kbuild for M=")
+    return repo
+
+
+def example_build() -> ModuleType:
+    """examples/kvm-monolithic/build.py (source_tree, kbuild_text, kvm_makefile, BuildError)."""
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import build
+    finally:
+        sys.path.remove(str(EXAMPLE))
+    return build
+
+
+def monolithic_repo(where: Path, src: Path) -> Path:
+    """KVM of Debian's linux-source-6.1 ``src`` (example_build().source_tree) as a git tree in the
+    monolithic layout (every kvm object linked into kvm-intel.ko: build.py's Kbuild, mono_glue.c),
+    this tree's arch/x86/include before the headers', KVM's Makefile with its paths in this tree."""
+    build = example_build()
+    kbuild = build.kbuild_text("mono-intel").replace("include $(src)/kvm.mk", NOSTDINC + "\ninclude $(src)/kvm.mk")
+    repo = kvm_repo(where, src, kbuild, {"arch/x86/kvm/mono_glue.c": EXAMPLE / "mono_glue.c"})
+    (repo / "arch/x86/kvm/kvm.mk").write_text(build.kvm_makefile(str(repo)))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "KVM's Makefile with its paths in this tree")
     return repo
 
 

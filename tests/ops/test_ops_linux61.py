@@ -200,3 +200,36 @@ def test_patch_applies_to_the_source_it_was_made_from(src, doc):
     dry = subprocess.run(["patch", "--dry-run", "-p1", "-d", str(src)], input=diff, capture_output=True,
                          text=True)
     assert dry.returncode == 0, dry.stdout[-2000:] + dry.stderr
+
+
+def test_patch_puts_a_headers_prototypes_inside_its_include_guard_after_its_includes(src, tmp_path):
+    """A header the patch makes call vmx's functions (x86.h's is_64_bit_mode(), mmu.h, lapic.h, ...)
+    gets their prototypes inside its include guard, after its #includes (which declare the types
+    they name: before them, ``struct kvm_vcpu`` in a parameter list is a new type, and kbuild's
+    -Werror fails every object including x86.h), and before the first call."""
+    from .conftest import run_ops
+
+    r = run_ops(*SOURCE_DIRS, "--struct", "kvm_x86_ops", "--emit", "patch", "--instance", "vmx_x86_ops", cwd=src)
+    assert r.returncode == 1, r.stderr
+    headers = sorted(set(re.findall(r"^\+\+\+ b/(\S+\.h)$", r.stdout, re.M)))
+    assert "arch/x86/kvm/x86.h" in headers
+    checked = []
+    for h in headers:
+        (tmp_path / h).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / h).write_bytes((src / h).read_bytes())
+        subprocess.run(["git", "apply", f"--include={h}", "-"], input=r.stdout, text=True, cwd=tmp_path, check=True)
+        lines = (tmp_path / h).read_text().splitlines()
+        block = [i for i, ln in enumerate(lines) if ln.startswith("/* direct calls replacing kvm_x86_ops")]
+        if not block:
+            continue
+        text = "\n".join(lines)
+        guard = re.search(r"^#if(?:ndef\s+(\w+)|\s+!defined\((\w+)\)[^\n]*)\n#define\s+(\w+)", text, re.M)
+        assert guard is not None and guard.group(3) in (guard.group(1), guard.group(2)), h
+        first_call = min(i for i, ln in enumerate(lines) if re.search(r"\b(?:vmx|vt)_\w+\(", ln)
+                         and not ln.startswith(("void", "int", "bool", "u64", "u8", "unsigned", "static")))
+        includes = [i for i, ln in enumerate(lines[:first_call]) if ln.startswith("#include")]
+        assert block[0] > _line(text, guard.end()) - 1, (h, block[0], "before the include guard")
+        assert block[0] > max(includes, default=-1), (h, block[0], includes)
+        assert block[0] < first_call, (h, block[0], first_call)
+        checked.append(h)
+    assert "arch/x86/kvm/x86.h" in checked

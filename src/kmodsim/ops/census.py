@@ -249,10 +249,16 @@ def _iter_fields(body: Node):
             yield from _iter_fields(c)
 
 
+def preproc_block(node: Node) -> bool:
+    """An #if/#ifdef block or one of its #else/#elif parts: at top level (a header's include guard)
+    its items are top-level items."""
+    return node.type.startswith("preproc_if") or node.type in ("preproc_else", "preproc_elif", "preproc_elifdef")
+
+
 def _iter_toplevel(root: Node):
     """Top-level nodes of a translation unit, looking inside #if blocks."""
     for c in root.named_children:
-        if c.type.startswith("preproc_if") or c.type in ("preproc_else", "preproc_elif", "preproc_elifdef"):
+        if preproc_block(c):
             yield from _iter_toplevel(c)
         else:
             yield c

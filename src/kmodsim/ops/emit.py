@@ -10,7 +10,8 @@ touched.  Each patched file gets a prototype
 for every direct target it does not already declare before its first use, built from the member's
 declaration in the struct (``int vmx_get_msr(struct kvm_vcpu *vcpu, struct msr_data *msr);``) and
 placed just before the top-level definition holding the first rewritten call (so the types it
-names are already declared); it is ``static`` when the file defines the function ``static`` further
+names are already declared; top level looks inside #if blocks: in a header, inside its include
+guard, after its #includes); it is ``static`` when the file defines the function ``static`` further
 down.  File names in the diff are ``a/<name>`` / ``b/<name>`` with names relative to the inputs'
 common directory: apply with ``patch -p1`` from there.
 """
@@ -23,7 +24,7 @@ from collections import defaultdict
 from tree_sitter import Node
 
 from . import parse
-from .census import Census
+from .census import Census, preproc_block
 from .model import MANDATORY, OPTIONAL, RET0, Member
 
 
@@ -53,11 +54,18 @@ def emit_xmacro(census: Census) -> str:
 
 
 def _toplevel(root: Node, offset: int) -> Node:
+    """The top-level item holding ``offset``, looking inside #if blocks at top level (as
+    census._iter_toplevel does): in a header, the item inside its include guard, not the guard."""
     n = root.descendant_for_byte_range(offset, offset)
     assert n is not None, offset  # the offset lies inside the parsed file
-    while n.parent is not None and n.parent.type != "translation_unit":
+    path = []
+    while n is not None:
+        path.append(n)
         n = n.parent
-    return n
+    for item in reversed(path[:-1]):  # from the translation unit's child down
+        if not preproc_block(item):
+            return item
+    return path[0]
 
 
 def missing_prototypes(sf: parse.SourceFile, needed: dict[str, tuple[int, Member]]) -> list[str]:
