@@ -182,9 +182,14 @@ class KernelBtf:
         one cluster worker) neither see nor change each other's state: their notes are the same
         whichever ran first."""
         self.vmlinux()
-        out = KernelBtf(self.image, self.module_files, self.max_size)
-        out._vmlinux, out._vmlinux_error = self._vmlinux, self._vmlinux_error
+        out = self._sharing_vmlinux(self.image, self.module_files)
         out.errors = [self._vmlinux_error] if self._vmlinux_error else []
+        return out
+
+    def _sharing_vmlinux(self, image: str, module_files: dict[str, str]) -> KernelBtf:
+        """A new BTF of these files, with this one's vmlinux BTF (or its error) if already read."""
+        out = KernelBtf(image, module_files, self.max_size)
+        out._vmlinux, out._vmlinux_error = self._vmlinux, self._vmlinux_error
         return out
 
     def moved(self, was: str, now: str) -> KernelBtf:
@@ -197,9 +202,7 @@ class KernelBtf:
             rel = os.path.relpath(path, was)
             return path if rel.startswith(os.pardir) else os.path.join(now, rel)
 
-        out = KernelBtf(rebase(self.image), {o: rebase(f) for o, f in self.module_files.items()}, self.max_size)
-        out._vmlinux, out._vmlinux_error = self._vmlinux, self._vmlinux_error
-        return out
+        return self._sharing_vmlinux(rebase(self.image), {o: rebase(f) for o, f in self.module_files.items()})
 
     def drop(self, owner: str) -> None:
         """Forget a module's BTF (memory: a whole tree's is not kept at once)."""

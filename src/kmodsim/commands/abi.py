@@ -136,10 +136,10 @@ def _finish(ignored: list[str], problems: list[tuple[str, str]], notes: list[str
 
 @args.command("check")
 @args.argument("modules", nargs=-1, required=True, type=args.path)
-@args.option("--kernel", "-k", "kernels", required=True, multiple=True, metavar="KERNEL",
+@args.option("--kernel", "-k", "kernels", required=True, multiple=True, type=args.path, metavar="KERNEL",
              help="The new kernel: anything --kernel takes (a headers directory, Module.symvers, vmlinux, vmlinuz), "
                   "or debian:linux-headers-<kver>. Repeatable: the same modules on each kernel.")
-@args.option("--vmlinuz", multiple=True, metavar="IMAGE",
+@args.option("--vmlinuz", multiple=True, type=args.path, metavar="IMAGE",
              help="The new kernel's image (or debian:linux-image-<kver>): module signatures are checked against "
                   "the keys built into it, module BTF against its BTF. With several --kernel: one per kernel, "
                   "in the same order.")
@@ -159,7 +159,7 @@ def check_cmd(modules, kernels, vmlinuz, as_json, scheduler) -> None:
     from ..debian import resolve_input
     from ..render.abi_check import check_json, check_text, kernels_json, kernels_text
 
-    if vmlinuz and len(vmlinuz) != len(kernels):
+    if vmlinuz and len(vmlinuz) != len(kernels):  # (before any work: a usage error, as the library's ValueError)
         raise args.UsageError(f"{len(vmlinuz)} --vmlinuz for {len(kernels)} --kernel: give none, or one per kernel")
     try:
         results = check_kernels(list(kernels), list(modules), list(vmlinuz), scheduler, resolve_input)
