@@ -233,3 +233,48 @@ def test_patch_puts_a_headers_prototypes_inside_its_include_guard_after_its_incl
         assert block[0] < first_call, (h, block[0], first_call)
         checked.append(h)
     assert "arch/x86/kvm/x86.h" in checked
+
+
+def test_patch_includes_the_header_of_a_static_inline_target_instead_of_a_prototype(src, texts):
+    """vmx_x86_ops.has_wbinvd_exit is cpu_has_vmx_wbinvd_exit(), a ``static inline`` of
+    vmx/capabilities.h: no symbol, so a prototype in x86.c made modpost say it is undefined (the
+    whole direct-call series' step 71). The calling .c file includes the defining header instead,
+    in its first block of #includes, after its last quoted one; no prototype of it is added."""
+    from .conftest import run_ops
+
+    init = _initializer(texts["arch/x86/kvm/vmx/vmx.c"], "vmx_x86_ops")
+    inline = {}  # target -> the header that defines it static inline (found by regex here)
+    for func in set(init.values()):
+        rx = re.compile(rf"^static\s+(?:__always_)?inline\b[^;{{]*\b{re.escape(func)}\s*\([^;{{]*\)\s*\{{", re.M)
+        homes = [name for name, text in texts.items() if name.endswith(".h") and rx.search(text)]
+        if homes:
+            assert len(homes) == 1, (func, homes)
+            inline[func] = homes[0]
+    assert inline == {"cpu_has_vmx_wbinvd_exit": "arch/x86/kvm/vmx/capabilities.h"}
+
+    r = run_ops(*SOURCE_DIRS, "--struct", "kvm_x86_ops", "--emit", "patch", "--instance", "vmx_x86_ops", cwd=src)
+    assert r.returncode == 1, r.stderr
+    per_file = dict(re.findall(r"^\+\+\+ b/(\S+)\n(.*?)(?=^diff |^--- a/|\Z)", r.stdout, re.M | re.S))
+    for func, home in inline.items():
+        assert not re.search(rf"^\+.*\b{func}\s*\([^)]*\)\s*;", r.stdout, re.M), "a prototype of " + func
+        callers = [f for f, hunk in per_file.items() if re.search(rf"^\+.*\b{func}\(", hunk, re.M)]
+        assert callers == ["arch/x86/kvm/x86.c"], callers
+        for caller in callers:
+            spec = '"' + str(Path(home).relative_to(Path(caller).parent)) + '"'
+            assert re.search(rf"^\+#include {re.escape(spec)}$", per_file[caller], re.M), (caller, spec)
+            lines = subprocess.run(["patch", "-s", "-o", "-", str(src / caller)], input=_only(r.stdout, caller),
+                                   capture_output=True, text=True, check=True).stdout.splitlines()
+            at = lines.index(f"#include {spec}")
+            original = (src / caller).read_text().splitlines()
+            first_code = next(i for i, ln in enumerate(original)
+                              if ln.strip() and not ln.startswith(("#include", "//", "/*", " *")))
+            quoted = [i for i, ln in enumerate(original[:first_code]) if ln.startswith('#include "')]
+            assert lines[at - 1] == original[quoted[-1]], (caller, lines[at - 1])
+            assert at < min(i for i, ln in enumerate(lines) if f"{func}(" in ln)
+
+
+def _only(diff: str, name: str) -> str:
+    """The part of a unified diff that patches ``name``."""
+    m = re.search(rf"^--- a/{re.escape(name)}\n.*?(?=^--- a/|\Z)", diff, re.M | re.S)
+    assert m is not None, name
+    return m.group(0)

@@ -120,6 +120,30 @@ class Census:
     files_parsed: list[str]
     sources: dict[str, SourceFile] = field(default_factory=dict, repr=False)
     input_errors: list[InputError] = field(default_factory=list)
+    # the inputs no pass needed (they name neither the struct nor a table): parsed on demand
+    unparsed: dict[str, RawInput] = field(default_factory=dict, repr=False)
+    _parsed_later: dict[str, SourceFile | None] = field(default_factory=dict, repr=False)
+
+    def files_with(self, word: str) -> list[SourceFile]:
+        """Every input whose text holds ``word``, by name: the parsed sources, and the other inputs
+        parsed now (once; one that cannot be read or parsed is skipped, as the census skipped it)."""
+        key = word.encode()
+        out = []
+        for name in sorted({*self.sources, *self.unparsed}):
+            sf = self.sources.get(name)
+            if sf is None:
+                raw = self.unparsed[name]
+                if key not in raw.data:
+                    continue
+                if name not in self._parsed_later:
+                    try:
+                        self._parsed_later[name] = parse.read_source(raw.path, raw.name, raw.explicit)
+                    except InputError:
+                        self._parsed_later[name] = None
+                sf = self._parsed_later[name]
+            if sf is not None and key in sf.data:
+                out.append(sf)
+        return out
 
     def member(self, name: str) -> Member | None:
         for m in self.members:
@@ -309,6 +333,7 @@ class _Analyzer:
         self.sources: dict[str, SourceFile] = {}
         self.parse_errors: list[ParseError] = []
         self.input_errors: list[InputError] = []
+        self.unparsed: dict[str, RawInput] = {}
         self.definition: tuple[SourceFile, Node] | None = None
         self.members: dict[str, Member] = {}
         self.data_members: list[str] = []
@@ -378,6 +403,7 @@ class _Analyzer:
             for raw in hits:
                 self._parse(raw)
             self.resolve_macros()
+        self.unparsed = {raw.name: raw for raw in pending}
         for sf, nm, d, value in self._pending_instances:
             self._read_instance(sf, nm, d, value)
 
@@ -1146,4 +1172,5 @@ def run_census(struct: str, inputs: list[RawInput]) -> Census:
         files_parsed=sorted(az.sources),
         sources=az.sources,
         input_errors=az.input_errors,
+        unparsed=az.unparsed,
     )

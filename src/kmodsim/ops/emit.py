@@ -12,20 +12,29 @@ declaration in the struct (``int vmx_get_msr(struct kvm_vcpu *vcpu, struct msr_d
 placed just before the top-level definition holding the first rewritten call (so the types it
 names are already declared; top level looks inside #if blocks: in a header, inside its include
 guard, after its #includes); it is ``static`` when the file defines the function ``static`` further
-down.  File names in the diff are ``a/<name>`` / ``b/<name>`` with names relative to the inputs'
+down.  A target the inputs define ``static`` (``static inline``) in a header -- vmx's
+``cpu_has_vmx_wbinvd_exit()`` in ``vmx/capabilities.h`` -- has no symbol a prototype could reach:
+the calling ``.c`` file includes that header instead (after its first block of ``#include``
+lines), and a member with such a target called from a header is left alone (the include could
+close a cycle of headers).  A target defined ``static`` in its instance's own ``.c`` file and
+called from another file loses its ``static`` there (every declaration of it), or the call could
+not link.  File names in the diff are ``a/<name>`` / ``b/<name>`` with names relative to the inputs'
 common directory: apply with ``patch -p1`` from there.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections import defaultdict
+import os
+import re
+from collections import Counter, defaultdict
+from typing import NamedTuple
 
 from tree_sitter import Node
 
 from . import parse
 from .census import Census, preproc_block
-from .model import MANDATORY, OPTIONAL, RET0, Member
+from .model import MANDATORY, OPTIONAL, RET0, Instance, Member
 
 
 def xmacro_family(census: Census) -> str:
@@ -74,30 +83,117 @@ def missing_prototypes(sf: parse.SourceFile, needed: dict[str, tuple[int, Member
     declared or defined before that use needs none; ``static`` when any declaration of it is."""
     out = []
     for func, (use, mem) in sorted(needed.items()):
-        decls = _declarations_of(sf, func)
-        if any(off < use for off, _ in decls):
+        decls = declarations_of(sf, func)
+        if any(d.offset < use for d in decls):
             continue
-        static = any(st for _, st in decls)
+        static = any(d.static for d in decls)
         out.append(("static " if static else "") + mem.prototype.replace("@@NAME@@", func) + ";")
     return out
 
 
-def _declarations_of(sf: parse.SourceFile, name: str) -> list[tuple[int, bool]]:
-    """(offset, static?) of every declaration or definition of function ``name`` in ``sf``."""
-    q = parse.query(f'(function_declarator declarator: (identifier) @n (#eq? @n "{name}")) @fd')
-    out = []
-    for fd in parse.captures(q, sf.tree.root_node).get("fd", []):
-        holder = fd.parent
-        while holder is not None and holder.type not in ("declaration", "function_definition"):
-            if holder.type in ("parameter_declaration", "field_declaration", "compound_statement"):
-                holder = None
-                break
-            holder = holder.parent
-        if holder is None:
+def declarations_of(sf: parse.SourceFile, name: str) -> list[parse.FunctionDeclaration]:
+    """Every declaration or definition of function ``name`` in ``sf``."""
+    if name.encode() not in sf.data:
+        return []
+    return sf.functions().get(name, [])
+
+
+def owner_instance(census: Census, direct: dict[str, str]) -> Instance | None:
+    """The instance the direct targets come from: the one installing most of them."""
+    votes = Counter(i.name for i in census.instances for m, f in direct.items() if i.implementations.get(m) == f)
+    if not votes:
+        return None
+    name = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+    return next(i for i in census.instances if i.name == name)
+
+
+def header_definition(census: Census, func: str) -> str | None:
+    """The header of the inputs that defines ``func`` ``static`` (``static inline``), when that is
+    the only definition the inputs hold: a call from another file reaches it by including that
+    header, no prototype can (the function has no symbol)."""
+    defs = [(n, d) for n in sorted(census.sources) for d in declarations_of(census.sources[n], func) if d.definition]
+    if not defs:  # not in the files the census parsed: look in the other inputs
+        defs = [(sf.name, d) for sf in census.files_with(func) for d in declarations_of(sf, func) if d.definition]
+    if len(defs) == 1 and defs[0][0].endswith(".h") and defs[0][1].static:
+        return defs[0][0]
+    return None
+
+
+def include_spec(header: str, from_file: str) -> str:
+    """How ``from_file`` names ``header`` in an #include: ``<...>`` under an include/ directory,
+    else the path relative to ``from_file``'s directory in quotes (``"vmx/capabilities.h"``)."""
+    if "/include/" in "/" + header:
+        return "<" + ("/" + header).split("/include/", 1)[1] + ">"
+    return '"' + os.path.relpath(header, os.path.dirname(from_file) or ".") + '"'
+
+
+def include_point(data: bytes) -> int:
+    """Where a new ``#include`` goes in a ``.c`` file: after the last quoted include of its first
+    block of #include lines (blank lines and comments between them), else after that block's last
+    include, else at the top."""
+    pos = 0
+    last_any = last_local = None
+    seen = False
+    in_comment = False
+    for line in data.splitlines(keepends=True):
+        text = line.strip()
+        end = pos + len(line)
+        pos = end
+        if in_comment:
+            in_comment = b"*/" not in text
             continue
-        static = any(c.type == "storage_class_specifier" and c.text == b"static" for c in holder.children)
-        out.append((holder.start_byte, static))
-    return out
+        if not text or text.startswith(b"//"):
+            continue
+        if text.startswith(b"/*"):
+            in_comment = b"*/" not in text
+            continue
+        m = re.match(rb"#\s*include\s*([<\"])", text)
+        if m is None:
+            if seen:
+                break
+            continue
+        seen = True
+        last_any = end
+        if m.group(1) == b'"':
+            last_local = end
+    at = last_local if last_local is not None else last_any
+    return at if at is not None else 0
+
+
+class Reach(NamedTuple):
+    """What a file calling direct targets needs so that the calls compile and link."""
+
+    prototypes: list[str]  # declarations to add before the first use
+    includes: list[str]  # #include specs to add (targets defined static in a header)
+    unstatic: list[tuple[str, int, int]]  # (file, start, end) of each ``static `` to drop
+
+
+def reach(census: Census, file: str, needed: dict[str, tuple[int, Member]], owner: Instance | None) -> Reach:
+    """How ``file`` reaches the functions it now calls (``needed`` as for :func:`missing_prototypes`):
+    a header defining one ``static`` is included (unless ``file`` includes it already); the others
+    get a prototype where ``file`` lacks one; those defined ``static`` in ``owner``'s file, when
+    called from another file, lose that ``static``."""
+    sf = census.sources[file]
+    includes = []
+    rest = {}
+    for func, use in sorted(needed.items()):
+        hdr = header_definition(census, func)
+        if hdr is None:
+            rest[func] = use
+            continue
+        spec = include_spec(hdr, file)
+        if not re.search(rb"^#\s*include\s*" + re.escape(spec.encode()), sf.data, re.M) and spec not in includes:
+            includes.append(spec)
+    unstatic = []
+    if owner is not None and file != owner.file and owner.file in census.sources:
+        osf = census.sources[owner.file]
+        for func in sorted(rest):
+            for d in declarations_of(osf, func):
+                if d.static:
+                    kw = re.compile(rb"\bstatic\s+").search(osf.data, d.offset)
+                    if kw is not None:
+                        unstatic.append((owner.file, kw.start(), kw.end()))
+    return Reach(missing_prototypes(sf, rest), includes, unstatic)
 
 
 def _insertion_point(sf: parse.SourceFile, offset: int) -> int:
@@ -110,6 +206,19 @@ def _insertion_point(sf: parse.SourceFile, offset: int) -> int:
     return sf.data.rfind(b"\n", 0, item.start_byte) + 1
 
 
+def header_call_of(census: Census, mem: Member, target: str) -> str | None:
+    """Why ``mem``'s calls of ``target`` are left alone, or None: the target is defined ``static``
+    in a header and a call sits in another header (including it there could close a cycle)."""
+    hdr = header_definition(census, target)
+    if hdr is None:
+        return None
+    hsite = next((cs for cs in mem.call_sites if cs.file.endswith(".h") and cs.file != hdr), None)
+    if hsite is None:
+        return None
+    return (f"{mem.name}: {target}() is defined static in {hdr}, and {hsite.where()} (a header) calls it: "
+            "left alone")
+
+
 def emit_patch(census: Census, direct: dict[str, str]) -> tuple[str, list[str]]:
     """The unified diff, and notes on call sites left alone."""
     edits: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
@@ -117,6 +226,10 @@ def emit_patch(census: Census, direct: dict[str, str]) -> tuple[str, list[str]]:
     notes: list[str] = []
     for mem in census.members:
         target = direct.get(mem.name)
+        why_not = header_call_of(census, mem, target) if target is not None else None
+        if why_not is not None:
+            notes.append(why_not)
+            continue
         for cs in mem.call_sites:
             if target is None:
                 if cs.indirect:
@@ -130,21 +243,29 @@ def emit_patch(census: Census, direct: dict[str, str]) -> tuple[str, list[str]]:
             first = needed[cs.file].get(target)
             if first is None or cs.span[0] < first[0]:
                 needed[cs.file][target] = (cs.span[0], mem)
+    owner = owner_instance(census, direct)
+    for file in sorted(needed):
+        sf = census.sources[file]
+        r = reach(census, file, needed[file], owner)
+        if r.prototypes:
+            at = _insertion_point(sf, min(off for off, _ in needed[file].values()))
+            block = "/* direct calls replacing " + census.struct + " (kmodsim ops --emit patch) */\n"
+            block += "".join(p + "\n" for p in r.prototypes) + "\n"
+            edits[file].append((at, at, block))
+        if r.includes:
+            at = include_point(sf.data)
+            edits[file].append((at, at, "".join(f"#include {spec}\n" for spec in r.includes)))
+        for ofile, start, end in r.unstatic:
+            if (start, end, "") not in edits[ofile]:
+                edits[ofile].append((start, end, ""))
     chunks: list[str] = []
     for file in sorted(edits):
-        sf = census.sources[file]
-        old = sf.data
+        old = census.sources[file].data
         new = bytearray(old)
-        for start, end, text in sorted(edits[file], reverse=True):
+        # insertions at one offset keep their order: the stable sort on (start, end) reversed would
+        # swap them, so sort by position only and apply from the end
+        for start, end, text in sorted(edits[file], key=lambda e: (e[0], e[1]), reverse=True):
             new[start:end] = text.encode()
-        first_use = min(off for off, _ in needed[file].values())
-        protos = missing_prototypes(sf, needed[file])
-        if protos:
-            at = _insertion_point(sf, first_use)
-            block = "/* direct calls replacing " + census.struct + " (kmodsim ops --emit patch) */\n"
-            block += "".join(p + "\n" for p in protos) + "\n"
-            # edits are all after ``at`` (it precedes the first use), so offsets before it are intact
-            new[at:at] = block.encode()
         chunks.append(_unified(file, old, bytes(new)))
     return "".join(chunks), notes
 

@@ -5,10 +5,10 @@ Two conversions, chosen per member:
 
 ``direct``
     the member has a direct target (``--instance``/``--prefix``, or the one instance there is):
-    its calls become calls of that function, as ``--emit patch`` writes them (a prototype where the
-    calling file does not declare the target); a target defined ``static`` in its instance's file
-    and called from another file loses its ``static`` (every declaration of it in that file), or
-    the call could not link. A member the instance's own code changes at run time
+    its calls become calls of that function, as ``--emit patch`` writes them
+    (:func:`kmodsim.ops.emit.reach`: a prototype where the calling file does not declare the
+    target; the header that defines a ``static inline`` target included; a target defined
+    ``static`` in its instance's file and called from another file loses its ``static``). A member the instance's own code changes at run time
     (``vmx_x86_ops.m = NULL`` in its setup) has no target known at build time: left alone.
 ``static call``
     the others: the first commit adds the X-macro list of every member (a new header beside the
@@ -49,7 +49,15 @@ from tree_sitter import Node
 from ..errors import Error
 from . import parse
 from .census import Census
-from .emit import _declarations_of, _insertion_point, missing_prototypes, xmacro_family
+from .emit import (
+    _insertion_point,
+    header_call_of,
+    include_point,
+    include_spec,
+    owner_instance,
+    reach,
+    xmacro_family,
+)
 from .model import CallSite, Member
 
 GROUPS = ("member", "file")
@@ -167,12 +175,6 @@ def _cond_call(sf: parse.SourceFile, cs: CallSite) -> tuple[int, int, str] | Non
     return holder.start_byte, holder.end_byte, sf.text(args)
 
 
-def _include_spec(header: str) -> str:
-    if "/include/" in "/" + header:
-        return "<" + ("/" + header).split("/include/", 1)[1] + ">"
-    return '"' + os.path.basename(header) + '"'
-
-
 def _table(census: Census, sites: list[CallSite]) -> tuple[str, str] | None:
     """The table most calls go through (its expression, operator), if it is a plain name."""
     count: Counter[tuple[str, str]] = Counter()
@@ -224,12 +226,7 @@ def emit_series(census: Census, direct: dict[str, str], group: str = "member",
         if name not in known:
             raise EmitError("--members", f"{name!r} is not a member of struct {census.struct}")
     notes: list[str] = []
-    instances = {i.name: i for i in census.instances}
-    owner = None
-    if direct:
-        # the instance the targets come from: the one installing most of them
-        votes = Counter(i.name for i in census.instances for m, f in direct.items() if i.implementations.get(m) == f)
-        owner = instances[sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]] if votes else None
+    owner = owner_instance(census, direct) if direct else None
 
     # -- what each member's commit does -----------------------------------------------------------
     plans: dict[str, list[tuple[CallSite, str]]] = {}  # member -> [(site, "direct"|"static"|"cond")]
@@ -245,6 +242,10 @@ def emit_series(census: Census, direct: dict[str, str], group: str = "member",
                 notes.append(f"{mem.name}: set at run time ({stores[0].where()}, {stores[0].target} = "
                              f"{stores[0].value}): no target known at build time, left alone")
                 continue
+        why_not = header_call_of(census, mem, target) if target is not None else None
+        if why_not is not None:
+            notes.append(why_not)
+            continue
         if target is None and direct:
             if any(cs.indirect for cs in mem.call_sites):
                 notes.append(f"{mem.name}: no direct target"
@@ -331,7 +332,6 @@ def emit_series(census: Census, direct: dict[str, str], group: str = "member",
         header = os.path.join(os.path.dirname(census.definition.file), census.struct.replace("_", "-") + ".h")
         if header in census.sources:
             raise EmitError(header, "exists already: the X-macro list would overwrite it")
-        spec = _include_spec(header)
         lines = [
             "/* SPDX-License-Identifier: GPL-2.0 */",
             f"#if !defined({fam}) || !defined({fam}_NULL)",
@@ -351,10 +351,10 @@ def emit_series(census: Census, direct: dict[str, str], group: str = "member",
         dname, dm = decl
         ddata = census.sources[dname].data
         block = (f"\n#define {fam}(func) \\\n\tDECLARE_STATIC_CALL({prefix}##func, *{macro});\n"
-                 f"#define {fam}_NULL {fam}\n#include {spec}\n\n"
+                 f"#define {fam}_NULL {fam}\n#include {include_spec(header, dname)}\n\n"
                  f"static inline void {upd}(void)\n{{\n"
                  f"#define {fam}(func) \\\n\tstatic_call_update({prefix}##func, {tname}{op}func);\n"
-                 f"#define {fam}_NULL {fam}\n#include {spec}\n}}\n")
+                 f"#define {fam}_NULL {fam}\n#include {include_spec(header, dname)}\n}}\n")
         edits.append(Edit(dname, dm.end(), dm.end(), block, 0))
         if not re.search(rb"^#include <linux/static_call\.h>", ddata, re.M):
             incs = list(re.finditer(rb"^#include <linux/[^>]+>[^\n]*\n", ddata, re.M))
@@ -362,7 +362,7 @@ def emit_series(census: Census, direct: dict[str, str], group: str = "member",
             edits.append(Edit(dname, at, at, "#include <linux/static_call.h>\n", 0))
         cname, cm = defn
         block = (f"\n#define {fam}(func) \\\n\tDEFINE_STATIC_CALL_NULL({prefix}##func, *{macro});\n"
-                 f"#define {fam}_NULL {fam}\n#include {spec}\n")
+                 f"#define {fam}_NULL {fam}\n#include {include_spec(header, cname)}\n")
         edits.append(Edit(cname, cm.end(), cm.end(), block, 0))
         export_at = (cname, cm.end())
         for c in copies:
@@ -416,24 +416,22 @@ def emit_series(census: Census, direct: dict[str, str], group: str = "member",
                         cs.file.endswith(".h") or os.path.dirname(cs.file) != os.path.dirname(export_at[0])):
                     exported.add(name)
                     cut.append(name)
-        # prototypes of direct targets, and targets made global
+        # what the calling files need: prototypes, includes, targets made global
         for file, needed in sorted(protos.items()):
             sf = census.sources[file]
-            lines = missing_prototypes(sf, needed)
-            if lines:
+            r = reach(census, file, needed, owner)
+            if r.prototypes:
                 at = _insertion_point(sf, min(u for u, _ in needed.values()))
-                edits.append(Edit(file, at, at, "".join(ln + "\n" for ln in lines) + "\n", step))
-            if owner is not None and file != owner.file and owner.file in census.sources:
-                osf = census.sources[owner.file]
-                for func in sorted(needed):
-                    for off, st in _declarations_of(osf, func):
-                        if st:
-                            kw = re.compile(rb"\bstatic\s+").search(osf.data, off)
-                            if kw is not None:
-                                e = Edit(owner.file, kw.start(), kw.end(), "", step)
-                                if all((x.file, x.start) != (e.file, e.start) for x in edits):
-                                    edits.append(e)
-                                    touched.add(owner.file)
+                edits.append(Edit(file, at, at, "".join(ln + "\n" for ln in r.prototypes) + "\n", step))
+            for spec in r.includes:
+                line = f"#include {spec}\n"
+                at = include_point(sf.data)
+                if all((x.file, x.start, x.text) != (file, at, line) for x in edits):
+                    edits.append(Edit(file, at, at, line, step, order=-1))
+            for ofile, start, end in r.unstatic:
+                if all((x.file, x.start) != (ofile, start) for x in edits):
+                    edits.append(Edit(ofile, start, end, "", step))
+                    touched.add(ofile)
         if cut and export_at is not None:
             edits.append(Edit(export_at[0], export_at[1], export_at[1],
                               "".join(f"EXPORT_STATIC_CALL_GPL({prefix}{n});\n" for n in cut), step))

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import tree_sitter_c
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
@@ -262,6 +263,14 @@ class ParseError:
         }
 
 
+class FunctionDeclaration(NamedTuple):
+    """A declaration or definition of a function in a file (not a parameter, field or local)."""
+
+    offset: int  # start of the declaration or definition
+    static: bool
+    definition: bool
+
+
 @dataclass
 class SourceFile:
     """A parsed C file: original bytes, masked bytes and the tree of the masked bytes."""
@@ -272,6 +281,28 @@ class SourceFile:
     tree: Tree
     errors: list[ParseError] = field(default_factory=list)
     _line_starts: list[int] | None = None
+    _functions: dict[str, list[FunctionDeclaration]] | None = None
+
+    def functions(self) -> dict[str, list[FunctionDeclaration]]:
+        """Every function this file declares or defines, by name (one pass over the tree, kept)."""
+        if self._functions is None:
+            out: dict[str, list[FunctionDeclaration]] = {}
+            q = query("(function_declarator declarator: (identifier) @n) @fd")
+            for fd in captures(q, self.tree.root_node).get("fd", []):
+                holder = fd.parent
+                while holder is not None and holder.type not in ("declaration", "function_definition"):
+                    if holder.type in ("parameter_declaration", "field_declaration", "compound_statement"):
+                        holder = None
+                        break
+                    holder = holder.parent
+                name = fd.child_by_field_name("declarator")
+                if holder is None or name is None:
+                    continue
+                static = any(c.type == "storage_class_specifier" and c.text == b"static" for c in holder.children)
+                out.setdefault(self.data[name.start_byte:name.end_byte].decode("utf-8", "replace"), []).append(
+                    FunctionDeclaration(holder.start_byte, static, holder.type == "function_definition"))
+            self._functions = out
+        return self._functions
 
     def text(self, node: Node) -> str:
         """Original (unmasked) source text of ``node``."""
