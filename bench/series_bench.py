@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,19 @@ def _rounds(headers: str, argv: list[str], rounds: int) -> list[list[dict]]:
 
 def _median(runs: list[list[dict]], step: int, key: str) -> float:
     return statistics.median(r[step]["build"][key] for r in runs)
+
+
+def _step_table(runs: list[list[dict]], title: str, what: str, compiled: Callable[[dict], str], width: int) -> float:
+    """Print each step's median wall and CPU time, what it compiled (``compiled(step)``, in a column
+    ``what`` of ``width``) and its CPU against the cold build's; return the cold build's CPU."""
+    cold_cpu = _median(runs, 0, "cpu_seconds")
+    print(title)
+    print(f"{'#':>2}  {'step':<48}  {what:<{width}}  {'wall':>7}  {'cpu':>7}  {'cpu/cold':>8}")
+    for i, s in enumerate(runs[0]):
+        wall, cpu = _median(runs, i, "seconds"), _median(runs, i, "cpu_seconds")
+        print(f"{i:>2}  {s['name'][:48]:<48}  {compiled(s)[:width]:<{width}}  {wall:>6.2f}s  {cpu:>6.2f}s  "
+              f"{cpu / cold_cpu:>7.0%}")
+    return cold_cpu
 
 
 def main() -> int:
@@ -99,14 +113,8 @@ def main() -> int:
             repo, shas = make_repo(Path(tmp))
             argv = ["--src", str(repo), f"{shas[0]}..main"]
         runs = _rounds(headers, argv, args.rounds)
-    steps = runs[0]
-    cold_cpu = _median(runs, 0, "cpu_seconds")
-    print(f"kmodsim series, {len(steps) - 1} steps, {args.rounds} rounds, headers {headers}")
-    print(f"{'#':>2}  {'step':<44}  {'compiled':<28}  {'wall':>6}  {'cpu':>6}  {'cpu/cold':>8}")
-    for i, s in enumerate(steps):
-        wall, cpu = _median(runs, i, "seconds"), _median(runs, i, "cpu_seconds")
-        print(f"{i:>2}  {s['name'][:44]:<44}  {', '.join(s['build']['compiled'])[:28]:<28}  {wall:>5.2f}s  "
-              f"{cpu:>5.2f}s  {cpu / cold_cpu:>7.0%}")
+    cold_cpu = _step_table(runs, f"kmodsim series, {len(runs[0]) - 1} steps, {args.rounds} rounds, headers {headers}",
+                           "compiled", lambda s: ", ".join(s["build"]["compiled"]), 28)
     one_file = _median(runs, 1, "cpu_seconds") / cold_cpu
     if args.kvm:
         print(f"one-file step (1): {one_file:.0%} of the cold build's CPU (the issue's target: <= {TARGET:.0%}: "
@@ -140,13 +148,8 @@ def static_call(args: argparse.Namespace) -> int:
                 *(f"--make={v}" for v in cc_vars(headers))]
         runs = _rounds(headers, argv, args.rounds)
     steps = runs[0]
-    cold_cpu = _median(runs, 0, "cpu_seconds")
-    print(f"kmodsim series, 5.10 static-call series, {len(steps) - 1} steps, {args.rounds} rounds, headers {headers}")
-    print(f"{'#':>2}  {'step':<52}  {'cc':>3}  {'wall':>7}  {'cpu':>7}  {'cpu/cold':>8}")
-    for i, s in enumerate(steps):
-        wall, cpu = _median(runs, i, "seconds"), _median(runs, i, "cpu_seconds")
-        print(f"{i:>2}  {s['name'][:52]:<52}  {len(s['build']['compiled']):>3}  {wall:>6.2f}s  {cpu:>6.2f}s  "
-              f"{cpu / cold_cpu:>7.0%}")
+    cold_cpu = _step_table(runs, f"kmodsim series, 5.10 static-call series, {len(steps) - 1} steps, {args.rounds} "
+                           f"rounds, headers {headers}", "cc", lambda s: str(len(s["build"]["compiled"])), 3)
     one = [i for i, s in enumerate(steps) if i and len(s["build"]["compiled"]) == 1]
     if one:
         worst = max(_median(runs, i, "cpu_seconds") for i in one) / cold_cpu

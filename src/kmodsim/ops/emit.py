@@ -181,6 +181,8 @@ def reach(census: Census, file: str, needed: dict[str, tuple[int, Member]], owne
         if hdr is None:
             rest[func] = use
             continue
+        if hdr == file:
+            continue  # the header calls its own function
         spec = include_spec(hdr, file)
         if not re.search(rb"^#\s*include\s*" + re.escape(spec.encode()), sf.data, re.M) and spec not in includes:
             includes.append(spec)
